@@ -1,0 +1,85 @@
+// The `easel` command. The only module that wires the others together.
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
+import { createArchive, type ArchiveFormat } from '../models/archive.js';
+import { serve } from './serve.js';
+
+export const VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+const int = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got "${v}"`);
+  return n;
+};
+
+export function buildProgram(): Command {
+  // Positional options: `easel archive --version 2.0` is the archive's version, not Easel's.
+  const program = new Command('easel').description('Easel: a model server for generative AI on ONNX Runtime').version(VERSION).enablePositionalOptions();
+
+  program
+    .command('serve')
+    .description('Serve models over the TorchServe-compatible inference (8080), management (8081) and metrics (8082) APIs.')
+    .addOption(new Option('--config <file>', 'YAML or JSON config file (keys as below, camelCase)').env('EASEL_CONFIG'))
+    .addOption(new Option('--model-store <dir>', 'directory of model directories and archives (default: the bundled models/)'))
+    .addOption(new Option('--models <name=path...>', 'models to load at start, NAME=PATH or PATH, comma- or space-separated (default: every model in the store)'))
+    .addOption(new Option('--host <host>', 'inference API address (default 0.0.0.0)'))
+    .addOption(new Option('--port <port>', 'inference API port (default 8080)').argParser(int))
+    .addOption(new Option('--management-host <host>', 'management API address (default 127.0.0.1; elsewhere needs --management-token)'))
+    .addOption(new Option('--management-port <port>', 'management API port (default 8081)').argParser(int))
+    .addOption(new Option('--management-token <token>', 'bearer token the management API requires'))
+    .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
+    .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
+    .addOption(new Option('--data-dir <dir>', 'where extracted archives and state are kept (default .easel)'))
+    .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that remote model URLs must match (default: none allowed)'))
+    .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
+    .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
+    .addOption(new Option('--max-queue-length <n>', 'requests waiting per model before 503 (default 100)').argParser(int))
+    .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
+    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'))
+    .addHelpText('after', `\nEvery option can also be set with an environment variable (--port → ${envName('port')}) or in the config file.\nPrecedence: flags, then environment, then config file, then defaults.`)
+    .action(async (opts: Record<string, unknown>) => {
+      const models = opts.models ? parseModelList(collect((opts.models as string[]).join(','))) : undefined;
+      const config = loadConfig({
+        file: opts.config as string | undefined,
+        env: process.env,
+        flags: {
+          modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
+          managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
+          metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls,
+          allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
+          shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel,
+          ...(models ? { models, loadAllModels: false } : {}),
+        },
+      });
+      await serve(config);
+    });
+
+  program
+    .command('archive')
+    .description('Package a model directory into an .easel archive (the flags of torch-model-archiver).')
+    .requiredOption('--model-name <name>', 'model name (the archive is <name>.easel)')
+    .option('--version <version>', 'model version', '1.0')
+    .option('--handler <handler>', 'built-in handler name, or a .js/.mjs module among the files')
+    .option('--serialized-file <file>', 'the model file (e.g. model.onnx)')
+    .option('--config-file <file>', 'easel.yaml or TorchServe model-config.yaml to include')
+    .option('--extra-files <files>', 'comma-separated files or directories to include (a directory adds its contents)', collect, [])
+    .requiredOption('--export-path <dir>', 'where to write the archive')
+    .addOption(new Option('--archive-format <format>', 'archive format').choices(['tgz', 'zip', 'no-archive', 'default']).default('tgz'))
+    .option('-f, --force', 'overwrite an existing archive', false)
+    .action(async (opts: { modelName: string; version: string; handler?: string; serializedFile?: string; configFile?: string; extraFiles: string[]; exportPath: string; archiveFormat: string; force: boolean }) => {
+      const out = await createArchive({
+        modelName: opts.modelName, version: opts.version, handler: opts.handler, configFile: opts.configFile,
+        extraFiles: [...(opts.serializedFile ? [opts.serializedFile] : []), ...opts.extraFiles], exportPath: opts.exportPath,
+        format: (opts.archiveFormat === 'default' ? 'tgz' : opts.archiveFormat) as ArchiveFormat, force: opts.force, archiverVersion: VERSION,
+      });
+      console.log(out);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
+}

@@ -1,0 +1,93 @@
+// `easel serve`: loads the configured models, starts workers and the three HTTP listeners, and
+// shuts down gracefully on SIGTERM/SIGINT.
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { pino } from 'pino';
+import type { EaselConfig } from '../config/config.js';
+import { InferenceQueue } from '../jobs/inference-queue.js';
+import { Metrics } from '../metrics/metrics.js';
+import { ModelStore } from '../models/model-store.js';
+import { createServers } from '../server/servers.js';
+import { ModelManager } from '../workers/model-manager.js';
+
+export interface RunningServer {
+  ports: { inference: number; management: number; metrics: number };
+  close(): Promise<void>;
+}
+
+export async function serve(config: EaselConfig, options: { handleSignals?: boolean } = {}): Promise<RunningServer> {
+  const logger = pino({ name: 'easel', level: config.logLevel });
+  await mkdir(config.dataDir, { recursive: true });
+  const queue = new InferenceQueue();
+  // The gauges read the manager only when scraped, after it exists.
+  const metrics = new Metrics({
+    queueLength: () => manager.health().models.map((m) => ({ model: m.name, length: queue.length(`${m.name}:${m.version}`) })),
+    liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
+  });
+  const manager = new ModelManager({
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
+    defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
+    observer: {
+      stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),
+      queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
+      workerRestart: (model) => metrics.workerRestarts.inc({ model }),
+    },
+  });
+  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
+  let draining = false;
+  const servers = await createServers({ control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining });
+
+  await Promise.all([
+    servers.inference.listen({ host: config.host, port: config.port }),
+    servers.management.listen({ host: config.managementHost, port: config.managementPort }),
+    servers.metrics.listen({ host: config.metricsHost, port: config.metricsPort }),
+  ]);
+  const port = (s: typeof servers.inference): number => (s.server.address() as { port: number }).port;
+  const ports = { inference: port(servers.inference), management: port(servers.management), metrics: port(servers.metrics) };
+  logger.info({ ports }, 'easel listening');
+
+  for (const [name, url] of startupModels(config)) {
+    try {
+      const entry = await store.resolve(url, name ? { name } : {}, true);
+      await manager.register(entry, { url, synchronous: false });
+      logger.info({ model: entry.spec.name, version: entry.spec.version, handler: entry.spec.handler }, 'model registered');
+    } catch (err) {
+      logger.error({ model: name, url, err }, 'model failed to load; the server goes on without it');
+    }
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      draining = true;
+      queue.close();
+      const deadline = Date.now() + config.shutdownGraceMs;
+      while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of [servers.inference, servers.management, servers.metrics]) await s.close().catch((err: unknown) => logger.error({ err }, 'closing a listener failed'));
+      await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
+      logger.info('easel stopped');
+    })());
+
+  if (options.handleSignals !== false) {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(sig, () => {
+        logger.info({ signal: sig }, 'shutting down');
+        void close().then(() => process.exit(0));
+      });
+    }
+  }
+  return { ports, close };
+}
+
+/** The models to load at start: --models (name → location), or everything in the store (named by their own spec). */
+function startupModels(config: EaselConfig): [string | undefined, string][] {
+  const named = Object.entries(config.models).map(([name, p]): [string | undefined, string] => {
+    const fromCwd = path.resolve(p);
+    return [name, existsSync(fromCwd) ? fromCwd : path.resolve(config.modelStore, p)];
+  });
+  if (named.length > 0 || !config.loadAllModels || !existsSync(config.modelStore)) return named;
+  return readdirSync(config.modelStore, { withFileTypes: true })
+    .filter((d) => !d.name.startsWith('.') && (d.isDirectory() || /\.(easel|tar\.gz|tgz|zip)$/.test(d.name)))
+    .map((d): [undefined, string] => [undefined, path.resolve(config.modelStore, d.name)]);
+}

@@ -1,0 +1,34 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { envName, loadConfig, parseModelList } from './config.js';
+
+describe('config', () => {
+  it('layers file, then environment, then flags, and freezes the result', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'easel-config-'));
+    const file = path.join(dir, 'easel.yaml');
+    writeFileSync(file, 'port: 9000\nmetricsPort: 9002\nmanagementPort: 9001\n');
+    const config = loadConfig({ file, env: { EASEL_METRICS_PORT: '7002', EASEL_ALLOWED_URLS: '^https://a/,^https://b/' }, flags: { managementPort: 6001 } });
+    expect([config.port, config.metricsPort, config.managementPort]).toEqual([9000, 7002, 6001]);
+    expect(config.allowedUrls).toEqual(['^https://a/', '^https://b/']);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.allowedUrls)).toBe(true);
+  });
+
+  it('rejects unknown keys and bad values, naming them', () => {
+    expect(() => loadConfig({ flags: { prot: 1 } })).toThrow(/prot/);
+    expect(() => loadConfig({ env: { EASEL_PORT: 'eighty' } })).toThrow(/port/);
+    expect(() => loadConfig({ flags: { port: 70000 } })).toThrow(/port/);
+  });
+
+  it('requires a management token when management listens beyond loopback', () => {
+    expect(() => loadConfig({ flags: { managementHost: '0.0.0.0' } })).toThrow(/managementToken/);
+    expect(loadConfig({ flags: { managementHost: '0.0.0.0', managementToken: 's3cret' } }).managementToken).toBe('s3cret');
+  });
+
+  it('names environment variables and parses model lists', () => {
+    expect(envName('managementPort')).toBe('EASEL_MANAGEMENT_PORT');
+    expect(parseModelList(['a=models/x', 'store/tiny-sd.easel', 'plain'])).toEqual({ a: 'models/x', 'tiny-sd': 'store/tiny-sd.easel', plain: 'plain' });
+  });
+});

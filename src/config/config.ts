@@ -1,0 +1,156 @@
+// The typed server configuration: defaults, a strict schema, and loading from a file, then
+// EASEL_* environment variables, then flags. The result is validated once and deep-frozen.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** The folder of the installed package: bundled models live under it. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const port = z.number().int().min(0).max(65535);
+
+export const configSchema = z
+  .object({
+    host: z.string().min(1),
+    port,
+    managementHost: z.string().min(1),
+    managementPort: port,
+    metricsHost: z.string().min(1),
+    metricsPort: port,
+    /** Where model directories and archives live; `url=` in the management API is relative to it. */
+    modelStore: z.string().min(1),
+    /** Models to load at start, name → directory or archive (relative to modelStore unless absolute). `all` loads every model in the store. */
+    models: z.record(z.string(), z.string()),
+    loadAllModels: z.boolean(),
+    dataDir: z.string().min(1),
+    /** Bearer token for the management API; required when it listens beyond loopback. */
+    managementToken: z.string().optional(),
+    /** Regular expressions a remote model URL must match to be registered. Empty: none allowed. */
+    allowedUrls: z.array(z.string()),
+    allowCustomHandlers: z.boolean(),
+    maxBodyBytes: z.number().int().positive(),
+    maxArchiveBytes: z.number().int().positive(),
+    /** Requests waiting per model beyond which new ones get 503 (per-model easel.yaml may lower it). */
+    maxQueueLength: z.number().int().positive(),
+    shutdownGraceMs: z.number().int().nonnegative(),
+    workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  })
+  .strict();
+
+export type EaselConfig = Readonly<z.infer<typeof configSchema>>;
+
+export const defaults: z.infer<typeof configSchema> = {
+  host: '0.0.0.0',
+  port: 8080,
+  managementHost: '127.0.0.1',
+  managementPort: 8081,
+  metricsHost: '127.0.0.1',
+  metricsPort: 8082,
+  modelStore: path.join(PACKAGE_ROOT, 'models'),
+  models: {},
+  loadAllModels: true,
+  dataDir: '.easel',
+  allowedUrls: [],
+  allowCustomHandlers: false,
+  maxBodyBytes: 16 * 1024 * 1024,
+  maxArchiveBytes: 2 * 1024 * 1024 * 1024,
+  maxQueueLength: 100,
+  shutdownGraceMs: 30_000,
+  workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],
+  logLevel: 'info',
+};
+
+type Key = keyof typeof defaults;
+
+/** Environment variable name for a config key: managementPort → EASEL_MANAGEMENT_PORT. */
+export function envName(key: string): string {
+  return `EASEL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Reads EASEL_* variables, coercing each by the type of its default. */
+export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<Key, unknown>> {
+  const out: Partial<Record<Key, unknown>> = {};
+  for (const key of [...Object.keys(defaults), 'managementToken'] as Key[]) {
+    const raw = env[envName(key)];
+    if (raw === undefined || raw === '') continue;
+    out[key] = coerce(key, raw);
+  }
+  return out;
+}
+
+export function coerce(key: Key, raw: string): unknown {
+  const d: unknown = defaults[key];
+  if (typeof d === 'number') return Number(raw);
+  if (typeof d === 'boolean') return raw === 'true' || raw === '1';
+  if (Array.isArray(d)) {
+    const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    return typeof d[0] === 'number' ? items.map(Number) : items;
+  }
+  if (key === 'models') return parseModelList(raw.split(',').map((s) => s.trim()).filter(Boolean));
+  return raw;
+}
+
+/** `NAME=PATH` pairs (or bare paths, named by their folder) into a name → path map. */
+export function parseModelList(items: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq > 0) out[item.slice(0, eq)] = item.slice(eq + 1);
+    else out[path.basename(item).replace(/\.(easel|tar\.gz|tgz|zip)$/, '')] = item;
+  }
+  return out;
+}
+
+export function configFromFile(file: string): Record<string, unknown> {
+  const text = readFileSync(file, 'utf8');
+  const parsed: unknown = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`config file ${file} must hold a mapping of options`);
+  return parsed as Record<string, unknown>;
+}
+
+export function parseConfig(input: Record<string, unknown>): EaselConfig {
+  const result = configSchema.safeParse({ ...defaults, ...input });
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new Error(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const config = result.data;
+  if (!isLoopback(config.managementHost) && !config.managementToken) {
+    throw new Error(
+      `managementHost ${config.managementHost} is not loopback: set managementToken (${envName('managementToken')}) so the management API requires a bearer token`,
+    );
+  }
+  return deepFreeze(config);
+}
+
+export interface ConfigSources {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  flags?: Record<string, unknown>;
+}
+
+/** File, then environment, then flags; later sources win. */
+export function loadConfig({ file, env = {}, flags = {} }: ConfigSources): EaselConfig {
+  const fromFile = file ? configFromFile(file) : {};
+  return parseConfig({ ...fromFile, ...configFromEnv(env), ...stripUndefined(flags) });
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

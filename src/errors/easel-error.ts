@@ -1,0 +1,85 @@
+// Easel's one error type and its code table. Every error a client can see has a code here;
+// the HTTP status lives with the code so the mapping is made in one place.
+
+export const ERROR_CODES = {
+  EASEL_BAD_REQUEST: { status: 400, description: 'The request is malformed: bad JSON, a wrong type, a missing field.' },
+  EASEL_INVALID_PARAMETER: { status: 400, description: 'A field or query parameter is out of its allowed range.' },
+  EASEL_UNAUTHORIZED: { status: 401, description: 'A bearer token is required and was missing or wrong.' },
+  EASEL_FORBIDDEN: { status: 403, description: 'The operation is not allowed by configuration (URL allow-list, custom handlers).' },
+  EASEL_NOT_FOUND: { status: 404, description: 'No such route.' },
+  EASEL_MODEL_NOT_FOUND: { status: 404, description: 'No model, or no such version of it, is registered.' },
+  EASEL_METHOD_NOT_ALLOWED: { status: 405, description: 'The route exists but not for this HTTP method.' },
+  EASEL_MODEL_EXISTS: { status: 409, description: 'A model with this name and version is already registered.' },
+  EASEL_BODY_TOO_LARGE: { status: 413, description: 'The request body exceeds maxBodyBytes.' },
+  EASEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The Content-Type is not one the route accepts.' },
+  EASEL_ARCHIVE_INVALID: { status: 400, description: 'A model archive is corrupt, unsafe (path traversal, links out) or too large.' },
+  EASEL_MODEL_INVALID: { status: 400, description: 'A model directory or its easel.yaml / model-config.yaml is invalid.' },
+  EASEL_CANCELLED: { status: 499, description: 'The request was cancelled before it finished.' },
+  EASEL_INTERNAL: { status: 500, description: 'An unexpected error; details are logged, not returned.' },
+  EASEL_HANDLER_FAILED: { status: 500, description: "The model's handler raised an error while processing the request." },
+  EASEL_WORKER_DIED: { status: 502, description: 'The worker process died while running the request, and the retry failed too.' },
+  EASEL_QUEUE_FULL: { status: 503, description: "The model's queue is at its limit; retry after the Retry-After delay." },
+  EASEL_NO_WORKERS: { status: 503, description: 'The model has no live worker and none could be started.' },
+  EASEL_SHUTTING_DOWN: { status: 503, description: 'The server is draining and accepts no new requests.' },
+  EASEL_TIMEOUT: { status: 504, description: "The request exceeded the model's responseTimeoutMs." },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface EaselErrorOptions {
+  cause?: unknown;
+  /** The request field or parameter at fault, when there is one. */
+  field?: string;
+  /** Seconds a client should wait before retrying (503s). */
+  retryAfterSeconds?: number;
+}
+
+export class EaselError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly field: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, status: number = ERROR_CODES[code].status, options: EaselErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'EaselError';
+    this.code = code;
+    this.status = status;
+    this.field = options.field;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  /** The wire form: what clients and worker IPC see. */
+  toJSON(): SerializedError {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.field !== undefined ? { field: this.field } : {}),
+      ...(this.retryAfterSeconds !== undefined ? { retryAfterSeconds: this.retryAfterSeconds } : {}),
+    };
+  }
+
+  static fromJSON(e: SerializedError): EaselError {
+    const code = e.code in ERROR_CODES ? (e.code as ErrorCode) : 'EASEL_INTERNAL';
+    return new EaselError(code, e.message, ERROR_CODES[code].status, {
+      ...(e.field !== undefined ? { field: e.field } : {}),
+      ...(e.retryAfterSeconds !== undefined ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
+    });
+  }
+}
+
+export interface SerializedError {
+  code: string;
+  message: string;
+  field?: string;
+  retryAfterSeconds?: number;
+}
+
+/** A client error for one field: "steps must be 1–100, got 500". */
+export function invalidField(field: string, message: string): EaselError {
+  return new EaselError('EASEL_INVALID_PARAMETER', message, 400, { field });
+}
+
+export function isEaselError(err: unknown): err is EaselError {
+  return err instanceof EaselError;
+}

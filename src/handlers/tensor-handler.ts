@@ -1,0 +1,37 @@
+// The `tensor` handler: any single ONNX graph, JSON tensors in and out (the KServe v2 shape).
+import { EaselError } from '../errors/easel-error.js';
+import { TensorPipeline, type NamedTensor } from '../pipelines/tensor/tensor-pipeline.js';
+import { jsonResult, type Handler, type HandlerContext, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
+
+type Inputs = Record<string, NamedTensor>;
+
+export class TensorHandler implements Handler<Inputs[], NamedTensor[]> {
+  #pipeline: TensorPipeline | undefined;
+
+  async initialize(ctx: HandlerContext): Promise<void> {
+    if (!ctx.spec.model) throw new EaselError('EASEL_MODEL_INVALID', `model ${ctx.spec.name}: the tensor handler needs \`model:\` naming its .onnx file`, 400, { field: 'model' });
+    this.#pipeline = await TensorPipeline.load(ctx.modelDir, ctx.spec.model, ctx.spec.runtime);
+    if (ctx.spec.runtime.warmup) await this.#pipeline.warmup();
+  }
+
+  preprocess(requests: readonly InferenceRequest[]): Inputs[] {
+    return requests.map((r) => this.#pipeline!.parseInputs(r.input));
+  }
+
+  async inference(batch: Inputs[], ctx: RequestContext): Promise<NamedTensor[][]> {
+    const out: NamedTensor[][] = [];
+    for (const [i, inputs] of batch.entries()) {
+      if (ctx.requests[i]?.signal.aborted) throw new EaselError('EASEL_CANCELLED', 'request cancelled');
+      out.push(await this.#pipeline!.run(inputs));
+    }
+    return out;
+  }
+
+  postprocess(outputs: NamedTensor[][]): HandlerResult[] {
+    return outputs.map((o) => jsonResult({ outputs: o }));
+  }
+
+  async dispose(): Promise<void> {
+    await this.#pipeline?.release();
+  }
+}

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { EaselError } from '../errors/easel-error.js';
+import { InferenceQueue } from './inference-queue.js';
+
+const payload = { contentType: 'text/plain', data: new Uint8Array([1]) };
+
+describe('InferenceQueue', () => {
+  it('batches up to max within the delay, in arrival order', async () => {
+    const q = new InferenceQueue();
+    const results = [1, 2, 3].map((n) => q.submit('m', { n }, { timeoutMs: 5000, maxQueueLength: 10 }));
+    const batch = await q.take('m', 2, 10, new AbortController().signal);
+    expect(batch.map((b) => b.input.n)).toEqual([1, 2]);
+    for (const b of batch) q.complete(b, payload, {});
+    const rest = await q.take('m', 2, 0, new AbortController().signal);
+    expect(rest.map((b) => b.input.n)).toEqual([3]);
+    q.complete(rest[0]!, payload, {});
+    await expect(Promise.all(results)).resolves.toHaveLength(3);
+  });
+
+  it('answers 503 with Retry-After beyond the queue limit, keeping what it accepted', async () => {
+    const q = new InferenceQueue();
+    const first = q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 1 });
+    const err = await q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EaselError);
+    expect((err as EaselError).status).toBe(503);
+    expect((err as EaselError).retryAfterSeconds).toBeGreaterThan(0);
+    const [item] = await q.take('m', 1, 0, new AbortController().signal);
+    q.complete(item!, payload, {});
+    await expect(first).resolves.toMatchObject({ result: payload });
+  });
+
+  it('retries once at the head of the lane, then gives up', async () => {
+    const q = new InferenceQueue();
+    const p = q.submit('m', { n: 1 }, { timeoutMs: 5000, maxQueueLength: 10 });
+    const signal = new AbortController().signal;
+    const [a] = await q.take('m', 1, 0, signal);
+    expect(q.retry(a!, 2)).toBe(true);
+    const [b] = await q.take('m', 1, 0, signal);
+    expect(b!.attempts).toBe(2);
+    expect(q.retry(b!, 2)).toBe(false);
+    q.fail(b!, new EaselError('EASEL_WORKER_DIED', 'died'));
+    await expect(p).rejects.toMatchObject({ code: 'EASEL_WORKER_DIED' });
+  });
+
+  it('times out with 504 and aborts the request signal', async () => {
+    const q = new InferenceQueue();
+    const p = q.submit('m', {}, { timeoutMs: 20, maxQueueLength: 10 });
+    await expect(p).rejects.toMatchObject({ code: 'EASEL_TIMEOUT', status: 504 });
+    expect(q.length('m')).toBe(0);
+  });
+
+  it('still hands out accepted work after close, and refuses new work', async () => {
+    const q = new InferenceQueue();
+    const p = q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 10 });
+    q.close();
+    await expect(q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 10 })).rejects.toMatchObject({ code: 'EASEL_SHUTTING_DOWN' });
+    const [item] = await q.take('m', 1, 0, new AbortController().signal);
+    q.complete(item!, payload, {});
+    await expect(p).resolves.toBeDefined();
+  });
+});

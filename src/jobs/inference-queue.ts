@@ -1,0 +1,186 @@
+// The in-process queue for synchronous predictions: the server submits and awaits; workers
+// pull batches. One lane per model version, each with its own length limit.
+import { randomUUID } from 'node:crypto';
+import { EaselError } from '../errors/easel-error.js';
+
+export interface Payload {
+  contentType: string;
+  data: Uint8Array;
+}
+
+export interface Outcome {
+  result: Payload;
+  /** Seconds per handler stage (preprocess, inference, postprocess, and the handler's own). */
+  timings: Record<string, number>;
+  queueSeconds: number;
+}
+
+export interface QueuedRequest {
+  readonly id: string;
+  readonly lane: string;
+  readonly input: Readonly<Record<string, unknown>>;
+  readonly enqueuedAt: number;
+  /** Aborted when the client goes away or the response timeout passes. */
+  readonly signal: AbortSignal;
+  attempts: number;
+  startedAt?: number;
+}
+
+interface Pending extends QueuedRequest {
+  resolve(o: Outcome): void;
+  reject(e: unknown): void;
+  settled: boolean;
+}
+
+export interface SubmitOptions {
+  timeoutMs: number;
+  maxQueueLength: number;
+  signal?: AbortSignal | undefined;
+}
+
+interface Waiter {
+  wake(): void;
+}
+
+export class InferenceQueue {
+  readonly #lanes = new Map<string, Pending[]>();
+  readonly #waiters = new Map<string, Set<Waiter>>();
+  readonly #running = new Map<string, Pending>();
+  #closed = false;
+
+  /** Enqueues a request and resolves with its outcome (or rejects with an EaselError). */
+  submit(lane: string, input: Readonly<Record<string, unknown>>, o: SubmitOptions): Promise<Outcome> {
+    if (this.#closed) return Promise.reject(new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests'));
+    const queue = this.#lane(lane);
+    if (queue.length >= o.maxQueueLength) {
+      return Promise.reject(new EaselError('EASEL_QUEUE_FULL', `the queue for ${lane} is full (${o.maxQueueLength} requests waiting); retry later`, 503, { retryAfterSeconds: 1 }));
+    }
+    const controller = new AbortController();
+    return new Promise<Outcome>((resolve, reject) => {
+      const item: Pending = {
+        id: randomUUID(), lane, input, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
+        resolve: (v) => { if (!item.settled) { item.settled = true; cleanup(); resolve(v); } },
+        reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
+      };
+      const timer = setTimeout(() => {
+        controller.abort(new EaselError('EASEL_TIMEOUT', `${lane} did not answer within ${o.timeoutMs} ms (responseTimeoutMs)`));
+        this.#drop(item);
+        item.reject(controller.signal.reason);
+      }, o.timeoutMs);
+      const onClientAbort = (): void => {
+        controller.abort(new EaselError('EASEL_CANCELLED', 'the client went away'));
+        this.#drop(item);
+        item.reject(controller.signal.reason);
+      };
+      o.signal?.addEventListener('abort', onClientAbort, { once: true });
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        o.signal?.removeEventListener('abort', onClientAbort);
+        this.#running.delete(item.id);
+      };
+      queue.push(item);
+      this.#wake(lane);
+    });
+  }
+
+  /**
+   * Waits for at least one request on the lane, then up to `maxDelayMs` for the batch to
+   * fill to `max`. Resolves with [] only when `signal` aborts: a closed queue still hands out
+   * what it had accepted.
+   */
+  async take(lane: string, max: number, maxDelayMs: number, signal: AbortSignal): Promise<QueuedRequest[]> {
+    const queue = this.#lane(lane);
+    while (queue.length === 0) {
+      if (signal.aborted) return [];
+      await this.#wait(lane, signal, undefined);
+    }
+    if (queue.length < max && maxDelayMs > 0) {
+      const deadline = Date.now() + maxDelayMs;
+      while (queue.length < max && Date.now() < deadline && !signal.aborted) await this.#wait(lane, signal, deadline - Date.now());
+    }
+    const batch = queue.splice(0, max);
+    const now = Date.now();
+    for (const item of batch) {
+      item.attempts++;
+      item.startedAt = now;
+      this.#running.set(item.id, item);
+    }
+    return batch;
+  }
+
+  complete(item: QueuedRequest, result: Payload, timings: Record<string, number>): void {
+    const p = item as Pending;
+    p.resolve({ result, timings, queueSeconds: ((p.startedAt ?? p.enqueuedAt) - p.enqueuedAt) / 1000 });
+  }
+
+  fail(item: QueuedRequest, error: unknown): void {
+    (item as Pending).reject(error);
+  }
+
+  /** Puts a request whose worker died back at the head of its lane; false when it has had its retries. */
+  retry(item: QueuedRequest, maxAttempts: number): boolean {
+    const p = item as Pending;
+    this.#running.delete(p.id);
+    if (p.settled) return true;
+    if (p.attempts >= maxAttempts) return false;
+    this.#lane(p.lane).unshift(p);
+    this.#wake(p.lane);
+    return true;
+  }
+
+  length(lane: string): number {
+    return this.#lanes.get(lane)?.length ?? 0;
+  }
+
+  inFlight(): number {
+    let n = this.#running.size;
+    for (const q of this.#lanes.values()) n += q.length;
+    return n;
+  }
+
+  /** Fails every waiting request of a lane (its model was unregistered). */
+  drain(lane: string, error: EaselError): void {
+    const queue = this.#lanes.get(lane) ?? [];
+    this.#lanes.delete(lane);
+    for (const item of queue) item.reject(error);
+    this.#wake(lane);
+  }
+
+  /** Stops accepting new requests; those already accepted still run. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #lane(lane: string): Pending[] {
+    let q = this.#lanes.get(lane);
+    if (!q) this.#lanes.set(lane, (q = []));
+    return q;
+  }
+
+  #drop(item: Pending): void {
+    const q = this.#lanes.get(item.lane);
+    const i = q?.indexOf(item) ?? -1;
+    if (q && i >= 0) q.splice(i, 1);
+  }
+
+  #wake(lane: string): void {
+    for (const w of this.#waiters.get(lane) ?? []) w.wake();
+  }
+
+  #wait(lane: string, signal: AbortSignal, ms: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(lane);
+      if (!set) this.#waiters.set(lane, (set = new Set()));
+      const waiter: Waiter = { wake: () => done() };
+      const timer = ms !== undefined ? setTimeout(() => done(), Math.max(0, ms)) : undefined;
+      const done = (): void => {
+        if (timer) clearTimeout(timer);
+        set.delete(waiter);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      set.add(waiter);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}

@@ -1,0 +1,36 @@
+// The Prometheus registry and every metric Easel exports, in base units.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export interface MetricsSources {
+  queueLength(): { model: string; length: number }[];
+  liveWorkers(): { model: string; live: number }[];
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({ name: 'easel_requests_total', help: 'Inference requests by model and HTTP status.', labelNames: ['model', 'status'] as const, registers: [this.registry] });
+  readonly requestDuration = new Histogram({ name: 'easel_request_duration_seconds', help: 'Inference request latency, from receipt to response.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly queueTime = new Histogram({ name: 'easel_queue_time_seconds', help: 'Time a request waited in the queue before a worker took it.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly handlerStage = new Histogram({ name: 'easel_handler_stage_seconds', help: 'Handler time per stage (preprocess, inference, postprocess, and handler-defined stages), per batch.', labelNames: ['model', 'stage'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly workerRestarts = new Counter({ name: 'easel_worker_restarts_total', help: 'Worker processes restarted after dying.', labelNames: ['model'] as const, registers: [this.registry] });
+
+  constructor(sources: MetricsSources) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
+    new Gauge({
+      name: 'easel_queue_length', help: 'Requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const q of sources.queueLength()) this.set({ model: q.model }, q.length);
+      },
+    });
+    new Gauge({
+      name: 'easel_workers_live', help: 'Worker processes ready to serve, per model.', labelNames: ['model'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const w of sources.liveWorkers()) this.set({ model: w.model }, w.live);
+      },
+    });
+  }
+}

@@ -1,0 +1,230 @@
+// Model archives (.easel): writing them (torch-model-archiver's job) and extracting them safely.
+// Extraction refuses entries that would land outside the target (absolute paths, `..`, links
+// pointing out, hard links, devices) and stops archive bombs with a byte and entry budget.
+import { createWriteStream } from 'node:fs';
+import { cp, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import * as tar from 'tar';
+import yauzl from 'yauzl';
+import yazl from 'yazl';
+import { EaselError } from '../errors/easel-error.js';
+import { MANIFEST_PATH, type ArchiveManifest } from './model-spec.js';
+
+export type ArchiveFormat = 'tgz' | 'zip' | 'no-archive';
+
+export interface ArchiveOptions {
+  modelName: string;
+  version: string;
+  handler?: string | undefined;
+  /** A model-config.yaml or easel.yaml to include at the archive's root. */
+  configFile?: string | undefined;
+  /** Files or directories to include; a directory's contents go in at the root. */
+  extraFiles: string[];
+  exportPath: string;
+  format: ArchiveFormat;
+  force: boolean;
+  archiverVersion: string;
+}
+
+/** Writes `<exportPath>/<modelName>.easel` (or a directory for no-archive); returns its path. */
+export async function createArchive(o: ArchiveOptions): Promise<string> {
+  const out = path.join(o.exportPath, o.format === 'no-archive' ? o.modelName : `${o.modelName}.easel`);
+  if (!o.force && (await exists(out))) {
+    throw new EaselError('EASEL_BAD_REQUEST', `${out} already exists; pass --force to overwrite it`);
+  }
+  await rm(out, { recursive: true, force: true });
+  const staging = o.format === 'no-archive' ? out : path.join(o.exportPath, `.${o.modelName}.staging-${process.pid}`);
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true });
+  try {
+    for (const f of o.extraFiles) {
+      const s = await stat(f);
+      if (s.isDirectory()) await cp(f, staging, { recursive: true, dereference: true });
+      else await cp(f, path.join(staging, path.basename(f)), { dereference: true });
+    }
+    let configFile: string | undefined;
+    if (o.configFile) {
+      configFile = path.basename(o.configFile);
+      await cp(o.configFile, path.join(staging, configFile));
+    }
+    const manifest: ArchiveManifest = {
+      createdOn: new Date().toISOString(),
+      archiverVersion: o.archiverVersion,
+      model: { modelName: o.modelName, modelVersion: o.version, ...(o.handler ? { handler: o.handler } : {}), ...(configFile ? { configFile } : {}) },
+    };
+    await mkdir(path.join(staging, path.dirname(MANIFEST_PATH)), { recursive: true });
+    await writeFile(path.join(staging, MANIFEST_PATH), JSON.stringify(manifest, null, 2));
+    if (o.format === 'no-archive') return out;
+    const entries = (await readdir(staging)).sort();
+    if (o.format === 'tgz') {
+      await tar.create({ gzip: true, file: out, cwd: staging, portable: true }, entries);
+    } else {
+      await writeZip(staging, out);
+    }
+    return out;
+  } finally {
+    if (o.format !== 'no-archive') await rm(staging, { recursive: true, force: true });
+  }
+}
+
+async function writeZip(dir: string, out: string): Promise<void> {
+  const zip = new yazl.ZipFile();
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(path.join(dir, rel))).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const s = await stat(path.join(dir, r));
+      if (s.isDirectory()) await walk(r);
+      else zip.addFile(path.join(dir, r), r);
+    }
+  };
+  await walk('');
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(out));
+}
+
+export interface ExtractLimits {
+  maxBytes: number;
+  maxEntries: number;
+}
+
+/** Extracts a tar.gz or zip archive into `target` (created), refusing anything unsafe. */
+export async function extractArchive(file: string, target: string, limits: ExtractLimits): Promise<void> {
+  const kind = await sniff(file);
+  await mkdir(target, { recursive: true });
+  try {
+    if (kind === 'gzip' || kind === 'tar') await extractTar(file, target, limits);
+    else if (kind === 'zip') await extractZip(file, target, limits);
+    else throw invalid(`${path.basename(file)} is neither a tar.gz nor a zip archive`);
+  } catch (err) {
+    await rm(target, { recursive: true, force: true });
+    if (err instanceof EaselError) throw err;
+    throw invalid(`${path.basename(file)} could not be extracted: ${(err as Error).message}`, err);
+  }
+}
+
+function invalid(message: string, cause?: unknown): EaselError {
+  return new EaselError('EASEL_ARCHIVE_INVALID', message, 400, { cause });
+}
+
+/** The entry's path, normalized, or an error if it would escape the target directory. */
+export function safeEntryPath(name: string): string {
+  const p = name.replace(/\\/g, '/');
+  if (p.startsWith('/') || /^[A-Za-z]:/.test(p)) throw invalid(`archive entry "${name}" has an absolute path`);
+  const parts = p.split('/').filter((s) => s !== '' && s !== '.');
+  if (parts.includes('..')) throw invalid(`archive entry "${name}" escapes the model directory ("..")`);
+  return parts.join('/');
+}
+
+function checkLink(name: string, linkpath: string): void {
+  if (linkpath.startsWith('/')) throw invalid(`archive entry "${name}" is a link to an absolute path (${linkpath})`);
+  const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(safeEntryPath(name)), linkpath));
+  if (resolved === '..' || resolved.startsWith('../')) throw invalid(`archive entry "${name}" is a link pointing outside the model directory (${linkpath})`);
+}
+
+class Budget {
+  bytes = 0;
+  entries = 0;
+  constructor(private readonly limits: ExtractLimits) {}
+  entry(): void {
+    if (++this.entries > this.limits.maxEntries) throw invalid(`archive has more than ${this.limits.maxEntries} entries`);
+  }
+  add(n: number): void {
+    this.bytes += n;
+    if (this.bytes > this.limits.maxBytes) throw invalid(`archive expands beyond the limit of ${this.limits.maxBytes} bytes`);
+  }
+}
+
+async function extractTar(file: string, target: string, limits: ExtractLimits): Promise<void> {
+  // First pass: validate every header before anything is written.
+  const budget = new Budget(limits);
+  let problem: EaselError | undefined;
+  await tar.list({
+    file,
+    onReadEntry: (e) => {
+      if (problem) return;
+      try {
+        budget.entry();
+        safeEntryPath(e.path);
+        if (e.type === 'SymbolicLink') checkLink(e.path, e.linkpath ?? '');
+        else if (e.type !== 'File' && e.type !== 'OldFile' && e.type !== 'Directory' && e.type !== 'ContiguousFile') {
+          throw invalid(`archive entry "${e.path}" is a ${e.type}; only files, directories and links inside the archive are allowed`);
+        }
+        budget.add(e.size ?? 0);
+      } catch (err) {
+        problem = err as EaselError;
+      }
+    },
+  });
+  if (problem) throw problem;
+  // Second pass: node-tar also refuses to write through links and strips unsafe paths.
+  await tar.extract({ file, cwd: target, strict: true, preserveOwner: false, noChmod: true, maxReadSize: 1 << 20 });
+}
+
+function extractZip(file: string, target: string, limits: ExtractLimits): Promise<void> {
+  const budget = new Budget(limits);
+  return new Promise((resolve, reject) => {
+    yauzl.open(file, { lazyEntries: true, validateEntrySizes: true, strictFileNames: true }, (err, zip) => {
+      if (err || !zip) return reject(invalid(`not a valid zip archive: ${err?.message ?? 'unreadable'}`, err));
+      const fail = (e: unknown): void => {
+        zip.close();
+        reject(e);
+      };
+      zip.on('error', fail);
+      zip.on('end', () => resolve());
+      zip.on('entry', (entry: yauzl.Entry) => {
+        void (async () => {
+          budget.entry();
+          const rel = safeEntryPath(entry.fileName);
+          const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
+          if (mode === 0o120000) throw invalid(`archive entry "${entry.fileName}" is a symbolic link; zip archives may not contain links`);
+          const dest = path.join(target, rel);
+          if (entry.fileName.endsWith('/')) {
+            await mkdir(dest, { recursive: true });
+            return;
+          }
+          budget.add(0);
+          await mkdir(path.dirname(dest), { recursive: true });
+          const stream = await new Promise<NodeJS.ReadableStream>((res, rej) => zip.openReadStream(entry, (e, s) => (e || !s ? rej(e) : res(s))));
+          const counter = new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              try {
+                budget.add(chunk.length);
+                cb(null, chunk);
+              } catch (e) {
+                cb(e as Error);
+              }
+            },
+          });
+          await pipeline(stream, counter, createWriteStream(dest, { flags: 'wx' }));
+        })().then(() => zip.readEntry(), fail);
+      });
+      zip.readEntry();
+    });
+  });
+}
+
+async function sniff(file: string): Promise<'gzip' | 'zip' | 'tar' | 'unknown'> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    if (bytesRead >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 4 && buf.readUInt32LE(0) === 0x04034b50) return 'zip';
+    if (bytesRead >= 262 && buf.toString('latin1', 257, 262) === 'ustar') return 'tar';
+    return 'unknown';
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+

@@ -1,0 +1,54 @@
+// What the HTTP layer needs from whatever runs models: the contract between `server/` and
+// `workers/` (wired together by `cli/`), as plain data.
+import type { Outcome } from '../jobs/inference-queue.js';
+import type { ModelEntry, ModelSpec } from './model-spec.js';
+
+export type WorkerStatus = 'STARTING' | 'READY' | 'BUSY' | 'STOPPING' | 'DEAD';
+
+export interface WorkerDescription {
+  id: string;
+  pid: number | null;
+  status: WorkerStatus;
+  startTime: string;
+  memoryUsage: number | null;
+  restarts: number;
+}
+
+export interface ModelDescription {
+  modelName: string;
+  modelVersion: string;
+  modelUrl: string;
+  handler: string;
+  isDefault: boolean;
+  minWorkers: number;
+  maxWorkers: number;
+  batchSize: number;
+  maxBatchDelay: number;
+  responseTimeout: number;
+  description?: string | undefined;
+  workers: WorkerDescription[];
+  jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
+}
+
+export interface RegisterOptions {
+  url: string;
+  initialWorkers?: number | undefined;
+  synchronous: boolean;
+}
+
+export interface Health {
+  healthy: boolean;
+  models: { name: string; version: string; liveWorkers: number; minWorkers: number }[];
+}
+
+export interface ModelControl {
+  register(entry: ModelEntry, options: RegisterOptions): Promise<ModelDescription>;
+  unregister(name: string, version?: string): Promise<void>;
+  scale(name: string, version: string | undefined, minWorkers: number | undefined, maxWorkers: number | undefined, synchronous: boolean): Promise<void>;
+  setDefault(name: string, version: string): void;
+  list(): { modelName: string; modelUrl: string }[];
+  describe(name: string, version?: string | 'all'): ModelDescription[];
+  spec(name: string, version?: string): ModelSpec;
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal): Promise<Outcome>;
+  health(): Health;
+}

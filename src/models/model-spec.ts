@@ -1,0 +1,140 @@
+// A model's description: read from easel.yaml, TorchServe's model-config.yaml, an archive
+// manifest, or recognized from a known export layout (diffusers/optimum, transformers.js).
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { EaselError } from '../errors/easel-error.js';
+
+const runtimeSchema = z
+  .object({
+    executionProvider: z.enum(['cpu', 'cuda']).default('cpu'),
+    graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+    intraOpThreads: z.number().int().min(0).default(0),
+    interOpThreads: z.number().int().min(0).default(0),
+    warmup: z.boolean().default(true),
+    /** A prepared variant beside the fp32 files (`fp16` → model.fp16.onnx), chosen by name. */
+    variant: z.string().optional(),
+  })
+  .strict();
+
+const batchingSchema = z
+  .object({
+    mode: z.enum(['none', 'request', 'step']).optional(),
+    batchSize: z.number().int().min(1).max(1024).default(1),
+    maxBatchDelayMs: z.number().int().min(0).max(60_000).default(0),
+  })
+  .strict();
+
+export const modelSpecSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'),
+    version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, _ . - (at most 64)').default('1.0'),
+    description: z.string().optional(),
+    /** A built-in handler name, or a .js/.mjs module inside the model directory. */
+    handler: z.string().min(1),
+    /** The ONNX file for single-graph handlers, relative to the model directory. */
+    model: z.string().optional(),
+    runtime: runtimeSchema.prefault({}),
+    batching: batchingSchema.prefault({}),
+    minWorkers: z.number().int().min(0).max(64).default(1),
+    maxWorkers: z.number().int().min(1).max(64).default(1),
+    responseTimeoutMs: z.number().int().positive().default(120_000),
+    maxQueueLength: z.number().int().positive().optional(),
+    /** Request defaults and limits, read by the handler. */
+    defaults: z.record(z.string(), z.unknown()).default({}),
+    limits: z.record(z.string(), z.unknown()).default({}),
+    /** Free-form settings for the handler (TorchServe's model-config.yaml `handler:` block). */
+    handlerConfig: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict()
+  .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });
+
+export type ModelSpec = z.infer<typeof modelSpecSchema>;
+
+/** A registered model: its spec plus the directory its files are in. */
+export interface ModelEntry {
+  readonly spec: ModelSpec;
+  readonly dir: string;
+}
+
+export const MANIFEST_PATH = 'EASEL-INF/MANIFEST.json';
+
+export interface ArchiveManifest {
+  createdOn: string;
+  archiverVersion: string;
+  model: { modelName: string; modelVersion: string; handler?: string; configFile?: string };
+}
+
+/** Reads what a model directory says about itself; `overrides` (name, batch size...) win. */
+export function readModelSpec(dir: string, overrides: Record<string, unknown> = {}): ModelSpec {
+  const raw: Record<string, unknown> = { ...detectLayout(dir) };
+  const manifest = readJson<ArchiveManifest>(path.join(dir, MANIFEST_PATH));
+  if (manifest) {
+    raw.name = manifest.model.modelName;
+    raw.version = manifest.model.modelVersion;
+    if (manifest.model.handler) raw.handler = manifest.model.handler;
+  }
+  const torchserve = readYaml(dir, manifest?.model.configFile ?? 'model-config.yaml');
+  if (torchserve) Object.assign(raw, fromTorchServeConfig(torchserve));
+  const easel = readYaml(dir, 'easel.yaml');
+  if (easel) Object.assign(raw, easel);
+  Object.assign(raw, overrides);
+  raw.name ??= path.basename(dir);
+  if (raw.handler === undefined) {
+    throw new EaselError('EASEL_MODEL_INVALID', `model directory ${path.basename(dir)} has no easel.yaml naming a handler, and is not a known export layout (diffusers model_index.json, transformers.js onnx/, or a single .onnx file)`);
+  }
+  const parsed = modelSpecSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join('.');
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${String(raw.name)}: ${field || 'spec'}: ${issue.message}`, 400, { field });
+  }
+  return parsed.data;
+}
+
+/** TorchServe model-config.yaml keys, mapped to ours. */
+export function fromTorchServeConfig(ts: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const batching: Record<string, unknown> = {};
+  if (typeof ts.minWorkers === 'number') out.minWorkers = ts.minWorkers;
+  if (typeof ts.maxWorkers === 'number') out.maxWorkers = ts.maxWorkers;
+  if (typeof ts.batchSize === 'number') batching.batchSize = ts.batchSize;
+  if (typeof ts.maxBatchDelay === 'number') batching.maxBatchDelayMs = ts.maxBatchDelay;
+  if (Object.keys(batching).length > 0) out.batching = { ...batching, mode: (batching.batchSize as number) > 1 ? 'request' : 'none' };
+  if (typeof ts.responseTimeout === 'number') out.responseTimeoutMs = ts.responseTimeout * 1000;
+  if (ts.handler && typeof ts.handler === 'object') out.handlerConfig = ts.handler;
+  return out;
+}
+
+/** What a directory without easel.yaml looks like it is. */
+export function detectLayout(dir: string): Record<string, unknown> {
+  if (existsSync(path.join(dir, 'model_index.json'))) return { handler: 'text-to-image' };
+  if (existsSync(path.join(dir, 'config.json')) && existsSync(path.join(dir, 'onnx'))) return { handler: 'text-generation' };
+  const onnx = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.onnx')) : [];
+  if (onnx.length === 1) return { handler: 'tensor', model: onnx[0] };
+  return {};
+}
+
+function readYaml(dir: string, file: string): Record<string, unknown> | undefined {
+  const p = path.join(dir, file);
+  if (!existsSync(p)) return undefined;
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(p, 'utf8'));
+  } catch (err) {
+    throw new EaselError('EASEL_MODEL_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, 400, { cause: err });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new EaselError('EASEL_MODEL_INVALID', `${file} must be a mapping`);
+  return doc as Record<string, unknown>;
+}
+
+function readJson<T>(p: string): T | undefined {
+  if (!existsSync(p)) return undefined;
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as T;
+  } catch (err) {
+    throw new EaselError('EASEL_MODEL_INVALID', `${path.basename(p)} is not valid JSON`, 400, { cause: err });
+  }
+}

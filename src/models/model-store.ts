@@ -1,0 +1,95 @@
+// The model store: turns what an operator names (a store-relative directory or archive, or an
+// allow-listed http(s) URL) into a model directory on disk with its spec.
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import type { ReadableStream } from 'node:stream/web';
+import { pipeline } from 'node:stream/promises';
+import { EaselError } from '../errors/easel-error.js';
+import { extractArchive } from './archive.js';
+import { readModelSpec, type ModelEntry } from './model-spec.js';
+
+export interface ModelStoreOptions {
+  storeDir: string;
+  /** Where archives are extracted and downloads kept. */
+  dataDir: string;
+  allowedUrls: readonly string[];
+  maxArchiveBytes: number;
+}
+
+export class ModelStore {
+  readonly #o: ModelStoreOptions;
+  readonly #allowed: RegExp[];
+
+  constructor(options: ModelStoreOptions) {
+    this.#o = options;
+    this.#allowed = options.allowedUrls.map((r) => new RegExp(r));
+  }
+
+  /**
+   * Resolves `url` (relative to the store, absolute only when `trusted`, i.e. from the
+   * operator's own config or flags, or an allow-listed remote URL) to a model.
+   */
+  async resolve(url: string, overrides: Record<string, unknown> = {}, trusted = false): Promise<ModelEntry> {
+    if (/^https?:\/\//i.test(url)) return this.#fromRemote(url, overrides);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+      throw new EaselError('EASEL_INVALID_PARAMETER', `url scheme of "${url}" is not supported; use a path in the model store or an http(s) URL`, 400, { field: 'url' });
+    }
+    const local = this.#localPath(url, trusted);
+    let s;
+    try {
+      s = await stat(local);
+    } catch {
+      throw new EaselError('EASEL_MODEL_NOT_FOUND', `"${url}" was not found in the model store`, 404, { field: 'url' });
+    }
+    if (s.isDirectory()) return { spec: readModelSpec(local, overrides), dir: local };
+    return this.#fromArchive(local, overrides);
+  }
+
+  #localPath(url: string, trusted: boolean): string {
+    if (path.isAbsolute(url)) {
+      if (trusted) return url;
+      throw new EaselError('EASEL_FORBIDDEN', `url must be relative to the model store, got the absolute path "${url}"`, 403, { field: 'url' });
+    }
+    const store = path.resolve(this.#o.storeDir);
+    const p = path.resolve(store, url);
+    if (!trusted && p !== store && !p.startsWith(store + path.sep)) {
+      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" points outside the model store`, 403, { field: 'url' });
+    }
+    return p;
+  }
+
+  async #fromArchive(file: string, overrides: Record<string, unknown>): Promise<ModelEntry> {
+    const s = await stat(file);
+    const key = createHash('sha256').update(`${path.resolve(file)}:${s.size}:${s.mtimeMs}`).digest('hex').slice(0, 16);
+    const target = path.join(path.resolve(this.#o.dataDir), 'models', `${path.basename(file).replace(/[^A-Za-z0-9_.-]/g, '_')}-${key}`);
+    await rm(target, { recursive: true, force: true });
+    await extractArchive(file, target, { maxBytes: this.#o.maxArchiveBytes, maxEntries: 10_000 });
+    return { spec: readModelSpec(target, overrides), dir: target };
+  }
+
+  async #fromRemote(url: string, overrides: Record<string, unknown>): Promise<ModelEntry> {
+    if (!this.#allowed.some((r) => r.test(url))) {
+      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" is not on the allow-list (allowedUrls); remote models must be allowed by the operator`, 403, { field: 'url' });
+    }
+    const res = await fetch(url, { redirect: 'error' }).catch((err: unknown) => {
+      throw new EaselError('EASEL_INVALID_PARAMETER', `could not download "${url}": ${(err as Error).message}`, 400, { field: 'url', cause: err });
+    });
+    if (!res.ok || !res.body) throw new EaselError('EASEL_INVALID_PARAMETER', `downloading "${url}" failed with HTTP ${res.status}`, 400, { field: 'url' });
+    const dir = path.join(path.resolve(this.#o.dataDir), 'downloads');
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, createHash('sha256').update(url).digest('hex').slice(0, 16) + '.easel');
+    let bytes = 0;
+    const limit = this.#o.maxArchiveBytes;
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        bytes += chunk.length;
+        cb(bytes > limit ? new EaselError('EASEL_ARCHIVE_INVALID', `download exceeds ${limit} bytes`) : null, chunk);
+      },
+    });
+    await pipeline(Readable.fromWeb(res.body as ReadableStream), counter, createWriteStream(file));
+    return this.#fromArchive(file, overrides);
+  }
+}

@@ -1,0 +1,111 @@
+// The only importer of onnxruntime-node. Creates sessions with the execution provider and
+// options a model asks for, and converts between plain arrays and tensors.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+
+export type Tensor = ort.Tensor;
+export type TensorType = ort.Tensor.Type;
+
+export interface SessionOptions {
+  executionProvider: 'cpu' | 'cuda';
+  graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
+  intraOpThreads: number;
+  interOpThreads: number;
+  /** `fp16` → prefer `model.fp16.onnx` beside `model.onnx` when it exists. */
+  variant?: string | undefined;
+}
+
+export interface IoInfo {
+  name: string;
+  /** `float32`, `int64`, ... */
+  type: string;
+  /** Dimensions; a string or -1 marks a dynamic axis. */
+  shape: ReadonlyArray<number | string>;
+}
+
+export class OnnxSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly file: string,
+  ) {}
+
+  static async create(file: string, options: SessionOptions): Promise<OnnxSession> {
+    const chosen = variantFile(file, options.variant);
+    const session = await ort.InferenceSession.create(chosen, {
+      executionProviders: options.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+      graphOptimizationLevel: options.graphOptimizationLevel,
+      ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
+      ...(options.interOpThreads > 0 ? { interOpNumThreads: options.interOpThreads } : {}),
+    });
+    return new OnnxSession(session, chosen);
+  }
+
+  get inputs(): IoInfo[] {
+    return this.session.inputNames.map((name, i) => ioInfo(name, this.session.inputMetadata[i]));
+  }
+
+  get outputs(): IoInfo[] {
+    return this.session.outputNames.map((name, i) => ioInfo(name, this.session.outputMetadata[i]));
+  }
+
+  /** Blocks the calling thread: only worker processes call this. */
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return this.session.run(feeds);
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function ioInfo(name: string, meta: ort.InferenceSession.ValueMetadata | undefined): IoInfo {
+  if (meta && meta.isTensor) {
+    return { name, type: String(meta.type), shape: meta.shape.map((d) => (typeof d === 'number' ? d : String(d))) };
+  }
+  return { name, type: 'unknown', shape: [] };
+}
+
+/** `model.onnx` + `fp16` → `model.fp16.onnx` (or `model_fp16.onnx`), if present. */
+export function variantFile(file: string, variant: string | undefined): string {
+  if (!variant) return file;
+  const dir = path.dirname(file);
+  const base = path.basename(file, '.onnx');
+  for (const candidate of [`${base}.${variant}.onnx`, `${base}_${variant}.onnx`]) {
+    if (existsSync(path.join(dir, candidate))) return path.join(dir, candidate);
+  }
+  throw new Error(`variant "${variant}" of ${path.basename(file)} not found (looked for ${base}.${variant}.onnx and ${base}_${variant}.onnx)`);
+}
+
+const TYPED: Record<string, (data: readonly number[]) => ort.Tensor['data']> = {
+  float32: (d) => Float32Array.from(d),
+  float64: (d) => Float64Array.from(d),
+  int32: (d) => Int32Array.from(d),
+  int64: (d) => BigInt64Array.from(d, (x) => BigInt(Math.trunc(x))),
+  uint8: (d) => Uint8Array.from(d),
+  int8: (d) => Int8Array.from(d),
+  bool: (d) => Uint8Array.from(d, (x) => (x ? 1 : 0)),
+};
+
+export const SUPPORTED_TENSOR_TYPES = Object.keys(TYPED);
+
+export function makeTensor(type: string, data: readonly number[], dims: readonly number[]): ort.Tensor {
+  const make = TYPED[type];
+  if (!make) throw new Error(`tensor type ${type} is not supported; supported: ${SUPPORTED_TENSOR_TYPES.join(', ')}`);
+  return new ort.Tensor(type as ort.Tensor.Type, make(data) as never, dims);
+}
+
+export function fromTypedArray(type: 'float32', data: Float32Array, dims: readonly number[]): ort.Tensor;
+export function fromTypedArray(type: 'int64', data: BigInt64Array, dims: readonly number[]): ort.Tensor;
+export function fromTypedArray(type: 'int32', data: Int32Array, dims: readonly number[]): ort.Tensor;
+export function fromTypedArray(type: string, data: ort.Tensor['data'], dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor(type as ort.Tensor.Type, data as never, dims);
+}
+
+/** A tensor's data as plain numbers (int64 converted with Number). */
+export function tensorToNumbers(t: ort.Tensor): number[] {
+  const d = t.data;
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) return Array.from(d, Number);
+  if (Array.isArray(d)) return d.map(Number);
+  return Array.from(d as ArrayLike<number>);
+}

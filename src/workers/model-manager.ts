@@ -1,0 +1,328 @@
+// The supervisor: for each registered model version, keeps its worker processes alive (restart
+// with backoff), pulls batches for them from the inference queue, retries a request once when
+// its worker dies, and answers the management API's questions.
+import { EaselError } from '../errors/easel-error.js';
+import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-queue.js';
+import type { Health, ModelControl, ModelDescription, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
+import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
+import type { Logger } from '../handlers/handler.js';
+import { BUILT_IN_HANDLERS, isCustomHandler } from '../handlers/registry.js';
+import { WorkerDiedError, WorkerProcess } from './worker-process.js';
+
+/** Tries per request: the first run, and one retry on another worker if the first one's died. */
+const MAX_ATTEMPTS = 2;
+
+export interface ManagerObserver {
+  stage(model: string, stage: string, seconds: number): void;
+  queueTime(model: string, seconds: number): void;
+  workerRestart(model: string): void;
+}
+
+export interface ModelManagerOptions {
+  queue: InferenceQueue;
+  logger: Logger;
+  allowCustomHandlers: boolean;
+  logLevel: string;
+  defaultMaxQueueLength: number;
+  restartBackoffMs: readonly number[];
+  shutdownGraceMs: number;
+  observer?: ManagerObserver;
+}
+
+class Slot {
+  proc: WorkerProcess | undefined;
+  status: WorkerStatus = 'STARTING';
+  restarts = 0;
+  failures = 0;
+  readonly stop = new AbortController();
+  loop: Promise<void> = Promise.resolve();
+  constructor(readonly id: string) {}
+}
+
+class ModelVersion {
+  readonly slots: Slot[] = [];
+  readonly lane: string;
+  #nextSlot = 0;
+  #readyWaiters: (() => void)[] = [];
+
+  constructor(
+    public entry: ModelEntry,
+    readonly url: string,
+    private readonly m: ModelManagerOptions,
+  ) {
+    this.lane = `${entry.spec.name}:${entry.spec.version}`;
+  }
+
+  get spec(): ModelSpec {
+    return this.entry.spec;
+  }
+
+  liveWorkers(): number {
+    return this.slots.filter((s) => s.proc?.ready).length;
+  }
+
+  /** Starts or stops slots to reach `n` workers. */
+  async resize(n: number, synchronous: boolean): Promise<void> {
+    while (this.slots.length < n) {
+      const slot = new Slot(`${this.lane}#${++this.#nextSlot}`);
+      this.slots.push(slot);
+      slot.loop = this.#run(slot);
+    }
+    const removed = this.slots.splice(n);
+    const stopping = removed.map((s) => this.#stopSlot(s));
+    if (synchronous) {
+      await Promise.all(stopping);
+      await this.#waitReady(n);
+    }
+  }
+
+  async close(): Promise<void> {
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => this.#stopSlot(s)));
+  }
+
+  describe(isDefault: boolean, maxQueueLength: number): ModelDescription {
+    const s = this.spec;
+    const pending = this.m.queue.length(this.lane);
+    return {
+      modelName: s.name, modelVersion: s.version, modelUrl: this.url, handler: s.handler, isDefault,
+      minWorkers: s.minWorkers, maxWorkers: s.maxWorkers, batchSize: s.batching.batchSize,
+      maxBatchDelay: s.batching.maxBatchDelayMs, responseTimeout: Math.round(s.responseTimeoutMs / 1000),
+      description: s.description,
+      workers: this.slots.map((slot): WorkerDescription => ({
+        id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.status : slot.status === 'STOPPING' ? 'STOPPING' : slot.failures > 0 ? 'DEAD' : 'STARTING',
+        startTime: (slot.proc?.startTime ?? new Date()).toISOString(), memoryUsage: slot.proc?.memoryBytes() ?? null, restarts: slot.restarts,
+      })),
+      jobQueueStatus: { remainingCapacity: Math.max(0, maxQueueLength - pending), pendingRequests: pending },
+    };
+  }
+
+  #waitReady(n: number): Promise<void> {
+    if (this.liveWorkers() >= n) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.liveWorkers() >= n) resolve();
+        else this.#readyWaiters.push(check);
+      };
+      this.#readyWaiters.push(check);
+    });
+  }
+
+  #notifyReady(): void {
+    const waiters = this.#readyWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  async #stopSlot(slot: Slot): Promise<void> {
+    slot.status = 'STOPPING';
+    slot.stop.abort();
+    await slot.loop;
+  }
+
+  /** One worker's life: start, pull batches, run them; on death, restart after a backoff. */
+  async #run(slot: Slot): Promise<void> {
+    const log = this.m.logger;
+    while (!slot.stop.signal.aborted) {
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry, allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel });
+      slot.proc = proc;
+      slot.status = 'STARTING';
+      try {
+        await proc.start();
+        slot.status = 'READY';
+        slot.failures = 0;
+        log.info({ worker: slot.id, pid: proc.pid }, 'worker ready');
+        this.#notifyReady();
+        await this.#serve(slot, proc);
+      } catch (err) {
+        if (!(err instanceof WorkerDiedError)) log.error({ worker: slot.id, err }, 'worker failed to start');
+      }
+      if (slot.stop.signal.aborted) {
+        await proc.stop(this.m.shutdownGraceMs);
+        break;
+      }
+      proc.kill();
+      await proc.exited;
+      slot.status = 'DEAD';
+      slot.restarts++;
+      this.m.observer?.workerRestart(this.spec.name);
+      const backoff = this.m.restartBackoffMs[Math.min(slot.failures++, this.m.restartBackoffMs.length - 1)]!;
+      log.warn({ worker: slot.id, backoffMs: backoff }, 'worker died; restarting');
+      this.#notifyReady();
+      await sleep(backoff, slot.stop.signal);
+    }
+    slot.status = 'STOPPING';
+  }
+
+  async #serve(slot: Slot, proc: WorkerProcess): Promise<void> {
+    const { batchSize, maxBatchDelayMs } = this.spec.batching;
+    while (!slot.stop.signal.aborted && proc.alive) {
+      const items = await this.m.queue.take(this.lane, batchSize, maxBatchDelayMs, AbortSignal.any([slot.stop.signal, proc.exitSignal]));
+      if (items.length === 0) continue;
+      slot.status = 'BUSY';
+      const cancels = items.map((item) => {
+        const onAbort = (): void => proc.cancel(item.id);
+        item.signal.addEventListener('abort', onAbort, { once: true });
+        return () => item.signal.removeEventListener('abort', onAbort);
+      });
+      try {
+        const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input } })));
+        for (const [stage, seconds] of Object.entries(timings)) this.m.observer?.stage(this.spec.name, stage, seconds);
+        for (const item of items) {
+          const o = outcomes.find((x) => x.id === item.id);
+          this.#observeQueue(item);
+          if (!o) this.m.queue.fail(item, new EaselError('EASEL_HANDLER_FAILED', 'the worker returned no result for the request'));
+          else if (o.ok) this.m.queue.complete(item, { contentType: o.contentType, data: o.data }, timings);
+          else this.m.queue.fail(item, EaselError.fromJSON(o.error));
+        }
+      } catch (err) {
+        if (!(err instanceof WorkerDiedError)) throw err;
+        for (const item of items) {
+          if (!this.m.queue.retry(item, MAX_ATTEMPTS)) {
+            this.m.queue.fail(item, new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${err.detail}) on ${item.attempts} attempts; the request was not completed`));
+          }
+        }
+        throw err;
+      } finally {
+        for (const c of cancels) c();
+        if (proc.alive) slot.status = 'READY';
+      }
+    }
+  }
+
+  #observeQueue(item: QueuedRequest): void {
+    this.m.observer?.queueTime(this.spec.name, ((item.startedAt ?? item.enqueuedAt) - item.enqueuedAt) / 1000);
+  }
+}
+
+export class ModelManager implements ModelControl {
+  readonly #models = new Map<string, { versions: Map<string, ModelVersion>; defaultVersion: string }>();
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly o: ModelManagerOptions) {}
+
+  async register(entry: ModelEntry, options: RegisterOptions): Promise<ModelDescription> {
+    const { name, version } = entry.spec;
+    const model = this.#models.get(name);
+    if (model?.versions.has(version)) throw new EaselError('EASEL_MODEL_EXISTS', `model ${name} version ${version} is already registered`);
+    this.#checkHandler(entry.spec);
+    const mv = new ModelVersion(entry, options.url, this.o);
+    if (model) model.versions.set(version, mv);
+    else this.#models.set(name, { versions: new Map([[version, mv]]), defaultVersion: version });
+    const workers = options.initialWorkers ?? entry.spec.minWorkers;
+    if (options.initialWorkers !== undefined && options.initialWorkers > entry.spec.minWorkers) {
+      mv.entry = { ...entry, spec: { ...entry.spec, minWorkers: workers, maxWorkers: Math.max(entry.spec.maxWorkers, workers) } };
+    }
+    await mv.resize(workers, options.synchronous);
+    return mv.describe(this.#isDefault(name, version), this.#maxQueue(mv.spec));
+  }
+
+  async unregister(name: string, version?: string): Promise<void> {
+    const model = this.#model(name);
+    const v = version ?? model.defaultVersion;
+    const mv = this.#version(name, v);
+    model.versions.delete(v);
+    if (model.versions.size === 0) this.#models.delete(name);
+    else if (model.defaultVersion === v) model.defaultVersion = [...model.versions.keys()][0]!;
+    this.o.queue.drain(mv.lane, new EaselError('EASEL_MODEL_NOT_FOUND', `model ${name} version ${v} was unregistered`));
+    await mv.close();
+  }
+
+  async scale(name: string, version: string | undefined, minWorkers: number | undefined, maxWorkers: number | undefined, synchronous: boolean): Promise<void> {
+    const mv = this.#version(name, version);
+    const min = minWorkers ?? mv.spec.minWorkers;
+    const max = Math.max(maxWorkers ?? mv.spec.maxWorkers, min);
+    if (maxWorkers !== undefined && maxWorkers < min) throw new EaselError('EASEL_INVALID_PARAMETER', `max_worker (${maxWorkers}) must be >= min_worker (${min})`, 400, { field: 'max_worker' });
+    mv.entry = { ...mv.entry, spec: { ...mv.spec, minWorkers: min, maxWorkers: max } };
+    await mv.resize(min, synchronous);
+  }
+
+  setDefault(name: string, version: string): void {
+    this.#version(name, version);
+    this.#model(name).defaultVersion = version;
+  }
+
+  list(): { modelName: string; modelUrl: string }[] {
+    return [...this.#models.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, m]) => ({ modelName: name, modelUrl: m.versions.get(m.defaultVersion)!.url }));
+  }
+
+  describe(name: string, version?: string): ModelDescription[] {
+    const model = this.#model(name);
+    const versions = version === 'all' ? [...model.versions.values()] : [this.#version(name, version)];
+    return versions.map((mv) => mv.describe(this.#isDefault(name, mv.spec.version), this.#maxQueue(mv.spec)));
+  }
+
+  spec(name: string, version?: string): ModelSpec {
+    return this.#version(name, version).spec;
+  }
+
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
+    const mv = this.#version(name, version);
+    if (mv.slots.length === 0) {
+      return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 503, { retryAfterSeconds: 5 }));
+    }
+    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), signal });
+  }
+
+  health(): Health {
+    const models = [...this.#models.values()].flatMap((m) =>
+      [...m.versions.values()].map((mv) => ({ name: mv.spec.name, version: mv.spec.version, liveWorkers: mv.liveWorkers(), minWorkers: mv.spec.minWorkers })),
+    );
+    return { healthy: models.every((m) => m.liveWorkers >= m.minWorkers), models };
+  }
+
+  /** Stops every worker (each gets the shutdown grace period). Memoized. */
+  close(): Promise<void> {
+    return (this.#closing ??= (async () => {
+      const all = [...this.#models.values()].flatMap((m) => [...m.versions.values()]);
+      this.#models.clear();
+      await Promise.all(all.map((mv) => mv.close()));
+    })());
+  }
+
+  /** Refuses up front what every worker would refuse at start (and restart forever). */
+  #checkHandler(spec: ModelSpec): void {
+    if (BUILT_IN_HANDLERS[spec.handler]) return;
+    if (!isCustomHandler(spec.handler)) {
+      throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${Object.keys(BUILT_IN_HANDLERS).join(', ')}, or a .js/.mjs module in the model directory`, 400, { field: 'handler' });
+    }
+    if (!this.o.allowCustomHandlers) {
+      throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, 403, { field: 'handler' });
+    }
+  }
+
+  #maxQueue(spec: ModelSpec): number {
+    return spec.maxQueueLength ?? this.o.defaultMaxQueueLength;
+  }
+
+  #isDefault(name: string, version: string): boolean {
+    return this.#models.get(name)?.defaultVersion === version;
+  }
+
+  #model(name: string): { versions: Map<string, ModelVersion>; defaultVersion: string } {
+    const m = this.#models.get(name);
+    if (!m) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" is not registered`, 404);
+    return m;
+  }
+
+  #version(name: string, version?: string): ModelVersion {
+    const m = this.#model(name);
+    const v = version ?? m.defaultVersion;
+    const mv = m.versions.get(v);
+    if (!mv) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" has no version "${v}"; registered versions: ${[...m.versions.keys()].join(', ')}`, 404);
+    return mv;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,25 @@
+// The typed messages between the server (parent) and a worker process (child), over Node's
+// IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
+import type { SerializedError } from '../errors/easel-error.js';
+import type { ModelSpec } from '../models/model-spec.js';
+
+export interface WorkRequest {
+  id: string;
+  input: Record<string, unknown>;
+}
+
+export type ParentCommand =
+  | { type: 'init'; workerId: string; modelDir: string; spec: ModelSpec; allowCustomHandlers: boolean; logLevel: string }
+  | { type: 'run'; batchId: number; requests: WorkRequest[] }
+  | { type: 'cancel'; id: string }
+  | { type: 'shutdown' };
+
+export type RequestOutcome =
+  | { id: string; ok: true; contentType: string; data: Uint8Array }
+  | { id: string; ok: false; error: SerializedError };
+
+export type ChildCommand =
+  | { type: 'ready' }
+  | { type: 'init-failed'; error: SerializedError }
+  | { type: 'progress'; id: string; step: number; total: number; preview?: { contentType: string; data: Uint8Array } }
+  | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> };

@@ -1,0 +1,120 @@
+// The worker process: loads one model's handler and runs the batches the server sends it.
+// ONNX Runtime's session.run() blocks this process's event loop, which is why it lives here.
+import { pino } from 'pino';
+import { EaselError, isEaselError } from '../errors/easel-error.js';
+import type { Handler, InferenceRequest, RequestContext, RequestHandle, StageTimers } from '../handlers/handler.js';
+import { loadHandler } from '../handlers/registry.js';
+import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
+
+let handler: Handler | undefined;
+let logger = pino({ name: 'easel-worker' });
+const controllers = new Map<string, AbortController>();
+const send = (m: ChildCommand): void => {
+  process.send?.(m);
+};
+
+process.on('message', (raw: ParentCommand) => {
+  void onCommand(raw).catch((err: unknown) => {
+    logger.error({ err }, 'worker command failed');
+  });
+});
+process.on('disconnect', () => process.exit(0));
+
+async function onCommand(m: ParentCommand): Promise<void> {
+  switch (m.type) {
+    case 'init': {
+      logger = pino({ name: 'easel-worker', level: m.logLevel }).child({ worker: m.workerId, model: m.spec.name });
+      try {
+        handler = await loadHandler(m.spec, m.modelDir, m.allowCustomHandlers);
+        await handler.initialize({ modelDir: m.modelDir, spec: m.spec, logger });
+        send({ type: 'ready' });
+      } catch (err) {
+        logger.error({ err }, 'handler failed to initialize');
+        send({ type: 'init-failed', error: toSerialized(err) });
+      }
+      return;
+    }
+    case 'run':
+      send({ type: 'done', batchId: m.batchId, ...(await runBatch(m.requests)) });
+      return;
+    case 'cancel':
+      controllers.get(m.id)?.abort(new EaselError('EASEL_CANCELLED', 'request cancelled'));
+      return;
+    case 'shutdown':
+      await handler?.dispose().catch(() => undefined);
+      process.exit(0);
+  }
+}
+
+async function runBatch(requests: WorkRequest[]): Promise<{ outcomes: RequestOutcome[]; timings: Record<string, number> }> {
+  const timings: Record<string, number> = {};
+  const timers = stageTimers(timings);
+  const handles: RequestHandle[] = requests.map((r) => {
+    const c = new AbortController();
+    controllers.set(r.id, c);
+    return { id: r.id, signal: c.signal, progress: (u) => send({ type: 'progress', id: r.id, ...u }) };
+  });
+  try {
+    return { outcomes: await runHandler(requests, handles, timers), timings };
+  } catch (err) {
+    if (requests.length > 1) {
+      // One bad request must not fail the others: run each alone.
+      const outcomes: RequestOutcome[] = [];
+      for (const [i, r] of requests.entries()) {
+        try {
+          outcomes.push(...(await runHandler([r], [handles[i]!], timers)));
+        } catch (e) {
+          outcomes.push({ id: r.id, ok: false, error: toSerialized(e) });
+        }
+      }
+      return { outcomes, timings };
+    }
+    return { outcomes: [{ id: requests[0]!.id, ok: false, error: toSerialized(err) }], timings };
+  } finally {
+    for (const r of requests) controllers.delete(r.id);
+  }
+}
+
+async function runHandler(requests: WorkRequest[], handles: RequestHandle[], timers: StageTimers): Promise<RequestOutcome[]> {
+  if (!handler) throw new EaselError('EASEL_NO_WORKERS', 'worker has no handler loaded');
+  const h = handler;
+  const ctx: RequestContext = { requests: handles, logger, timers };
+  const reqs: InferenceRequest[] = requests.map((r) => ({ id: r.id, input: r.input }));
+  const batch = await timers.timeAsync('preprocess', async () => h.preprocess(reqs, ctx));
+  const outputs = await timers.timeAsync('inference', () => h.inference(batch, ctx));
+  const results = await timers.timeAsync('postprocess', async () => h.postprocess(outputs, ctx));
+  if (results.length !== requests.length) {
+    throw new EaselError('EASEL_HANDLER_FAILED', `handler returned ${results.length} results for ${requests.length} requests`);
+  }
+  return results.map((r, i) => ({ id: requests[i]!.id, ok: true, contentType: r.contentType, data: r.data }));
+}
+
+function stageTimers(into: Record<string, number>): StageTimers {
+  const add = (stage: string, t0: bigint): void => {
+    into[stage] = (into[stage] ?? 0) + Number(process.hrtime.bigint() - t0) / 1e9;
+  };
+  return {
+    time(stage, fn) {
+      const t0 = process.hrtime.bigint();
+      try {
+        return fn();
+      } finally {
+        add(stage, t0);
+      }
+    },
+    async timeAsync(stage, fn) {
+      const t0 = process.hrtime.bigint();
+      try {
+        return await fn();
+      } finally {
+        add(stage, t0);
+      }
+    },
+  };
+}
+
+function toSerialized(err: unknown): { code: string; message: string; field?: string } {
+  if (isEaselError(err)) return err.toJSON();
+  logger.error({ err }, 'handler error');
+  return { code: 'EASEL_HANDLER_FAILED', message: `the handler failed: ${(err as Error)?.message ?? String(err)}` };
+}

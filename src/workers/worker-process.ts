@@ -1,0 +1,150 @@
+// The server's handle on one worker process: starts it, sends it batches, and notices when it
+// dies (every pending batch then rejects with WorkerDiedError).
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { EaselError } from '../errors/easel-error.js';
+import type { ModelEntry } from '../models/model-spec.js';
+import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
+
+export class WorkerDiedError extends Error {
+  constructor(readonly detail: string) {
+    super(`worker process died: ${detail}`);
+  }
+}
+
+export interface WorkerProcessOptions {
+  id: string;
+  entry: ModelEntry;
+  allowCustomHandlers: boolean;
+  logLevel: string;
+  onProgress?: (id: string, step: number, total: number) => void;
+}
+
+const isTs = import.meta.url.endsWith('.ts');
+const ENTRY = fileURLToPath(new URL(isTs ? './worker-main.ts' : './worker-main.js', import.meta.url));
+
+export class WorkerProcess {
+  readonly id: string;
+  readonly startTime = new Date();
+  readonly exited: Promise<void>;
+  readonly #child: ChildProcess;
+  readonly #exitController = new AbortController();
+  readonly #batches = new Map<number, { resolve(v: { outcomes: RequestOutcome[]; timings: Record<string, number> }): void; reject(e: unknown): void }>();
+  #nextBatch = 1;
+  #ready = false;
+
+  constructor(private readonly o: WorkerProcessOptions) {
+    this.id = o.id;
+    this.#child = fork(ENTRY, [], {
+      serialization: 'advanced',
+      execArgv: isTs ? ['--import', 'tsx'] : [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.exited = new Promise((resolve) => {
+      this.#child.once('exit', (code, signal) => {
+        const err = new WorkerDiedError(signal ? `killed by ${signal}` : `exited with code ${code}`);
+        this.#exitController.abort(err);
+        for (const b of this.#batches.values()) b.reject(err);
+        this.#batches.clear();
+        resolve();
+      });
+    });
+    this.#child.on('message', (m: ChildCommand) => this.#onMessage(m));
+  }
+
+  get pid(): number | null {
+    return this.#child.pid ?? null;
+  }
+
+  get alive(): boolean {
+    return !this.#exitController.signal.aborted;
+  }
+
+  get ready(): boolean {
+    return this.#ready && this.alive;
+  }
+
+  /** Aborts when the process exits. */
+  get exitSignal(): AbortSignal {
+    return this.#exitController.signal;
+  }
+
+  /** Loads the handler; rejects with the handler's error or WorkerDiedError. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: ChildCommand): void => {
+        if (m.type === 'ready') {
+          this.#ready = true;
+          done();
+          resolve();
+        } else if (m.type === 'init-failed') {
+          done();
+          this.kill();
+          reject(EaselError.fromJSON(m.error));
+        }
+      };
+      const onExit = (): void => {
+        done();
+        reject(this.#exitController.signal.reason);
+      };
+      const done = (): void => {
+        this.#child.off('message', onMessage);
+        this.#exitController.signal.removeEventListener('abort', onExit);
+      };
+      this.#child.on('message', onMessage);
+      this.#exitController.signal.addEventListener('abort', onExit, { once: true });
+      this.#send({ type: 'init', workerId: this.id, modelDir: this.o.entry.dir, spec: this.o.entry.spec, allowCustomHandlers: this.o.allowCustomHandlers, logLevel: this.o.logLevel });
+    });
+  }
+
+  run(requests: WorkRequest[]): Promise<{ outcomes: RequestOutcome[]; timings: Record<string, number> }> {
+    if (!this.alive) return Promise.reject(this.#exitController.signal.reason);
+    const batchId = this.#nextBatch++;
+    return new Promise((resolve, reject) => {
+      this.#batches.set(batchId, { resolve, reject });
+      this.#send({ type: 'run', batchId, requests });
+    });
+  }
+
+  cancel(id: string): void {
+    this.#send({ type: 'cancel', id });
+  }
+
+  /** Asks the worker to dispose its handler and exit; kills it after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.alive) return;
+    this.#send({ type: 'shutdown' });
+    const timer = setTimeout(() => this.kill(), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  kill(): void {
+    if (this.alive) this.#child.kill('SIGKILL');
+  }
+
+  /** Resident memory in bytes, from /proc (null where unavailable). */
+  memoryBytes(): number | null {
+    try {
+      const pages = Number(readFileSync(`/proc/${this.#child.pid}/statm`, 'utf8').split(' ')[1]);
+      return pages * 4096;
+    } catch {
+      return null;
+    }
+  }
+
+  #onMessage(m: ChildCommand): void {
+    if (m.type === 'done') {
+      const b = this.#batches.get(m.batchId);
+      this.#batches.delete(m.batchId);
+      b?.resolve({ outcomes: m.outcomes, timings: m.timings });
+    } else if (m.type === 'progress') {
+      this.o.onProgress?.(m.id, m.step, m.total);
+    }
+  }
+
+  #send(m: ParentCommand): void {
+    if (this.#child.connected) this.#child.send(m);
+  }
+}

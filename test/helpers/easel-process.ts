@@ -1,0 +1,81 @@
+// Starts the real `easel serve` (the built CLI) as a child process on ephemeral ports, with its
+// own data directory, and stops it. Each test owns its server.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'models');
+export const CLI = path.join(ROOT, 'bin', 'easel.js');
+
+export interface EaselProcess {
+  child: ChildProcess;
+  inference: string;
+  management: string;
+  metrics: string;
+  dataDir: string;
+  logs: string[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startEasel(args: string[] = [], env: Record<string, string> = {}): Promise<EaselProcess> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-test-'));
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--management-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ports = await new Promise<{ inference: number; management: number; metrics: number }>((resolve, reject) => {
+    let buf = '';
+    const onData = (chunk: Buffer): void => {
+      buf += chunk.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        try {
+          const rec = JSON.parse(line) as { msg?: string; ports?: { inference: number; management: number; metrics: number } };
+          if (rec.msg === 'easel listening' && rec.ports) resolve(rec.ports);
+        } catch {
+          // not a JSON log line
+        }
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
+    void exited.then((code) => reject(new Error(`easel exited (${code}) before listening:\n${logs.join('\n')}`)));
+  });
+  return {
+    child, dataDir, logs,
+    inference: `http://127.0.0.1:${ports.inference}`,
+    management: `http://127.0.0.1:${ports.management}`,
+    metrics: `http://127.0.0.1:${ports.metrics}`,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+/** Polls until `check` returns true (or throws after `timeoutMs`). */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Waits until every model reports its minWorkers live. */
+export function waitHealthy(e: EaselProcess, timeoutMs = 30_000): Promise<void> {
+  return waitFor(async () => (await fetch(`${e.inference}/ping`)).status === 200, timeoutMs, 'GET /ping to be 200');
+}
