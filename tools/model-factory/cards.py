@@ -1,0 +1,197 @@
+"""Writes each bundled model's card (models/<name>/README.md) from the factory's reports: what it
+is, how it was trained and rebuilt, its size, parameter count, measured quality, and the sha256
+of every file beside the card (which Easel's test suite checks)."""
+import hashlib
+import json
+import os
+import sys
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+WORK = os.path.join(os.path.dirname(__file__), ".work")
+SKIP = {"README.md", "easel.yaml"}  # the card itself, and Easel's serving config, edited by hand
+
+
+def files_of(model_dir: str) -> list[str]:
+    out = []
+    for dirpath, _, names in os.walk(model_dir):
+        for n in names:
+            rel = os.path.relpath(os.path.join(dirpath, n), model_dir)
+            if rel not in SKIP:
+                out.append(rel)
+    return sorted(out)
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def table(model_dir: str) -> tuple[str, int]:
+    rows, total = [], 0
+    for rel in files_of(model_dir):
+        p = os.path.join(model_dir, rel)
+        size = os.path.getsize(p)
+        total += size
+        rows.append(f"| `{rel}` | {size} | `{sha256(p)}` |")
+    return "| file | bytes | sha256 |\n|---|---|---|\n" + "\n".join(rows), total
+
+
+def fmt(d: dict) -> str:
+    return "\n".join(f"| {k} | {v} |" for k, v in d.items())
+
+
+def tiny_sd_card(report: dict) -> str:
+    d = os.path.join(ROOT, "models", "tiny-sd")
+    files, total = table(d)
+    params = report["params"]
+    q = report["quality"]
+    return f"""# tiny-sd
+
+A tiny text-to-image latent diffusion model, trained from scratch by Easel's model factory on
+a rendered data set of captioned shapes. It has the file layout and tensor names of a Stable
+Diffusion 1.x pipeline exported to ONNX with Hugging Face optimum, so the code that serves it
+serves those too.
+
+## What it draws
+
+One filled shape on a plain background, 64x64 pixels (the graphs take other sizes that are
+multiples of 8; they were trained at 64). Prompts in the training captions' English work:
+
+- shapes: circle, square, triangle, cross
+- colours: red, green, blue, yellow, purple, orange, white, black
+- backgrounds: white, black, blue, yellow, green, gray
+- sizes: small, medium, large; positions: center, top left, top right, bottom left, bottom right
+
+e.g. "a red circle on a blue background", "a small green triangle on a white background",
+"a yellow cross at the top left on a black background".
+
+## Components
+
+| component | what | parameters |
+|---|---|---|
+| tokenizer | CLIP-style byte-level BPE (lower-cased, `<|startoftext|>`/`<|endoftext|>`, max length 32), trained on the captions | — |
+| text_encoder | CLIP-like causal transformer, 3 layers, width 128: `input_ids` (int32) → `last_hidden_state`, `pooler_output` | {params['text_encoder']} |
+| unet | conditional UNet (ResNet + self/cross-attention blocks at 8x8 and 4x4, channels 64/128): `sample`, `timestep` (float32, `[batch]`: each sample has its own), `encoder_hidden_states` → `out_sample`; epsilon prediction | {params['unet']} |
+| vae_encoder / vae_decoder | KL autoencoder, 4-channel latent at 1/8 scale, `scaling_factor` in the config | {params['vae_encoder']} / {params['vae_decoder']} |
+| scheduler | `scheduler_config.json`: scaled_linear betas 0.00085–0.012, 1000 train steps, epsilon, steps_offset 1 | — |
+
+Batch, height and width axes are dynamic in every graph (sequence length too in the text encoder).
+
+## Training
+
+{report['images']} rendered images with captions (seeded); the 100 held-out captions' attribute
+combinations never occur in training. The autoencoder trained {report['vae_steps']} steps (batch 16,
+MSE + L1 + 1e-5 KL); then text encoder and UNet trained jointly {report['unet_steps']} steps (batch 32,
+AdamW, one-cycle LR 5e-4, EMA 0.999) with 10% caption dropout for classifier-free guidance.
+Training took {report['train_seconds']} s and the whole build {report['total_seconds']} s on 2 CPU cores.
+
+Rebuild (PyTorch from Debian: `apt-get install -y python3-torch python3-onnx python3-pil libopenblas0-pthread`):
+
+    /usr/bin/python3 tools/model-factory/tiny_sd.py && /usr/bin/python3 tools/model-factory/cards.py
+
+## Measured quality
+
+100 held-out captions, DDIM 20 steps, guidance 7.5, graded by the factory's deterministic
+analyser (background from the border, foreground colour from the pixels far from it, shape
+class from the mask's geometry):
+
+| measure | value |
+|---|---|
+| foreground colour correct | {q['fg']:.2f} |
+| background colour correct | {q['bg']:.2f} |
+| shape class correct | {q['shape']:.2f} |
+
+ONNX Runtime vs PyTorch on fixed inputs (max abs difference), and each graph's batch of two vs
+its samples run alone (for the UNet: timesteps 999 and 1 in one batch):
+
+| check | max abs |
+|---|---|
+{fmt(report['parity'])}
+
+## Files
+
+{total} bytes in all.
+
+{files}
+"""
+
+
+def tiny_lm_card(name: str, report: dict) -> str:
+    d = os.path.join(ROOT, "models", name)
+    files, total = table(d)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    q = report["quality"]
+    parity = {k: v for k, v in report["parity"].items() if k.startswith(name + " ")}
+    role = ("the main model; `tiny-lm-draft` is its draft for speculative decoding" if name == "tiny-lm"
+            else "the draft model for speculative decoding with `tiny-lm`: same tokenizer, several times cheaper per token")
+    return f"""# {name}
+
+A tiny decoder-only language model ({role}), trained from scratch by Easel's model factory on
+generated English: short children's stories and simple question/answer chats. Its files have the
+layout of a transformers.js/optimum decoder export, so the code that serves it serves those too.
+
+## What it writes
+
+Stories in the style of "Once upon a time, there was a little girl named Lily..." with a small
+cast (Lily, Tom, Mia, Ben...), animals, places and objects; and chat answers to simple questions
+("What color is the sky?", "What does a cat say?") through the ChatML chat template in
+`tokenizer_config.json` (`<|im_start|>user ... <|im_end|>`). Generation ends at `<|im_end|>` or
+`<|endoftext|>`.
+
+## Model
+
+| | |
+|---|---|
+| architecture | GPT-2-like: learned positions, pre-LayerNorm, GELU, tied embeddings |
+| layers / width / heads | {cfg['n_layer']} / {cfg['n_embd']} / {cfg['n_head']} |
+| vocabulary | {cfg['vocab_size']} (byte-level BPE, `tokenizer.json`) |
+| context | {cfg['n_positions']} positions |
+| parameters | {report['params'][name]} |
+| graph | `onnx/model.onnx`: `input_ids`, `attention_mask`, `position_ids`, `past_key_values.{{i}}.key/.value` → `logits`, `present.{{i}}.key/.value`; batch and sequence axes dynamic, an empty cache (past length 0) for the first step |
+
+## Training
+
+{report['docs']} generated documents ({report['tokens']} tokens, seeded; the text is Easel's own),
+windows of 128 tokens, batch 32, AdamW with one-cycle LR 2e-3: {report['steps'] if name == 'tiny-lm' else report['draft_steps']} steps.
+The whole tiny-lm build (both models) took {report['total_seconds']} s on 2 CPU cores.
+
+Rebuild: `/usr/bin/python3 tools/model-factory/tiny_lm.py && /usr/bin/python3 tools/model-factory/cards.py`
+
+## Measured quality
+
+| measure | value |
+|---|---|
+{fmt(q)}
+
+ONNX Runtime vs PyTorch (max abs), with a 4-token cache and with an empty one, and a batch of
+two vs each row alone:
+
+| check | max abs |
+|---|---|
+{fmt(parity)}
+
+## Files
+
+{total} bytes in all.
+
+{files}
+"""
+
+
+def main() -> None:
+    which = sys.argv[1:] or ["tiny-sd", "tiny-lm"]
+    if "tiny-sd" in which:
+        r = json.load(open(os.path.join(WORK, "tiny-sd", "report.json")))
+        open(os.path.join(ROOT, "models", "tiny-sd", "README.md"), "w").write(tiny_sd_card(r))
+    if "tiny-lm" in which:
+        r = json.load(open(os.path.join(WORK, "tiny-lm", "report.json")))
+        for name in ("tiny-lm", "tiny-lm-draft"):
+            open(os.path.join(ROOT, "models", name, "README.md"), "w").write(tiny_lm_card(name, r))
+    print("cards written")
+
+
+if __name__ == "__main__":
+    main()
