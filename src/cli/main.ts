@@ -36,6 +36,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that remote model URLs must match (default: none allowed)'))
     .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
     .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
+    .addOption(new Option('--max-archive-bytes <n>', 'largest total size a model archive may expand to (default 2 GiB)').argParser(int))
+    .addOption(new Option('--worker-restart-backoff-ms <ms...>', 'delays before restarting a dead worker, one per consecutive failure (default 100,500,1000,2000,5000,10000)'))
     .addOption(new Option('--max-queue-length <n>', 'requests waiting per model before 503 (default 100)').argParser(int))
     .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'))
@@ -50,6 +52,8 @@ export function buildProgram(): Command {
           managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
           metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls,
           allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
+          maxArchiveBytes: opts.maxArchiveBytes,
+          workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
           shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel,
           ...(models ? { models, loadAllModels: false } : {}),
         },

@@ -130,3 +130,25 @@ describe('metrics API', () => {
     expect(text).toMatch(/easel_process_resident_memory_bytes \d+/);
   });
 });
+
+describe('management API authentication', () => {
+  it('requires the bearer token when one is configured', async () => {
+    const locked = await startEasel(['--model-store', FIXTURES, '--models', 'add-one'], { EASEL_MANAGEMENT_TOKEN: 'let-me-in' });
+    try {
+      const none = await fetch(`${locked.management}/models`);
+      expect(none.status).toBe(401);
+      expect(await none.json()).toMatchObject({ code: 'EASEL_UNAUTHORIZED' });
+      expect((await fetch(`${locked.management}/models`, { headers: { authorization: 'Bearer wrong-token' } })).status).toBe(401);
+      const ok = await fetch(`${locked.management}/models`, { headers: { authorization: 'Bearer let-me-in' } });
+      expect(ok.status).toBe(200);
+      // the inference API stays open
+      expect((await fetch(`${locked.inference}/ping`)).status).not.toBe(401);
+    } finally {
+      await locked.stop();
+    }
+  });
+
+  it('refuses to start with management beyond loopback and no token', async () => {
+    await expect(startEasel(['--management-host', '0.0.0.0'])).rejects.toThrow(/managementToken/);
+  });
+});
