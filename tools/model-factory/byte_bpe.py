@@ -8,7 +8,7 @@ import collections
 import json
 import re
 
-from clip_bpe import bytes_to_unicode
+from clip_bpe import apply_merges, bytes_to_unicode, learn_merges
 
 BYTE_ENCODER = bytes_to_unicode()
 # GPT-2's pre-tokenization, restricted to what our ASCII corpus holds.
@@ -29,32 +29,7 @@ def train(texts: list[str], vocab_size: int, specials: list[str]) -> tuple[dict[
             for w in PRETOKENIZE.findall(part):
                 words[to_symbols(w)] += 1
     base = list(BYTE_ENCODER.values())
-    merges: list[tuple[str, str]] = []
-    vocab = dict(words)
-    target = vocab_size - len(base) - len(specials)
-    while len(merges) < target:
-        pairs = collections.Counter()
-        for syms, c in vocab.items():
-            for a, b in zip(syms, syms[1:]):
-                pairs[(a, b)] += c
-        if not pairs:
-            break
-        (a, b), count = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
-        if count < 2:
-            break
-        merges.append((a, b))
-        new = {}
-        for syms, c in vocab.items():
-            out, i = [], 0
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(syms[i])
-                    i += 1
-            new[tuple(out)] = new.get(tuple(out), 0) + c
-        vocab = new
+    merges = learn_merges(words, vocab_size - len(base) - len(specials))
     tokens = specials + base + ["".join(m) for m in merges]
     return {t: i for i, t in enumerate(tokens)}, merges
 
@@ -71,12 +46,7 @@ class ByteBpe:
     def _bpe(self, piece: str) -> list[int]:
         if piece in self.cache:
             return self.cache[piece]
-        syms = list(to_symbols(piece))
-        while len(syms) > 1:
-            rank, i = min((self.ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(syms, syms[1:])))
-            if rank == 1 << 30:
-                break
-            syms = syms[:i] + [syms[i] + syms[i + 1]] + syms[i + 2 :]
+        syms = apply_merges(list(to_symbols(piece)), self.ranks)
         ids = [self.vocab[s] for s in syms]
         self.cache[piece] = ids
         return ids

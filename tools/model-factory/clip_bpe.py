@@ -42,38 +42,59 @@ def word_symbols(word: str) -> tuple[str, ...]:
     return tuple(chars[:-1]) + (chars[-1] + "</w>",)
 
 
-def train(corpus: list[str], num_merges: int) -> list[tuple[str, str]]:
-    words = collections.Counter()
-    for line in corpus:
-        for w in WORD_RE.findall(normalise(line)):
-            words[word_symbols(w)] += 1
+def merge_pair(syms: tuple[str, ...] | list[str], a: str, b: str) -> list[str]:
+    """Replaces every adjacent (a, b) in syms with the merged symbol."""
+    out, i = [], 0
+    while i < len(syms):
+        if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
+            out.append(a + b)
+            i += 2
+        else:
+            out.append(syms[i])
+            i += 1
+    return out
+
+
+def learn_merges(words: collections.Counter, max_merges: int) -> list[tuple[str, str]]:
+    """BPE training over word counts (words as symbol tuples): repeatedly merge the most
+    frequent adjacent pair (ties broken lexicographically, so runs are deterministic)."""
     merges: list[tuple[str, str]] = []
     vocab = dict(words)
-    for _ in range(num_merges):
+    while len(merges) < max_merges:
         pairs = collections.Counter()
         for syms, count in vocab.items():
             for a, b in zip(syms, syms[1:]):
                 pairs[(a, b)] += count
         if not pairs:
             break
-        # Deterministic: highest count, then lexicographic order.
         (a, b), count = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
         if count < 2:
             break
         merges.append((a, b))
-        merged = {}
+        merged: dict = {}
         for syms, c in vocab.items():
-            out, i = [], 0
-            while i < len(syms):
-                if i + 1 < len(syms) and syms[i] == a and syms[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(syms[i])
-                    i += 1
-            merged[tuple(out)] = merged.get(tuple(out), 0) + c
+            key = tuple(merge_pair(syms, a, b))
+            merged[key] = merged.get(key, 0) + c
         vocab = merged
     return merges
+
+
+def apply_merges(syms: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Encodes one word: merge the lowest-ranked pair until none applies."""
+    while len(syms) > 1:
+        rank, i = min((ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(syms, syms[1:])))
+        if rank == 1 << 30:
+            break
+        syms = merge_pair(syms, syms[i], syms[i + 1])
+    return syms
+
+
+def train(corpus: list[str], num_merges: int) -> list[tuple[str, str]]:
+    words = collections.Counter()
+    for line in corpus:
+        for w in WORD_RE.findall(normalise(line)):
+            words[word_symbols(w)] += 1
+    return learn_merges(words, num_merges)
 
 
 def build_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
@@ -96,22 +117,7 @@ class ClipBpe:
     def _bpe(self, word: str) -> list[int]:
         if word in self.cache:
             return self.cache[word]
-        syms = list(word_symbols(word))
-        while len(syms) > 1:
-            pairs = [(self.ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(syms, syms[1:]))]
-            rank, i = min(pairs)
-            if rank == 1 << 30:
-                break
-            a, b = syms[i], syms[i + 1]
-            out, j = [], 0
-            while j < len(syms):
-                if j + 1 < len(syms) and syms[j] == a and syms[j + 1] == b:
-                    out.append(a + b)
-                    j += 2
-                else:
-                    out.append(syms[j])
-                    j += 1
-            syms = out
+        syms = apply_merges(list(word_symbols(word)), self.ranks)
         ids = [self.vocab[s] for s in syms]
         self.cache[word] = ids
         return ids
