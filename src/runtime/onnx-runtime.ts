@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { EaselError } from '../errors/easel-error.js';
 
 export type Tensor = ort.Tensor;
 export type TensorType = ort.Tensor.Type;
@@ -32,13 +33,22 @@ export class OnnxSession {
 
   static async create(file: string, options: SessionOptions): Promise<OnnxSession> {
     const chosen = variantFile(file, options.variant);
-    const session = await ort.InferenceSession.create(chosen, {
-      executionProviders: options.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
-      graphOptimizationLevel: options.graphOptimizationLevel,
-      ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
-      ...(options.interOpThreads > 0 ? { interOpNumThreads: options.interOpThreads } : {}),
-    });
-    return new OnnxSession(session, chosen);
+    if (!existsSync(chosen)) throw new EaselError('EASEL_MODEL_INVALID', `ONNX file ${path.basename(chosen)} not found in the model directory`);
+    try {
+      const session = await ort.InferenceSession.create(chosen, {
+        executionProviders: options.executionProvider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
+        graphOptimizationLevel: options.graphOptimizationLevel,
+        ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
+        ...(options.interOpThreads > 0 ? { interOpNumThreads: options.interOpThreads } : {}),
+      });
+      return new OnnxSession(session, chosen);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (options.executionProvider === 'cuda' && /Cuda|providers_shared|CUDA/.test(message)) {
+        throw new EaselError('EASEL_MODEL_INVALID', 'the model asks for the cuda execution provider, but ONNX Runtime\'s CUDA binaries are not installed; on a machine with CUDA 12 run `npm install --onnxruntime-node-install=cuda12`, or set runtime.executionProvider: cpu', 400, { cause: err });
+      }
+      throw new EaselError('EASEL_MODEL_INVALID', `ONNX Runtime could not load ${path.basename(chosen)}: ${message.split('\n')[0]}`, 400, { cause: err });
+    }
   }
 
   get inputs(): IoInfo[] {
@@ -74,7 +84,7 @@ export function variantFile(file: string, variant: string | undefined): string {
   for (const candidate of [`${base}.${variant}.onnx`, `${base}_${variant}.onnx`]) {
     if (existsSync(path.join(dir, candidate))) return path.join(dir, candidate);
   }
-  throw new Error(`variant "${variant}" of ${path.basename(file)} not found (looked for ${base}.${variant}.onnx and ${base}_${variant}.onnx)`);
+  throw new EaselError('EASEL_MODEL_INVALID', `variant "${variant}" of ${path.basename(file)} not found (looked for ${base}.${variant}.onnx and ${base}_${variant}.onnx)`);
 }
 
 const TYPED: Record<string, (data: readonly number[]) => ort.Tensor['data']> = {

@@ -43,7 +43,7 @@ class ModelVersion {
   readonly slots: Slot[] = [];
   readonly lane: string;
   #nextSlot = 0;
-  #readyWaiters: (() => void)[] = [];
+  #readyWaiters: ((failure?: unknown) => void)[] = [];
 
   constructor(
     public entry: ModelEntry,
@@ -97,20 +97,22 @@ class ModelVersion {
     };
   }
 
+  /** Resolves when `n` workers are live; rejects with the handler's error if a worker fails to start. */
   #waitReady(n: number): Promise<void> {
     if (this.liveWorkers() >= n) return Promise.resolve();
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (this.liveWorkers() >= n) resolve();
+    return new Promise((resolve, reject) => {
+      const check = (failure?: unknown): void => {
+        if (failure !== undefined) reject(failure);
+        else if (this.liveWorkers() >= n) resolve();
         else this.#readyWaiters.push(check);
       };
       this.#readyWaiters.push(check);
     });
   }
 
-  #notifyReady(): void {
+  #notifyReady(failure?: unknown): void {
     const waiters = this.#readyWaiters.splice(0);
-    for (const w of waiters) w();
+    for (const w of waiters) w(failure);
   }
 
   async #stopSlot(slot: Slot): Promise<void> {
@@ -134,7 +136,10 @@ class ModelVersion {
         this.#notifyReady();
         await this.#serve(slot, proc);
       } catch (err) {
-        if (!(err instanceof WorkerDiedError)) log.error({ worker: slot.id, err }, 'worker failed to start');
+        if (!(err instanceof WorkerDiedError)) {
+          log.error({ worker: slot.id, err }, 'worker failed to start');
+          this.#notifyReady(err);
+        }
       }
       if (slot.stop.signal.aborted) {
         await proc.stop(this.m.shutdownGraceMs);
@@ -212,7 +217,13 @@ export class ModelManager implements ModelControl {
     if (options.initialWorkers !== undefined && options.initialWorkers > entry.spec.minWorkers) {
       mv.entry = { ...entry, spec: { ...entry.spec, minWorkers: workers, maxWorkers: Math.max(entry.spec.maxWorkers, workers) } };
     }
-    await mv.resize(workers, options.synchronous);
+    try {
+      await mv.resize(workers, options.synchronous);
+    } catch (err) {
+      // A synchronous registration whose workers cannot start is refused, not left half-done.
+      await this.unregister(name, version).catch(() => undefined);
+      throw err;
+    }
     return mv.describe(this.#isDefault(name, version), this.#maxQueue(mv.spec));
   }
 

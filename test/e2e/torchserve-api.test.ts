@@ -152,3 +152,18 @@ describe('management API authentication', () => {
     await expect(startEasel(['--management-host', '0.0.0.0'])).rejects.toThrow(/managementToken/);
   });
 });
+
+describe('registering models whose workers cannot start', () => {
+  it.each([
+    ['broken', /missing\.onnx not found/],
+    ['needs-cuda', /onnxruntime-node-install=cuda12/],
+  ])('%s: a synchronous registration answers 400 with the reason and leaves nothing registered', async (name, reason) => {
+    const res = await fetch(`${easel.management}/models?url=${name}&synchronous=true`, { method: 'POST' });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body.code).toBe('EASEL_MODEL_INVALID');
+    expect(body.message).toMatch(reason);
+    expect((await fetch(`${easel.management}/models/${name}`)).status).toBe(404);
+    expect((await fetch(`${easel.inference}/ping`)).status).toBe(200);
+  });
+});
