@@ -140,7 +140,7 @@ def sample_ddim(te, unet, dec, tok: clip_bpe.ClipBpe, prompts: list[str], steps:
     return ((img / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str) -> dict:
+def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str, model_dir: str) -> dict:
     prompts = [c for _, c in heldout]
     imgs = np.concatenate([sample_ddim(te, unet, dec, tok, prompts[i : i + 50], 20, 7.5, 1234 + i, scale) for i in range(0, len(prompts), 50)])
     hits = {"fg": 0, "bg": 0, "shape": 0}
@@ -155,6 +155,7 @@ def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str) -> dict:
     for i in range(16):
         sheet.paste(Image.fromarray(imgs[i]), ((i % 8) * 64, (i // 8) * 64))
     sheet.save(os.path.join(out_dir, "samples.png"))
+    sheet.save(os.path.join(model_dir, "samples.png"))
     return {k: v / len(heldout) for k, v in hits.items()}
 
 
@@ -208,7 +209,7 @@ def main() -> None:
     write_configs(args.out, vocab, scale)
     parity = export_util.check_parity(graphs, args.work)
     log("evaluating prompt adherence on 100 held-out captions (DDIM, 20 steps, guidance 7.5)")
-    quality = evaluate(te, unet, dec, tok, heldout, scale, args.work)
+    quality = evaluate(te, unet, dec, tok, heldout, scale, args.work, args.out)
     with open(os.path.join(args.work, "heldout.json"), "w") as f:
         json.dump([c for _, c in heldout], f, indent=1)
     report = {
