@@ -59,7 +59,7 @@ describe('bundled models', () => {
 
     const te = await OnnxSession.create(path.join(dir, 'text_encoder/model.onnx'), CPU);
     check(te.inputs, { input_ids: ['int32', ['dyn', 'dyn']] });
-    check(te.outputs, { last_hidden_state: ['float32', ['dyn', 'dyn', 128]], pooler_output: ['float32', ['dyn', 'dyn']] // the exporter leaves the width symbolic });
+    check(te.outputs, { last_hidden_state: ['float32', ['dyn', 'dyn', 128]], pooler_output: ['float32', ['dyn', 'dyn']] });
     const unet = await OnnxSession.create(path.join(dir, 'unet/model.onnx'), CPU);
     check(unet.inputs, { sample: ['float32', ['dyn', 4, 'dyn', 'dyn']], timestep: ['float32', ['dyn']], encoder_hidden_states: ['float32', ['dyn', 'dyn', 128]] });
     check(unet.outputs, { out_sample: ['float32', ['dyn', 4, 'dyn', 'dyn']] });
