@@ -16,15 +16,21 @@ export function isCustomHandler(name: string): boolean {
   return /\.(m?js)$/.test(name);
 }
 
-export async function loadHandler(spec: ModelSpec, modelDir: string, allowCustomHandlers: boolean): Promise<Handler> {
-  const builtIn = BUILT_IN_HANDLERS[spec.handler];
-  if (builtIn) return builtIn();
+/** Throws unless the spec names a built-in handler, or a custom module the operator allows. */
+export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): void {
+  if (BUILT_IN_HANDLERS[spec.handler]) return;
   if (!isCustomHandler(spec.handler)) {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${Object.keys(BUILT_IN_HANDLERS).join(', ')}, or a .js/.mjs module in the model directory`, 400, { field: 'handler' });
   }
   if (!allowCustomHandlers) {
     throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, 403, { field: 'handler' });
   }
+}
+
+export async function loadHandler(spec: ModelSpec, modelDir: string, allowCustomHandlers: boolean): Promise<Handler> {
+  checkHandler(spec, allowCustomHandlers);
+  const builtIn = BUILT_IN_HANDLERS[spec.handler];
+  if (builtIn) return builtIn();
   const file = path.resolve(modelDir, spec.handler);
   if (!file.startsWith(path.resolve(modelDir) + path.sep) || !existsSync(file)) {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: handler module ${spec.handler} is not a file inside the model directory`, 400, { field: 'handler' });

@@ -184,7 +184,6 @@ function extractZip(file: string, target: string, limits: ExtractLimits): Promis
             await mkdir(dest, { recursive: true });
             return;
           }
-          budget.add(0);
           await mkdir(path.dirname(dest), { recursive: true });
           const stream = await new Promise<NodeJS.ReadableStream>((res, rej) => zip.openReadStream(entry, (e, s) => (e || !s ? rej(e) : res(s))));
           const counter = new Transform({

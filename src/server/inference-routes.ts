@@ -24,9 +24,11 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     const t0 = process.hrtime.bigint();
     const { model, version } = req.params;
     let status = 500;
+    let known = false;
     try {
       if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', 503, { retryAfterSeconds: 5 });
       o.control.spec(model, version); // 404 before reading a large body's meaning
+      known = true;
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body);
       const controller = new AbortController();
       reply.raw.on('close', () => {
@@ -39,7 +41,8 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       status = err instanceof EaselError ? err.status : 500;
       throw err;
     } finally {
-      const label = knownModel(o.control, model) ? model : '_unknown';
+      // Unknown names are not labels: clients must not grow the metric's cardinality.
+      const label = known || knownModel(o.control, model) ? model : '_unknown';
       o.metrics.requests.inc({ model: label, status: String(status) });
       o.metrics.requestDuration.observe({ model: label }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
@@ -59,6 +62,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
   app.get('/api-description', async () => openApiDocument());
 }
 
+/** Only reached on the error path: a successful prediction already looked its model up. */
 function knownModel(control: ModelControl, name: string): boolean {
   try {
     control.spec(name);

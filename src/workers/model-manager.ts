@@ -6,7 +6,7 @@ import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-q
 import type { Health, ModelControl, ModelDescription, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
-import { BUILT_IN_HANDLERS, isCustomHandler } from '../handlers/registry.js';
+import { checkHandler } from '../handlers/registry.js';
 import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
@@ -209,7 +209,8 @@ export class ModelManager implements ModelControl {
     const { name, version } = entry.spec;
     const model = this.#models.get(name);
     if (model?.versions.has(version)) throw new EaselError('EASEL_MODEL_EXISTS', `model ${name} version ${version} is already registered`);
-    this.#checkHandler(entry.spec);
+    // Refused up front what every worker would refuse at start (and restart forever).
+    checkHandler(entry.spec, this.o.allowCustomHandlers);
     const mv = new ModelVersion(entry, options.url, this.o);
     if (model) model.versions.set(version, mv);
     else this.#models.set(name, { versions: new Map([[version, mv]]), defaultVersion: version });
@@ -290,17 +291,6 @@ export class ModelManager implements ModelControl {
       this.#models.clear();
       await Promise.all(all.map((mv) => mv.close()));
     })());
-  }
-
-  /** Refuses up front what every worker would refuse at start (and restart forever). */
-  #checkHandler(spec: ModelSpec): void {
-    if (BUILT_IN_HANDLERS[spec.handler]) return;
-    if (!isCustomHandler(spec.handler)) {
-      throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${Object.keys(BUILT_IN_HANDLERS).join(', ')}, or a .js/.mjs module in the model directory`, 400, { field: 'handler' });
-    }
-    if (!this.o.allowCustomHandlers) {
-      throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, 403, { field: 'handler' });
-    }
   }
 
   #maxQueue(spec: ModelSpec): number {

@@ -111,7 +111,7 @@ function flatten(value: unknown, out: number[], field: string): number[] {
   let inner: number[] | undefined;
   for (const v of value) {
     const s = flatten(v, out, field);
-    if (inner && JSON.stringify(inner) !== JSON.stringify(s)) throw invalidField(field, `${field} is ragged: every row must have the same shape`);
+    if (inner && (inner.length !== s.length || inner.some((d, i) => d !== s[i]))) throw invalidField(field, `${field} is ragged: every row must have the same shape`);
     inner = s;
   }
   return [value.length, ...(inner ?? [])];
