@@ -1,17 +1,23 @@
 // The handler contract (TorchServe-shaped): initialize → preprocess → inference → postprocess,
 // over a batch of requests, with per-request cancellation, progress and stage timers.
+import type { EaselError } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
 
 export interface InferenceRequest {
   readonly id: string;
   /** The request's fields: JSON object fields, `data` for a raw body or an uploaded file. */
   readonly input: Readonly<Record<string, unknown>>;
+  /** The client's Accept header, for handlers that can answer in more than one form. */
+  readonly accept?: string | undefined;
 }
 
 export interface HandlerResult {
   readonly contentType: string;
   readonly data: Uint8Array;
 }
+
+/** A request's result, or its own error (a cancelled request in a batch fails alone). */
+export type HandlerOutcome = HandlerResult | EaselError;
 
 export interface ProgressUpdate {
   step: number;
@@ -58,7 +64,7 @@ export interface Handler<Batch = unknown, Out = unknown> {
   preprocess(requests: readonly InferenceRequest[], ctx: RequestContext): Batch | Promise<Batch>;
   /** One output per request, in order. */
   inference(batch: Batch, ctx: RequestContext): Promise<Out[]>;
-  postprocess(outputs: Out[], ctx: RequestContext): HandlerResult[] | Promise<HandlerResult[]>;
+  postprocess(outputs: Out[], ctx: RequestContext): HandlerOutcome[] | Promise<HandlerOutcome[]>;
   dispose(): Promise<void>;
 }
 

@@ -7,9 +7,11 @@ import { EaselError } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { Handler, HandlerFactory } from './handler.js';
 import { TensorHandler } from './tensor-handler.js';
+import { TextToImageHandler } from './text-to-image-handler.js';
 
 export const BUILT_IN_HANDLERS: Readonly<Record<string, HandlerFactory>> = Object.freeze({
   tensor: () => new TensorHandler(),
+  'text-to-image': () => new TextToImageHandler(),
 });
 
 export function isCustomHandler(name: string): boolean {

@@ -19,6 +19,7 @@ export interface QueuedRequest {
   readonly id: string;
   readonly lane: string;
   readonly input: Readonly<Record<string, unknown>>;
+  readonly accept?: string | undefined;
   readonly enqueuedAt: number;
   /** Aborted when the client goes away or the response timeout passes. */
   readonly signal: AbortSignal;
@@ -36,6 +37,7 @@ export interface SubmitOptions {
   timeoutMs: number;
   maxQueueLength: number;
   signal?: AbortSignal | undefined;
+  accept?: string | undefined;
 }
 
 interface Waiter {
@@ -58,7 +60,7 @@ export class InferenceQueue {
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
       const item: Pending = {
-        id: randomUUID(), lane, input, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
+        id: randomUUID(), lane, input, accept: o.accept, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
         resolve: (v) => { if (!item.settled) { item.settled = true; cleanup(); resolve(v); } },
         reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
       };

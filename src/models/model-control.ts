@@ -49,6 +49,7 @@ export interface ModelControl {
   list(): { modelName: string; modelUrl: string }[];
   describe(name: string, version?: string | 'all'): ModelDescription[];
   spec(name: string, version?: string): ModelSpec;
-  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal): Promise<Outcome>;
+  /** `accept` is the client's Accept header, handed to the handler. */
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal, accept?: string): Promise<Outcome>;
   health(): Health;
 }

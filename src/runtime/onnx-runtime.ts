@@ -59,9 +59,17 @@ export class OnnxSession {
     return this.session.outputNames.map((name, i) => ioInfo(name, this.session.outputMetadata[i]));
   }
 
+  /** Seconds spent inside run() so far (for the share of time outside ONNX Runtime). */
+  runSeconds = 0;
+
   /** Blocks the calling thread: only worker processes call this. */
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    return this.session.run(feeds);
+  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    const t0 = performance.now();
+    try {
+      return await this.session.run(feeds);
+    } finally {
+      this.runSeconds += (performance.now() - t0) / 1000;
+    }
   }
 
   async release(): Promise<void> {
@@ -87,8 +95,45 @@ export function variantFile(file: string, variant: string | undefined): string {
   throw new EaselError('EASEL_MODEL_INVALID', `variant "${variant}" of ${path.basename(file)} not found (looked for ${base}.${variant}.onnx and ${base}_${variant}.onnx)`);
 }
 
-const TYPED: Record<string, (data: readonly number[]) => ort.Tensor['data']> = {
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE half-precision bits of a number, rounded to nearest even (Node 20 has no Float16Array). */
+export function toHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0] ?? 0;
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = (x >>> 23) & 0xff;
+  let mantissa = x & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  const e = exponent - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    const half = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    return sign | (half + (rest > halfway || (rest === halfway && half & 1) ? 1 : 0));
+  }
+  const half = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0));
+}
+
+export function fromHalf(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+const TYPED: Record<string, (data: ArrayLike<number>) => ort.Tensor['data']> = {
   float32: (d) => Float32Array.from(d),
+  float16: (d) => Uint16Array.from(d, toHalf),
   float64: (d) => Float64Array.from(d),
   int32: (d) => Int32Array.from(d),
   int64: (d) => BigInt64Array.from(d, (x) => BigInt(Math.trunc(x))),
@@ -99,7 +144,7 @@ const TYPED: Record<string, (data: readonly number[]) => ort.Tensor['data']> = {
 
 export const SUPPORTED_TENSOR_TYPES = Object.keys(TYPED);
 
-export function makeTensor(type: string, data: readonly number[], dims: readonly number[]): ort.Tensor {
+export function makeTensor(type: string, data: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
   const make = TYPED[type];
   if (!make) throw new Error(`tensor type ${type} is not supported; supported: ${SUPPORTED_TENSOR_TYPES.join(', ')}`);
   return new ort.Tensor(type as ort.Tensor.Type, make(data) as never, dims);
@@ -110,6 +155,19 @@ export function fromTypedArray(type: 'int64', data: BigInt64Array, dims: readonl
 export function fromTypedArray(type: 'int32', data: Int32Array, dims: readonly number[]): ort.Tensor;
 export function fromTypedArray(type: string, data: ort.Tensor['data'], dims: readonly number[]): ort.Tensor {
   return new ort.Tensor(type as ort.Tensor.Type, data as never, dims);
+}
+
+/** Float data for a float32, float16 or float64 input, converting from float32 as needed. */
+export function floatTensor(type: string, data: Float32Array, dims: readonly number[]): ort.Tensor {
+  if (type === 'float32') return new ort.Tensor('float32', data, dims);
+  return makeTensor(type, data, dims);
+}
+
+/** A float tensor's data as float32 (float16 and float64 converted). */
+export function tensorToFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float16') return Float32Array.from(t.data as Uint16Array, fromHalf);
+  return Float32Array.from(tensorToNumbers(t));
 }
 
 /** A tensor's data as plain numbers (int64 converted with Number). */

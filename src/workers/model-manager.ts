@@ -170,7 +170,7 @@ class ModelVersion {
         return () => item.signal.removeEventListener('abort', onAbort);
       });
       try {
-        const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input } })));
+        const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input }, accept: i.accept })));
         for (const [stage, seconds] of Object.entries(timings)) this.m.observer?.stage(this.spec.name, stage, seconds);
         for (const item of items) {
           const o = outcomes.find((x) => x.id === item.id);
@@ -269,12 +269,12 @@ export class ModelManager implements ModelControl {
     return this.#version(name, version).spec;
   }
 
-  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal): Promise<Outcome> {
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal, accept?: string): Promise<Outcome> {
     const mv = this.#version(name, version);
     if (mv.slots.length === 0) {
       return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 503, { retryAfterSeconds: 5 }));
     }
-    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), signal });
+    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), signal, accept });
   }
 
   health(): Health {

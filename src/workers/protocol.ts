@@ -6,6 +6,7 @@ import type { ModelSpec } from '../models/model-spec.js';
 export interface WorkRequest {
   id: string;
   input: Record<string, unknown>;
+  accept?: string | undefined;
 }
 
 export type ParentCommand =

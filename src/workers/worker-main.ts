@@ -79,14 +79,14 @@ async function runHandler(requests: WorkRequest[], handles: RequestHandle[], tim
   if (!handler) throw new EaselError('EASEL_NO_WORKERS', 'worker has no handler loaded');
   const h = handler;
   const ctx: RequestContext = { requests: handles, logger, timers };
-  const reqs: InferenceRequest[] = requests.map((r) => ({ id: r.id, input: r.input }));
+  const reqs: InferenceRequest[] = requests.map((r) => ({ id: r.id, input: r.input, accept: r.accept }));
   const batch = await timers.timeAsync('preprocess', async () => h.preprocess(reqs, ctx));
   const outputs = await timers.timeAsync('inference', () => h.inference(batch, ctx));
   const results = await timers.timeAsync('postprocess', async () => h.postprocess(outputs, ctx));
   if (results.length !== requests.length) {
     throw new EaselError('EASEL_HANDLER_FAILED', `handler returned ${results.length} results for ${requests.length} requests`);
   }
-  return results.map((r, i) => ({ id: requests[i]!.id, ok: true, contentType: r.contentType, data: r.data }));
+  return results.map((r, i) => (isEaselError(r) ? { id: requests[i]!.id, ok: false, error: r.toJSON() } : { id: requests[i]!.id, ok: true, contentType: r.contentType, data: r.data }));
 }
 
 function stageTimers(into: Record<string, number>): StageTimers {

@@ -1,0 +1,159 @@
+// The `text-to-image` handler (the job of TorchServe's DiffusersHandler): prompt in, image
+// out — PNG/JPEG/WebP bytes for one image, JSON with base64 images when asked or when several.
+// It drives the diffusion pipeline step by step over the whole batch, so requests with
+// different step counts share UNet calls and a cancelled request leaves at the next step.
+import sharp from 'sharp';
+import { EaselError } from '../errors/easel-error.js';
+import { DiffusionPipeline, isFinished, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
+import { parseTextToImage, resolveLimits, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
+
+const CONTENT_TYPES = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' } as const;
+
+interface Job {
+  readonly params: TextToImageParameters;
+  readonly accept: string | undefined;
+  readonly states: DenoiseState[];
+}
+
+type Output = { images: RgbImage[]; params: TextToImageParameters; accept: string | undefined } | EaselError;
+
+/** Encodes RGB pixels; sharp's encoders are deterministic for the same pixels and options. */
+export async function encodeImage(image: RgbImage, format: 'png' | 'jpeg' | 'webp', quality = 90): Promise<Uint8Array> {
+  const input = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  const encoded = format === 'png' ? input.png() : format === 'jpeg' ? input.jpeg({ quality }) : input.webp({ quality });
+  return new Uint8Array(await encoded.toBuffer());
+}
+
+/** True when the client asks for JSON and not for an image. */
+function wantsJson(accept: string | undefined): boolean {
+  if (!accept) return false;
+  return /application\/json/.test(accept) && !/image\//.test(accept);
+}
+
+export class TextToImageHandler implements Handler<Job[], Output> {
+  #pipeline: DiffusionPipeline | undefined;
+  #rules: RequestRules | undefined;
+
+  async initialize(ctx: HandlerContext): Promise<void> {
+    const pipeline = await DiffusionPipeline.load(ctx.modelDir, ctx.spec.runtime);
+    const info = pipeline.info;
+    this.#pipeline = pipeline;
+    this.#rules = {
+      defaults: {
+        num_inference_steps: 50,
+        guidance_scale: 7.5,
+        width: info.defaultSize,
+        height: info.defaultSize,
+        scheduler: info.defaultScheduler,
+        ...ctx.spec.defaults,
+      },
+      limits: resolveLimits(ctx.spec.limits),
+      vaeScaleFactor: info.vaeScaleFactor,
+    };
+    ctx.logger.info({ ...info }, 'text-to-image pipeline loaded');
+    if (ctx.spec.runtime.warmup) {
+      // One step at the default size: first-run allocations happen here, not in a request.
+      const states = await pipeline.begin([this.#generation(parseTextToImage({ prompt: '', num_inference_steps: 1, seed: 0 }, this.#rules), 0)]);
+      await pipeline.denoise(states);
+      await pipeline.finish(states);
+    }
+  }
+
+  #generation(p: TextToImageParameters, image: number): GenerationRequest {
+    return {
+      prompt: p.prompt,
+      negativePrompt: p.negative_prompt,
+      steps: p.num_inference_steps,
+      guidanceScale: p.guidance_scale,
+      width: p.width,
+      height: p.height,
+      // Image k of a request uses seed + k, so each image can be reproduced alone.
+      seed: p.seed + image,
+      scheduler: p.scheduler,
+      schedulerConfig: p.scheduler_config,
+    };
+  }
+
+  preprocess(requests: readonly InferenceRequest[]): Job[] {
+    const rules = this.#rules!;
+    // Parse all first: a bad request throws here and the worker retries the others alone.
+    const parsed = requests.map((r) => ({ params: parseTextToImage(r.input, rules), accept: r.accept }));
+    return parsed.map(({ params, accept }) => ({ params, accept, states: [] }));
+  }
+
+  async inference(jobs: Job[], ctx: RequestContext): Promise<Output[]> {
+    const pipeline = this.#pipeline!;
+    const generations = jobs.flatMap((job) => Array.from({ length: job.params.num_images }, (_, k) => this.#generation(job.params, k)));
+    const states = await ctx.timers.timeAsync('text_encode', () => pipeline.begin(generations));
+    let next = 0;
+    for (const job of jobs) {
+      job.states.push(...states.slice(next, next + job.params.num_images));
+      next += job.params.num_images;
+    }
+    const outputs = new Map<Job, Output>();
+    const cancelled = (i: number): boolean => ctx.requests[i]?.signal.aborted ?? false;
+    for (;;) {
+      const running = jobs.filter((job, i) => {
+        if (outputs.has(job)) return false;
+        if (cancelled(i)) {
+          outputs.set(job, new EaselError('EASEL_CANCELLED', `request cancelled after ${stepsDone(job.states[0]!)} of ${totalSteps(job.states[0]!)} steps`));
+          return false;
+        }
+        return true;
+      });
+      if (running.length === 0) break;
+      await ctx.timers.timeAsync('unet', () => pipeline.denoise(running.flatMap((j) => j.states)));
+      for (const job of running) {
+        const i = jobs.indexOf(job);
+        const step = Math.min(...job.states.map(stepsDone));
+        const total = totalSteps(job.states[0]!);
+        const every = job.params.preview_every;
+        const preview = every > 0 && step % every === 0 && step < total ? await this.#preview(job.states[0]!, ctx) : undefined;
+        ctx.requests[i]?.progress({ step, total, ...(preview ? { preview } : {}) });
+      }
+      const finished = running.filter((job) => job.states.every(isFinished));
+      if (finished.length > 0) {
+        const images = await ctx.timers.timeAsync('vae_decode', () => pipeline.finish(finished.flatMap((j) => j.states)));
+        let at = 0;
+        for (const job of finished) {
+          outputs.set(job, { images: images.slice(at, at + job.states.length), params: job.params, accept: job.accept });
+          at += job.states.length;
+        }
+      }
+    }
+    return jobs.map((job) => outputs.get(job)!);
+  }
+
+  async #preview(state: DenoiseState, ctx: RequestContext): Promise<HandlerResult> {
+    const image = await ctx.timers.timeAsync('preview', () => this.#pipeline!.preview(state));
+    return { contentType: 'image/jpeg', data: await encodeImage(image, 'jpeg', 70) };
+  }
+
+  async postprocess(outputs: Output[], ctx: RequestContext): Promise<HandlerOutcome[]> {
+    return ctx.timers.timeAsync('encode_image', () => Promise.all(outputs.map((o) => (o instanceof EaselError ? o : this.#respond(o)))));
+  }
+
+  async #respond({ images, params, accept }: Exclude<Output, EaselError>): Promise<HandlerResult> {
+    const { output_format: format } = params;
+    const parameters = { ...params, preview_every: undefined };
+    if (format === 'tensor') {
+      // Asked for explicitly: the raw uint8 RGB pixels, NHWC.
+      const first = images[0]!;
+      return jsonResult({ shape: [images.length, first.height, first.width, 3], dtype: 'uint8', data: images.flatMap((im) => Array.from(im.data)), seed: params.seed, parameters });
+    }
+    const encoded = await Promise.all(images.map((im) => encodeImage(im, format)));
+    if (encoded.length === 1 && !wantsJson(accept)) return { contentType: CONTENT_TYPES[format], data: encoded[0]! };
+    return jsonResult({
+      images: encoded.map((bytes) => Buffer.from(bytes).toString('base64')),
+      content_type: CONTENT_TYPES[format],
+      seed: params.seed,
+      seeds: images.map((_, k) => params.seed + k),
+      parameters,
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.#pipeline?.release();
+  }
+}

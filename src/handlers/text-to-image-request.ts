@@ -1,0 +1,165 @@
+// The text-to-image request: its fields, defaults (easel.yaml `defaults:` over built-ins) and
+// limits (easel.yaml `limits:`), each violation a 400 naming the field and what is allowed.
+import { randomInt } from 'node:crypto';
+import { EaselError, invalidField } from '../errors/easel-error.js';
+import { SCHEDULER_NAMES, parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from '../pipelines/diffusion/schedulers/index.js';
+
+export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp', 'tensor'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export interface TextToImageParameters {
+  prompt: string;
+  negative_prompt: string;
+  num_inference_steps: number;
+  guidance_scale: number;
+  width: number;
+  height: number;
+  seed: number;
+  scheduler: SchedulerName;
+  num_images: number;
+  output_format: OutputFormat;
+  /** Send a preview image every N steps (0: none). */
+  preview_every: number;
+  scheduler_config?: Partial<SchedulerConfig>;
+}
+
+export interface TextToImageLimits {
+  max_inference_steps: number;
+  max_width: number;
+  max_height: number;
+  max_num_images: number;
+  max_guidance_scale: number;
+  max_prompt_length: number;
+}
+
+/** What an SD 1.5 export would be served with when its easel.yaml says nothing. */
+export const BUILT_IN_LIMITS: TextToImageLimits = Object.freeze({
+  max_inference_steps: 150,
+  max_width: 1024,
+  max_height: 1024,
+  max_num_images: 4,
+  max_guidance_scale: 30,
+  max_prompt_length: 2000,
+});
+
+const FIELDS = [
+  'prompt',
+  'data',
+  'negative_prompt',
+  'num_inference_steps',
+  'guidance_scale',
+  'width',
+  'height',
+  'seed',
+  'scheduler',
+  'num_images',
+  'output_format',
+  'preview_every',
+  'scheduler_config',
+] as const;
+
+export interface RequestRules {
+  /** Model-level defaults: built-ins merged with easel.yaml `defaults:`. */
+  readonly defaults: Readonly<Record<string, unknown>>;
+  readonly limits: TextToImageLimits;
+  readonly vaeScaleFactor: number;
+}
+
+function integer(input: Record<string, unknown>, field: string, fallback: unknown, min: number, max: number): number {
+  const value = input[field] ?? fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidField(field, `${field} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function text(value: unknown, field: string, maxLength: number): string {
+  const s = value instanceof Uint8Array ? new TextDecoder().decode(value) : value;
+  if (typeof s !== 'string') throw invalidField(field, `${field} must be a string, got ${typeof s}`);
+  if (s.length > maxLength) throw invalidField(field, `${field} must be at most ${maxLength} characters, got ${s.length}`);
+  return s;
+}
+
+/** Validates a request's fields against the model's defaults and limits. */
+export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules: RequestRules): TextToImageParameters {
+  const unknown = Object.keys(input).filter((k) => !(FIELDS as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; text-to-image takes ${FIELDS.join(', ')}`);
+  }
+  const { defaults, limits } = rules;
+  const raw = { ...input };
+  const promptValue = raw.prompt ?? raw.data;
+  if (promptValue === undefined) {
+    throw new EaselError('EASEL_BAD_REQUEST', 'prompt is required: send {"prompt": "..."} (or TorchServe\'s {"data": "..."})', 400, { field: 'prompt' });
+  }
+  const promptField = raw.prompt !== undefined ? 'prompt' : 'data';
+  const prompt = text(promptValue, promptField, limits.max_prompt_length);
+  const negative = text(raw.negative_prompt ?? defaults.negative_prompt ?? '', 'negative_prompt', limits.max_prompt_length);
+
+  const steps = integer(raw, 'num_inference_steps', defaults.num_inference_steps, 1, limits.max_inference_steps);
+  const guidance = raw.guidance_scale ?? defaults.guidance_scale;
+  if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0 || guidance > limits.max_guidance_scale) {
+    throw invalidField('guidance_scale', `guidance_scale must be a number from 0 to ${limits.max_guidance_scale}, got ${JSON.stringify(guidance)}`);
+  }
+  const f = rules.vaeScaleFactor;
+  const size = (field: 'width' | 'height', max: number): number => {
+    const value = integer(raw, field, defaults[field], f, max);
+    if (value % f !== 0) throw invalidField(field, `${field} must be a multiple of ${f} (the VAE's scale factor), from ${f} to ${max}, got ${value}`);
+    return value;
+  };
+  const width = size('width', limits.max_width);
+  const height = size('height', limits.max_height);
+  const seed = raw.seed === undefined || raw.seed === null ? randomInt(2 ** 31) : integer(raw, 'seed', undefined, 0, Number.MAX_SAFE_INTEGER);
+
+  const schedulerValue = raw.scheduler ?? defaults.scheduler;
+  const scheduler = typeof schedulerValue === 'string' ? schedulerName(schedulerValue) : undefined;
+  if (!scheduler) throw invalidField('scheduler', `scheduler must be one of ${SCHEDULER_NAMES.join(', ')} (or a diffusers class name such as EulerDiscreteScheduler), got ${JSON.stringify(schedulerValue)}`);
+
+  const numImages = integer(raw, 'num_images', defaults.num_images ?? 1, 1, limits.max_num_images);
+  const formatValue = raw.output_format ?? defaults.output_format ?? 'png';
+  const format = formatValue === 'jpg' ? 'jpeg' : formatValue;
+  if (typeof format !== 'string' || !(OUTPUT_FORMATS as readonly string[]).includes(format)) {
+    throw invalidField('output_format', `output_format must be one of ${OUTPUT_FORMATS.join(', ')}, got ${JSON.stringify(formatValue)}`);
+  }
+  const previewEvery = integer(raw, 'preview_every', defaults.preview_every ?? 0, 0, limits.max_inference_steps);
+
+  const params: TextToImageParameters = {
+    prompt,
+    negative_prompt: negative,
+    num_inference_steps: steps,
+    guidance_scale: guidance,
+    width,
+    height,
+    seed,
+    scheduler,
+    num_images: numImages,
+    output_format: format as OutputFormat,
+    preview_every: previewEvery,
+  };
+  if (raw.scheduler_config !== undefined) {
+    if (!raw.scheduler_config || typeof raw.scheduler_config !== 'object' || Array.isArray(raw.scheduler_config)) {
+      throw invalidField('scheduler_config', 'scheduler_config must be an object of scheduler_config.json keys, e.g. {"timestep_spacing": "trailing"}');
+    }
+    try {
+      params.scheduler_config = parseSchedulerConfig(raw.scheduler_config);
+    } catch (err) {
+      throw invalidField('scheduler_config', (err as Error).message);
+    }
+  }
+  return params;
+}
+
+/** easel.yaml `limits:` over the built-ins; a non-positive or non-numeric limit is a model error. */
+export function resolveLimits(fromSpec: Readonly<Record<string, unknown>>): TextToImageLimits {
+  const limits = { ...BUILT_IN_LIMITS };
+  for (const [key, value] of Object.entries(fromSpec)) {
+    if (!(key in limits)) {
+      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} is not a text-to-image limit; known: ${Object.keys(BUILT_IN_LIMITS).join(', ')}`, 400, { field: `limits.${key}` });
+    }
+    if (typeof value !== 'number' || !(value > 0)) {
+      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} must be a positive number, got ${JSON.stringify(value)}`, 400, { field: `limits.${key}` });
+    }
+    limits[key as keyof TextToImageLimits] = value;
+  }
+  return limits;
+}

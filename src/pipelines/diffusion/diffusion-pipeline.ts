@@ -1,0 +1,356 @@
+// A Stable Diffusion style ONNX pipeline (the diffusers / optimum layout): CLIP tokenizer and
+// text encoder, UNet denoising loop with classifier-free guidance, VAE decoder. It works in
+// steps — begin(requests) → denoise(states) repeatedly → finish(states) — so that a caller
+// can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { floatTensor, makeTensor, OnnxSession, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
+import { ClipTokenizer } from './clip-tokenizer.js';
+import { TorchGenerator } from './random.js';
+import { createScheduler, parseSchedulerConfig, schedulerName, type Scheduler, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
+import { roundHalfEven } from './schedulers/schedule.js';
+
+export interface GenerationRequest {
+  readonly prompt: string;
+  readonly negativePrompt: string;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly width: number;
+  readonly height: number;
+  readonly seed: number;
+  readonly scheduler: SchedulerName;
+  /** Per-request overrides of scheduler_config.json keys (timestep_spacing, prediction_type, ...). */
+  readonly schedulerConfig?: Partial<SchedulerConfig> | undefined;
+}
+
+/** One image in progress. Everything a step needs lives here, none of it on the pipeline. */
+export interface DenoiseState {
+  readonly request: GenerationRequest;
+  readonly scheduler: Scheduler;
+  readonly generator: TorchGenerator;
+  latents: Float32Array;
+  /** The scheduler's latest estimate of the clean latents, for previews. */
+  predictedOriginal: Float32Array | null;
+  readonly cond: Float32Array;
+  /** The negative prompt's embedding; null when guidance is off (scale ≤ 1 or embedded guidance). */
+  readonly uncond: Float32Array | null;
+  readonly timestepCond: Float32Array | null;
+}
+
+export interface RgbImage {
+  readonly width: number;
+  readonly height: number;
+  /** Interleaved 8-bit RGB, row-major. */
+  readonly data: Uint8Array;
+}
+
+export interface PipelineInfo {
+  readonly vaeScaleFactor: number;
+  readonly latentChannels: number;
+  readonly textLength: number;
+  /** The UNet's `timestep` is a scalar: requests share a call only at the same timestep. */
+  readonly scalarTimestep: boolean;
+  /** Width of `timestep_cond` (LCM's guidance embedding), or null. */
+  readonly guidanceEmbeddingSize: number | null;
+  readonly defaultScheduler: SchedulerName;
+  readonly defaultSize: number;
+}
+
+export function stepsDone(state: DenoiseState): number {
+  return state.scheduler.stepIndex;
+}
+
+export function totalSteps(state: DenoiseState): number {
+  return state.scheduler.timesteps.length;
+}
+
+export function isFinished(state: DenoiseState): boolean {
+  return stepsDone(state) >= totalSteps(state);
+}
+
+function readJson(file: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+function input(session: OnnxSession, names: readonly string[], what: string): IoInfo {
+  const found = session.inputs.find((i) => names.includes(i.name));
+  if (!found) throw new Error(`${what}: the ONNX graph has no input named ${names.join(' or ')} (inputs: ${session.inputs.map((i) => i.name).join(', ')})`);
+  return found;
+}
+
+function optionalInput(session: OnnxSession, name: string): IoInfo | undefined {
+  return session.inputs.find((i) => i.name === name);
+}
+
+function staticDim(io: IoInfo, axis: number): number | undefined {
+  const d = io.shape[axis];
+  return typeof d === 'number' && d > 0 ? d : undefined;
+}
+
+/** LCM's w-embedding (diffusers' get_guidance_scale_embedding), for `timestep_cond`. */
+function guidanceEmbedding(guidanceScale: number, size: number): Float32Array {
+  const w = (guidanceScale - 1) * 1000;
+  const half = Math.floor(size / 2);
+  const scale = Math.log(10000) / (half - 1);
+  const out = new Float32Array(size);
+  for (let i = 0; i < half; i += 1) {
+    const x = w * Math.exp(-scale * i);
+    out[i] = Math.sin(x);
+    out[half + i] = Math.cos(x);
+  }
+  return out;
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return [...groups.values()];
+}
+
+export class DiffusionPipeline {
+  readonly info: PipelineInfo;
+  readonly #tokenizer: ClipTokenizer;
+  readonly #textEncoder: OnnxSession;
+  readonly #unet: OnnxSession;
+  readonly #vaeDecoder: OnnxSession;
+  readonly #schedulerConfig: Partial<SchedulerConfig>;
+  readonly #vaeScaling: number;
+  readonly #io: {
+    inputIds: IoInfo;
+    sample: IoInfo;
+    timestep: IoInfo;
+    hidden: IoInfo;
+    timestepCond: IoInfo | undefined;
+    latent: IoInfo;
+  };
+
+  private constructor(parts: {
+    tokenizer: ClipTokenizer;
+    textEncoder: OnnxSession;
+    unet: OnnxSession;
+    vaeDecoder: OnnxSession;
+    schedulerConfig: Partial<SchedulerConfig>;
+    defaultScheduler: SchedulerName;
+    vaeConfig: Record<string, unknown>;
+    unetConfig: Record<string, unknown>;
+  }) {
+    this.#tokenizer = parts.tokenizer;
+    this.#textEncoder = parts.textEncoder;
+    this.#unet = parts.unet;
+    this.#vaeDecoder = parts.vaeDecoder;
+    this.#schedulerConfig = parts.schedulerConfig;
+    this.#io = {
+      inputIds: input(parts.textEncoder, ['input_ids'], 'text_encoder'),
+      sample: input(parts.unet, ['sample'], 'unet'),
+      timestep: input(parts.unet, ['timestep'], 'unet'),
+      hidden: input(parts.unet, ['encoder_hidden_states'], 'unet'),
+      timestepCond: optionalInput(parts.unet, 'timestep_cond'),
+      latent: input(parts.vaeDecoder, ['latent_sample', 'latent'], 'vae_decoder'),
+    };
+    const blocks = parts.vaeConfig.block_out_channels;
+    const vaeScaleFactor = Array.isArray(blocks) ? 2 ** (blocks.length - 1) : 8;
+    const scaling = parts.vaeConfig.scaling_factor;
+    this.#vaeScaling = typeof scaling === 'number' ? scaling : 0.18215;
+    const channels = staticDim(this.#io.sample, 1) ?? (typeof parts.vaeConfig.latent_channels === 'number' ? parts.vaeConfig.latent_channels : 4);
+    const sampleSize = typeof parts.unetConfig.sample_size === 'number' ? parts.unetConfig.sample_size : 64;
+    this.info = {
+      vaeScaleFactor,
+      latentChannels: channels,
+      textLength: parts.tokenizer.maxLength,
+      scalarTimestep: this.#io.timestep.shape.length === 0,
+      guidanceEmbeddingSize: this.#io.timestepCond ? (staticDim(this.#io.timestepCond, 1) ?? 256) : null,
+      defaultScheduler: parts.defaultScheduler,
+      defaultSize: sampleSize * vaeScaleFactor,
+    };
+  }
+
+  /** Loads a diffusers/optimum ONNX layout (model_index.json and one folder per component). */
+  static async load(dir: string, options: SessionOptions): Promise<DiffusionPipeline> {
+    const file = (component: string): string => path.join(dir, component, 'model.onnx');
+    const [textEncoder, unet, vaeDecoder] = await Promise.all([
+      OnnxSession.create(file('text_encoder'), options),
+      OnnxSession.create(file('unet'), options),
+      OnnxSession.create(file('vae_decoder'), options),
+    ]);
+    const textInput = input(textEncoder, ['input_ids'], 'text_encoder');
+    const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
+    const raw = readJson(path.join(dir, 'scheduler', 'scheduler_config.json'));
+    const className = typeof raw._class_name === 'string' ? raw._class_name : 'PNDMScheduler';
+    return new DiffusionPipeline({
+      tokenizer,
+      textEncoder,
+      unet,
+      vaeDecoder,
+      schedulerConfig: parseSchedulerConfig(raw),
+      defaultScheduler: schedulerName(className) ?? 'pndm',
+      vaeConfig: readJson(path.join(dir, 'vae_decoder', 'config.json')),
+      unetConfig: readJson(path.join(dir, 'unet', 'config.json')),
+    });
+  }
+
+  /** Whether the request runs the unconditional half (classifier-free guidance). */
+  usesGuidance(request: GenerationRequest): boolean {
+    return request.guidanceScale > 1 && this.info.guidanceEmbeddingSize === null;
+  }
+
+  /** Tokenizes and encodes every prompt in one text-encoder call, and draws the initial latents. */
+  async begin(requests: readonly GenerationRequest[]): Promise<DenoiseState[]> {
+    const texts = [...new Set(requests.flatMap((r) => (this.usesGuidance(r) ? [r.prompt, r.negativePrompt] : [r.prompt])))];
+    const embeddings = await this.#encodeText(texts);
+    return requests.map((request) => {
+      const scheduler = createScheduler(request.scheduler, this.#schedulerConfig, request.steps, request.schedulerConfig);
+      const generator = new TorchGenerator(request.seed);
+      const f = this.info.vaeScaleFactor;
+      const count = this.info.latentChannels * (request.height / f) * (request.width / f);
+      const sigma = scheduler.initNoiseSigma;
+      const latents = generator.standardNormal(count).map((x) => x * sigma);
+      const size = this.info.guidanceEmbeddingSize;
+      return {
+        request,
+        scheduler,
+        generator,
+        latents,
+        predictedOriginal: null,
+        cond: embeddings.get(request.prompt)!,
+        uncond: this.usesGuidance(request) ? embeddings.get(request.negativePrompt)! : null,
+        timestepCond: size === null ? null : guidanceEmbedding(request.guidanceScale, size),
+      };
+    });
+  }
+
+  async #encodeText(texts: readonly string[]): Promise<Map<string, Float32Array>> {
+    const length = this.#tokenizer.maxLength;
+    const ids = texts.flatMap((t) => this.#tokenizer.encode(t));
+    const type = this.#io.inputIds.type;
+    const feeds = { [this.#io.inputIds.name]: makeTensor(type, ids, [texts.length, length]) };
+    const outputs = await this.#textEncoder.run(feeds);
+    const name = outputs.last_hidden_state ? 'last_hidden_state' : this.#textEncoder.outputs[0]?.name ?? '';
+    const hidden = tensorToFloat32(outputs[name]!);
+    const width = hidden.length / texts.length;
+    return new Map(texts.map((t, i) => [t, hidden.slice(i * width, (i + 1) * width)]));
+  }
+
+  /**
+   * One denoising step for every unfinished state: one UNet call per resolution (per
+   * resolution and timestep when the UNet takes a scalar timestep), then each request's own
+   * scheduler steps with its own guidance scale and noise.
+   */
+  async denoise(states: readonly DenoiseState[]): Promise<void> {
+    const active = states.filter((s) => !isFinished(s));
+    const scalar = this.info.scalarTimestep;
+    const groups = groupBy(active, (s) => `${s.request.width}x${s.request.height}${scalar ? `@${s.scheduler.timesteps[s.scheduler.stepIndex]}` : ''}`);
+    for (const group of groups) await this.#denoiseGroup(group);
+  }
+
+  async #denoiseGroup(group: readonly DenoiseState[]): Promise<void> {
+    const rows: { state: DenoiseState; hidden: Float32Array; input: Float32Array }[] = [];
+    for (const state of group) {
+      const input = state.scheduler.scaleModelInput(state.latents);
+      if (state.uncond) rows.push({ state, hidden: state.uncond, input });
+      rows.push({ state, hidden: state.cond, input });
+    }
+    const first = group[0]!.request;
+    const f = this.info.vaeScaleFactor;
+    const dims = [rows.length, this.info.latentChannels, first.height / f, first.width / f];
+    const hiddenWidth = rows[0]!.hidden.length;
+    const sample = new Float32Array(rows.length * rows[0]!.input.length);
+    const hidden = new Float32Array(rows.length * hiddenWidth);
+    rows.forEach((row, i) => {
+      sample.set(row.input, i * row.input.length);
+      hidden.set(row.hidden, i * hiddenWidth);
+    });
+    const io = this.#io;
+    const timesteps = rows.map((r) => r.state.scheduler.timesteps[r.state.scheduler.stepIndex] ?? 0);
+    // Integer timestep inputs truncate, as numpy's astype does in diffusers' ONNX pipeline.
+    const timestepValues = io.timestep.type.startsWith('int') ? timesteps.map(Math.trunc) : timesteps;
+    const feeds: Record<string, Tensor> = {
+      [io.sample.name]: floatTensor(io.sample.type, sample, dims),
+      [io.timestep.name]: this.info.scalarTimestep ? makeTensor(io.timestep.type, timestepValues.slice(0, 1), []) : makeTensor(io.timestep.type, timestepValues, [rows.length]),
+      [io.hidden.name]: floatTensor(io.hidden.type, hidden, [rows.length, this.info.textLength, hiddenWidth / this.info.textLength]),
+    };
+    if (io.timestepCond) {
+      const size = this.info.guidanceEmbeddingSize ?? 0;
+      const cond = new Float32Array(rows.length * size);
+      rows.forEach((r, i) => cond.set(r.state.timestepCond ?? new Float32Array(size), i * size));
+      feeds[io.timestepCond.name] = floatTensor(io.timestepCond.type, cond, [rows.length, size]);
+    }
+    const outputs = await this.#unet.run(feeds);
+    const predicted = tensorToFloat32(outputs[this.#unet.outputs[0]?.name ?? '']!);
+    const per = predicted.length / rows.length;
+    let row = 0;
+    for (const state of group) {
+      let noise: Float32Array;
+      if (state.uncond) {
+        const uncond = predicted.subarray(row * per, (row + 1) * per);
+        const text = predicted.subarray((row + 1) * per, (row + 2) * per);
+        const g = state.request.guidanceScale;
+        noise = uncond.map((u, i) => u + g * ((text[i] ?? 0) - u));
+        row += 2;
+      } else {
+        noise = predicted.slice(row * per, (row + 1) * per);
+        row += 1;
+      }
+      const out = state.scheduler.step(noise, state.latents, state.generator);
+      state.latents = out.prevSample;
+      state.predictedOriginal = out.predictedOriginal;
+    }
+  }
+
+  /** VAE-decodes finished states (one call per resolution) into 8-bit RGB images. */
+  async finish(states: readonly DenoiseState[]): Promise<RgbImage[]> {
+    return this.#decode(states.map((s) => ({ request: s.request, latents: s.latents })));
+  }
+
+  /** A preview of a state in progress: the VAE decode of the current clean-latent estimate. */
+  async preview(state: DenoiseState): Promise<RgbImage> {
+    const [image] = await this.#decode([{ request: state.request, latents: state.predictedOriginal ?? state.latents }]);
+    return image!;
+  }
+
+  async #decode(items: readonly { request: GenerationRequest; latents: Float32Array }[]): Promise<RgbImage[]> {
+    const images = new Map<(typeof items)[number], RgbImage>();
+    for (const group of groupBy(items, (s) => `${s.request.width}x${s.request.height}`)) {
+      const { width, height } = group[0]!.request;
+      const f = this.info.vaeScaleFactor;
+      const per = group[0]!.latents.length;
+      const latents = new Float32Array(group.length * per);
+      group.forEach((s, i) => latents.set(s.latents.map((x) => x / this.#vaeScaling), i * per));
+      const feeds = { [this.#io.latent.name]: floatTensor(this.#io.latent.type, latents, [group.length, this.info.latentChannels, height / f, width / f]) };
+      const outputs = await this.#vaeDecoder.run(feeds);
+      const pixels = tensorToFloat32(outputs[this.#vaeDecoder.outputs[0]?.name ?? '']!);
+      group.forEach((s, i) => images.set(s, toRgb(pixels.subarray(i * 3 * width * height, (i + 1) * 3 * width * height), width, height)));
+    }
+    return items.map((s) => images.get(s)!);
+  }
+
+  /** Seconds spent inside ONNX Runtime by this pipeline's sessions so far. */
+  get sessionSeconds(): number {
+    return this.#textEncoder.runSeconds + this.#unet.runSeconds + this.#vaeDecoder.runSeconds;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vaeDecoder.release()]);
+  }
+}
+
+/** Planar [-1, 1] RGB → interleaved uint8, as diffusers: (x / 2 + 0.5).clamp(0, 1) * 255, rounded. */
+function toRgb(planar: Float32Array, width: number, height: number): RgbImage {
+  const plane = width * height;
+  const data = new Uint8Array(plane * 3);
+  for (let p = 0; p < plane; p += 1) {
+    for (let c = 0; c < 3; c += 1) {
+      const x = Math.min(1, Math.max(0, Math.fround(Math.fround((planar[c * plane + p] ?? 0) / 2) + 0.5)));
+      data[p * 3 + c] = roundHalfEven(Math.fround(x * 255));
+    }
+  }
+  return { width, height, data };
+}
