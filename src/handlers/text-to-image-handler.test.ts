@@ -10,7 +10,7 @@ import { TextToImageHandler } from './text-to-image-handler.js';
 
 const TINY_SD = path.resolve(import.meta.dirname, '../../models/tiny-sd');
 const silent = { info() {}, warn() {}, error() {}, debug() {} };
-const timers = { time: <T>(_: string, fn: () => T): T => fn(), timeAsync: <T>(_: string, fn: () => Promise<T>): Promise<T> => fn() };
+const timers = { time: <T>(_stage: string, fn: () => T): T => fn(), timeAsync: <T>(_stage: string, fn: () => Promise<T>): Promise<T> => fn() };
 
 async function run(handler: TextToImageHandler, inputs: Record<string, unknown>[], onProgress: (i: number, u: ProgressUpdate, abort: () => void) => void = () => {}): Promise<HandlerOutcome[]> {
   const controllers = inputs.map(() => new AbortController());
@@ -19,7 +19,7 @@ async function run(handler: TextToImageHandler, inputs: Record<string, unknown>[
     timers,
     requests: inputs.map((_, i) => ({ id: String(i), signal: controllers[i]!.signal, progress: (u) => onProgress(i, u, () => controllers[i]!.abort()) })),
   };
-  const batch = await handler.preprocess(inputs.map((input, i) => ({ id: String(i), input })), ctx);
+  const batch = handler.preprocess(inputs.map((input, i) => ({ id: String(i), input })));
   return handler.postprocess(await handler.inference(batch, ctx), ctx);
 }
 

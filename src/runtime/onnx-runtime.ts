@@ -84,14 +84,19 @@ function ioInfo(name: string, meta: ort.InferenceSession.ValueMetadata | undefin
   return { name, type: 'unknown', shape: [] };
 }
 
-/** `model.onnx` + `fp16` → `model.fp16.onnx` (or `model_fp16.onnx`), if present. */
-export function variantFile(file: string, variant: string | undefined): string {
-  if (!variant) return file;
+/** `model.onnx` + `fp16` → `model.fp16.onnx` (or `model_fp16.onnx`) when present. */
+export function findVariant(file: string, variant: string): string | undefined {
   const dir = path.dirname(file);
   const base = path.basename(file, '.onnx');
-  for (const candidate of [`${base}.${variant}.onnx`, `${base}_${variant}.onnx`]) {
-    if (existsSync(path.join(dir, candidate))) return path.join(dir, candidate);
-  }
+  return [`${base}.${variant}.onnx`, `${base}_${variant}.onnx`].map((c) => path.join(dir, c)).find((c) => existsSync(c));
+}
+
+/** The variant's file, or a clear error when it is missing. */
+export function variantFile(file: string, variant: string | undefined): string {
+  if (!variant) return file;
+  const found = findVariant(file, variant);
+  if (found) return found;
+  const base = path.basename(file, '.onnx');
   throw new EaselError('EASEL_MODEL_INVALID', `variant "${variant}" of ${path.basename(file)} not found (looked for ${base}.${variant}.onnx and ${base}_${variant}.onnx)`);
 }
 

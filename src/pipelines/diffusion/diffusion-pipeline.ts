@@ -4,7 +4,7 @@
 // can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { floatTensor, makeTensor, OnnxSession, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
+import { findVariant, floatTensor, makeTensor, OnnxSession, variantFile, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
 import { TorchGenerator } from './random.js';
 import { createScheduler, parseSchedulerConfig, schedulerName, type Scheduler, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
@@ -176,11 +176,13 @@ export class DiffusionPipeline {
   /** Loads a diffusers/optimum ONNX layout (model_index.json and one folder per component). */
   static async load(dir: string, options: SessionOptions): Promise<DiffusionPipeline> {
     const file = (component: string): string => path.join(dir, component, 'model.onnx');
-    const [textEncoder, unet, vaeDecoder] = await Promise.all([
-      OnnxSession.create(file('text_encoder'), options),
-      OnnxSession.create(file('unet'), options),
-      OnnxSession.create(file('vae_decoder'), options),
-    ]);
+    const components = ['text_encoder', 'unet', 'vae_decoder'];
+    // A variant (fp16, int8) applies to each component that has it; often only the UNet does.
+    const { variant } = options;
+    const withVariant = variant ? components.filter((c) => findVariant(file(c), variant)) : [];
+    if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
+    const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
+    const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
     const textInput = input(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
     const raw = readJson(path.join(dir, 'scheduler', 'scheduler_config.json'));
