@@ -76,7 +76,7 @@ function readJson(file: string): Record<string, unknown> {
   }
 }
 
-function input(session: OnnxSession, names: readonly string[], what: string): IoInfo {
+function requireInput(session: OnnxSession, names: readonly string[], what: string): IoInfo {
   const found = session.inputs.find((i) => names.includes(i.name));
   if (!found) throw new Error(`${what}: the ONNX graph has no input named ${names.join(' or ')} (inputs: ${session.inputs.map((i) => i.name).join(', ')})`);
   return found;
@@ -149,12 +149,12 @@ export class DiffusionPipeline {
     this.#vaeDecoder = parts.vaeDecoder;
     this.#schedulerConfig = parts.schedulerConfig;
     this.#io = {
-      inputIds: input(parts.textEncoder, ['input_ids'], 'text_encoder'),
-      sample: input(parts.unet, ['sample'], 'unet'),
-      timestep: input(parts.unet, ['timestep'], 'unet'),
-      hidden: input(parts.unet, ['encoder_hidden_states'], 'unet'),
+      inputIds: requireInput(parts.textEncoder, ['input_ids'], 'text_encoder'),
+      sample: requireInput(parts.unet, ['sample'], 'unet'),
+      timestep: requireInput(parts.unet, ['timestep'], 'unet'),
+      hidden: requireInput(parts.unet, ['encoder_hidden_states'], 'unet'),
       timestepCond: optionalInput(parts.unet, 'timestep_cond'),
-      latent: input(parts.vaeDecoder, ['latent_sample', 'latent'], 'vae_decoder'),
+      latent: requireInput(parts.vaeDecoder, ['latent_sample', 'latent'], 'vae_decoder'),
     };
     const blocks = parts.vaeConfig.block_out_channels;
     const vaeScaleFactor = Array.isArray(blocks) ? 2 ** (blocks.length - 1) : 8;
@@ -183,7 +183,7 @@ export class DiffusionPipeline {
     if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
     const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
     const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
-    const textInput = input(textEncoder, ['input_ids'], 'text_encoder');
+    const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
     const raw = readJson(path.join(dir, 'scheduler', 'scheduler_config.json'));
     const className = typeof raw._class_name === 'string' ? raw._class_name : 'PNDMScheduler';
