@@ -20,6 +20,7 @@ export interface QueuedRequest {
   readonly lane: string;
   readonly input: Readonly<Record<string, unknown>>;
   readonly accept?: string | undefined;
+  readonly onProgress?: ((progress: QueueProgress) => void) | undefined;
   readonly enqueuedAt: number;
   /** Aborted when the client goes away or the response timeout passes. */
   readonly signal: AbortSignal;
@@ -38,6 +39,13 @@ export interface SubmitOptions {
   maxQueueLength: number;
   signal?: AbortSignal | undefined;
   accept?: string | undefined;
+  onProgress?: ((progress: QueueProgress) => void) | undefined;
+}
+
+export interface QueueProgress {
+  step: number;
+  total: number;
+  preview?: { contentType: string; data: Uint8Array } | undefined;
 }
 
 interface Waiter {
@@ -60,7 +68,7 @@ export class InferenceQueue {
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
       const item: Pending = {
-        id: randomUUID(), lane, input, accept: o.accept, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
+        id: randomUUID(), lane, input, accept: o.accept, onProgress: o.onProgress, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
         resolve: (v) => { if (!item.settled) { item.settled = true; cleanup(); resolve(v); } },
         reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
       };
@@ -108,6 +116,11 @@ export class InferenceQueue {
       this.#running.set(item.id, item);
     }
     return batch;
+  }
+
+  /** Hands a running request's progress report to its submitter. */
+  progress(id: string, progress: QueueProgress): void {
+    this.#running.get(id)?.onProgress?.(progress);
   }
 
   complete(item: QueuedRequest, result: Payload, timings: Record<string, number>): void {

@@ -41,6 +41,21 @@ export interface Health {
   models: { name: string; version: string; liveWorkers: number; minWorkers: number }[];
 }
 
+export interface PredictProgress {
+  step: number;
+  total: number;
+  preview?: { contentType: string; data: Uint8Array } | undefined;
+}
+
+export interface PredictOptions {
+  /** Aborted when the caller gives up: the worker is told to cancel. */
+  signal: AbortSignal;
+  /** The client's Accept header, handed to the handler. */
+  accept?: string | undefined;
+  /** Called with the handler's progress reports while the request runs. */
+  onProgress?: ((progress: PredictProgress) => void) | undefined;
+}
+
 export interface ModelControl {
   register(entry: ModelEntry, options: RegisterOptions): Promise<ModelDescription>;
   unregister(name: string, version?: string): Promise<void>;
@@ -49,7 +64,6 @@ export interface ModelControl {
   list(): { modelName: string; modelUrl: string }[];
   describe(name: string, version?: string | 'all'): ModelDescription[];
   spec(name: string, version?: string): ModelSpec;
-  /** `accept` is the client's Accept header, handed to the handler. */
-  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal, accept?: string): Promise<Outcome>;
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome>;
   health(): Health;
 }

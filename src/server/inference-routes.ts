@@ -34,7 +34,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const outcome = await o.control.predict(model, version, input, controller.signal, req.headers.accept);
+      const outcome = await o.control.predict(model, version, input, { signal: controller.signal, accept: req.headers.accept });
       status = 200;
       return reply.code(200).type(outcome.result.contentType).send(Buffer.from(outcome.result.data.buffer, outcome.result.data.byteOffset, outcome.result.data.byteLength));
     } catch (err) {

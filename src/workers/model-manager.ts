@@ -3,7 +3,7 @@
 // its worker dies, and answers the management API's questions.
 import { EaselError } from '../errors/easel-error.js';
 import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-queue.js';
-import type { Health, ModelControl, ModelDescription, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
+import type { Health, ModelControl, ModelDescription, PredictOptions, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
 import { checkHandler } from '../handlers/registry.js';
@@ -125,7 +125,7 @@ class ModelVersion {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry, allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel });
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry, allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.queue.progress(id, progress) });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {
@@ -269,12 +269,12 @@ export class ModelManager implements ModelControl {
     return this.#version(name, version).spec;
   }
 
-  predict(name: string, version: string | undefined, input: Record<string, unknown>, signal: AbortSignal, accept?: string): Promise<Outcome> {
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome> {
     const mv = this.#version(name, version);
     if (mv.slots.length === 0) {
       return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 503, { retryAfterSeconds: 5 }));
     }
-    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), signal, accept });
+    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), ...options });
   }
 
   health(): Health {

@@ -1,5 +1,6 @@
 // The server's handle on one worker process: starts it, sends it batches, and notices when it
 // dies (every pending batch then rejects with WorkerDiedError).
+import type { PredictProgress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,7 @@ export interface WorkerProcessOptions {
   entry: ModelEntry;
   allowCustomHandlers: boolean;
   logLevel: string;
-  onProgress?: (id: string, step: number, total: number) => void;
+  onProgress?: (id: string, progress: PredictProgress) => void;
 }
 
 const isTs = import.meta.url.endsWith('.ts');
@@ -140,7 +141,7 @@ export class WorkerProcess {
       this.#batches.delete(m.batchId);
       b?.resolve({ outcomes: m.outcomes, timings: m.timings });
     } else if (m.type === 'progress') {
-      this.o.onProgress?.(m.id, m.step, m.total);
+      this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview });
     }
   }
 
