@@ -1,0 +1,29 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { describeJobBackend } from './job-backend.contract.js';
+import { SqliteJobBackend } from './sqlite-job-backend.js';
+
+const TTL_MS = 60_000;
+describeJobBackend('embedded (SQLite)', async () => new SqliteJobBackend({ file: ':memory:', jobTtlMs: TTL_MS }), TTL_MS);
+
+describe('SqliteJobBackend durability', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'easel-sqlite-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps jobs across a reopen and queues again the ones that were running', async () => {
+    const file = path.join(dir, 'jobs.db');
+    const first = new SqliteJobBackend({ file, jobTtlMs: TTL_MS });
+    const a = (await first.submit({ model: 'm', input: { n: 1 } })).job;
+    const b = (await first.submit({ model: 'm', input: { n: 2 } })).job;
+    await first.claim(['m']);
+    // No close: as if the process had been killed.
+    const second = new SqliteJobBackend({ file, jobTtlMs: TTL_MS });
+    expect((await second.get(a.id))?.status).toBe('queued');
+    expect((await second.get(b.id))?.status).toBe('queued');
+    expect((await second.claim(['m']))?.id).toBe(a.id);
+    await second.close();
+    await first.close();
+  });
+});

@@ -1,0 +1,264 @@
+// The embedded job backend: jobs in a SQLite file in the data directory (better-sqlite3), events
+// on an in-process emitter. Jobs running when the process died are queued again on open.
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import Database from 'better-sqlite3';
+import type { Job, JobBackend, JobEvent, JobFilter, JobOutput, JobProgress, JobStatus, NewJob } from './job.js';
+
+interface Row {
+  seq: number;
+  id: string;
+  model: string;
+  version: string | null;
+  input: string;
+  priority: number;
+  status: JobStatus;
+  step: number | null;
+  total: number | null;
+  attempts: number;
+  error_code: string | null;
+  error_message: string | null;
+  outputs: string;
+  created_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  expires_at: number | null;
+  cancel_requested: number;
+  webhook: string | null;
+  webhook_events: string | null;
+}
+
+/** JSON that keeps uploaded bytes: Uint8Array ↔ {"$bytes": base64}. */
+export function encodeInput(input: Readonly<Record<string, unknown>>): string {
+  return JSON.stringify(input, (_key, value: unknown) => (value instanceof Uint8Array ? { $bytes: Buffer.from(value).toString('base64') } : value));
+}
+
+export function decodeInput(text: string): Record<string, unknown> {
+  return JSON.parse(text, (_key, value: unknown) => {
+    if (value && typeof value === 'object' && typeof (value as { $bytes?: unknown }).$bytes === 'string') {
+      return new Uint8Array(Buffer.from((value as { $bytes: string }).$bytes, 'base64'));
+    }
+    return value;
+  }) as Record<string, unknown>;
+}
+
+function toJob(r: Row): Job {
+  return {
+    id: r.id,
+    model: r.model,
+    version: r.version,
+    input: decodeInput(r.input),
+    priority: r.priority,
+    status: r.status,
+    progress: r.total === null ? null : { step: r.step ?? 0, total: r.total },
+    attempts: r.attempts,
+    error: r.error_code === null ? null : { code: r.error_code, message: r.error_message ?? '' },
+    outputs: JSON.parse(r.outputs) as JobOutput[],
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    completedAt: r.completed_at,
+    expiresAt: r.expires_at,
+    cancelRequested: r.cancel_requested === 1,
+    webhook: r.webhook,
+    webhookEvents: r.webhook_events === null ? null : (JSON.parse(r.webhook_events) as string[]),
+  };
+}
+
+export interface SqliteJobBackendOptions {
+  /** The database file (`:memory:` for tests). */
+  file: string;
+  /** How long finished jobs and their outputs are kept. */
+  jobTtlMs: number;
+}
+
+export class SqliteJobBackend implements JobBackend {
+  readonly #db: Database.Database;
+  readonly #events = new EventEmitter();
+  readonly #ttlMs: number;
+
+  constructor(o: SqliteJobBackendOptions) {
+    this.#ttlMs = o.jobTtlMs;
+    this.#events.setMaxListeners(0);
+    this.#db = new Database(o.file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.exec(`
+      CREATE TABLE IF NOT EXISTS jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        model TEXT NOT NULL,
+        version TEXT,
+        input TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        step INTEGER,
+        total INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error_code TEXT,
+        error_message TEXT,
+        outputs TEXT NOT NULL DEFAULT '[]',
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        completed_at INTEGER,
+        expires_at INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        webhook TEXT,
+        webhook_events TEXT,
+        idempotency_key TEXT UNIQUE
+      );
+      CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (model, status, priority DESC, seq);
+      CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
+    `);
+    // A job that was running when the process died runs again.
+    this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
+  }
+
+  #row(id: string): Row | undefined {
+    return this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+  }
+
+  #emitStatus(id: string): Job | undefined {
+    const row = this.#row(id);
+    if (!row) return undefined;
+    const job = toJob(row);
+    this.#events.emit(`job:${id}`, { type: 'status', job } satisfies JobEvent);
+    if (job.status === 'queued') this.#events.emit('queued', job);
+    return job;
+  }
+
+  async submit(n: NewJob): Promise<{ job: Job; created: boolean }> {
+    if (n.idempotencyKey) {
+      const seen = this.#db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(n.idempotencyKey) as Row | undefined;
+      if (seen) return { job: toJob(seen), created: false };
+    }
+    const id = randomUUID();
+    this.#db
+      .prepare(
+        `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key)
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+      )
+      .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null);
+    return { job: this.#emitStatus(id)!, created: true };
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const row = this.#row(id);
+    return row && toJob(row);
+  }
+
+  async list(f: JobFilter): Promise<{ jobs: Job[]; nextCursor: string | null }> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (f.status) {
+      where.push('status = ?');
+      args.push(f.status);
+    }
+    if (f.model) {
+      where.push('model = ?');
+      args.push(f.model);
+    }
+    if (f.cursor) {
+      where.push('seq < ?');
+      args.push(Number(f.cursor));
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+    const rows = this.#db.prepare(sql).all(...args, f.limit + 1) as Row[];
+    const page = rows.slice(0, f.limit);
+    return { jobs: page.map(toJob), nextCursor: rows.length > f.limit ? String(page[page.length - 1]!.seq) : null };
+  }
+
+  async cancel(id: string): Promise<Job | undefined> {
+    const row = this.#row(id);
+    if (!row) return undefined;
+    if (row.status === 'queued') {
+      this.#finish(id, 'cancelled', { code: 'EASEL_CANCELLED', message: 'cancelled before it started' });
+    } else if (row.status === 'running' && row.cancel_requested === 0) {
+      this.#db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
+      this.#events.emit('cancel', id);
+    }
+    return this.get(id);
+  }
+
+  async position(id: string): Promise<number | null> {
+    const row = this.#row(id);
+    if (!row || row.status !== 'queued') return null;
+    const ahead = this.#db
+      .prepare(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued' AND (priority > ? OR (priority = ? AND seq < ?))`)
+      .get(row.model, row.priority, row.priority, row.seq) as { n: number };
+    return ahead.n;
+  }
+
+  async queuedCount(model: string): Promise<number> {
+    return (this.#db.prepare(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued'`).get(model) as { n: number }).n;
+  }
+
+  async claim(models: readonly string[]): Promise<Job | undefined> {
+    if (models.length === 0) return undefined;
+    const take = this.#db.transaction((): string | undefined => {
+      const row = this.#db
+        .prepare(`SELECT id FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
+        .get(...models) as { id: string } | undefined;
+      if (!row) return undefined;
+      this.#db.prepare(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id);
+      return row.id;
+    });
+    const id = take();
+    return id === undefined ? undefined : this.#emitStatus(id);
+  }
+
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
+    this.#db.prepare(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
+    this.#events.emit(`job:${id}`, { type: 'progress', jobId: id, progress: p } satisfies JobEvent);
+    if (preview) this.#events.emit(`job:${id}`, { type: 'preview', jobId: id, ...preview } satisfies JobEvent);
+  }
+
+  #finish(id: string, status: JobStatus, error: { code: string; message: string } | null, outputs: readonly JobOutput[] = []): Job | undefined {
+    const now = Date.now();
+    const changed = this.#db
+      .prepare(
+        `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?
+         WHERE id = ? AND status IN ('queued', 'running')`,
+      )
+      .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, id).changes;
+    return changed > 0 ? this.#emitStatus(id) : this.#row(id) && toJob(this.#row(id)!);
+  }
+
+  async complete(id: string, outputs: readonly JobOutput[]): Promise<Job | undefined> {
+    return this.#finish(id, 'succeeded', null, outputs);
+  }
+
+  async fail(id: string, error: { code: string; message: string }, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
+    return this.#finish(id, status, error);
+  }
+
+  async release(id: string): Promise<void> {
+    const changed = this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes;
+    if (changed > 0) this.#emitStatus(id);
+  }
+
+  subscribe(id: string, listener: (event: JobEvent) => void): () => void {
+    this.#events.on(`job:${id}`, listener);
+    return () => this.#events.off(`job:${id}`, listener);
+  }
+
+  onCancelRequested(listener: (id: string) => void): () => void {
+    this.#events.on('cancel', listener);
+    return () => this.#events.off('cancel', listener);
+  }
+
+  onQueued(listener: (job: Job) => void): () => void {
+    this.#events.on('queued', listener);
+    return () => this.#events.off('queued', listener);
+  }
+
+  async expire(now: number): Promise<Job[]> {
+    const rows = this.#db.prepare('SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').all(now) as Row[];
+    if (rows.length > 0) this.#db.prepare('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+    return rows.map(toJob);
+  }
+
+  async close(): Promise<void> {
+    this.#events.removeAllListeners();
+    if (this.#db.open) this.#db.close();
+  }
+}
