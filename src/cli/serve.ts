@@ -6,10 +6,14 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { InferenceQueue } from '../jobs/inference-queue.js';
+import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
 import { Metrics } from '../metrics/metrics.js';
 import { ModelStore } from '../models/model-store.js';
 import { createServers } from '../server/servers.js';
+import { LocalArtifactStore } from '../storage/artifact-store.js';
+import { JobRunner } from '../workers/job-runner.js';
 import { ModelManager } from '../workers/model-manager.js';
+import { ThroughputEstimate } from '../workers/throughput-estimate.js';
 
 export interface RunningServer {
   ports: { inference: number; management: number; metrics: number };
@@ -36,7 +40,22 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
   let draining = false;
-  const servers = await createServers({ control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining });
+  // Jobs: the embedded backend (SQLite in the data directory) and local artifacts.
+  const jobs = new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
+  const artifacts = new LocalArtifactStore(path.join(config.dataDir, 'artifacts'));
+  const throughput = new ThroughputEstimate();
+  const runner = new JobRunner({ backend: jobs, control: manager, artifacts, logger, onFinished: (job, seconds) => job.status === 'succeeded' && throughput.record(job.model, seconds) });
+  const expiry = setInterval(() => {
+    void jobs
+      .expire(Date.now())
+      .then((expired) => Promise.all(expired.map((j) => artifacts.deletePrefix(j.id))))
+      .catch((err: unknown) => logger.error({ err }, 'expiring jobs failed'));
+  }, 60_000);
+  expiry.unref();
+  const servers = await createServers({
+    control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
+    jobs: { backend: jobs, artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, secondsPerJob: (m) => throughput.secondsPerJob(m), isDraining: () => draining },
+  });
 
   await Promise.all([
     servers.inference.listen({ host: config.host, port: config.port }),
@@ -56,16 +75,20 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       logger.error({ model: name, url, err }, 'model failed to load; the server goes on without it');
     }
   }
+  runner.start();
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       draining = true;
+      clearInterval(expiry);
+      await runner.close();
       queue.close();
       const deadline = Date.now() + config.shutdownGraceMs;
       while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const s of [servers.inference, servers.management, servers.metrics]) await s.close().catch((err: unknown) => logger.error({ err }, 'closing a listener failed'));
       await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
+      await jobs.close();
       logger.info('easel stopped');
     })());
 

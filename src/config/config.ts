@@ -35,6 +35,10 @@ export const configSchema = z
     /** Requests waiting per model beyond which new ones get 503 (per-model easel.yaml may lower it). */
     maxQueueLength: z.number().int().positive(),
     shutdownGraceMs: z.number().int().nonnegative(),
+    /** Queued jobs per model beyond which POST /v1/jobs answers 503 (nothing accepted is dropped). */
+    maxQueuedJobs: z.number().int().positive(),
+    /** How long finished jobs and their outputs are kept. */
+    jobTtlMs: z.number().int().positive(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })
@@ -59,6 +63,8 @@ export const defaults: z.infer<typeof configSchema> = {
   maxArchiveBytes: 2 * 1024 * 1024 * 1024,
   maxQueueLength: 100,
   shutdownGraceMs: 30_000,
+  maxQueuedJobs: 10_000,
+  jobTtlMs: 24 * 60 * 60 * 1000,
   workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],
   logLevel: 'info',
 };

@@ -5,6 +5,7 @@ import { EaselError } from '../errors/easel-error.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { methodNotAllowed } from './errors.js';
+import { submitJob, type JobRoutesOptions } from './job-routes.js';
 import { openApiDocument } from './openapi.js';
 
 export interface InferenceRouteOptions {
@@ -12,6 +13,8 @@ export interface InferenceRouteOptions {
   metrics: Metrics;
   maxBodyBytes: number;
   isDraining(): boolean;
+  /** With `Prefer: respond-async` a prediction becomes a job (as in Cog). */
+  jobs?: JobRoutesOptions | undefined;
 }
 
 export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOptions): Promise<void> {
@@ -30,6 +33,12 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       o.control.spec(model, version); // 404 before reading a large body's meaning
       known = true;
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body);
+      if (o.jobs && /\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
+        const key = req.headers['idempotency-key'];
+        await submitJob(o.jobs, { model, version, input, idempotencyKey: typeof key === 'string' && key !== '' ? key : undefined }, reply);
+        status = reply.statusCode;
+        return reply;
+      }
       const controller = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();

@@ -6,6 +6,7 @@ import type { ModelControl } from '../models/model-control.js';
 import type { ModelStore } from '../models/model-store.js';
 import { installErrorHandling, methodNotAllowed } from './errors.js';
 import { inferenceRoutes } from './inference-routes.js';
+import { jobRoutes, type JobRoutesOptions } from './job-routes.js';
 import { managementRoutes } from './management-routes.js';
 
 export interface ServersOptions {
@@ -16,6 +17,7 @@ export interface ServersOptions {
   maxBodyBytes: number;
   managementToken?: string | undefined;
   isDraining(): boolean;
+  jobs?: JobRoutesOptions | undefined;
 }
 
 export interface Servers {
@@ -32,7 +34,8 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
     return app as unknown as FastifyInstance;
   };
   const inference = make('inference');
-  await inference.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining });
+  await inference.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs });
+  if (o.jobs) await inference.register(jobRoutes, o.jobs);
   const management = make('management');
   await management.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
   const metrics = make('metrics');

@@ -1,0 +1,186 @@
+// Async jobs on the inference port: POST /v1/jobs, GET /v1/jobs[/{id}], DELETE /v1/jobs/{id},
+// GET /v1/jobs/{id}/events (SSE), GET /v1/jobs/{id}/outputs/{n}; and submitJob for
+// `Prefer: respond-async` on /predictions.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EaselError, invalidField } from '../errors/easel-error.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent, type JobStatus } from '../jobs/job.js';
+import type { ModelControl } from '../models/model-control.js';
+import type { ArtifactStore } from '../storage/artifact-store.js';
+import { methodNotAllowed } from './errors.js';
+
+export interface JobRoutesOptions {
+  backend: JobBackend;
+  artifacts: ArtifactStore;
+  control: ModelControl;
+  maxQueuedJobs: number;
+  /** Seconds one job of the model takes, measured; undefined before the first one finished. */
+  secondsPerJob(model: string): number | undefined;
+  isDraining(): boolean;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** The job as clients see it (snake_case on the wire, outputs as URLs). */
+export function publicJob(job: Job, position: number | null = null, estimatedSeconds: number | null = null): Record<string, unknown> {
+  const input = Object.fromEntries(Object.entries(job.input).map(([k, v]) => [k, v instanceof Uint8Array ? `<${v.byteLength} bytes>` : v]));
+  return {
+    id: job.id,
+    model: job.model,
+    version: job.version,
+    status: job.status,
+    priority: job.priority,
+    queue_position: position,
+    estimated_seconds: estimatedSeconds,
+    progress: job.progress ? { ...job.progress, fraction: job.progress.total > 0 ? job.progress.step / job.progress.total : 0 } : null,
+    attempts: job.attempts,
+    error: job.error,
+    outputs: job.outputs.map((o, n) => ({ url: `/v1/jobs/${job.id}/outputs/${n}`, content_type: o.contentType, bytes: o.bytes })),
+    input,
+    created_at: iso(job.createdAt),
+    started_at: iso(job.startedAt),
+    completed_at: iso(job.completedAt),
+    expires_at: iso(job.expiresAt),
+    metrics: {
+      queue_seconds: job.startedAt === null ? null : (job.startedAt - job.createdAt) / 1000,
+      run_seconds: job.startedAt === null || job.completedAt === null ? null : (job.completedAt - job.startedAt) / 1000,
+    },
+  };
+}
+
+export interface SubmitRequest {
+  model: string;
+  version?: string | undefined;
+  input: Record<string, unknown>;
+  priority?: number | undefined;
+  idempotencyKey?: string | undefined;
+}
+
+async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<string, unknown>> {
+  const position = await o.backend.position(seen.id);
+  // A worker may have claimed it meanwhile: report the state the position belongs to.
+  const job = position === null && seen.status === 'queued' ? ((await o.backend.get(seen.id)) ?? seen) : seen;
+  const perJob = o.secondsPerJob(job.model);
+  const workers = o.control.health().models.filter((m) => m.name === job.model).reduce((n, m) => n + m.liveWorkers, 0);
+  const estimate = perJob === undefined || position === null ? null : Math.round(((position + 1) * perJob * 10) / Math.max(1, workers)) / 10;
+  return publicJob(job, position, estimate);
+}
+
+/** Admits a job (404 for an unknown model, 503 when its queue is full) and answers 202. */
+export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
+  if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
+  o.control.spec(req.model, req.version); // throws EASEL_MODEL_NOT_FOUND
+  if (!req.idempotencyKey && (await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
+    throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, 503, { retryAfterSeconds: 5 });
+  }
+  const { job, created } = await o.backend.submit(req);
+  return reply
+    .code(created ? 202 : 200)
+    .header('location', `/v1/jobs/${job.id}`)
+    .send(await describeQueued(o, job));
+}
+
+function parseSubmit(body: unknown, idempotencyKey: string | undefined): SubmitRequest {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new EaselError('EASEL_BAD_REQUEST', 'the body must be a JSON object: {"model": "...", "input": {...}}', 400);
+  }
+  const b = body as Record<string, unknown>;
+  const allowed = ['model', 'version', 'input', 'priority', 'webhook', 'webhook_events_filter'];
+  const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; a job takes ${allowed.join(', ')}`);
+  if (typeof b.model !== 'string' || b.model === '') throw new EaselError('EASEL_BAD_REQUEST', 'model is required: the name of a registered model', 400, { field: 'model' });
+  if (b.version !== undefined && typeof b.version !== 'string') throw invalidField('version', 'version must be a string');
+  if (!b.input || typeof b.input !== 'object' || Array.isArray(b.input)) {
+    throw new EaselError('EASEL_BAD_REQUEST', 'input is required: an object of the model\'s request fields, e.g. {"prompt": "..."}', 400, { field: 'input' });
+  }
+  const priority = b.priority ?? 0;
+  if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < -100 || priority > 100) {
+    throw invalidField('priority', `priority must be an integer from -100 to 100 (higher runs first), got ${JSON.stringify(priority)}`);
+  }
+  if (b.webhook !== undefined || b.webhook_events_filter !== undefined) {
+    throw invalidField('webhook', 'webhooks are not delivered yet by this server; poll GET /v1/jobs/{id} or stream /v1/jobs/{id}/events');
+  }
+  return { model: b.model, version: b.version as string | undefined, input: b.input as Record<string, unknown>, priority, idempotencyKey };
+}
+
+function sseWrite(reply: FastifyReply, event: string, data: unknown): void {
+  reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+function eventMessage(e: JobEvent): [string, unknown] {
+  switch (e.type) {
+    case 'status':
+      return ['status', publicJob(e.job)];
+    case 'progress':
+      return ['progress', { ...e.progress, fraction: e.progress.total > 0 ? e.progress.step / e.progress.total : 0 }];
+    case 'preview':
+      return ['preview', { content_type: e.contentType, data: Buffer.from(e.data).toString('base64') }];
+  }
+}
+
+async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
+  const job = await o.backend.get(id);
+  if (!job) throw new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`, 404);
+  return job;
+}
+
+export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Promise<void> {
+  app.post('/v1/jobs', async (req, reply) => {
+    const key = req.headers['idempotency-key'];
+    return submitJob(o, parseSubmit(req.body, typeof key === 'string' && key !== '' ? key : undefined), reply);
+  });
+
+  app.get('/v1/jobs', async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
+    const q = req.query;
+    if (q.status !== undefined && !(JOB_STATUSES as readonly string[]).includes(q.status)) {
+      throw invalidField('status', `status must be one of ${JOB_STATUSES.join(', ')}, got ${q.status}`);
+    }
+    const limit = q.limit === undefined ? 100 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidField('limit', `limit must be an integer from 1 to 1000, got ${q.limit}`);
+    if (q.cursor !== undefined && !/^\d+$/.test(q.cursor)) throw invalidField('cursor', 'cursor must be the next_cursor of a previous page');
+    const page = await o.backend.list({ status: q.status as JobStatus | undefined, model: q.model, limit, cursor: q.cursor });
+    return { jobs: page.jobs.map((j) => publicJob(j)), next_cursor: page.nextCursor };
+  });
+
+  app.get('/v1/jobs/:id', async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req.params.id)));
+
+  app.delete('/v1/jobs/:id', async (req: FastifyRequest<{ Params: { id: string } }>) => {
+    const job = await jobOr404(o, req.params.id);
+    if (isTerminal(job.status)) throw new EaselError('EASEL_JOB_FINISHED', `job ${job.id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`, 409);
+    return publicJob((await o.backend.cancel(job.id)) ?? job);
+  });
+
+  app.get('/v1/jobs/:id/outputs/:n', async (req: FastifyRequest<{ Params: { id: string; n: string } }>, reply) => {
+    const job = await jobOr404(o, req.params.id);
+    const output = /^\d+$/.test(req.params.n) ? job.outputs[Number(req.params.n)] : undefined;
+    if (!output) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${req.params.n}`, 404);
+    const data = await o.artifacts.get(output.key);
+    if (!data) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `output ${req.params.n} of job ${job.id} has expired`, 404);
+    return reply.type(output.contentType).send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+  });
+
+  app.get('/v1/jobs/:id/events', async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const job = await jobOr404(o, req.params.id);
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    let off = (): void => {};
+    const end = (): void => {
+      off();
+      if (!reply.raw.writableEnded) reply.raw.end();
+    };
+    // Subscribe before reading the state again, so nothing falls between the two.
+    off = o.backend.subscribe(job.id, (e) => {
+      const [event, data] = eventMessage(e);
+      sseWrite(reply, event, data);
+      if (e.type === 'status' && isTerminal(e.job.status)) end();
+    });
+    req.raw.on('close', end);
+    const current = (await o.backend.get(job.id)) ?? job;
+    sseWrite(reply, 'status', publicJob(current));
+    if (isTerminal(current.status)) end();
+  });
+
+  methodNotAllowed(app, '/v1/jobs', ['GET', 'POST']);
+  methodNotAllowed(app, '/v1/jobs/:id', ['GET', 'DELETE']);
+  methodNotAllowed(app, '/v1/jobs/:id/events', ['GET']);
+  methodNotAllowed(app, '/v1/jobs/:id/outputs/:n', ['GET']);
+}

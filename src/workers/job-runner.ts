@@ -1,0 +1,152 @@
+// Runs queued jobs on the local workers: claims jobs for the models that have live workers (up
+// to workers × batch size in flight per model), sends each through the model's worker queue,
+// stores its outputs and reports progress, previews, cancellation and the outcome.
+import type { Logger } from 'pino';
+import { isEaselError } from '../errors/easel-error.js';
+import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
+import type { ModelControl } from '../models/model-control.js';
+import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
+
+export interface JobRunnerOptions {
+  backend: JobBackend;
+  control: ModelControl;
+  artifacts: ArtifactStore;
+  logger: Logger;
+  /** How often to look for work besides the queued/finished events (ms). */
+  pollMs?: number;
+  /** A job ended (for metrics and throughput estimates). */
+  onFinished?: (job: Job, runSeconds: number) => void;
+}
+
+/** The outputs of one result: each image of a JSON `{images: [base64]}` answer, else the result itself. */
+function splitResult(result: { contentType: string; data: Uint8Array }): { contentType: string; data: Uint8Array }[] {
+  if (!result.contentType.startsWith('application/json')) return [result];
+  try {
+    const body = JSON.parse(Buffer.from(result.data).toString('utf8')) as { images?: unknown; content_type?: unknown };
+    if (Array.isArray(body.images) && typeof body.content_type === 'string' && body.images.every((i) => typeof i === 'string')) {
+      return (body.images as string[]).map((b64) => ({ contentType: body.content_type as string, data: new Uint8Array(Buffer.from(b64, 'base64')) }));
+    }
+  } catch {
+    // not JSON after all: store as is
+  }
+  return [result];
+}
+
+export class JobRunner {
+  readonly #o: JobRunnerOptions;
+  readonly #running = new Map<string, { job: Job; controller: AbortController }>();
+  readonly #inFlight = new Map<string, number>();
+  readonly #unsubscribe: (() => void)[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #pumping = false;
+  #again = false;
+  #closing = false;
+
+  constructor(o: JobRunnerOptions) {
+    this.#o = o;
+  }
+
+  start(): void {
+    this.#unsubscribe.push(
+      this.#o.backend.onQueued(() => this.wake()),
+      this.#o.backend.onCancelRequested((id) => this.#running.get(id)?.controller.abort()),
+    );
+    this.#timer = setInterval(() => this.wake(), this.#o.pollMs ?? 500);
+    this.#timer.unref();
+    this.wake();
+  }
+
+  /** Looks for work now (new job queued, a worker came up, a job finished). */
+  wake(): void {
+    if (this.#closing) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pump()
+      .catch((err: unknown) => this.#o.logger.error({ err }, 'job runner failed to claim work'))
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again) {
+          this.#again = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** How many jobs of a model can run at once here: live workers × batch size. */
+  #capacity(): Map<string, number> {
+    const capacity = new Map<string, number>();
+    for (const m of this.#o.control.health().models) {
+      if (m.liveWorkers === 0) continue;
+      let batch = 1;
+      try {
+        batch = Math.max(1, this.#o.control.spec(m.name, m.version).batching.batchSize);
+      } catch {
+        // unregistered meanwhile
+      }
+      capacity.set(m.name, (capacity.get(m.name) ?? 0) + m.liveWorkers * batch);
+    }
+    return capacity;
+  }
+
+  async #pump(): Promise<void> {
+    const capacity = this.#capacity();
+    for (;;) {
+      const free = [...capacity].filter(([model, n]) => (this.#inFlight.get(model) ?? 0) < n).map(([model]) => model);
+      if (free.length === 0 || this.#closing) return;
+      const job = await this.#o.backend.claim(free);
+      if (!job) return;
+      this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 0) + 1);
+      void this.#run(job);
+    }
+  }
+
+  async #run(job: Job): Promise<void> {
+    const { backend, control, artifacts, logger } = this.#o;
+    const controller = new AbortController();
+    this.#running.set(job.id, { job, controller });
+    if (job.cancelRequested) controller.abort();
+    const started = performance.now();
+    let finished: Job | undefined;
+    try {
+      const outcome = await control.predict(job.model, job.version ?? undefined, { ...job.input }, {
+        signal: controller.signal,
+        onProgress: (p) => void backend.progress(job.id, { step: p.step, total: p.total }, p.preview),
+      });
+      const outputs: JobOutput[] = [];
+      for (const [n, part] of splitResult(outcome.result).entries()) {
+        const key = artifactKey(job.id, n, part.contentType);
+        await artifacts.put(key, part.data, part.contentType);
+        outputs.push({ key, contentType: part.contentType, bytes: part.data.byteLength });
+      }
+      finished = await backend.complete(job.id, outputs);
+    } catch (err) {
+      const code = isEaselError(err) ? err.code : 'EASEL_INTERNAL';
+      if (controller.signal.aborted || code === 'EASEL_CANCELLED') {
+        const at = (await backend.get(job.id))?.progress;
+        finished = await backend.fail(job.id, { code: 'EASEL_CANCELLED', message: at ? `cancelled after ${at.step} of ${at.total} steps` : 'cancelled' }, 'cancelled');
+      } else if (this.#closing || code === 'EASEL_NO_WORKERS' || code === 'EASEL_SHUTTING_DOWN') {
+        // Not the job's fault: it goes back to the queue for this or another worker.
+        await backend.release(job.id);
+      } else {
+        if (!isEaselError(err)) logger.error({ err, job: job.id }, 'job failed unexpectedly');
+        const message = isEaselError(err) ? err.message : 'the job failed; details are in the server log';
+        finished = await backend.fail(job.id, { code, message });
+      }
+    } finally {
+      this.#running.delete(job.id);
+      this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 1) - 1);
+      if (finished) this.#o.onFinished?.(finished, (performance.now() - started) / 1000);
+      this.wake();
+    }
+  }
+
+  /** Stops claiming; jobs still running when the server stops are handed back to the queue. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#timer);
+    for (const off of this.#unsubscribe.splice(0)) off();
+  }
+}

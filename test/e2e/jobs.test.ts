@@ -1,0 +1,251 @@
+// Async jobs through the real server with tiny-sd, embedded backend: submit, watch (SSE),
+// fetch outputs, cancel (queued and running), priorities, admission, and survival of a kill -9.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+
+const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
+const PROMPT = 'a red circle on a blue background';
+
+interface JobView {
+  id: string;
+  status: string;
+  queue_position: number | null;
+  estimated_seconds: number | null;
+  progress: { step: number; total: number; fraction: number } | null;
+  error: { code: string; message: string } | null;
+  outputs: { url: string; content_type: string; bytes: number }[];
+  started_at: string | null;
+}
+
+interface SseEvent {
+  event: string;
+  data: Record<string, unknown>;
+}
+
+async function submit(e: EaselProcess, input: Record<string, unknown>, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${e.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'tiny-sd', input, ...extra }) });
+}
+
+async function submitOk(e: EaselProcess, input: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<JobView> {
+  const res = await submit(e, input, extra);
+  expect(res.status, await res.clone().text()).toBe(202);
+  return (await res.json()) as JobView;
+}
+
+async function getJob(e: EaselProcess, id: string): Promise<JobView> {
+  return (await (await fetch(`${e.inference}/v1/jobs/${id}`)).json()) as JobView;
+}
+
+async function finished(e: EaselProcess, id: string, timeoutMs = 60_000): Promise<JobView> {
+  let job: JobView | undefined;
+  await waitFor(async () => {
+    job = await getJob(e, id);
+    return ['succeeded', 'failed', 'cancelled'].includes(job.status);
+  }, timeoutMs, `job ${id} to finish`);
+  return job!;
+}
+
+/** Reads an SSE stream until it ends, calling `onEvent` for each event as it arrives. */
+async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<void> = () => {}): Promise<SseEvent[]> {
+  const res = await fetch(url);
+  expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+  const events: SseEvent[] = [];
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body!) {
+    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? '{}') as Record<string, unknown>;
+      events.push({ event, data });
+      await onEvent({ event, data });
+    }
+  }
+  return events;
+}
+
+async function startServer(args: string[] = []): Promise<EaselProcess> {
+  const e = await startEasel(['--models', `tiny-sd=${TINY_SD}`, ...args]);
+  await waitFor(async () => {
+    const body = (await (await fetch(`${e.inference}/ping`)).json()) as { models?: { liveWorkers: number }[] };
+    return (body.models?.[0]?.liveWorkers ?? 0) > 0;
+  }, 60_000, 'tiny-sd to have a live worker');
+  return e;
+}
+
+describe('jobs (embedded backend)', () => {
+  let easel: EaselProcess;
+  beforeAll(async () => {
+    easel = await startServer();
+  }, 90_000);
+  afterAll(() => easel?.stop());
+
+  it('answers 202 at once, runs the job, and serves its image as an output', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, seed: 1 });
+    expect(job.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(['queued', 'running']).toContain(job.status);
+    const done = await finished(easel, job.id);
+    expect(done.status).toBe('succeeded');
+    expect(done.progress).toEqual({ step: 20, total: 20, fraction: 1 });
+    expect(done.outputs).toEqual([{ url: `/v1/jobs/${job.id}/outputs/0`, content_type: 'image/png', bytes: expect.any(Number) }]);
+    const res = await fetch(`${easel.inference}${done.outputs[0]!.url}`);
+    expect(res.headers.get('content-type')).toBe('image/png');
+    const meta = await sharp(new Uint8Array(await res.arrayBuffer())).metadata();
+    expect([meta.width, meta.height]).toEqual([64, 64]);
+    // The same request through /predictions gives the same bytes.
+    const direct = await fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, seed: 1 }) });
+    const again = await fetch(`${easel.inference}${done.outputs[0]!.url}`);
+    expect(Buffer.from(await direct.arrayBuffer()).equals(Buffer.from(await again.arrayBuffer()))).toBe(true);
+  });
+
+  it('streams status, progress and previews over SSE, ending with the result; a late client gets the state first', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, seed: 2, num_inference_steps: 40, preview_every: 10 });
+    const events = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
+    expect(events[0]!.event).toBe('status');
+    const last = events[events.length - 1]!;
+    expect(last.event).toBe('status');
+    expect(last.data.status).toBe('succeeded');
+    const steps = events.filter((e) => e.event === 'progress').map((e) => e.data.step as number);
+    expect(steps.length).toBeGreaterThan(10);
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    expect(steps[steps.length - 1]).toBe(40);
+    const previews = events.filter((e) => e.event === 'preview');
+    expect(previews.length).toBeGreaterThan(0);
+    const preview = await sharp(Buffer.from(previews[0]!.data.data as string, 'base64')).metadata();
+    expect(preview.format).toBe('jpeg');
+
+    const late = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
+    expect(late).toHaveLength(1);
+    expect(late[0]!.data.status).toBe('succeeded');
+  });
+
+  it('cancels a running job within a step, ends its stream with cancelled, and goes on to the next job', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, seed: 3, num_inference_steps: 100 });
+    let stepAtCancel = -1;
+    let cancelling: Promise<Response> | undefined;
+    const events = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`, async (e) => {
+      if (e.event === 'progress' && (e.data.step as number) >= 5 && !cancelling) {
+        stepAtCancel = e.data.step as number;
+        cancelling = fetch(`${easel.inference}/v1/jobs/${job.id}`, { method: 'DELETE' });
+      }
+    });
+    expect((await cancelling!).status).toBe(200);
+    const last = events[events.length - 1]!;
+    expect(last.data.status).toBe('cancelled');
+    const done = await getJob(easel, job.id);
+    expect(done.error?.code).toBe('EASEL_CANCELLED');
+    // The worker stops at its next step: a step may be in flight when the cancel arrives.
+    expect(done.progress!.step).toBeLessThanOrEqual(stepAtCancel + 3);
+    expect(done.progress!.step).toBeLessThan(100);
+    const next = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 4 });
+    expect((await finished(easel, next.id)).status).toBe('succeeded');
+  });
+
+  it('cancels a queued job at once, runs higher priorities first, and keeps idempotent submissions single', async () => {
+    const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+    await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
+    const low = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 });
+    const doomed = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 });
+    const high = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }, { priority: 10 });
+    expect(low.queue_position).toBe(0);
+    expect((await getJob(easel, high.id)).queue_position).toBe(0);
+    expect((await getJob(easel, low.id)).queue_position).toBe(1);
+
+    const cancelled = await fetch(`${easel.inference}/v1/jobs/${doomed.id}`, { method: 'DELETE' });
+    expect(((await cancelled.json()) as JobView).status).toBe('cancelled');
+
+    const key = { 'idempotency-key': `key-${low.id}` };
+    const first = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, key);
+    const repeat = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, key);
+    expect(first.status).toBe(202);
+    expect(repeat.status).toBe(200);
+    const firstId = ((await first.json()) as JobView).id;
+    expect(((await repeat.json()) as JobView).id).toBe(firstId);
+
+    await fetch(`${easel.inference}/v1/jobs/${busy.id}`, { method: 'DELETE' });
+    const [lowDone, highDone] = [await finished(easel, low.id), await finished(easel, high.id)];
+    expect(Date.parse(highDone.started_at!)).toBeLessThanOrEqual(Date.parse(lowDone.started_at!));
+    expect((await getJob(easel, doomed.id)).started_at).toBeNull();
+    expect((await finished(easel, firstId)).status).toBe('succeeded');
+
+    const list = (await (await fetch(`${easel.inference}/v1/jobs?status=cancelled&limit=50`)).json()) as { jobs: JobView[] };
+    expect(list.jobs.map((j) => j.id)).toEqual(expect.arrayContaining([doomed.id, busy.id]));
+  });
+
+  it('gives clear errors: unknown model, missing input, unknown job, finished job, absent output', async () => {
+    const unknown = await fetch(`${easel.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'nope', input: {} }) });
+    expect(unknown.status).toBe(404);
+    const noInput = await fetch(`${easel.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd' }) });
+    expect(noInput.status).toBe(400);
+    expect(((await noInput.json()) as { field: string }).field).toBe('input');
+    expect((await fetch(`${easel.inference}/v1/jobs/not-a-job`)).status).toBe(404);
+    const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 });
+    await finished(easel, job.id);
+    const again = await fetch(`${easel.inference}/v1/jobs/${job.id}`, { method: 'DELETE' });
+    expect(again.status).toBe(409);
+    expect((await fetch(`${easel.inference}/v1/jobs/${job.id}/outputs/3`)).status).toBe(404);
+    // A job whose input the handler refuses fails with the handler's 400 code and message.
+    const bad = await submitOk(easel, { prompt: PROMPT, width: 65 });
+    expect((await finished(easel, bad.id)).error).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', message: expect.stringMatching(/multiple of 8/) });
+  });
+
+  it('turns a prediction into a job with Prefer: respond-async', async () => {
+    const res = await fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ data: PROMPT }) });
+    expect(res.status).toBe(202);
+    const job = (await res.json()) as JobView;
+    expect(res.headers.get('location')).toBe(`/v1/jobs/${job.id}`);
+    expect((await finished(easel, job.id)).status).toBe('succeeded');
+  });
+});
+
+describe('job admission', () => {
+  it('answers 503 with Retry-After beyond --max-queued-jobs, and runs everything it accepted', async () => {
+    const easel = await startServer(['--max-queued-jobs', '2']);
+    try {
+      const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 60 });
+      await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
+      const accepted = [await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }), await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 })];
+      const refused = await submit(easel, { prompt: PROMPT });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBeTruthy();
+      expect(((await refused.json()) as { code: string }).code).toBe('EASEL_QUEUE_FULL');
+      for (const job of [busy, ...accepted]) expect((await finished(easel, job.id)).status).toBe('succeeded');
+    } finally {
+      await easel.stop();
+    }
+  }, 90_000);
+});
+
+describe('durability', () => {
+  it('kill -9 of the server with 20 jobs queued or running: all 20 complete after a restart', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-jobs-'));
+    try {
+      const first = await startServer(['--data-dir', dataDir]);
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i += 1) ids.push((await submitOk(first, { prompt: PROMPT, seed: i, num_inference_steps: 30 })).id);
+      await waitFor(async () => (await getJob(first, ids[0]!)).status === 'running', 20_000, 'a job to run');
+      first.child.kill('SIGKILL');
+      await first.stop();
+
+      const second = await startServer(['--data-dir', dataDir]);
+      try {
+        for (const id of ids) {
+          const job = await finished(second, id, 120_000);
+          expect(job.status).toBe('succeeded');
+          expect(job.outputs).toHaveLength(1);
+        }
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
