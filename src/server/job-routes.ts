@@ -1,6 +1,7 @@
 // Async jobs on the inference port: POST /v1/jobs, GET /v1/jobs[/{id}], DELETE /v1/jobs/{id},
-// GET /v1/jobs/{id}/events (SSE), GET /v1/jobs/{id}/outputs/{n}; and submitJob for
+// GET /v1/jobs/{id}/events (SSE), GET /ws/jobs/{id} (WebSocket), GET /v1/jobs/{id}/outputs/{n}; and submitJob for
 // `Prefer: respond-async` on /predictions.
+import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent, type JobStatus } from '../jobs/job.js';
@@ -102,8 +103,31 @@ function parseSubmit(body: unknown, idempotencyKey: string | undefined): SubmitR
   return { model: b.model, version: b.version as string | undefined, input: b.input as Record<string, unknown>, priority, idempotencyKey };
 }
 
-function sseWrite(reply: FastifyReply, event: string, data: unknown): void {
-  reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+/**
+ * Follows a job for a streaming client: the current state first, then every event, ending
+ * after a final status. Returns the function that stops following (the client went away).
+ */
+function followJob(o: JobRoutesOptions, job: Job, send: (event: string, data: unknown) => void, end: () => void): () => void {
+  let stopped = false;
+  // Subscribe before reading the state again, so nothing falls between the two.
+  const off = o.backend.subscribe(job.id, (e) => {
+    if (stopped) return;
+    const [event, data] = eventMessage(e);
+    send(event, data);
+    if (e.type === 'status' && isTerminal(e.job.status)) stop();
+  });
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    off();
+    end();
+  };
+  void o.backend.get(job.id).then((current = job) => {
+    if (stopped) return;
+    send('status', publicJob(current));
+    if (isTerminal(current.status)) stop();
+  }, stop);
+  return stop;
 }
 
 function eventMessage(e: JobEvent): [string, unknown] {
@@ -162,21 +186,29 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
     const job = await jobOr404(o, req.params.id);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    let off = (): void => {};
-    const end = (): void => {
-      off();
-      if (!reply.raw.writableEnded) reply.raw.end();
-    };
-    // Subscribe before reading the state again, so nothing falls between the two.
-    off = o.backend.subscribe(job.id, (e) => {
-      const [event, data] = eventMessage(e);
-      sseWrite(reply, event, data);
-      if (e.type === 'status' && isTerminal(e.job.status)) end();
-    });
-    req.raw.on('close', end);
-    const current = (await o.backend.get(job.id)) ?? job;
-    sseWrite(reply, 'status', publicJob(current));
-    if (isTerminal(current.status)) end();
+    const stop = followJob(
+      o,
+      job,
+      (event, data) => reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+      () => {
+        if (!reply.raw.writableEnded) reply.raw.end();
+      },
+    );
+    req.raw.on('close', stop);
+  });
+
+  await app.register(websocket);
+  app.get('/ws/jobs/:id', { websocket: true }, (socket, req: FastifyRequest<{ Params: { id: string } }>) => {
+    void (async () => {
+      const job = await o.backend.get(req.params.id);
+      if (!job) {
+        socket.send(JSON.stringify({ event: 'error', data: { code: 'EASEL_JOB_NOT_FOUND', message: `no job ${req.params.id} (never submitted, or expired)` } }));
+        socket.close(4404, 'job not found');
+        return;
+      }
+      const stop = followJob(o, job, (event, data) => socket.send(JSON.stringify({ event, data })), () => socket.close(1000, 'job finished'));
+      socket.on('close', stop);
+    })();
   });
 
   methodNotAllowed(app, '/v1/jobs', ['GET', 'POST']);

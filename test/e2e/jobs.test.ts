@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
 
@@ -124,6 +125,31 @@ describe('jobs (embedded backend)', () => {
     const late = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
     expect(late).toHaveLength(1);
     expect(late[0]!.data.status).toBe('succeeded');
+  });
+
+  it('streams the same events over a WebSocket, and says when a job does not exist', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, seed: 4, num_inference_steps: 30 });
+    const ws = `${easel.inference.replace('http', 'ws')}/ws/jobs`;
+    const messages = await new Promise<{ event: string; data: Record<string, unknown> }[]>((resolve, reject) => {
+      const socket = new WebSocket(`${ws}/${job.id}`);
+      const got: { event: string; data: Record<string, unknown> }[] = [];
+      socket.on('message', (m: Buffer) => got.push(JSON.parse(m.toString()) as { event: string; data: Record<string, unknown> }));
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+    });
+    expect(messages[0]!.event).toBe('status');
+    expect(messages.filter((m) => m.event === 'progress').length).toBeGreaterThan(5);
+    expect(messages[messages.length - 1]!.data.status).toBe('succeeded');
+
+    const missing = await new Promise<{ code: number; first: string }>((resolve, reject) => {
+      const socket = new WebSocket(`${ws}/no-such-job`);
+      let first = '';
+      socket.on('message', (m: Buffer) => (first ||= m.toString()));
+      socket.on('close', (code) => resolve({ code, first }));
+      socket.on('error', reject);
+    });
+    expect(missing.code).toBe(4404);
+    expect(missing.first).toContain('EASEL_JOB_NOT_FOUND');
   });
 
   it('cancels a running job within a step, ends its stream with cancelled, and goes on to the next job', async () => {
