@@ -28,6 +28,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const metrics = new Metrics({
     queueLength: () => manager.health().models.map((m) => ({ model: m.name, length: queue.length(`${m.name}:${m.version}`) })),
     liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
+    queuedJobs: () => Promise.all([...new Set(manager.health().models.map((m) => m.name))].map(async (model) => ({ model, queued: await jobs.queuedCount(model) }))),
   });
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
@@ -44,7 +45,15 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const jobs = new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
   const artifacts = new LocalArtifactStore(path.join(config.dataDir, 'artifacts'));
   const throughput = new ThroughputEstimate();
-  const runner = new JobRunner({ backend: jobs, control: manager, artifacts, logger, onFinished: (job, seconds) => job.status === 'succeeded' && throughput.record(job.model, seconds) });
+  const runner = new JobRunner({
+    backend: jobs, control: manager, artifacts, logger,
+    onFinished: (job, seconds) => {
+      if (job.status === 'succeeded') throughput.record(job.model, seconds);
+      metrics.jobs.inc({ model: job.model, status: job.status });
+      if (job.startedAt !== null) metrics.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);
+      metrics.jobRunTime.observe({ model: job.model }, seconds);
+    },
+  });
   const expiry = setInterval(() => {
     void jobs
       .expire(Date.now())

@@ -222,6 +222,15 @@ describe('jobs (embedded backend)', () => {
     expect((await finished(easel, bad.id)).error).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', message: expect.stringMatching(/multiple of 8/) });
   });
 
+  it('counts jobs by model and status, and exports the queue depth and the queue and run times', async () => {
+    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+    expect(Number(/easel_jobs_total\{model="tiny-sd",status="succeeded"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(2);
+    expect(text).toMatch(/easel_jobs_total\{model="tiny-sd",status="cancelled"\} \d+/);
+    expect(text).toMatch(/easel_jobs_queued\{model="tiny-sd"\} 0/);
+    expect(text).toMatch(/easel_job_queue_time_seconds_count\{model="tiny-sd"\} \d+/);
+    expect(text).toMatch(/easel_job_run_time_seconds_count\{model="tiny-sd"\} \d+/);
+  });
+
   it('turns a prediction into a job with Prefer: respond-async', async () => {
     const res = await fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ data: PROMPT }) });
     expect(res.status).toBe(202);
