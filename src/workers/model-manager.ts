@@ -172,13 +172,19 @@ class ModelVersion {
       try {
         const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input }, accept: i.accept })));
         for (const [stage, seconds] of Object.entries(timings)) this.m.observer?.stage(this.spec.name, stage, seconds);
+        let handedBack = false;
         for (const item of items) {
           const o = outcomes.find((x) => x.id === item.id);
           this.#observeQueue(item);
           if (!o) this.m.queue.fail(item, new EaselError('EASEL_HANDLER_FAILED', 'the worker returned no result for the request'));
           else if (o.ok) this.m.queue.complete(item, { contentType: o.contentType, data: o.data }, timings);
-          else this.m.queue.fail(item, EaselError.fromJSON(o.error));
+          else if (o.error.code === 'EASEL_SHUTTING_DOWN') {
+            // A draining worker (SIGTERM) gave it back untouched: it waits for the next worker.
+            this.m.queue.retry(item, Number.POSITIVE_INFINITY);
+            handedBack = true;
+          } else this.m.queue.fail(item, EaselError.fromJSON(o.error));
         }
+        if (handedBack) await proc.exited;
       } catch (err) {
         if (!(err instanceof WorkerDiedError)) throw err;
         for (const item of items) {

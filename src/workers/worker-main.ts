@@ -20,6 +20,16 @@ process.on('message', (raw: ParentCommand) => {
 });
 process.on('disconnect', () => process.exit(0));
 
+// SIGTERM (a node draining, a spot interruption): finish the batch in hand, deliver it, exit.
+// The supervisor starts a replacement; requests not yet sent to this worker wait in the queue.
+let running: Promise<unknown> | undefined;
+let draining = false;
+process.once('SIGTERM', () => {
+  draining = true;
+  logger.info('SIGTERM: finishing the current batch, then exiting');
+  void (running ?? Promise.resolve()).finally(() => process.exit(0));
+});
+
 async function onCommand(m: ParentCommand): Promise<void> {
   switch (m.type) {
     case 'init': {
@@ -34,9 +44,19 @@ async function onCommand(m: ParentCommand): Promise<void> {
       }
       return;
     }
-    case 'run':
-      send({ type: 'done', batchId: m.batchId, ...(await runBatch(m.requests)) });
+    case 'run': {
+      if (draining) {
+        // Too late to start: hand the batch back so another worker runs it.
+        const error = { code: 'EASEL_SHUTTING_DOWN', message: 'the worker is shutting down' };
+        send({ type: 'done', batchId: m.batchId, outcomes: m.requests.map((r) => ({ id: r.id, ok: false as const, error })), timings: {} });
+        return;
+      }
+      const batch = runBatch(m.requests);
+      running = batch;
+      send({ type: 'done', batchId: m.batchId, ...(await batch) });
+      running = undefined;
       return;
+    }
     case 'cancel':
       controllers.get(m.id)?.abort(new EaselError('EASEL_CANCELLED', 'request cancelled'));
       return;

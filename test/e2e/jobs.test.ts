@@ -284,3 +284,50 @@ describe('durability', () => {
     }
   }, 240_000);
 });
+
+describe('worker faults while a job runs (embedded backend)', () => {
+  let easel: EaselProcess;
+  beforeAll(async () => {
+    easel = await startServer();
+  }, 90_000);
+  afterAll(() => easel?.stop());
+
+  async function runningWorkerPid(): Promise<number> {
+    let pid = 0;
+    await waitFor(async () => {
+      const desc = ((await (await fetch(`${easel.management}/models/tiny-sd`)).json()) as { workers: { pid: number | null; status: string }[] }[])[0]!;
+      pid = desc.workers.find((w) => w.status === 'BUSY')?.pid ?? 0;
+      return pid > 0;
+    }, 20_000, 'a BUSY worker');
+    return pid;
+  }
+
+  async function directPng(input: Record<string, unknown>): Promise<Buffer> {
+    const res = await fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    it(`${signal} to the worker running a job: the job completes once, with the right image`, async () => {
+      const input = { prompt: PROMPT, seed: 11, num_inference_steps: 100 };
+      const job = await submitOk(easel, input);
+      await waitFor(async () => ((await getJob(easel, job.id)).progress?.step ?? 0) >= 3, 20_000, 'the job to make progress');
+      const pid = await runningWorkerPid();
+      process.kill(pid, signal);
+      const done = await finished(easel, job.id, 90_000);
+      expect(done.status).toBe('succeeded');
+      expect(done.outputs).toHaveLength(1);
+      // The worker is gone (SIGTERM: after finishing or handing back its job) and replaced.
+      await waitFor(() => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      }, 20_000, `worker ${pid} to exit`);
+      const output = Buffer.from(await (await fetch(`${easel.inference}${done.outputs[0]!.url}`)).arrayBuffer());
+      expect(output.equals(await directPng(input))).toBe(true);
+    }, 120_000);
+  }
+});
