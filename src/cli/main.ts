@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
 import { createArchive, type ArchiveFormat } from '../models/archive.js';
+import { cancelJob, ClientError, generate, getJob, listJobs } from './client.js';
 import { serve } from './serve.js';
 
 export const VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -14,6 +15,23 @@ const int = (v: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new Error(`expected a non-negative integer, got "${v}"`);
   return n;
 };
+const num = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
+  return n;
+};
+const DEFAULT_URL = process.env.EASEL_URL ?? 'http://localhost:8080';
+
+/** Runs a client command, turning its errors into one line on stderr and exit code 1. */
+async function client(run: () => Promise<string>): Promise<void> {
+  try {
+    console.log(await run());
+  } catch (err) {
+    if (!(err instanceof ClientError)) throw err;
+    console.error(`easel: ${err.message}`);
+    process.exitCode = 1;
+  }
+}
 
 export function buildProgram(): Command {
   // Positional options: `easel archive --version 2.0` is the archive's version, not Easel's.
@@ -83,6 +101,42 @@ export function buildProgram(): Command {
       });
       console.log(out);
     });
+  program
+    .command('generate')
+    .description('Generate an image through a running server: submits a job, shows its progress, saves the result.')
+    .argument('<prompt>', 'what to draw')
+    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .option('--model <name>', 'a text-to-image model on that server', 'tiny-sd')
+    .option('-o, --output <file>', 'where to save the image (default easel-<job id>.png)')
+    .option('--steps <n>', 'num_inference_steps', int)
+    .option('--seed <n>', 'seed (same seed, same image)', int)
+    .option('--guidance <g>', 'guidance_scale', num)
+    .option('--width <px>', 'width', int)
+    .option('--height <px>', 'height', int)
+    .option('--scheduler <name>', 'ddim, euler, euler_a, dpmpp_2m, lcm or pndm')
+    .option('--negative-prompt <text>', 'what not to draw')
+    .action(async (prompt: string, opts: { url: string; model: string; output?: string; steps?: number; seed?: number; guidance?: number; width?: number; height?: number; scheduler?: string; negativePrompt?: string }) => {
+      await client(async () => `saved ${await generate(prompt, opts)}`);
+    });
+
+  const jobs = program.command('jobs').description('List, inspect and cancel jobs on a running server.');
+  jobs
+    .command('list')
+    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .option('--status <status>', 'queued, running, succeeded, failed or cancelled')
+    .option('--model <name>', 'only this model\'s jobs')
+    .option('--limit <n>', 'how many (newest first)', int, 20)
+    .action(async (opts: { url: string; status?: string; model?: string; limit: number }) => client(() => listJobs(opts.url, opts)));
+  jobs
+    .command('get')
+    .argument('<id>')
+    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .action(async (id: string, opts: { url: string }) => client(() => getJob(opts.url, id)));
+  jobs
+    .command('cancel')
+    .argument('<id>')
+    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .action(async (id: string, opts: { url: string }) => client(() => cancelJob(opts.url, id)));
   return program;
 }
 
