@@ -60,6 +60,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
     .addOption(new Option('--max-queued-jobs <n>', 'queued jobs per model before POST /v1/jobs answers 503 (default 10000)').argParser(int))
     .addOption(new Option('--job-ttl-ms <n>', 'how long finished jobs and their outputs are kept (default 86400000, a day)').argParser(int))
+    .addOption(new Option('--webhook-secret <secret>', 'signs webhook deliveries (HMAC-SHA256, Standard Webhooks headers); at least 16 characters'))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'))
     .addHelpText('after', `\nEvery option can also be set with an environment variable (--port → ${envName('port')}) or in the config file.\nPrecedence: flags, then environment, then config file, then defaults.`)
     .action(async (opts: Record<string, unknown>) => {
@@ -74,7 +75,7 @@ export function buildProgram(): Command {
           allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
           maxArchiveBytes: opts.maxArchiveBytes,
           workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
-          shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs,
+          shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
           ...(models ? { models, loadAllModels: false } : {}),
         },
       });

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { InferenceQueue } from '../jobs/inference-queue.js';
 import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
+import { WebhookNotifier } from '../jobs/webhook-notifier.js';
 import { Metrics } from '../metrics/metrics.js';
 import { ModelStore } from '../models/model-store.js';
 import { createServers } from '../server/servers.js';
@@ -45,8 +46,10 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const jobs = new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
   const artifacts = new LocalArtifactStore(path.join(config.dataDir, 'artifacts'));
   const throughput = new ThroughputEstimate();
+  const webhooks = new WebhookNotifier({ backend: jobs, logger, secret: config.webhookSecret });
   const runner = new JobRunner({
     backend: jobs, control: manager, artifacts, logger,
+    onStarted: (job) => webhooks.track(job),
     onFinished: (job, seconds) => {
       if (job.status === 'succeeded') throughput.record(job.model, seconds);
       metrics.jobs.inc({ model: job.model, status: job.status });
@@ -92,6 +95,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       draining = true;
       clearInterval(expiry);
       await runner.close();
+      webhooks.close();
       queue.close();
       const deadline = Date.now() + config.shutdownGraceMs;
       while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

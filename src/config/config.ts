@@ -39,6 +39,8 @@ export const configSchema = z
     maxQueuedJobs: z.number().int().positive(),
     /** How long finished jobs and their outputs are kept. */
     jobTtlMs: z.number().int().positive(),
+    /** Signs webhook deliveries (Standard Webhooks HMAC-SHA256); unsigned without it. */
+    webhookSecret: z.string().min(16).optional(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   })

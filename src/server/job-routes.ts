@@ -5,6 +5,8 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent, type JobStatus } from '../jobs/job.js';
+import { publicJob } from '../jobs/job-view.js';
+import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
 import { methodNotAllowed } from './errors.js';
@@ -19,41 +21,14 @@ export interface JobRoutesOptions {
   isDraining(): boolean;
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
-/** The job as clients see it (snake_case on the wire, outputs as URLs). */
-export function publicJob(job: Job, position: number | null = null, estimatedSeconds: number | null = null): Record<string, unknown> {
-  const input = Object.fromEntries(Object.entries(job.input).map(([k, v]) => [k, v instanceof Uint8Array ? `<${v.byteLength} bytes>` : v]));
-  return {
-    id: job.id,
-    model: job.model,
-    version: job.version,
-    status: job.status,
-    priority: job.priority,
-    queue_position: position,
-    estimated_seconds: estimatedSeconds,
-    progress: job.progress ? { ...job.progress, fraction: job.progress.total > 0 ? job.progress.step / job.progress.total : 0 } : null,
-    attempts: job.attempts,
-    error: job.error,
-    outputs: job.outputs.map((o, n) => ({ url: `/v1/jobs/${job.id}/outputs/${n}`, content_type: o.contentType, bytes: o.bytes })),
-    input,
-    created_at: iso(job.createdAt),
-    started_at: iso(job.startedAt),
-    completed_at: iso(job.completedAt),
-    expires_at: iso(job.expiresAt),
-    metrics: {
-      queue_seconds: job.startedAt === null ? null : (job.startedAt - job.createdAt) / 1000,
-      run_seconds: job.startedAt === null || job.completedAt === null ? null : (job.completedAt - job.startedAt) / 1000,
-    },
-  };
-}
-
 export interface SubmitRequest {
   model: string;
   version?: string | undefined;
   input: Record<string, unknown>;
   priority?: number | undefined;
   idempotencyKey?: string | undefined;
+  webhook?: string | undefined;
+  webhookEvents?: string[] | undefined;
 }
 
 async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<string, unknown>> {
@@ -97,10 +72,17 @@ function parseSubmit(body: unknown, idempotencyKey: string | undefined): SubmitR
   if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < -100 || priority > 100) {
     throw invalidField('priority', `priority must be an integer from -100 to 100 (higher runs first), got ${JSON.stringify(priority)}`);
   }
-  if (b.webhook !== undefined || b.webhook_events_filter !== undefined) {
-    throw invalidField('webhook', 'webhooks are not delivered yet by this server; poll GET /v1/jobs/{id} or stream /v1/jobs/{id}/events');
+  let webhook: string | undefined;
+  if (b.webhook !== undefined) {
+    const url = typeof b.webhook === 'string' && URL.canParse(b.webhook) ? new URL(b.webhook) : undefined;
+    if (!url || !['http:', 'https:'].includes(url.protocol)) throw invalidField('webhook', `webhook must be an http(s) URL, got ${JSON.stringify(b.webhook)}`);
+    webhook = url.href;
   }
-  return { model: b.model, version: b.version as string | undefined, input: b.input as Record<string, unknown>, priority, idempotencyKey };
+  const filter = b.webhook_events_filter;
+  if (filter !== undefined && (!Array.isArray(filter) || !filter.every((e) => (WEBHOOK_EVENTS as readonly unknown[]).includes(e)))) {
+    throw invalidField('webhook_events_filter', `webhook_events_filter must be a list of ${WEBHOOK_EVENTS.join(', ')}`);
+  }
+  return { model: b.model, version: b.version as string | undefined, input: b.input as Record<string, unknown>, priority, idempotencyKey, webhook, webhookEvents: filter as string[] | undefined };
 }
 
 /**

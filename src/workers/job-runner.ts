@@ -14,6 +14,8 @@ export interface JobRunnerOptions {
   logger: Logger;
   /** How often to look for work besides the queued/finished events (ms). */
   pollMs?: number;
+  /** A job was claimed and is about to run (webhooks' `start`). */
+  onStarted?: (job: Job) => void;
   /** A job ended (for metrics and throughput estimates). */
   onFinished?: (job: Job, runSeconds: number) => void;
 }
@@ -108,6 +110,7 @@ export class JobRunner {
     const controller = new AbortController();
     this.#running.set(job.id, { job, controller });
     if (job.cancelRequested) controller.abort();
+    this.#o.onStarted?.(job);
     const started = performance.now();
     let finished: Job | undefined;
     try {

@@ -1,6 +1,9 @@
 // Async jobs through the real server with tiny-sd, embedded backend: submit, watch (SSE),
 // fetch outputs, cancel (queued and running), priorities, admission, and survival of a kill -9.
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -330,4 +333,69 @@ describe('worker faults while a job runs (embedded backend)', () => {
       expect(output.equals(await directPng(input))).toBe(true);
     }, 120_000);
   }
+});
+
+describe('webhooks', () => {
+  const SECRET = 'a-test-webhook-secret';
+  let easel: EaselProcess;
+  let receiver: Server;
+  let url = '';
+  const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+  let failNextCompleted = true;
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        const event = (JSON.parse(body) as { webhook_event: string }).webhook_event;
+        if (event === 'completed' && failNextCompleted) {
+          failNextCompleted = false;
+          res.writeHead(500).end();
+          return;
+        }
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    easel = await startServer(['--webhook-secret', SECRET]);
+  }, 90_000);
+  afterAll(async () => {
+    await easel?.stop();
+    receiver?.close();
+  });
+
+  it('delivers start, throttled output and completed, signed, retrying a failed delivery with the same id', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 80 }, { webhook: url });
+    await waitFor(() => received.filter((r) => r.body.includes('"completed"')).length >= 2, 30_000, 'the completed webhook to be retried');
+    const mine = received.filter((r) => r.body.includes(job.id));
+    const events = mine.map((r) => (JSON.parse(r.body) as { webhook_event: string }).webhook_event);
+    expect(events[0]).toBe('start');
+    expect(events.slice(-2)).toEqual(['completed', 'completed']);
+    const outputs = events.filter((e) => e === 'output').length;
+    expect(outputs).toBeGreaterThan(0);
+    expect(outputs).toBeLessThan(80); // throttled, not one per step
+    const [failed, retried] = mine.slice(-2);
+    expect(retried!.headers['webhook-id']).toBe(failed!.headers['webhook-id']);
+    for (const r of mine) {
+      const expected = `v1,${createHmac('sha256', SECRET).update(`${String(r.headers['webhook-id'])}.${String(r.headers['webhook-timestamp'])}.${r.body}`).digest('base64')}`;
+      expect(r.headers['webhook-signature']).toBe(expected);
+    }
+    const final = JSON.parse(retried!.body) as { status: string; outputs: unknown[] };
+    expect(final.status).toBe('succeeded');
+    expect(final.outputs).toHaveLength(1);
+  });
+
+  it('sends only the filtered events, and refuses a webhook that is not an http(s) URL', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 30 }, { webhook: url, webhook_events_filter: ['completed'] });
+    await finished(easel, job.id);
+    await waitFor(() => received.some((r) => r.body.includes(job.id)), 10_000, 'the webhook');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(received.filter((r) => r.body.includes(job.id)).map((r) => (JSON.parse(r.body) as { webhook_event: string }).webhook_event)).toEqual(['completed']);
+    const bad = await submit(easel, { prompt: PROMPT }, { webhook: 'file:///etc/passwd' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { field: string }).field).toBe('webhook');
+  });
 });

@@ -1,0 +1,98 @@
+// Webhooks, as in Cog: POST the job to its `webhook` URL on `start`, on `output` (progress,
+// throttled) and on `completed`, filtered by `webhook_events_filter`. Deliveries of one job go in
+// order; a failed one is retried with backoff. With a secret, each is signed the Standard
+// Webhooks way: webhook-id, webhook-timestamp, webhook-signature = v1,base64(HMAC-SHA256(
+// secret, `${id}.${timestamp}.${body}`)).
+import { createHmac, randomUUID } from 'node:crypto';
+import { isTerminal, type Job, type JobBackend } from './job.js';
+import { publicJob } from './job-view.js';
+
+export const WEBHOOK_EVENTS = ['start', 'output', 'completed'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+export interface WebhookLogger {
+  warn(obj: object, msg?: string): void;
+}
+
+export interface WebhookNotifierOptions {
+  backend: JobBackend;
+  logger: WebhookLogger;
+  secret?: string | undefined;
+  /** Delays before each retry of a failed delivery. */
+  retryDelaysMs?: readonly number[];
+  /** At most one progress (`output`) delivery per job per this interval. */
+  progressIntervalMs?: number;
+  timeoutMs?: number;
+}
+
+export function signWebhook(secret: string, id: string, timestamp: number, body: string): string {
+  return `v1,${createHmac('sha256', secret).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
+}
+
+export class WebhookNotifier {
+  readonly #o: WebhookNotifierOptions;
+  readonly #tracked = new Map<string, () => void>();
+  #closed = false;
+
+  constructor(o: WebhookNotifierOptions) {
+    this.#o = o;
+  }
+
+  /** Starts delivering a running job's events to its webhook (no-op without one). */
+  track(job: Job): void {
+    if (!job.webhook || this.#tracked.has(job.id) || this.#closed) return;
+    const url = job.webhook;
+    const wanted = new Set<string>(job.webhookEvents ?? WEBHOOK_EVENTS);
+    let chain = Promise.resolve();
+    let lastProgressAt = 0;
+    const deliver = (event: WebhookEvent, state: () => Promise<Job | undefined>): void => {
+      if (!wanted.has(event)) return;
+      chain = chain.then(async () => {
+        const current = await state();
+        if (current) await this.#send(url, event, current);
+      });
+    };
+    const off = this.#o.backend.subscribe(job.id, (e) => {
+      if (e.type === 'status' && isTerminal(e.job.status)) {
+        deliver('completed', async () => e.job);
+        this.#tracked.get(job.id)?.();
+      } else if (e.type === 'progress') {
+        const now = Date.now();
+        if (now - lastProgressAt < (this.#o.progressIntervalMs ?? 500)) return;
+        lastProgressAt = now;
+        deliver('output', () => this.#o.backend.get(job.id));
+      }
+    });
+    this.#tracked.set(job.id, () => {
+      off();
+      this.#tracked.delete(job.id);
+    });
+    deliver('start', async () => job);
+  }
+
+  async #send(url: string, event: WebhookEvent, job: Job): Promise<void> {
+    const body = JSON.stringify({ ...publicJob(job), webhook_event: event });
+    const id = `msg_${randomUUID()}`;
+    const delays = this.#o.retryDelaysMs ?? [1000, 2000, 4000, 8000, 16000];
+    for (let attempt = 0; attempt <= delays.length && !this.#closed; attempt += 1) {
+      // Retries keep the message id (receivers de-duplicate on it) with a fresh timestamp and signature.
+      const timestamp = Math.floor(Date.now() / 1000);
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp) };
+      if (this.#o.secret) headers['webhook-signature'] = signWebhook(this.#o.secret, id, timestamp, body);
+      try {
+        const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.#o.timeoutMs ?? 10_000) });
+        if (res.ok) return;
+        this.#o.logger.warn({ job: job.id, url, event, status: res.status, attempt }, 'webhook answered an error');
+      } catch (err) {
+        this.#o.logger.warn({ job: job.id, url, event, err: (err as Error).message, attempt }, 'webhook delivery failed');
+      }
+      const delay = delays[attempt];
+      if (delay !== undefined) await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const stop of [...this.#tracked.values()]) stop();
+  }
+}
