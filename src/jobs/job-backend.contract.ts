@@ -26,6 +26,8 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       const second = await backend.submit({ model: 'm', input: { other: true }, idempotencyKey: 'k-1' });
       expect(second.created).toBe(false);
       expect(second.job.id).toBe(first.job.id);
+      expect((await backend.byIdempotencyKey('k-1'))?.id).toBe(first.job.id);
+      expect(await backend.byIdempotencyKey('k-2')).toBeUndefined();
       expect(await backend.queuedCount('m')).toBe(1);
     });
 

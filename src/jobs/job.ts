@@ -68,6 +68,8 @@ export interface JobBackend {
   /** Stores a queued job; with an idempotency key already seen, returns that job instead. */
   submit(job: NewJob): Promise<{ job: Job; created: boolean }>;
   get(id: string): Promise<Job | undefined>;
+  /** The job submitted with this idempotency key, if any. */
+  byIdempotencyKey(key: string): Promise<Job | undefined>;
   list(filter: JobFilter): Promise<{ jobs: Job[]; nextCursor: string | null }>;
   /** Queued → cancelled at once; running → cancelRequested (the runner stops it at its next step). */
   cancel(id: string): Promise<Job | undefined>;

@@ -126,11 +126,14 @@ export class SqliteJobBackend implements JobBackend {
     return job;
   }
 
+  async byIdempotencyKey(key: string): Promise<Job | undefined> {
+    const row = this.#db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as Row | undefined;
+    return row && toJob(row);
+  }
+
   async submit(n: NewJob): Promise<{ job: Job; created: boolean }> {
-    if (n.idempotencyKey) {
-      const seen = this.#db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(n.idempotencyKey) as Row | undefined;
-      if (seen) return { job: toJob(seen), created: false };
-    }
+    const seen = n.idempotencyKey === undefined ? undefined : await this.byIdempotencyKey(n.idempotencyKey);
+    if (seen) return { job: seen, created: false };
     const id = randomUUID();
     this.#db
       .prepare(

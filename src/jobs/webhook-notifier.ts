@@ -47,10 +47,12 @@ export class WebhookNotifier {
     let lastProgressAt = 0;
     const deliver = (event: WebhookEvent, state: () => Promise<Job | undefined>): void => {
       if (!wanted.has(event)) return;
-      chain = chain.then(async () => {
-        const current = await state();
-        if (current) await this.#send(url, event, current);
-      });
+      chain = chain
+        .then(async () => {
+          const current = await state();
+          if (current) await this.#send(url, event, current);
+        })
+        .catch((err: unknown) => this.#o.logger.warn({ job: job.id, event, err: (err as Error).message }, 'webhook delivery abandoned'));
     };
     const off = this.#o.backend.subscribe(job.id, (e) => {
       if (e.type === 'status' && isTerminal(e.job.status)) {

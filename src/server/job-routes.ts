@@ -45,7 +45,10 @@ async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<st
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
   o.control.spec(req.model, req.version); // throws EASEL_MODEL_NOT_FOUND
-  if (!req.idempotencyKey && (await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
+  // A repeated idempotency key gets its job back even when the queue is full.
+  const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
+  if (seen) return reply.code(200).header('location', `/v1/jobs/${seen.id}`).send(await describeQueued(o, seen));
+  if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
     throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, 503, { retryAfterSeconds: 5 });
   }
   const { job, created } = await o.backend.submit(req);
@@ -190,7 +193,10 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
       }
       const stop = followJob(o, job, (event, data) => socket.send(JSON.stringify({ event, data })), () => socket.close(1000, 'job finished'));
       socket.on('close', stop);
-    })();
+    })().catch((err: unknown) => {
+      req.log.error({ err }, 'following a job over a WebSocket failed');
+      socket.close(1011, 'internal error');
+    });
   });
 
   methodNotAllowed(app, '/v1/jobs', ['GET', 'POST']);

@@ -101,7 +101,7 @@ export class JobRunner {
       const job = await this.#o.backend.claim(free);
       if (!job) return;
       this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 0) + 1);
-      void this.#run(job);
+      void this.#run(job).catch((err: unknown) => this.#o.logger.error({ err, job: job.id }, 'job bookkeeping failed'));
     }
   }
 
@@ -116,7 +116,9 @@ export class JobRunner {
     try {
       const outcome = await control.predict(job.model, job.version ?? undefined, { ...job.input }, {
         signal: controller.signal,
-        onProgress: (p) => void backend.progress(job.id, { step: p.step, total: p.total }, p.preview),
+        onProgress: (p) => {
+          backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
+        },
       });
       const outputs: JobOutput[] = [];
       for (const [n, part] of splitResult(outcome.result).entries()) {

@@ -249,11 +249,18 @@ describe('job admission', () => {
     try {
       const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 60 });
       await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
-      const accepted = [await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }), await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 })];
+      const keyed = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
+      expect(keyed.status).toBe(202);
+      const accepted = [await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }), (await keyed.json()) as JobView];
       const refused = await submit(easel, { prompt: PROMPT });
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBeTruthy();
       expect(((await refused.json()) as { code: string }).code).toBe('EASEL_QUEUE_FULL');
+      // A fresh idempotency key is a new job: refused too. A repeated one gets its job back.
+      expect((await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-2' })).status).toBe(503);
+      const repeat = await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-1' });
+      expect(repeat.status).toBe(200);
+      expect(((await repeat.json()) as JobView).id).toBe(accepted[1]!.id);
       for (const job of [busy, ...accepted]) expect((await finished(easel, job.id)).status).toBe('succeeded');
     } finally {
       await easel.stop();
