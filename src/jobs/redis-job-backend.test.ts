@@ -1,0 +1,65 @@
+// The Redis backend against a real redis-server on an ephemeral port: the contract suite,
+// and a job taken over by another node when the node that claimed it stops renewing its lock.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedis, type RedisProcess } from '../../test/helpers/redis-server.js';
+import { describeJobBackend } from './job-backend.contract.js';
+import { RedisJobBackend } from './redis-job-backend.js';
+
+const TTL_MS = 60_000;
+let redis: RedisProcess;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(() => redis?.stop());
+
+// Each test gets its own key prefix: no state shared between tests.
+describeJobBackend('distributed (Redis + BullMQ)', async () => new RedisJobBackend({ url: redis.url, prefix: `test-${randomUUID()}`, jobTtlMs: TTL_MS }), TTL_MS);
+
+describe('RedisJobBackend across nodes', () => {
+  it('another node takes over a job whose node died, within the lock time', async () => {
+    const prefix = `test-${randomUUID()}`;
+    const a = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS, lockMs: 1000, stalledCheckMs: 300 });
+    const b = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS, lockMs: 1000, stalledCheckMs: 300 });
+    try {
+      const { job } = await a.submit({ model: 'm', input: { n: 1 } });
+      expect((await a.claim(['m']))?.id).toBe(job.id);
+      // Node a dies: its lock is no longer renewed.
+      await a.close();
+      expect(await b.claim(['m'])).toBeUndefined();
+      const t0 = Date.now();
+      let taken: Awaited<ReturnType<typeof b.claim>>;
+      while (!(taken = await b.claim(['m'])) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 100));
+      expect(taken?.id).toBe(job.id);
+      expect(taken?.attempts).toBe(2);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      await b.complete(job.id, []);
+      expect((await b.get(job.id))?.status).toBe('succeeded');
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('carries progress and cancel requests from one node to another', async () => {
+    const prefix = `test-${randomUUID()}`;
+    const api = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
+    const worker = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
+    try {
+      const { job } = await api.submit({ model: 'm', input: {} });
+      const seen: string[] = [];
+      api.subscribe(job.id, (e) => seen.push(e.type === 'status' ? e.job.status : e.type));
+      const cancels: string[] = [];
+      worker.onCancelRequested((id) => cancels.push(id));
+      await worker.claim(['m']);
+      await worker.progress(job.id, { step: 1, total: 2 });
+      await api.cancel(job.id);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(seen).toEqual(['running', 'progress']);
+      expect(cancels).toEqual([job.id]);
+      expect(await api.queuedCount('m')).toBe(0);
+    } finally {
+      await api.close();
+      await worker.close();
+    }
+  });
+});
