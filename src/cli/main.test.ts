@@ -9,8 +9,21 @@ describe('easel serve --help', () => {
     const serve = buildProgram().commands.find((c) => c.name() === 'serve')!;
     const help = serve.helpInformation();
     // loadAllModels is implied by --models (absent: every model in the store).
-    const keys = [...Object.keys(defaults), 'managementToken'].filter((k) => k !== 'loadAllModels');
-    for (const key of keys) expect(help, key).toContain(`--${kebab(key)}`);
+    const keys = [...Object.keys(defaults), 'managementToken', 'artifactDir', 'webhookSecret'].filter((k) => k !== 'loadAllModels');
+    for (const key of keys) {
+      // A setting that is on by default has a --no- flag.
+      const flag = defaults[key as keyof typeof defaults] === true ? `--no-${kebab(key)}` : `--${kebab(key)}`;
+      expect(help, key).toContain(flag);
+    }
     expect(help).toContain('--config');
+  });
+});
+
+describe('easel worker --help', () => {
+  it('has the options of a node that runs models and takes jobs', () => {
+    const worker = buildProgram().commands.find((c) => c.name() === 'worker')!;
+    const help = worker.helpInformation();
+    for (const flag of ['--queue', '--models', '--data-dir', '--artifact-dir', '--job-lock-ms', '--shutdown-grace-ms']) expect(help).toContain(flag);
+    expect(help).not.toContain('--port');
   });
 });

@@ -6,6 +6,7 @@ import { envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/con
 import { createArchive, type ArchiveFormat } from '../models/archive.js';
 import { cancelJob, ClientError, generate, getJob, listJobs } from './client.js';
 import { serve } from './serve.js';
+import { work } from './worker.js';
 
 export const VERSION = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -20,6 +21,49 @@ const num = (v: string): number => {
   if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
   return n;
 };
+/** Options shared by `serve` and `worker`: models, state, the job queue, logging. */
+function nodeOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--config <file>', 'YAML or JSON config file (keys as below, camelCase)').env('EASEL_CONFIG'))
+    .addOption(new Option('--model-store <dir>', 'directory of model directories and archives (default: the bundled models/)'))
+    .addOption(new Option('--models <name=path...>', 'models to load at start, NAME=PATH or PATH, comma- or space-separated (default: every model in the store)'))
+    .addOption(new Option('--data-dir <dir>', 'where extracted archives and state are kept (default .easel)'))
+    .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that remote model URLs must match (default: none allowed)'))
+    .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
+    .addOption(new Option('--max-archive-bytes <n>', 'largest total size a model archive may expand to (default 2 GiB)').argParser(int))
+    .addOption(new Option('--worker-restart-backoff-ms <ms...>', 'delays before restarting a dead worker, one per consecutive failure (default 100,500,1000,2000,5000,10000)'))
+    .addOption(new Option('--max-queue-length <n>', 'requests waiting per model before 503 (default 100)').argParser(int))
+    .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
+    .addOption(new Option('--queue <url>', 'job queue: embedded (SQLite in --data-dir, the default) or redis://host:port (distributed mode)'))
+    .addOption(new Option('--artifact-dir <dir>', 'where job outputs are written (default <data-dir>/artifacts); nodes of one deployment share it'))
+    .addOption(new Option('--job-lock-ms <n>', 'distributed mode: how long a dead worker node holds a job before another takes it (default 30000)').argParser(int))
+    .addOption(new Option('--job-ttl-ms <n>', 'how long finished jobs and their outputs are kept (default 86400000, a day)').argParser(int))
+    .addOption(new Option('--webhook-secret <secret>', 'signs webhook deliveries (HMAC-SHA256, Standard Webhooks headers); at least 16 characters'))
+    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'));
+}
+
+/** The config from flags (over environment, config file and defaults). */
+function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig> {
+  const models = opts.models ? parseModelList(collect((opts.models as string[]).join(','))) : undefined;
+  return loadConfig({
+    file: opts.config as string | undefined,
+    env: process.env,
+    flags: {
+      modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
+      managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
+      metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls,
+      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
+      maxArchiveBytes: opts.maxArchiveBytes,
+      workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
+      shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
+      queue: opts.queue, artifactDir: opts.artifactDir, jobLockMs: opts.jobLockMs,
+      // Commander sets localWorkers: true unless --no-local-workers; only the flag should override.
+      localWorkers: opts.localWorkers === false ? false : undefined,
+      ...(models ? { models, loadAllModels: false } : {}),
+    },
+  });
+}
+
 const DEFAULT_URL = process.env.EASEL_URL ?? 'http://localhost:8080';
 
 /** Runs a client command, turning its errors into one line on stderr and exit code 1. */
@@ -37,49 +81,35 @@ export function buildProgram(): Command {
   // Positional options: `easel archive --version 2.0` is the archive's version, not Easel's.
   const program = new Command('easel').description('Easel: a model server for generative AI on ONNX Runtime').version(VERSION).enablePositionalOptions();
 
-  program
-    .command('serve')
-    .description('Serve models over the TorchServe-compatible inference (8080), management (8081) and metrics (8082) APIs.')
-    .addOption(new Option('--config <file>', 'YAML or JSON config file (keys as below, camelCase)').env('EASEL_CONFIG'))
-    .addOption(new Option('--model-store <dir>', 'directory of model directories and archives (default: the bundled models/)'))
-    .addOption(new Option('--models <name=path...>', 'models to load at start, NAME=PATH or PATH, comma- or space-separated (default: every model in the store)'))
-    .addOption(new Option('--host <host>', 'inference API address (default 0.0.0.0)'))
-    .addOption(new Option('--port <port>', 'inference API port (default 8080)').argParser(int))
-    .addOption(new Option('--management-host <host>', 'management API address (default 127.0.0.1; elsewhere needs --management-token)'))
-    .addOption(new Option('--management-port <port>', 'management API port (default 8081)').argParser(int))
-    .addOption(new Option('--management-token <token>', 'bearer token the management API requires'))
-    .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
-    .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
-    .addOption(new Option('--data-dir <dir>', 'where extracted archives and state are kept (default .easel)'))
-    .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that remote model URLs must match (default: none allowed)'))
-    .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
-    .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
-    .addOption(new Option('--max-archive-bytes <n>', 'largest total size a model archive may expand to (default 2 GiB)').argParser(int))
-    .addOption(new Option('--worker-restart-backoff-ms <ms...>', 'delays before restarting a dead worker, one per consecutive failure (default 100,500,1000,2000,5000,10000)'))
-    .addOption(new Option('--max-queue-length <n>', 'requests waiting per model before 503 (default 100)').argParser(int))
-    .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
-    .addOption(new Option('--max-queued-jobs <n>', 'queued jobs per model before POST /v1/jobs answers 503 (default 10000)').argParser(int))
-    .addOption(new Option('--job-ttl-ms <n>', 'how long finished jobs and their outputs are kept (default 86400000, a day)').argParser(int))
-    .addOption(new Option('--webhook-secret <secret>', 'signs webhook deliveries (HMAC-SHA256, Standard Webhooks headers); at least 16 characters'))
-    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'))
-    .addHelpText('after', `\nEvery option can also be set with an environment variable (--port → ${envName('port')}) or in the config file.\nPrecedence: flags, then environment, then config file, then defaults.`)
+  const helpAfter = `\nEvery option can also be set with an environment variable (--port → ${envName('port')}) or in the config file.\nPrecedence: flags, then environment, then config file, then defaults.`;
+  nodeOptions(
+    program
+      .command('serve')
+      .description('Serve models over the TorchServe-compatible inference (8080), management (8081) and metrics (8082) APIs, with async jobs.')
+      .addOption(new Option('--host <host>', 'inference API address (default 0.0.0.0)'))
+      .addOption(new Option('--port <port>', 'inference API port (default 8080)').argParser(int))
+      .addOption(new Option('--management-host <host>', 'management API address (default 127.0.0.1; elsewhere needs --management-token)'))
+      .addOption(new Option('--management-port <port>', 'management API port (default 8081)').argParser(int))
+      .addOption(new Option('--management-token <token>', 'bearer token the management API requires'))
+      .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
+      .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
+      .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
+      .addOption(new Option('--max-queued-jobs <n>', 'queued jobs per model before POST /v1/jobs answers 503 (default 10000)').argParser(int))
+      .addOption(new Option('--no-local-workers', 'API only: load no models here; jobs run on `easel worker` nodes (with --queue redis://)')),
+  )
+    .addHelpText('after', helpAfter)
     .action(async (opts: Record<string, unknown>) => {
-      const models = opts.models ? parseModelList(collect((opts.models as string[]).join(','))) : undefined;
-      const config = loadConfig({
-        file: opts.config as string | undefined,
-        env: process.env,
-        flags: {
-          modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
-          managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
-          metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls,
-          allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
-          maxArchiveBytes: opts.maxArchiveBytes,
-          workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
-          shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
-          ...(models ? { models, loadAllModels: false } : {}),
-        },
-      });
-      await serve(config);
+      await serve(configFrom(opts));
+    });
+
+  nodeOptions(
+    program
+      .command('worker')
+      .description('A worker node of the distributed mode: runs models and takes jobs from the shared Redis queue (no HTTP).'),
+  )
+    .addHelpText('after', helpAfter)
+    .action(async (opts: Record<string, unknown>) => {
+      await work(configFrom(opts));
     });
 
   program

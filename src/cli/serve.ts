@@ -3,18 +3,14 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { InferenceQueue } from '../jobs/inference-queue.js';
-import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
-import { WebhookNotifier } from '../jobs/webhook-notifier.js';
 import { Metrics } from '../metrics/metrics.js';
 import { ModelStore } from '../models/model-store.js';
 import { createServers } from '../server/servers.js';
-import { LocalArtifactStore } from '../storage/artifact-store.js';
-import { JobRunner } from '../workers/job-runner.js';
 import { ModelManager } from '../workers/model-manager.js';
-import { ThroughputEstimate } from '../workers/throughput-estimate.js';
+import { createJobSystem, startJobSystem } from './job-system.js';
 
 export interface RunningServer {
   ports: { inference: number; management: number; metrics: number };
@@ -29,7 +25,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const metrics = new Metrics({
     queueLength: () => manager.health().models.map((m) => ({ model: m.name, length: queue.length(`${m.name}:${m.version}`) })),
     liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
-    queuedJobs: () => Promise.all([...new Set(manager.health().models.map((m) => m.name))].map(async (model) => ({ model, queued: await jobs.queuedCount(model) }))),
+    queuedJobs: () => Promise.all([...new Set(manager.health().models.map((m) => m.name))].map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
   });
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
@@ -42,31 +38,13 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
   let draining = false;
-  // Jobs: the embedded backend (SQLite in the data directory) and local artifacts.
-  const jobs = new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
-  const artifacts = new LocalArtifactStore(path.join(config.dataDir, 'artifacts'));
-  const throughput = new ThroughputEstimate();
-  const webhooks = new WebhookNotifier({ backend: jobs, logger, secret: config.webhookSecret });
-  const runner = new JobRunner({
-    backend: jobs, control: manager, artifacts, logger,
-    onStarted: (job) => webhooks.track(job),
-    onFinished: (job, seconds) => {
-      if (job.status === 'succeeded') throughput.record(job.model, seconds);
-      metrics.jobs.inc({ model: job.model, status: job.status });
-      if (job.startedAt !== null) metrics.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);
-      metrics.jobRunTime.observe({ model: job.model }, seconds);
-    },
-  });
-  const expiry = setInterval(() => {
-    void jobs
-      .expire(Date.now())
-      .then((expired) => Promise.all(expired.map((j) => artifacts.deletePrefix(j.id))))
-      .catch((err: unknown) => logger.error({ err }, 'expiring jobs failed'));
-  }, 60_000);
-  expiry.unref();
+  const jobs = createJobSystem(config, manager, logger, metrics);
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
-    jobs: { backend: jobs, artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, secondsPerJob: (m) => throughput.secondsPerJob(m), isDraining: () => draining },
+    jobs: {
+      backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
+      secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
+    },
   });
 
   await Promise.all([
@@ -78,29 +56,20 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const ports = { inference: port(servers.inference), management: port(servers.management), metrics: port(servers.metrics) };
   logger.info({ ports }, 'easel listening');
 
-  for (const [name, url] of startupModels(config)) {
-    try {
-      const entry = await store.resolve(url, name ? { name } : {}, true);
-      await manager.register(entry, { url, synchronous: false });
-      logger.info({ model: entry.spec.name, version: entry.spec.version, handler: entry.spec.handler }, 'model registered');
-    } catch (err) {
-      logger.error({ model: name, url, err }, 'model failed to load; the server goes on without it');
-    }
-  }
-  runner.start();
+  if (config.localWorkers) await registerStartupModels(config, store, manager, logger);
+  await startJobSystem(jobs, manager);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       draining = true;
-      clearInterval(expiry);
-      await runner.close();
-      webhooks.close();
+      await jobs.stop();
       queue.close();
       const deadline = Date.now() + config.shutdownGraceMs;
       while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const s of [servers.inference, servers.management, servers.metrics]) await s.close().catch((err: unknown) => logger.error({ err }, 'closing a listener failed'));
       await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
+      await jobs.runner.drained();
       await jobs.close();
       logger.info('easel stopped');
     })());
@@ -114,6 +83,19 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     }
   }
   return { ports, close };
+}
+
+/** Registers the startup models; one that fails to load is logged and skipped. */
+export async function registerStartupModels(config: EaselConfig, store: ModelStore, manager: ModelManager, logger: Logger): Promise<void> {
+  for (const [name, url] of startupModels(config)) {
+    try {
+      const entry = await store.resolve(url, name ? { name } : {}, true);
+      await manager.register(entry, { url, synchronous: false });
+      logger.info({ model: entry.spec.name, version: entry.spec.version, handler: entry.spec.handler }, 'model registered');
+    } catch (err) {
+      logger.error({ model: name, url, err }, 'model failed to load; the server goes on without it');
+    }
+  }
 }
 
 /** The models to load at start: --models (name → location), or everything in the store (named by their own spec). */

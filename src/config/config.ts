@@ -39,6 +39,14 @@ export const configSchema = z
     maxQueuedJobs: z.number().int().positive(),
     /** How long finished jobs and their outputs are kept. */
     jobTtlMs: z.number().int().positive(),
+    /** The job queue: `embedded` (SQLite in dataDir) or a Redis URL (distributed mode). */
+    queue: z.string().regex(/^(embedded|rediss?:\/\/.+)$/, 'queue must be "embedded" or a redis:// URL'),
+    /** Load and run models here; false makes an API-only node (jobs run on `easel worker` nodes). */
+    localWorkers: z.boolean(),
+    /** Where job outputs are written (default <dataDir>/artifacts); nodes of one deployment share it. */
+    artifactDir: z.string().min(1).optional(),
+    /** Distributed mode: how long a dead worker node keeps a job before another node takes it. */
+    jobLockMs: z.number().int().min(200),
     /** Signs webhook deliveries (Standard Webhooks HMAC-SHA256); unsigned without it. */
     webhookSecret: z.string().min(16).optional(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
@@ -66,6 +74,9 @@ export const defaults: z.infer<typeof configSchema> = {
   maxQueueLength: 100,
   shutdownGraceMs: 30_000,
   maxQueuedJobs: 10_000,
+  queue: 'embedded',
+  localWorkers: true,
+  jobLockMs: 30_000,
   jobTtlMs: 24 * 60 * 60 * 1000,
   workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],
   logLevel: 'info',

@@ -1,6 +1,7 @@
 // The Redis backend against a real redis-server on an ephemeral port: the contract suite,
 // and a job taken over by another node when the node that claimed it stops renewing its lock.
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisProcess } from '../../test/helpers/redis-server.js';
 import { describeJobBackend } from './job-backend.contract.js';
@@ -17,6 +18,24 @@ afterAll(() => redis?.stop());
 describeJobBackend('distributed (Redis + BullMQ)', async () => new RedisJobBackend({ url: redis.url, prefix: `test-${randomUUID()}`, jobTtlMs: TTL_MS }), TTL_MS);
 
 describe('RedisJobBackend across nodes', () => {
+  it("keeps each model's queue depth as a Redis list that KEDA's redis scaler can read (LLEN)", async () => {
+    const prefix = `test-${randomUUID()}`;
+    const backend = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
+    const client = new Redis(redis.url);
+    try {
+      const jobs = [];
+      for (let i = 0; i < 3; i += 1) jobs.push((await backend.submit({ model: 'sd', input: {} })).job);
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(3);
+      await backend.claim(['sd']);
+      await backend.cancel(jobs[2]!.id);
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(1);
+      expect(await backend.queuedCount('sd')).toBe(1);
+    } finally {
+      client.disconnect();
+      await backend.close();
+    }
+  });
+
   it('another node takes over a job whose node died, within the lock time', async () => {
     const prefix = `test-${randomUUID()}`;
     const a = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS, lockMs: 1000, stalledCheckMs: 300 });

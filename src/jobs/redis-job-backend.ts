@@ -150,6 +150,18 @@ export class RedisJobBackend implements JobBackend {
     await this.#redis.multi().zrem(this.#key('queued', job.model), job.id).lrem(this.#key('depth', job.model), 1, job.id).exec();
   }
 
+  /** Says that this node serves these models, for `ttlMs` (renew it sooner). */
+  async announce(models: readonly string[], ttlMs: number): Promise<void> {
+    if (models.length === 0) return;
+    const until = Date.now() + ttlMs;
+    await this.#redis.zadd(this.#key('models'), ...models.flatMap((m) => [until, m]));
+  }
+
+  /** Models some node has announced and not let lapse. */
+  async announcedModels(): Promise<string[]> {
+    return this.#redis.zrangebyscore(this.#key('models'), String(Date.now()), '+inf');
+  }
+
   async byIdempotencyKey(key: string): Promise<Job | undefined> {
     const id = await this.#redis.get(this.#key('idem', key));
     return id === null ? undefined : this.get(id);

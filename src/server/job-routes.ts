@@ -16,6 +16,8 @@ export interface JobRoutesOptions {
   artifacts: ArtifactStore;
   control: ModelControl;
   maxQueuedJobs: number;
+  /** Whether some node serves the model (here, or a worker node in the distributed mode). */
+  modelKnown(model: string): Promise<boolean>;
   /** Seconds one job of the model takes, measured; undefined before the first one finished. */
   secondsPerJob(model: string): number | undefined;
   isDraining(): boolean;
@@ -44,7 +46,12 @@ async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<st
 /** Admits a job (404 for an unknown model, 503 when its queue is full) and answers 202. */
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
-  o.control.spec(req.model, req.version); // throws EASEL_MODEL_NOT_FOUND
+  try {
+    o.control.spec(req.model, req.version);
+  } catch (err) {
+    // Not served here: in the distributed mode a worker node may serve it.
+    if (!(await o.modelKnown(req.model))) throw err;
+  }
   // A repeated idempotency key gets its job back even when the queue is full.
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
   if (seen) return reply.code(200).header('location', `/v1/jobs/${seen.id}`).send(await describeQueued(o, seen));

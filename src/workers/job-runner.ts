@@ -39,6 +39,7 @@ export class JobRunner {
   readonly #running = new Map<string, { job: Job; controller: AbortController }>();
   readonly #inFlight = new Map<string, number>();
   readonly #unsubscribe: (() => void)[] = [];
+  readonly #runs = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #pumping = false;
   #again = false;
@@ -101,7 +102,9 @@ export class JobRunner {
       const job = await this.#o.backend.claim(free);
       if (!job) return;
       this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 0) + 1);
-      void this.#run(job).catch((err: unknown) => this.#o.logger.error({ err, job: job.id }, 'job bookkeeping failed'));
+      const run = this.#run(job).catch((err: unknown) => this.#o.logger.error({ err, job: job.id }, 'job bookkeeping failed'));
+      this.#runs.add(run);
+      void run.finally(() => this.#runs.delete(run));
     }
   }
 
@@ -112,6 +115,7 @@ export class JobRunner {
     if (job.cancelRequested) controller.abort();
     this.#o.onStarted?.(job);
     const started = performance.now();
+    logger.info({ job: job.id, model: job.model, attempt: job.attempts }, 'job started');
     let finished: Job | undefined;
     try {
       const outcome = await control.predict(job.model, job.version ?? undefined, { ...job.input }, {
@@ -146,6 +150,11 @@ export class JobRunner {
       if (finished) this.#o.onFinished?.(finished, (performance.now() - started) / 1000);
       this.wake();
     }
+  }
+
+  /** Resolves when every job this runner started has been settled (finished or handed back). */
+  async drained(): Promise<void> {
+    while (this.#runs.size > 0) await Promise.allSettled([...this.#runs]);
   }
 
   /** Stops claiming; jobs still running when the server stops are handed back to the queue. */

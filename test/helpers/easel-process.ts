@@ -79,3 +79,44 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 export function waitHealthy(e: EaselProcess, timeoutMs = 30_000): Promise<void> {
   return waitFor(async () => (await fetch(`${e.inference}/ping`)).status === 200, timeoutMs, 'GET /ping to be 200');
 }
+
+export interface WorkerNode {
+  child: ChildProcess;
+  logs: string[];
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `easel worker` (a distributed-mode worker node) and waits until it is ready. */
+export async function startWorkerNode(args: string[]): Promise<WorkerNode> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-node-'));
+  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buf += chunk.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        if (line.includes('"easel worker ready"')) resolve();
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
+    void exited.then((code) => reject(new Error(`easel worker exited (${code}) before it was ready:\n${logs.join('\n')}`)));
+  });
+  return {
+    child, logs, exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const code = await exited;
+      clearTimeout(timer);
+      rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}

@@ -1,0 +1,87 @@
+// Wires the job system for `easel serve` and `easel worker`: the backend the config names
+// (embedded SQLite, or Redis for the distributed mode), the artifact store, the runner that
+// feeds local workers, webhooks, expiry, and (Redis) the announcement of the models served here.
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { EaselConfig } from '../config/config.js';
+import type { JobBackend } from '../jobs/job.js';
+import { RedisJobBackend } from '../jobs/redis-job-backend.js';
+import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
+import { WebhookNotifier } from '../jobs/webhook-notifier.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { ModelControl } from '../models/model-control.js';
+import { LocalArtifactStore, type ArtifactStore } from '../storage/artifact-store.js';
+import { JobRunner } from '../workers/job-runner.js';
+import { ThroughputEstimate } from '../workers/throughput-estimate.js';
+
+export interface JobSystem {
+  backend: JobBackend;
+  artifacts: ArtifactStore;
+  runner: JobRunner;
+  throughput: ThroughputEstimate;
+  /** Whether a model is served by some node (here, or a worker announced in Redis). */
+  modelKnown(model: string): Promise<boolean>;
+  /** Stops claiming work; the backend stays open until `close`. */
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const ANNOUNCE_EVERY_MS = 5_000;
+
+export function createJobSystem(config: EaselConfig, control: ModelControl, logger: Logger, metrics?: Metrics): JobSystem {
+  const redis = config.queue.startsWith('redis://') || config.queue.startsWith('rediss://');
+  const backend: JobBackend = redis
+    ? new RedisJobBackend({ url: config.queue, jobTtlMs: config.jobTtlMs, lockMs: config.jobLockMs })
+    : new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
+  const artifacts = new LocalArtifactStore(config.artifactDir ?? path.join(config.dataDir, 'artifacts'));
+  const throughput = new ThroughputEstimate();
+  const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret });
+  const runner = new JobRunner({
+    backend, control, artifacts, logger,
+    onStarted: (job) => webhooks.track(job),
+    onFinished: (job, seconds) => {
+      if (job.status === 'succeeded') throughput.record(job.model, seconds);
+      metrics?.jobs.inc({ model: job.model, status: job.status });
+      if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);
+      metrics?.jobRunTime.observe({ model: job.model }, seconds);
+    },
+  });
+  const localModels = (): string[] => [...new Set(control.health().models.map((m) => m.name))];
+  const timers = [
+    setInterval(() => {
+      void backend
+        .expire(Date.now())
+        .then((expired) => Promise.all(expired.map((j) => artifacts.deletePrefix(j.id))))
+        .catch((err: unknown) => logger.error({ err }, 'expiring jobs failed'));
+    }, 60_000),
+    setInterval(() => {
+      if (backend instanceof RedisJobBackend) void backend.announce(localModels(), ANNOUNCE_EVERY_MS * 3).catch((err: unknown) => logger.warn({ err }, 'announcing models failed'));
+    }, ANNOUNCE_EVERY_MS),
+  ];
+  for (const t of timers) t.unref();
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= (async () => {
+      for (const t of timers) clearInterval(t);
+      await runner.close();
+      webhooks.close();
+    })());
+  return {
+    backend, artifacts, runner, throughput,
+    async modelKnown(model) {
+      if (localModels().includes(model)) return true;
+      return backend instanceof RedisJobBackend ? (await backend.announcedModels()).includes(model) : false;
+    },
+    stop,
+    async close() {
+      await stop();
+      await backend.close();
+    },
+  };
+}
+
+/** Starts the runner, and tells the other nodes at once which models this one serves. */
+export async function startJobSystem(jobs: JobSystem, control: ModelControl): Promise<void> {
+  jobs.runner.start();
+  if (jobs.backend instanceof RedisJobBackend) await jobs.backend.announce([...new Set(control.health().models.map((m) => m.name))], ANNOUNCE_EVERY_MS * 3);
+}

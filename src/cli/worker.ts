@@ -1,0 +1,48 @@
+// `easel worker`: a worker node of the distributed mode. It loads models, runs their worker
+// processes and takes jobs from the shared Redis queue; no HTTP. On SIGTERM it stops taking
+// jobs, lets the running ones finish within the grace period, hands back the rest, and exits.
+import { mkdir } from 'node:fs/promises';
+import { pino } from 'pino';
+import type { EaselConfig } from '../config/config.js';
+import { InferenceQueue } from '../jobs/inference-queue.js';
+import { ModelStore } from '../models/model-store.js';
+import { ModelManager } from '../workers/model-manager.js';
+import { createJobSystem, startJobSystem } from './job-system.js';
+import { registerStartupModels } from './serve.js';
+
+export async function work(config: EaselConfig): Promise<{ close(): Promise<void> }> {
+  const logger = pino({ name: 'easel-worker-node', level: config.logLevel });
+  if (config.queue === 'embedded') throw new Error('easel worker needs --queue redis://host:port: the queue it shares with the API nodes');
+  await mkdir(config.dataDir, { recursive: true });
+  const queue = new InferenceQueue();
+  const manager = new ModelManager({
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
+    defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
+  });
+  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
+  const jobs = createJobSystem(config, manager, logger);
+  await registerStartupModels(config, store, manager, logger);
+  await startJobSystem(jobs, manager);
+  logger.info({ queue: config.queue, models: manager.health().models.map((m) => m.name) }, 'easel worker ready');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      await jobs.stop();
+      const deadline = Date.now() + config.shutdownGraceMs;
+      while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      queue.close();
+      await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
+      // Jobs still running here are handed back by the runner as their workers stop.
+      await jobs.runner.drained();
+      await jobs.close();
+      logger.info('easel worker stopped');
+    })());
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      logger.info({ signal: sig }, 'shutting down');
+      void close().then(() => process.exit(0));
+    });
+  }
+  return { close };
+}
