@@ -11,6 +11,7 @@ import { WebhookNotifier } from '../jobs/webhook-notifier.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelControl } from '../models/model-control.js';
 import { LocalArtifactStore, type ArtifactStore } from '../storage/artifact-store.js';
+import { S3ArtifactStore } from '../storage/s3-artifact-store.js';
 import { JobRunner } from '../workers/job-runner.js';
 import { ThroughputEstimate } from '../workers/throughput-estimate.js';
 
@@ -33,7 +34,9 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
   const backend: JobBackend = redis
     ? new RedisJobBackend({ url: config.queue, jobTtlMs: config.jobTtlMs, lockMs: config.jobLockMs })
     : new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
-  const artifacts = new LocalArtifactStore(config.artifactDir ?? path.join(config.dataDir, 'artifacts'));
+  const artifacts: ArtifactStore = config.artifactUrl
+    ? new S3ArtifactStore({ url: config.artifactUrl, endpoint: config.s3Endpoint })
+    : new LocalArtifactStore(config.artifactDir ?? path.join(config.dataDir, 'artifacts'));
   const throughput = new ThroughputEstimate();
   const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret });
   const runner = new JobRunner({
@@ -76,6 +79,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
     async close() {
       await stop();
       await backend.close();
+      artifacts.close?.();
     },
   };
 }

@@ -9,7 +9,7 @@ describe('easel serve --help', () => {
     const serve = buildProgram().commands.find((c) => c.name() === 'serve')!;
     const help = serve.helpInformation();
     // loadAllModels is implied by --models (absent: every model in the store).
-    const keys = [...Object.keys(defaults), 'managementToken', 'artifactDir', 'webhookSecret'].filter((k) => k !== 'loadAllModels');
+    const keys = [...Object.keys(defaults), 'managementToken', 'artifactDir', 'artifactUrl', 's3Endpoint', 'webhookSecret'].filter((k) => k !== 'loadAllModels');
     for (const key of keys) {
       // A setting that is on by default has a --no- flag.
       const flag = defaults[key as keyof typeof defaults] === true ? `--no-${kebab(key)}` : `--${kebab(key)}`;

@@ -36,6 +36,8 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
     .addOption(new Option('--queue <url>', 'job queue: embedded (SQLite in --data-dir, the default) or redis://host:port (distributed mode)'))
     .addOption(new Option('--artifact-dir <dir>', 'where job outputs are written (default <data-dir>/artifacts); nodes of one deployment share it'))
+    .addOption(new Option('--artifact-url <s3-url>', 'job outputs in S3 (s3://bucket[/prefix]) instead of --artifact-dir; credentials from AWS_* variables or profiles'))
+    .addOption(new Option('--s3-endpoint <url>', 'an S3-compatible endpoint other than AWS (MinIO, R2)'))
     .addOption(new Option('--job-lock-ms <n>', 'distributed mode: how long a dead worker node holds a job before another takes it (default 30000)').argParser(int))
     .addOption(new Option('--job-ttl-ms <n>', 'how long finished jobs and their outputs are kept (default 86400000, a day)').argParser(int))
     .addOption(new Option('--webhook-secret <secret>', 'signs webhook deliveries (HMAC-SHA256, Standard Webhooks headers); at least 16 characters'))
@@ -56,7 +58,7 @@ function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig
       maxArchiveBytes: opts.maxArchiveBytes,
       workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
       shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
-      queue: opts.queue, artifactDir: opts.artifactDir, jobLockMs: opts.jobLockMs,
+      queue: opts.queue, artifactDir: opts.artifactDir, artifactUrl: opts.artifactUrl, s3Endpoint: opts.s3Endpoint, jobLockMs: opts.jobLockMs,
       // Commander sets localWorkers: true unless --no-local-workers; only the flag should override.
       localWorkers: opts.localWorkers === false ? false : undefined,
       ...(models ? { models, loadAllModels: false } : {}),

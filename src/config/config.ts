@@ -45,6 +45,10 @@ export const configSchema = z
     localWorkers: z.boolean(),
     /** Where job outputs are written (default <dataDir>/artifacts); nodes of one deployment share it. */
     artifactDir: z.string().min(1).optional(),
+    /** Job outputs in S3 instead of artifactDir: s3://bucket[/prefix] (credentials from the AWS SDK's usual sources). */
+    artifactUrl: z.string().regex(/^s3:\/\/[^/]+/, 'artifactUrl must look like s3://bucket[/prefix]').optional(),
+    /** An S3-compatible endpoint other than AWS (MinIO, R2): path-style requests. */
+    s3Endpoint: z.url().optional(),
     /** Distributed mode: how long a dead worker node keeps a job before another node takes it. */
     jobLockMs: z.number().int().min(200),
     /** Signs webhook deliveries (Standard Webhooks HMAC-SHA256); unsigned without it. */

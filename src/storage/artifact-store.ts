@@ -9,6 +9,7 @@ export interface ArtifactStore {
   get(key: string): Promise<Uint8Array | undefined>;
   /** Deletes every artifact under `<prefix>/`. */
   deletePrefix(prefix: string): Promise<void>;
+  close?(): void;
 }
 
 const EXTENSIONS: Readonly<Record<string, string>> = {

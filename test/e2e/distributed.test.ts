@@ -1,12 +1,11 @@
-// The distributed mode with a real Redis: an API-only node and `easel worker` nodes sharing the
-// queue (and an artifact directory). Jobs run on the workers, their events reach the API's
+// The distributed mode with a real Redis and a real S3-compatible server: an API-only node and
+// `easel worker` nodes sharing the queue and the bucket, nothing on disk. Jobs run on the workers, their events reach the API's
 // clients, and a job survives the death (kill -9) or draining (SIGTERM) of the node running it.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startEasel, startWorkerNode, waitFor, type EaselProcess, type WorkerNode } from '../helpers/easel-process.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { startS3, type S3Process } from '../helpers/s3-server.js';
 
 const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
 const PROMPT = 'a red circle on a blue background';
@@ -21,21 +20,24 @@ interface JobView {
 
 describe('distributed mode (Redis)', () => {
   let redis: RedisProcess;
+  let s3: S3Process;
   let api: EaselProcess;
   const nodes: WorkerNode[] = [];
-  const artifacts = mkdtempSync(path.join(tmpdir(), 'easel-artifacts-'));
-  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, '--artifact-dir', artifacts, '--job-lock-ms', '1500'];
+  const storage = (): string[] => ['--artifact-url', `s3://${s3.bucket}/jobs`, '--s3-endpoint', s3.endpoint];
+  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage(), '--job-lock-ms', '1500'];
+  const startNode = (): Promise<WorkerNode> => startWorkerNode(nodeArgs(), s3.env);
 
   beforeAll(async () => {
     redis = await startRedis();
-    api = await startEasel(['--queue', redis.url, '--no-local-workers', '--artifact-dir', artifacts]);
-    nodes.push(await startWorkerNode(nodeArgs()), await startWorkerNode(nodeArgs()));
+    s3 = await startS3();
+    api = await startEasel(['--queue', redis.url, '--no-local-workers', ...storage()], s3.env);
+    nodes.push(await startNode(), await startNode());
   }, 120_000);
   afterAll(async () => {
     for (const n of nodes) await n.stop('SIGKILL');
     await api?.stop();
     await redis?.stop();
-    rmSync(artifacts, { recursive: true, force: true });
+    await s3?.stop();
   });
 
   async function submit(input: Record<string, unknown>): Promise<JobView> {
@@ -74,7 +76,7 @@ describe('distributed mode (Redis)', () => {
     const done = await finished(job.id);
     expect(done.status).toBe('succeeded');
     expect(done.attempts).toBe(1);
-    nodes.push(await startWorkerNode(nodeArgs()));
+    nodes.push(await startNode());
   }, 120_000);
 
   it('kill -9 of the node running a job: another node takes it over and finishes it', async () => {

@@ -88,9 +88,9 @@ export interface WorkerNode {
 }
 
 /** Starts `easel worker` (a distributed-mode worker node) and waits until it is ready. */
-export async function startWorkerNode(args: string[]): Promise<WorkerNode> {
+export async function startWorkerNode(args: string[], env: Record<string, string> = {}): Promise<WorkerNode> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-node-'));
-  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--log-level', 'info', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
