@@ -30,10 +30,14 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     let known = false;
     try {
       if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', 503, { retryAfterSeconds: 5 });
-      o.control.spec(model, version); // 404 before reading a large body's meaning
-      known = true;
+      // As a job, the model may be served by another node (distributed mode): submitJob checks it.
+      const asJob = o.jobs !== undefined && /\brespond-async\b/.test(String(req.headers.prefer ?? ''));
+      if (!asJob) {
+        o.control.spec(model, version); // 404 before reading a large body's meaning
+        known = true;
+      }
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body);
-      if (o.jobs && /\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
+      if (o.jobs && asJob) {
         const key = req.headers['idempotency-key'];
         await submitJob(o.jobs, { model, version, input, idempotencyKey: typeof key === 'string' && key !== '' ? key : undefined }, reply);
         status = reply.statusCode;

@@ -65,6 +65,10 @@ describe('distributed mode (Redis)', () => {
     expect(events.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
     const done = await getJob(job.id);
     expect((await output(done)).subarray(1, 4).toString()).toBe('PNG');
+    // Prefer: respond-async on the API node: the model is served elsewhere, the job runs there.
+    const res = await fetch(`${api.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ data: PROMPT }) });
+    expect(res.status).toBe(202);
+    expect((await finished(((await res.json()) as JobView).id)).status).toBe('succeeded');
   });
 
   it('SIGTERM to the node running a job: it finishes the job, then exits 0', async () => {
