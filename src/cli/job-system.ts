@@ -22,6 +22,8 @@ export interface JobSystem {
   throughput: ThroughputEstimate;
   /** Whether a model is served by some node (here, or a worker announced in Redis). */
   modelKnown(model: string): Promise<boolean>;
+  /** Models served here or (distributed mode) by any live node. */
+  models(): Promise<string[]>;
   /** Stops claiming work; the backend stays open until `close`. */
   stop(): Promise<void>;
   close(): Promise<void>;
@@ -43,11 +45,14 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
     backend, control, artifacts, logger,
     onStarted: (job) => webhooks.track(job),
     onFinished: (job, seconds) => {
-      if (job.status === 'succeeded') throughput.record(job.model, seconds);
       metrics?.jobs.inc({ model: job.model, status: job.status });
       if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);
       metrics?.jobRunTime.observe({ model: job.model }, seconds);
     },
+  });
+  // Estimates learn from every finished job, wherever it ran (all nodes, in the distributed mode).
+  const offFinished = backend.onFinished((job) => {
+    if (job.status === 'succeeded' && job.startedAt !== null && job.completedAt !== null) throughput.record(job.model, (job.completedAt - job.startedAt) / 1000);
   });
   const localModels = (): string[] => [...new Set(control.health().models.map((m) => m.name))];
   const timers = [
@@ -66,14 +71,18 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
       for (const t of timers) clearInterval(t);
+      offFinished();
       await runner.close();
       webhooks.close();
     })());
   return {
     backend, artifacts, runner, throughput,
     async modelKnown(model) {
-      if (localModels().includes(model)) return true;
-      return backend instanceof RedisJobBackend ? (await backend.announcedModels()).includes(model) : false;
+      return (await this.models()).includes(model);
+    },
+    async models() {
+      const remote = backend instanceof RedisJobBackend ? await backend.announcedModels() : [];
+      return [...new Set([...localModels(), ...remote])];
     },
     stop,
     async close() {

@@ -25,7 +25,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const metrics = new Metrics({
     queueLength: () => manager.health().models.map((m) => ({ model: m.name, length: queue.length(`${m.name}:${m.version}`) })),
     liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
-    queuedJobs: () => Promise.all([...new Set(manager.health().models.map((m) => m.name))].map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
+    queuedJobs: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
   });
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,

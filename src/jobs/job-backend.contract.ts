@@ -54,12 +54,16 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       const { job } = await backend.submit({ model: 'm', input: {} });
       const events: JobEvent[] = [];
       const off = backend.subscribe(job.id, (e) => events.push(e));
+      const finished: string[] = [];
+      const offFinished = backend.onFinished((j) => finished.push(`${j.id}:${j.status}`));
       await backend.claim(['m']);
       await backend.progress(job.id, { step: 1, total: 4 }, { contentType: 'image/jpeg', data: new Uint8Array([9]) });
       await backend.complete(job.id, [{ key: `${job.id}/0.png`, contentType: 'image/png', bytes: 10 }]);
       await new Promise((r) => setTimeout(r, 50));
       off();
+      offFinished();
       expect(events.map((e) => (e.type === 'status' ? e.job.status : e.type))).toEqual(['running', 'progress', 'preview', 'succeeded']);
+      expect(finished).toEqual([`${job.id}:succeeded`]);
       const done = await backend.get(job.id);
       expect(done?.outputs).toEqual([{ key: `${job.id}/0.png`, contentType: 'image/png', bytes: 10 }]);
       expect(done?.expiresAt).toBe((done?.completedAt ?? 0) + ttlMs);

@@ -91,6 +91,8 @@ export interface JobBackend {
   onCancelRequested(listener: (id: string) => void): () => void;
   /** Called when a job is queued. */
   onQueued(listener: (job: Job) => void): () => void;
+  /** Called when any job reaches a final status (on every node, in the distributed mode). */
+  onFinished(listener: (job: Job) => void): () => void;
   /** Deletes jobs whose expiry has passed; returns them so their artifacts can be deleted. */
   expire(now: number): Promise<Job[]>;
   close(): Promise<void>;

@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
-import type { Job, JobBackend, JobEvent, JobFilter, JobOutput, JobProgress, JobStatus, NewJob } from './job.js';
+import { isTerminal, type Job, type JobBackend, type JobEvent, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
 
 export interface RedisJobBackendOptions {
   url: string;
@@ -87,6 +87,7 @@ export class RedisJobBackend implements JobBackend {
       const local: JobEvent =
         e.type === 'status' ? { type: 'status', job: fromStored(e.job) } : e.type === 'progress' ? e : { type: 'preview', jobId: e.jobId, contentType: e.contentType, data: new Uint8Array(Buffer.from(e.data, 'base64')) };
       this.#events.emit(`job:${m.jobId}`, local);
+      if (local.type === 'status' && isTerminal(local.job.status)) this.#events.emit('finished', local.job);
     }
   }
 
@@ -336,6 +337,11 @@ export class RedisJobBackend implements JobBackend {
   onQueued(listener: (job: Job) => void): () => void {
     this.#events.on('queued', listener);
     return () => this.#events.off('queued', listener);
+  }
+
+  onFinished(listener: (job: Job) => void): () => void {
+    this.#events.on('finished', listener);
+    return () => this.#events.off('finished', listener);
   }
 
   async expire(now: number): Promise<Job[]> {

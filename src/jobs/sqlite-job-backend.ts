@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
-import type { Job, JobBackend, JobEvent, JobFilter, JobOutput, JobProgress, JobStatus, NewJob } from './job.js';
+import { isTerminal, type Job, type JobBackend, type JobEvent, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
 
 interface Row {
   seq: number;
@@ -110,6 +110,7 @@ export class SqliteJobBackend implements JobBackend {
     const job = toJob(row);
     this.#events.emit(`job:${id}`, { type: 'status', job } satisfies JobEvent);
     if (job.status === 'queued') this.#events.emit('queued', job);
+    if (isTerminal(job.status)) this.#events.emit('finished', job);
     return job;
   }
 
@@ -239,6 +240,11 @@ export class SqliteJobBackend implements JobBackend {
   onQueued(listener: (job: Job) => void): () => void {
     this.#events.on('queued', listener);
     return () => this.#events.off('queued', listener);
+  }
+
+  onFinished(listener: (job: Job) => void): () => void {
+    this.#events.on('finished', listener);
+    return () => this.#events.off('finished', listener);
   }
 
   async expire(now: number): Promise<Job[]> {

@@ -65,6 +65,8 @@ describe('distributed mode (Redis)', () => {
     expect(events.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
     const done = await getJob(job.id);
     expect((await output(done)).subarray(1, 4).toString()).toBe('PNG');
+    // The API node knows the remote model's queue depth.
+    expect(await (await fetch(`${api.metrics}/metrics`)).text()).toMatch(/easel_jobs_queued\{model="tiny-sd"\} \d+/);
     // Prefer: respond-async on the API node: the model is served elsewhere, the job runs there.
     const res = await fetch(`${api.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify({ data: PROMPT }) });
     expect(res.status).toBe(202);

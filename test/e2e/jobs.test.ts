@@ -184,6 +184,8 @@ describe('jobs (embedded backend)', () => {
     const doomed = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 });
     const high = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }, { priority: 10 });
     expect(low.queue_position).toBe(0);
+    // Measured from the jobs that finished before: a number, not a constant.
+    expect(low.estimated_seconds).toBeGreaterThan(0);
     expect((await getJob(easel, high.id)).queue_position).toBe(0);
     expect((await getJob(easel, low.id)).queue_position).toBe(1);
 
