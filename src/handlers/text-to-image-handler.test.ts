@@ -84,4 +84,48 @@ describe('TextToImageHandler', () => {
       expect(a.every((v, k) => Math.abs(v - (b[k] ?? 0)) <= 1)).toBe(true);
     }
   });
+
+  it('admits a request that arrives while another runs at the next step (order of events, not the clock)', async () => {
+    const log: string[] = [];
+    let second: Promise<HandlerOutcome[]> | undefined;
+    const first = run(handler, [{ prompt: 'a red circle on a blue background', seed: 5, num_inference_steps: 50 }], (_i, u) => {
+      log.push(`A${u.step}`);
+      if (u.step === 3 && !second) {
+        second = run(handler, [{ prompt: 'a green square on a yellow background', seed: 6, num_inference_steps: 4 }], (_j, v) => log.push(`B${v.step}`));
+      }
+    });
+    const [a] = await first;
+    const [b] = await second!;
+    // B's first step is taken in the turn right after it arrived: before A's 5th.
+    expect(log.indexOf('B1')).toBeGreaterThan(log.indexOf('A3'));
+    expect(log.indexOf('B1')).toBeLessThan(log.indexOf('A5'));
+    // B (4 steps) leaves long before A (50) finishes, and both images are what they are alone.
+    expect(log.indexOf('B4')).toBeLessThan(log.indexOf('A10'));
+    const [aloneB] = await run(handler, [{ prompt: 'a green square on a yellow background', seed: 6, num_inference_steps: 4 }]);
+    expect(bytes(b).equals(bytes(aloneB))).toBe(true);
+    expect(bytes(a).length).toBeGreaterThan(0);
+  });
+
+  it('gives 8 different requests run together the images each gets alone', async () => {
+    const inputs = [
+      { prompt: 'a red circle on a blue background', seed: 1, num_inference_steps: 4, scheduler: 'ddim' },
+      { prompt: 'a green square on a yellow background', seed: 2, num_inference_steps: 8, scheduler: 'euler' },
+      { prompt: 'a blue circle on a green background', seed: 3, num_inference_steps: 12, scheduler: 'euler_a' },
+      { prompt: 'a yellow triangle on a blue background', seed: 4, num_inference_steps: 6, scheduler: 'dpmpp_2m', guidance_scale: 1 },
+      { prompt: 'a red square on a white background', seed: 5, num_inference_steps: 10, scheduler: 'pndm', guidance_scale: 3 },
+      { prompt: 'a white cross on a black background', seed: 6, num_inference_steps: 5, scheduler: 'lcm', guidance_scale: 1.5 },
+      { prompt: 'a purple circle on a gray background', seed: 7, num_inference_steps: 7, negative_prompt: 'red', guidance_scale: 9 },
+      { prompt: 'an orange square on a blue background', seed: 8, num_inference_steps: 9, scheduler: 'euler', width: 64, height: 64 },
+    ];
+    const together = await run(handler, inputs);
+    let identical = 0;
+    for (const [i, input] of inputs.entries()) {
+      const [alone] = await run(handler, [input]);
+      const a = await sharp(bytes(together[i])).raw().toBuffer();
+      const b = await sharp(bytes(alone)).raw().toBuffer();
+      expect(a.every((v, k) => Math.abs(v - (b[k] ?? 0)) <= 1), `request ${i}`).toBe(true);
+      if (bytes(together[i]).equals(bytes(alone))) identical += 1;
+    }
+    console.log(`batch invariance: ${identical} of ${inputs.length} byte-identical, all within 1/255`);
+  });
 });

@@ -4,7 +4,8 @@
 // different step counts share UNet calls and a cancelled request leaves at the next step.
 import sharp from 'sharp';
 import { EaselError } from '../errors/easel-error.js';
-import { DiffusionPipeline, isFinished, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import { DiffusionPipeline, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import { StepLoop, StepLoopCancelled } from '../pipelines/diffusion/step-loop.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
 import { parseTextToImage, resolveLimits, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
 
@@ -13,7 +14,6 @@ const CONTENT_TYPES = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp'
 interface Job {
   readonly params: TextToImageParameters;
   readonly accept: string | undefined;
-  readonly states: DenoiseState[];
 }
 
 type Output = { images: RgbImage[]; params: TextToImageParameters; accept: string | undefined } | EaselError;
@@ -33,12 +33,14 @@ function wantsJson(accept: string | undefined): boolean {
 
 export class TextToImageHandler implements Handler<Job[], Output> {
   #pipeline: DiffusionPipeline | undefined;
+  #loop: StepLoop | undefined;
   #rules: RequestRules | undefined;
 
   async initialize(ctx: HandlerContext): Promise<void> {
     const pipeline = await DiffusionPipeline.load(ctx.modelDir, ctx.spec.runtime);
     const info = pipeline.info;
     this.#pipeline = pipeline;
+    this.#loop = new StepLoop(pipeline);
     this.#rules = {
       defaults: {
         num_inference_steps: 50,
@@ -78,51 +80,37 @@ export class TextToImageHandler implements Handler<Job[], Output> {
   preprocess(requests: readonly InferenceRequest[]): Job[] {
     const rules = this.#rules!;
     // Parse all first: a bad request throws here and the worker retries the others alone.
-    const parsed = requests.map((r) => ({ params: parseTextToImage(r.input, rules), accept: r.accept }));
-    return parsed.map(({ params, accept }) => ({ params, accept, states: [] }));
+    return requests.map((r) => ({ params: parseTextToImage(r.input, rules), accept: r.accept }));
   }
 
+  /**
+   * Runs each request through the shared step loop: requests of this batch, and of batches the
+   * worker receives meanwhile (step-level batching), share every UNet call.
+   */
   async inference(jobs: Job[], ctx: RequestContext): Promise<Output[]> {
-    const pipeline = this.#pipeline!;
-    const generations = jobs.flatMap((job) => Array.from({ length: job.params.num_images }, (_, k) => this.#generation(job.params, k)));
-    const states = await ctx.timers.timeAsync('text_encode', () => pipeline.begin(generations));
-    let next = 0;
-    for (const job of jobs) {
-      job.states.push(...states.slice(next, next + job.params.num_images));
-      next += job.params.num_images;
-    }
-    const outputs = new Map<Job, Output>();
-    const cancelled = (i: number): boolean => ctx.requests[i]?.signal.aborted ?? false;
-    for (;;) {
-      const running = jobs.filter((job, i) => {
-        if (outputs.has(job)) return false;
-        if (cancelled(i)) {
-          outputs.set(job, new EaselError('EASEL_CANCELLED', `request cancelled after ${stepsDone(job.states[0]!)} of ${totalSteps(job.states[0]!)} steps`));
-          return false;
+    const loop = this.#loop!;
+    return Promise.all(
+      jobs.map(async (job, i): Promise<Output> => {
+        const handle = ctx.requests[i];
+        const generations = Array.from({ length: job.params.num_images }, (_, k) => this.#generation(job.params, k));
+        try {
+          const images = await loop.run(generations, {
+            signal: handle?.signal,
+            onStep: async (states) => {
+              const step = Math.min(...states.map(stepsDone));
+              const total = totalSteps(states[0]!);
+              const every = job.params.preview_every;
+              const preview = every > 0 && step % every === 0 && step < total ? await this.#preview(states[0]!, ctx) : undefined;
+              handle?.progress({ step, total, ...(preview ? { preview } : {}) });
+            },
+          });
+          return { images, params: job.params, accept: job.accept };
+        } catch (err) {
+          if (err instanceof StepLoopCancelled) return new EaselError('EASEL_CANCELLED', `request cancelled after ${err.step} of ${err.total} steps`);
+          throw err;
         }
-        return true;
-      });
-      if (running.length === 0) break;
-      await ctx.timers.timeAsync('unet', () => pipeline.denoise(running.flatMap((j) => j.states)));
-      for (const job of running) {
-        const i = jobs.indexOf(job);
-        const step = Math.min(...job.states.map(stepsDone));
-        const total = totalSteps(job.states[0]!);
-        const every = job.params.preview_every;
-        const preview = every > 0 && step % every === 0 && step < total ? await this.#preview(job.states[0]!, ctx) : undefined;
-        ctx.requests[i]?.progress({ step, total, ...(preview ? { preview } : {}) });
-      }
-      const finished = running.filter((job) => job.states.every(isFinished));
-      if (finished.length > 0) {
-        const images = await ctx.timers.timeAsync('vae_decode', () => pipeline.finish(finished.flatMap((j) => j.states)));
-        let at = 0;
-        for (const job of finished) {
-          outputs.set(job, { images: images.slice(at, at + job.states.length), params: job.params, accept: job.accept });
-          at += job.states.length;
-        }
-      }
-    }
-    return jobs.map((job) => outputs.get(job)!);
+      }),
+    );
   }
 
   async #preview(state: DenoiseState, ctx: RequestContext): Promise<HandlerResult> {

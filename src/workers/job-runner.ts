@@ -6,6 +6,7 @@ import { isEaselError } from '../errors/easel-error.js';
 import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
 import type { ModelControl } from '../models/model-control.js';
 import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
+import { requestsPerWorker } from './model-manager.js';
 
 export interface JobRunnerOptions {
   backend: JobBackend;
@@ -85,7 +86,7 @@ export class JobRunner {
       if (m.liveWorkers === 0) continue;
       let batch = 1;
       try {
-        batch = Math.max(1, this.#o.control.spec(m.name, m.version).batching.batchSize);
+        batch = Math.max(1, requestsPerWorker(this.#o.control.spec(m.name, m.version)));
       } catch {
         // unregistered meanwhile
       }

@@ -11,6 +11,19 @@ import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
 const MAX_ATTEMPTS = 2;
+/** Active-set size for step-level batching when easel.yaml gives no batchSize. */
+const DEFAULT_STEP_BATCH = 8;
+
+/** How many requests one worker takes at once: the active-set size in step mode, else the batch size. */
+export function requestsPerWorker(spec: ModelSpec): number {
+  const { batchSize } = spec.batching;
+  return batchingMode(spec) === 'step' && batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
+}
+
+/** The batching mode: easel.yaml's, else `step` for text-to-image, else by batch size. */
+export function batchingMode(spec: ModelSpec): 'none' | 'request' | 'step' {
+  return spec.batching.mode ?? (spec.handler === 'text-to-image' ? 'step' : spec.batching.batchSize > 1 ? 'request' : 'none');
+}
 
 export interface ManagerObserver {
   stage(model: string, stage: string, seconds: number): void;
@@ -34,6 +47,8 @@ class Slot {
   status: WorkerStatus = 'STARTING';
   restarts = 0;
   failures = 0;
+  /** Batches in flight on this worker (more than one in step mode). */
+  busy = 0;
   readonly stop = new AbortController();
   loop: Promise<void> = Promise.resolve();
   constructor(readonly id: string) {}
@@ -158,45 +173,71 @@ class ModelVersion {
     slot.status = 'STOPPING';
   }
 
+  /**
+   * Feeds one worker. `none`/`request`: one batch at a time (up to batchSize requests, waiting up
+   * to maxBatchDelayMs for them). `step`: up to the active-set size in flight at once, sent as
+   * they arrive, so the handler's step loop admits them at its next step.
+   */
   async #serve(slot: Slot, proc: WorkerProcess): Promise<void> {
-    const { batchSize, maxBatchDelayMs } = this.spec.batching;
-    while (!slot.stop.signal.aborted && proc.alive) {
-      const items = await this.m.queue.take(this.lane, batchSize, maxBatchDelayMs, AbortSignal.any([slot.stop.signal, proc.exitSignal]));
-      if (items.length === 0) continue;
-      slot.status = 'BUSY';
-      const cancels = items.map((item) => {
-        const onAbort = (): void => proc.cancel(item.id);
-        item.signal.addEventListener('abort', onAbort, { once: true });
-        return () => item.signal.removeEventListener('abort', onAbort);
-      });
-      try {
-        const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input }, accept: i.accept })));
-        for (const [stage, seconds] of Object.entries(timings)) this.m.observer?.stage(this.spec.name, stage, seconds);
-        let handedBack = false;
-        for (const item of items) {
-          const o = outcomes.find((x) => x.id === item.id);
-          this.#observeQueue(item);
-          if (!o) this.m.queue.fail(item, new EaselError('EASEL_HANDLER_FAILED', 'the worker returned no result for the request'));
-          else if (o.ok) this.m.queue.complete(item, { contentType: o.contentType, data: o.data }, timings);
-          else if (o.error.code === 'EASEL_SHUTTING_DOWN') {
-            // A draining worker (SIGTERM) gave it back untouched: it waits for the next worker.
-            this.m.queue.retry(item, Number.POSITIVE_INFINITY);
-            handedBack = true;
-          } else this.m.queue.fail(item, EaselError.fromJSON(o.error));
-        }
-        if (handedBack) await proc.exited;
-      } catch (err) {
-        if (!(err instanceof WorkerDiedError)) throw err;
-        for (const item of items) {
-          if (!this.m.queue.retry(item, MAX_ATTEMPTS)) {
-            this.m.queue.fail(item, new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${err.detail}) on ${item.attempts} attempts; the request was not completed`));
-          }
-        }
-        throw err;
-      } finally {
-        for (const c of cancels) c();
-        if (proc.alive) slot.status = 'READY';
+    const { maxBatchDelayMs } = this.spec.batching;
+    const mode = batchingMode(this.spec);
+    const active = requestsPerWorker(this.spec);
+    const inFlight = new Set<Promise<void>>();
+    const stop = AbortSignal.any([slot.stop.signal, proc.exitSignal]);
+    while (!stop.aborted && proc.alive) {
+      if (mode === 'step' && inFlight.size >= active) {
+        await Promise.race(inFlight);
+        continue;
       }
+      const items = await this.m.queue.take(this.lane, mode === 'step' ? active - inFlight.size : active, mode === 'step' ? 0 : maxBatchDelayMs, stop);
+      if (items.length === 0) continue;
+      const run = this.#runItems(slot, proc, items);
+      if (mode !== 'step') {
+        await run;
+        continue;
+      }
+      inFlight.add(run);
+      void run.finally(() => inFlight.delete(run));
+    }
+    await Promise.allSettled(inFlight);
+  }
+
+  async #runItems(slot: Slot, proc: WorkerProcess, items: QueuedRequest[]): Promise<void> {
+    slot.status = 'BUSY';
+    slot.busy += 1;
+    const cancels = items.map((item) => {
+      const onAbort = (): void => proc.cancel(item.id);
+      item.signal.addEventListener('abort', onAbort, { once: true });
+      return () => item.signal.removeEventListener('abort', onAbort);
+    });
+    try {
+      const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input }, accept: i.accept })));
+      for (const [stage, seconds] of Object.entries(timings)) this.m.observer?.stage(this.spec.name, stage, seconds);
+      let handedBack = false;
+      for (const item of items) {
+        const o = outcomes.find((x) => x.id === item.id);
+        this.#observeQueue(item);
+        if (!o) this.m.queue.fail(item, new EaselError('EASEL_HANDLER_FAILED', 'the worker returned no result for the request'));
+        else if (o.ok) this.m.queue.complete(item, { contentType: o.contentType, data: o.data }, timings);
+        else if (o.error.code === 'EASEL_SHUTTING_DOWN') {
+          // A draining worker (SIGTERM) gave it back untouched: it waits for the next worker.
+          this.m.queue.retry(item, Number.POSITIVE_INFINITY);
+          handedBack = true;
+        } else this.m.queue.fail(item, EaselError.fromJSON(o.error));
+      }
+      if (handedBack) await proc.exited;
+    } catch (err) {
+      if (!(err instanceof WorkerDiedError)) throw err;
+      // The slot's loop sees the dead process and restarts it; the requests get one more try.
+      for (const item of items) {
+        if (!this.m.queue.retry(item, MAX_ATTEMPTS)) {
+          this.m.queue.fail(item, new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${err.detail}) on ${item.attempts} attempts; the request was not completed`));
+        }
+      }
+    } finally {
+      for (const c of cancels) c();
+      slot.busy -= 1;
+      if (proc.alive && slot.busy === 0) slot.status = 'READY';
     }
   }
 

@@ -22,12 +22,13 @@ process.on('disconnect', () => process.exit(0));
 
 // SIGTERM (a node draining, a spot interruption): finish the batch in hand, deliver it, exit.
 // The supervisor starts a replacement; requests not yet sent to this worker wait in the queue.
-let running: Promise<unknown> | undefined;
+// Several batches run at once in step mode (they share the handler's step loop).
+const running = new Set<Promise<unknown>>();
 let draining = false;
 process.once('SIGTERM', () => {
   draining = true;
-  logger.info('SIGTERM: finishing the current batch, then exiting');
-  void (running ?? Promise.resolve()).finally(() => process.exit(0));
+  logger.info({ batches: running.size }, 'SIGTERM: finishing the batches in hand, then exiting');
+  void Promise.allSettled([...running]).finally(() => process.exit(0));
 });
 
 async function onCommand(m: ParentCommand): Promise<void> {
@@ -51,10 +52,9 @@ async function onCommand(m: ParentCommand): Promise<void> {
         send({ type: 'done', batchId: m.batchId, outcomes: m.requests.map((r) => ({ id: r.id, ok: false as const, error })), timings: {} });
         return;
       }
-      const batch = runBatch(m.requests);
-      running = batch;
-      send({ type: 'done', batchId: m.batchId, ...(await batch) });
-      running = undefined;
+      const batch = runBatch(m.requests).then((result) => send({ type: 'done', batchId: m.batchId, ...result }));
+      running.add(batch);
+      await batch.finally(() => running.delete(batch));
       return;
     }
     case 'cancel':

@@ -1,7 +1,7 @@
 // Async jobs through the real server with tiny-sd, embedded backend: submit, watch (SSE),
 // fetch outputs, cancel (queued and running), priorities, admission, and survival of a kill -9.
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,14 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
 
-const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
+const BUNDLED_TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
+// These tests are about the job queue: one job at a time per worker (tiny-sd as a copy with
+// batching mode none) keeps the others queued. Step-level batching has its own tests.
+const SEQUENTIAL = mkdtempSync(path.join(tmpdir(), 'easel-tiny-sd-'));
+const TINY_SD = path.join(SEQUENTIAL, 'tiny-sd');
+cpSync(BUNDLED_TINY_SD, TINY_SD, { recursive: true });
+appendFileSync(path.join(TINY_SD, 'easel.yaml'), '\nbatching:\n  mode: none\n');
+afterAll(() => rmSync(SEQUENTIAL, { recursive: true, force: true }));
 const PROMPT = 'a red circle on a blue background';
 
 interface JobView {
