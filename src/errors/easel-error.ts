@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   EASEL_HANDLER_FAILED: { status: 500, description: "The model's handler raised an error while processing the request." },
   EASEL_WORKER_DIED: { status: 502, description: 'The worker process died while running the request, and the retry failed too.' },
   EASEL_QUEUE_FULL: { status: 503, description: "The model's queue is at its limit; retry after the Retry-After delay." },
+  EASEL_QUEUE_TIMEOUT: { status: 503, description: "The request waited longer than the model's queueTimeoutMs for a worker; retry after the Retry-After delay." },
   EASEL_NO_WORKERS: { status: 503, description: 'The model has no live worker and none could be started.' },
   EASEL_SHUTTING_DOWN: { status: 503, description: 'The server is draining and accepts no new requests.' },
   EASEL_TIMEOUT: { status: 504, description: "The request exceeded the model's responseTimeoutMs." },

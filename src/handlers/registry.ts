@@ -14,6 +14,17 @@ export const BUILT_IN_HANDLERS: Readonly<Record<string, HandlerFactory>> = Objec
   'text-to-image': () => new TextToImageHandler(),
 });
 
+/**
+ * The request-level batching compatibility key a handler chooses: requests batch together only
+ * with equal keys. text-to-image batches by resolution and step count (the usual diffusion
+ * batcher); step-level batching needs no key (the step loop mixes them).
+ */
+export function batchKey(spec: ModelSpec, input: Readonly<Record<string, unknown>>): string | undefined {
+  if (spec.handler !== 'text-to-image') return undefined;
+  const field = (name: string): unknown => input[name] ?? spec.defaults[name] ?? '';
+  return `${String(field('width'))}x${String(field('height'))}/${String(field('num_inference_steps'))}`;
+}
+
 export function isCustomHandler(name: string): boolean {
   return /\.(m?js)$/.test(name);
 }

@@ -58,4 +58,48 @@ describe('InferenceQueue', () => {
     q.complete(item!, payload, {});
     await expect(p).resolves.toBeDefined();
   });
+
+  it('hands out higher priorities first, in arrival order within a priority', async () => {
+    const q = new InferenceQueue();
+    const base = { timeoutMs: 5000, maxQueueLength: 10 };
+    const all = [
+      q.submit('m', { n: 'low-1' }, { ...base, priority: -1 }),
+      q.submit('m', { n: 'normal-1' }, base),
+      q.submit('m', { n: 'high' }, { ...base, priority: 5 }),
+      q.submit('m', { n: 'normal-2' }, base),
+    ];
+    const batch = await q.take('m', 4, 0, new AbortController().signal);
+    expect(batch.map((b) => b.input.n)).toEqual(['high', 'normal-1', 'normal-2', 'low-1']);
+    for (const b of batch) q.complete(b, payload, {});
+    await Promise.all(all);
+  });
+
+  it('forms a batch only of requests with the first one\'s compatibility key', async () => {
+    const q = new InferenceQueue();
+    const base = { timeoutMs: 5000, maxQueueLength: 10 };
+    const all = ['64/20', '64/50', '64/20', '128/20', '64/20'].map((batchKey, n) => q.submit('m', { n }, { ...base, batchKey }));
+    const first = await q.take('m', 4, 0, new AbortController().signal);
+    expect(first.map((b) => b.input.n)).toEqual([0, 2, 4]);
+    const second = await q.take('m', 4, 0, new AbortController().signal);
+    expect(second.map((b) => b.input.n)).toEqual([1]);
+    const third = await q.take('m', 4, 0, new AbortController().signal);
+    expect(third.map((b) => b.input.n)).toEqual([3]);
+    for (const b of [...first, ...second, ...third]) q.complete(b, payload, {});
+    await Promise.all(all);
+  });
+
+  it('fails a request that waits past queueTimeoutMs with a 503 naming the limit, and not one already taken', async () => {
+    const q = new InferenceQueue();
+    const taken = q.submit('m', { n: 1 }, { timeoutMs: 5000, maxQueueLength: 10, queueTimeoutMs: 50 });
+    const [item] = await q.take('m', 1, 0, new AbortController().signal);
+    const waiting = q.submit('m', { n: 2 }, { timeoutMs: 5000, maxQueueLength: 10, queueTimeoutMs: 50 });
+    const err = (await waiting.catch((e: unknown) => e)) as EaselError;
+    expect(err.code).toBe('EASEL_QUEUE_TIMEOUT');
+    expect(err.status).toBe(503);
+    expect(err.message).toMatch(/waited 50 ms/);
+    expect(q.length('m')).toBe(0);
+    await new Promise((r) => setTimeout(r, 80));
+    q.complete(item!, payload, {});
+    await expect(taken).resolves.toMatchObject({ result: payload });
+  });
 });

@@ -21,6 +21,8 @@ export interface QueuedRequest {
   readonly input: Readonly<Record<string, unknown>>;
   readonly accept?: string | undefined;
   readonly onProgress?: ((progress: QueueProgress) => void) | undefined;
+  readonly priority: number;
+  readonly batchKey?: string | undefined;
   readonly enqueuedAt: number;
   /** Aborted when the client goes away or the response timeout passes. */
   readonly signal: AbortSignal;
@@ -40,6 +42,12 @@ export interface SubmitOptions {
   signal?: AbortSignal | undefined;
   accept?: string | undefined;
   onProgress?: ((progress: QueueProgress) => void) | undefined;
+  /** Higher first; equal priorities in arrival order. */
+  priority?: number | undefined;
+  /** Requests batch together only with the same key (the handler's compatibility key). */
+  batchKey?: string | undefined;
+  /** Fail with EASEL_QUEUE_TIMEOUT if no worker took it by then (Triton's queue policy). */
+  queueTimeoutMs?: number | undefined;
 }
 
 export interface QueueProgress {
@@ -68,7 +76,7 @@ export class InferenceQueue {
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
       const item: Pending = {
-        id: randomUUID(), lane, input, accept: o.accept, onProgress: o.onProgress, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
+        id: randomUUID(), lane, input, accept: o.accept, onProgress: o.onProgress, priority: o.priority ?? 0, batchKey: o.batchKey, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
         resolve: (v) => { if (!item.settled) { item.settled = true; cleanup(); resolve(v); } },
         reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
       };
@@ -83,12 +91,21 @@ export class InferenceQueue {
         item.reject(controller.signal.reason);
       };
       o.signal?.addEventListener('abort', onClientAbort, { once: true });
+      const queueTimer = o.queueTimeoutMs === undefined ? undefined : setTimeout(() => {
+        if (item.startedAt !== undefined) return;
+        controller.abort(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${o.queueTimeoutMs} ms for a worker of ${lane} (queueTimeoutMs); retry later`, 503, { retryAfterSeconds: 1 }));
+        this.#drop(item);
+        item.reject(controller.signal.reason);
+      }, o.queueTimeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);
+        clearTimeout(queueTimer);
         o.signal?.removeEventListener('abort', onClientAbort);
         this.#running.delete(item.id);
       };
-      queue.push(item);
+      // After every request of the same or higher priority: FIFO within a priority.
+      const at = queue.findIndex((other) => other.priority < item.priority);
+      queue.splice(at < 0 ? queue.length : at, 0, item);
       this.#wake(lane);
     });
   }
@@ -104,11 +121,17 @@ export class InferenceQueue {
       if (signal.aborted) return [];
       await this.#wait(lane, signal, undefined);
     }
-    if (queue.length < max && maxDelayMs > 0) {
+    // The batch forms around the first request: only requests with its batch key join it.
+    const compatible = (): Pending[] => {
+      const key = queue[0]?.batchKey;
+      return queue.filter((item) => item.batchKey === key);
+    };
+    if (compatible().length < max && maxDelayMs > 0) {
       const deadline = Date.now() + maxDelayMs;
-      while (queue.length < max && Date.now() < deadline && !signal.aborted) await this.#wait(lane, signal, deadline - Date.now());
+      while (queue.length > 0 && compatible().length < max && Date.now() < deadline && !signal.aborted) await this.#wait(lane, signal, deadline - Date.now());
     }
-    const batch = queue.splice(0, max);
+    const batch = compatible().slice(0, max);
+    for (const item of batch) queue.splice(queue.indexOf(item), 1);
     const now = Date.now();
     for (const item of batch) {
       item.attempts++;

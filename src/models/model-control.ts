@@ -52,6 +52,8 @@ export interface PredictOptions {
   signal: AbortSignal;
   /** The client's Accept header, handed to the handler. */
   accept?: string | undefined;
+  /** Higher runs first (jobs pass their priority). */
+  priority?: number | undefined;
   /** Called with the handler's progress reports while the request runs. */
   onProgress?: ((progress: PredictProgress) => void) | undefined;
 }

@@ -23,6 +23,8 @@ const batchingSchema = z
     mode: z.enum(['none', 'request', 'step']).optional(),
     batchSize: z.number().int().min(1).max(1024).default(1),
     maxBatchDelayMs: z.number().int().min(0).max(60_000).default(0),
+    /** A request still waiting for a worker after this fails with 503 EASEL_QUEUE_TIMEOUT. */
+    queueTimeoutMs: z.number().int().positive().optional(),
   })
   .strict();
 

@@ -121,6 +121,7 @@ export class JobRunner {
     try {
       const outcome = await control.predict(job.model, job.version ?? undefined, { ...job.input }, {
         signal: controller.signal,
+        priority: job.priority,
         onProgress: (p) => {
           backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
         },

@@ -6,7 +6,7 @@ import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-q
 import type { Health, ModelControl, ModelDescription, PredictOptions, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
-import { checkHandler } from '../handlers/registry.js';
+import { batchKey, checkHandler } from '../handlers/registry.js';
 import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
@@ -321,7 +321,10 @@ export class ModelManager implements ModelControl {
     if (mv.slots.length === 0) {
       return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 503, { retryAfterSeconds: 5 }));
     }
-    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), ...options });
+    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), ...options,
+      queueTimeoutMs: mv.spec.batching.queueTimeoutMs,
+      batchKey: batchingMode(mv.spec) === 'request' ? batchKey(mv.spec, input) : undefined,
+    });
   }
 
   health(): Health {
