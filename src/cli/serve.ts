@@ -34,6 +34,10 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),
       queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
       workerRestart: (model) => metrics.workerRestarts.inc({ model }),
+      step: (model, images, seconds) => {
+        metrics.stepBatchSize.observe({ model }, images);
+        metrics.stepDuration.observe({ model }, seconds);
+      },
     },
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });

@@ -56,6 +56,8 @@ export interface HandlerContext {
   readonly modelDir: string;
   readonly spec: ModelSpec;
   readonly logger: Logger;
+  /** Reports one model step (a UNet turn): how many requests' images it carried and how long it took. */
+  readonly reportStep?: ((images: number, seconds: number) => void) | undefined;
 }
 
 export interface Handler<Batch = unknown, Out = unknown> {

@@ -40,7 +40,7 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     const pipeline = await DiffusionPipeline.load(ctx.modelDir, ctx.spec.runtime);
     const info = pipeline.info;
     this.#pipeline = pipeline;
-    this.#loop = new StepLoop(pipeline);
+    this.#loop = new StepLoop(pipeline, { onTurn: (images, seconds) => ctx.reportStep?.(images, seconds) });
     this.#rules = {
       defaults: {
         num_inference_steps: 50,

@@ -19,6 +19,8 @@ export class Metrics {
   readonly jobs = new Counter({ name: 'easel_jobs_total', help: 'Jobs that reached a final status, by model and status (succeeded, failed, cancelled).', labelNames: ['model', 'status'] as const, registers: [this.registry] });
   readonly jobQueueTime = new Histogram({ name: 'easel_job_queue_time_seconds', help: 'Time from job submission to a worker starting it.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly jobRunTime = new Histogram({ name: 'easel_job_run_time_seconds', help: 'Time a job ran on a worker, to its final status.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly stepBatchSize = new Histogram({ name: 'easel_step_batch_size', help: 'Images carried by each denoising step (UNet turn) of step-level batching.', labelNames: ['model'] as const, buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32], registers: [this.registry] });
+  readonly stepDuration = new Histogram({ name: 'easel_step_duration_seconds', help: 'Time of one denoising step (UNet turn) over the whole active set.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'easel_worker_restarts_total', help: 'Worker processes restarted after dying.', labelNames: ['model'] as const, registers: [this.registry] });
 
   constructor(sources: MetricsSources) {

@@ -29,6 +29,8 @@ export interface ManagerObserver {
   stage(model: string, stage: string, seconds: number): void;
   queueTime(model: string, seconds: number): void;
   workerRestart(model: string): void;
+  /** One model step (UNet turn) over `images` requests' images. */
+  step?(model: string, images: number, seconds: number): void;
 }
 
 export interface ModelManagerOptions {
@@ -140,7 +142,7 @@ class ModelVersion {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry, allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.queue.progress(id, progress) });
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry, allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.queue.progress(id, progress), onStep: (images, seconds) => this.m.observer?.step?.(this.spec.name, images, seconds) });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {

@@ -23,4 +23,5 @@ export type ChildCommand =
   | { type: 'ready' }
   | { type: 'init-failed'; error: SerializedError }
   | { type: 'progress'; id: string; step: number; total: number; preview?: { contentType: string; data: Uint8Array } }
-  | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> };
+  | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }
+  | { type: 'step'; images: number; seconds: number };

@@ -37,7 +37,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
       logger = pino({ name: 'easel-worker', level: m.logLevel }).child({ worker: m.workerId, model: m.spec.name });
       try {
         handler = await loadHandler(m.spec, m.modelDir, m.allowCustomHandlers);
-        await handler.initialize({ modelDir: m.modelDir, spec: m.spec, logger });
+        await handler.initialize({ modelDir: m.modelDir, spec: m.spec, logger, reportStep: (images, seconds) => send({ type: 'step', images, seconds }) });
         send({ type: 'ready' });
       } catch (err) {
         logger.error({ err }, 'handler failed to initialize');

@@ -20,6 +20,8 @@ export interface WorkerProcessOptions {
   allowCustomHandlers: boolean;
   logLevel: string;
   onProgress?: (id: string, progress: PredictProgress) => void;
+  /** A denoising step (UNet turn) ran over this many images. */
+  onStep?: (images: number, seconds: number) => void;
 }
 
 const isTs = import.meta.url.endsWith('.ts');
@@ -142,6 +144,8 @@ export class WorkerProcess {
       b?.resolve({ outcomes: m.outcomes, timings: m.timings });
     } else if (m.type === 'progress') {
       this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview });
+    } else if (m.type === 'step') {
+      this.o.onStep?.(m.images, m.seconds);
     }
   }
 

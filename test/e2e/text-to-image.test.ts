@@ -118,6 +118,24 @@ describe('text-to-image through the real server', () => {
     }
   });
 
+  it('shares denoising steps between concurrent requests (step-level batching), and says so in /metrics', async () => {
+    const metrics = async (): Promise<{ count: number; sum: number }> => {
+      const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+      return {
+        count: Number(/easel_step_batch_size_count\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
+        sum: Number(/easel_step_batch_size_sum\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
+      };
+    };
+    const before = await metrics();
+    await Promise.all([1, 2, 3, 4].map((seed) => png(easel, { prompt: 'a red circle on a blue background', seed, num_inference_steps: 30 })));
+    const after = await metrics();
+    const turns = after.count - before.count;
+    const images = after.sum - before.sum;
+    expect(images).toBe(4 * 30);
+    // Fewer UNet turns than images stepped: requests shared them.
+    expect(turns).toBeLessThan(images);
+  });
+
   it('answers JSON with base64 images, the seeds and the parameters when asked, or for several images', async () => {
     const res = await generate(easel, { prompt: 'a green square on a yellow background', seed: 7, num_images: 2, width: 64, height: 64 });
     expect(res.status).toBe(200);
