@@ -1,0 +1,126 @@
+// bench/batching: an open-loop load generator (Poisson arrivals) against the real server with
+// tiny-sd, for each batching mode in one run: `none`, `request` (the usual diffusion batcher:
+// 4 requests, 0.5 s, same resolution and step count only) and `step` (continuous, up to 8).
+// Workload: steps drawn from {4, 8, 20, 50}, resolution from {64, 128}. Rates from light to
+// beyond saturation, as multiples of the `none` mode's measured capacity. Prints images/s,
+// p50/p95/p99 latency and mean images per UNet turn. Not a test: it asserts nothing.
+//   npm run bench:batching [-- --requests 40 --rates 0.5,1,2,4]
+import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { ROOT, startEasel, waitFor, type EaselProcess } from '../../test/helpers/easel-process.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '40' }, rates: { type: 'string', default: '0.5,1,2,4' }, seed: { type: 'string', default: '7' } } });
+const REQUESTS = Number(values.requests);
+const RATES = values.rates.split(',').map(Number);
+const MODES = {
+  none: 'batching:\n  mode: none\n',
+  request: 'batching:\n  mode: request\n  batchSize: 4\n  maxBatchDelayMs: 500\n',
+  step: 'batching:\n  mode: step\n  batchSize: 8\n',
+} as const;
+
+/** mulberry32: a small seeded generator, so every mode sees the same arrivals and requests. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Planned {
+  at: number;
+  body: Record<string, unknown>;
+}
+
+function plan(rate: number, seed: number): Planned[] {
+  const rnd = random(seed);
+  let t = 0;
+  return Array.from({ length: REQUESTS }, (_, i) => {
+    t += -Math.log(1 - rnd()) / rate;
+    const size = rnd() < 0.5 ? 64 : 128;
+    const steps = [4, 8, 20, 50][Math.floor(rnd() * 4)]!;
+    return { at: t * 1000, body: { prompt: 'a red circle on a blue background', seed: i, num_inference_steps: steps, width: size, height: size } };
+  });
+}
+
+async function stepStats(e: EaselProcess): Promise<{ count: number; sum: number }> {
+  const text = await (await fetch(`${e.metrics}/metrics`)).text();
+  return {
+    count: Number(/easel_step_batch_size_count\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
+    sum: Number(/easel_step_batch_size_sum\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
+  };
+}
+
+interface Row {
+  mode: string;
+  rate: number;
+  imagesPerSecond: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  perTurn: number;
+}
+
+async function load(e: EaselProcess, mode: string, rate: number): Promise<Row> {
+  const schedule = plan(rate, Number(values.seed));
+  const before = await stepStats(e);
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  let lastDone = t0;
+  await Promise.all(
+    schedule.map(async (p) => {
+      const wait = t0 + p.at - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const start = performance.now();
+      const res = await fetch(`${e.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(p.body) });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`request answered ${res.status}`);
+      const end = performance.now();
+      latencies.push((end - start) / 1000);
+      lastDone = Math.max(lastDone, end);
+    }),
+  );
+  const after = await stepStats(e);
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const q = (x: number): number => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))]!;
+  return { mode, rate, imagesPerSecond: REQUESTS / ((lastDone - t0) / 1000), p50: q(0.5), p95: q(0.95), p99: q(0.99), perTurn: (after.sum - before.sum) / Math.max(1, after.count - before.count) };
+}
+
+const work = mkdtempSync(path.join(tmpdir(), 'easel-bench-batching-'));
+const rows: Row[] = [];
+let capacity = 0;
+try {
+  for (const [mode, yaml] of Object.entries(MODES)) {
+    const dir = path.join(work, mode);
+    cpSync(path.join(ROOT, 'models', 'tiny-sd'), dir, { recursive: true });
+    appendFileSync(path.join(dir, 'easel.yaml'), `\n${yaml}`);
+    const e = await startEasel(['--models', `tiny-sd=${dir}`, '--max-queue-length', '1000']);
+    try {
+      await waitFor(async () => ((await (await fetch(`${e.inference}/ping`)).json()) as { models?: { liveWorkers: number }[] }).models?.[0]?.liveWorkers === 1, 60_000, 'a live worker');
+      if (capacity === 0) {
+        // The none mode's capacity: mean seconds per request of this workload, one at a time.
+        const sample = plan(1, Number(values.seed) + 1).slice(0, 8);
+        const t = performance.now();
+        for (const p of sample) await (await fetch(`${e.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(p.body) })).arrayBuffer();
+        capacity = sample.length / ((performance.now() - t) / 1000);
+      }
+      for (const r of RATES) rows.push(await load(e, mode, r * capacity));
+    } finally {
+      await e.stop();
+    }
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+console.log(`tiny-sd, ${REQUESTS} Poisson arrivals per rate, steps {4,8,20,50} × {64², 128²}; none-mode capacity ${capacity.toFixed(2)} img/s`);
+console.log('mode      offered img/s  served img/s   p50 s   p95 s   p99 s  images/UNet turn');
+for (const r of rows) {
+  console.log(`${r.mode.padEnd(9)} ${r.rate.toFixed(2).padStart(13)} ${r.imagesPerSecond.toFixed(2).padStart(13)} ${r.p50.toFixed(2).padStart(7)} ${r.p95.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${r.perTurn.toFixed(2).padStart(17)}`);
+}
