@@ -67,6 +67,8 @@ export interface Handler<Batch = unknown, Out = unknown> {
   /** One output per request, in order. */
   inference(batch: Batch, ctx: RequestContext): Promise<Out[]>;
   postprocess(outputs: Out[], ctx: RequestContext): HandlerOutcome[] | Promise<HandlerOutcome[]>;
+  /** What the handler learned about its model that users should know (shown by GET /models/{m}). */
+  notes?(): string[];
   dispose(): Promise<void>;
 }
 

@@ -141,6 +141,17 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     });
   }
 
+  notes(): string[] {
+    const info = this.#pipeline?.info;
+    if (!info) return [];
+    const notes: string[] = [];
+    if (info.scalarTimestep) {
+      notes.push('the UNet takes a scalar timestep: step-level batching can only put requests at the same timestep in one UNet call, so concurrent requests share fewer calls (re-export with a per-sample timestep to batch fully)');
+    }
+    if (info.guidanceEmbeddingSize !== null) notes.push('guidance is embedded (timestep_cond, as LCM): no unconditional pass, and negative_prompt has no effect');
+    return notes;
+  }
+
   async dispose(): Promise<void> {
     await this.#pipeline?.release();
   }

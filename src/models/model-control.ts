@@ -26,6 +26,10 @@ export interface ModelDescription {
   maxBatchDelay: number;
   responseTimeout: number;
   description?: string | undefined;
+  /** none, request or step. */
+  batchingMode: string;
+  /** What the handler found out about the model (e.g. limits on batching). */
+  notes: string[];
   workers: WorkerDescription[];
   jobQueueStatus: { remainingCapacity: number; pendingRequests: number };
 }

@@ -106,6 +106,8 @@ class ModelVersion {
       minWorkers: s.minWorkers, maxWorkers: s.maxWorkers, batchSize: s.batching.batchSize,
       maxBatchDelay: s.batching.maxBatchDelayMs, responseTimeout: Math.round(s.responseTimeoutMs / 1000),
       description: s.description,
+      batchingMode: batchingMode(s),
+      notes: this.slots.find((slot) => slot.proc?.ready)?.proc?.notes ?? [],
       workers: this.slots.map((slot): WorkerDescription => ({
         id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.status : slot.status === 'STOPPING' ? 'STOPPING' : slot.failures > 0 ? 'DEAD' : 'STARTING',
         startTime: (slot.proc?.startTime ?? new Date()).toISOString(), memoryUsage: slot.proc?.memoryBytes() ?? null, restarts: slot.restarts,

@@ -20,7 +20,7 @@ export type RequestOutcome =
   | { id: string; ok: false; error: SerializedError };
 
 export type ChildCommand =
-  | { type: 'ready' }
+  | { type: 'ready'; notes?: string[] }
   | { type: 'init-failed'; error: SerializedError }
   | { type: 'progress'; id: string; step: number; total: number; preview?: { contentType: string; data: Uint8Array } }
   | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }

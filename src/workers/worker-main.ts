@@ -38,7 +38,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
       try {
         handler = await loadHandler(m.spec, m.modelDir, m.allowCustomHandlers);
         await handler.initialize({ modelDir: m.modelDir, spec: m.spec, logger, reportStep: (images, seconds) => send({ type: 'step', images, seconds }) });
-        send({ type: 'ready' });
+        send({ type: 'ready', notes: handler.notes?.() ?? [] });
       } catch (err) {
         logger.error({ err }, 'handler failed to initialize');
         send({ type: 'init-failed', error: toSerialized(err) });

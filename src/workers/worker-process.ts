@@ -37,6 +37,9 @@ export class WorkerProcess {
   #nextBatch = 1;
   #ready = false;
 
+  /** The handler's notes about its model, from the ready message. */
+  notes: string[] = [];
+
   constructor(private readonly o: WorkerProcessOptions) {
     this.id = o.id;
     this.#child = fork(ENTRY, [], {
@@ -79,6 +82,7 @@ export class WorkerProcess {
       const onMessage = (m: ChildCommand): void => {
         if (m.type === 'ready') {
           this.#ready = true;
+          this.notes = m.notes ?? [];
           done();
           resolve();
         } else if (m.type === 'init-failed') {

@@ -264,3 +264,19 @@ describe("a user's optimum export, without easel.yaml", () => {
     expect(shares.border).toBeGreaterThan(0.5);
   }, 90_000);
 });
+
+describe('an export whose UNet takes a scalar timestep', () => {
+  it('is served, and its description says that step-level batching is limited for it', async () => {
+    const easel = await startEasel(['--models', `sig=${path.join(ROOT, 'test', 'fixtures', 'models', 'sd-signatures')}`]);
+    try {
+      await waitModelLive(easel, 'sig');
+      const image = await decode(await png(easel, { prompt: 'a red circle', num_inference_steps: 4, seed: 1 }, 'sig'));
+      expect([image.width, image.height]).toEqual([32, 32]);
+      const [desc] = (await (await fetch(`${easel.management}/models/sig`)).json()) as { batchingMode: string; notes: string[] }[];
+      expect(desc!.batchingMode).toBe('step');
+      expect(desc!.notes.join(' ')).toMatch(/scalar timestep: step-level batching can only put requests at the same timestep/);
+    } finally {
+      await easel.stop();
+    }
+  }, 90_000);
+});
