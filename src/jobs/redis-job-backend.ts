@@ -14,10 +14,10 @@
 //   P:expiry            ZSET expiresAt → id of finished jobs
 //   P:bull:<model>:*    BullMQ's own keys
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
+import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobEvent, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
 
 export interface RedisJobBackendOptions {
@@ -52,12 +52,11 @@ function fromStored(s: StoredJob): Job {
   return { ...rest, input: decodeInput(input) };
 }
 
-export class RedisJobBackend implements JobBackend {
+export class RedisJobBackend extends JobEvents implements JobBackend {
   readonly #o: Required<Omit<RedisJobBackendOptions, 'prefix'>> & { prefix: string };
   readonly #redis: Redis;
   readonly #subscriber: Redis;
   readonly #bullConnection: Redis;
-  readonly #events = new EventEmitter();
   readonly #queues = new Map<string, Queue>();
   readonly #workers = new Map<string, Worker>();
   readonly #claimed = new Map<string, { bull: BullJob; token: string; renew: NodeJS.Timeout }>();
@@ -65,9 +64,9 @@ export class RedisJobBackend implements JobBackend {
   #closing: Promise<void> | undefined;
 
   constructor(o: RedisJobBackendOptions) {
+    super();
     const lockMs = o.lockMs ?? 30_000;
     this.#o = { url: o.url, prefix: o.prefix ?? 'easel', jobTtlMs: o.jobTtlMs, lockMs, stalledCheckMs: o.stalledCheckMs ?? Math.max(100, Math.floor(lockMs / 2)) };
-    this.#events.setMaxListeners(0);
     this.#redis = new Redis(o.url, { lazyConnect: false });
     this.#subscriber = new Redis(o.url);
     this.#bullConnection = new Redis(o.url, { maxRetriesPerRequest: null });
@@ -80,14 +79,14 @@ export class RedisJobBackend implements JobBackend {
   }
 
   #onMessage(m: Message): void {
-    if (m.kind === 'cancel') this.#events.emit('cancel', m.jobId);
-    else if (m.kind === 'queued') void this.get(m.jobId).then((job) => job && this.#events.emit('queued', job));
+    if (m.kind === 'cancel') this.emitCancel(m.jobId);
+    else if (m.kind === 'queued') void this.get(m.jobId).then((job) => job && this.emitQueued(job));
     else {
       const e = m.event;
       const local: JobEvent =
         e.type === 'status' ? { type: 'status', job: fromStored(e.job) } : e.type === 'progress' ? e : { type: 'preview', jobId: e.jobId, contentType: e.contentType, data: new Uint8Array(Buffer.from(e.data, 'base64')) };
-      this.#events.emit(`job:${m.jobId}`, local);
-      if (local.type === 'status' && isTerminal(local.job.status)) this.#events.emit('finished', local.job);
+      this.emitJob(m.jobId, local);
+      if (local.type === 'status' && isTerminal(local.job.status)) this.emitFinished(local.job);
     }
   }
 
@@ -324,26 +323,6 @@ export class RedisJobBackend implements JobBackend {
     await this.#emitStatus(queued);
   }
 
-  subscribe(id: string, listener: (event: JobEvent) => void): () => void {
-    this.#events.on(`job:${id}`, listener);
-    return () => this.#events.off(`job:${id}`, listener);
-  }
-
-  onCancelRequested(listener: (id: string) => void): () => void {
-    this.#events.on('cancel', listener);
-    return () => this.#events.off('cancel', listener);
-  }
-
-  onQueued(listener: (job: Job) => void): () => void {
-    this.#events.on('queued', listener);
-    return () => this.#events.off('queued', listener);
-  }
-
-  onFinished(listener: (job: Job) => void): () => void {
-    this.#events.on('finished', listener);
-    return () => this.#events.off('finished', listener);
-  }
-
   async expire(now: number): Promise<Job[]> {
     const ids = await this.#redis.zrangebyscore(this.#key('expiry'), '-inf', String(now));
     const expired: Job[] = [];
@@ -362,7 +341,7 @@ export class RedisJobBackend implements JobBackend {
   async #closeInOrder(): Promise<void> {
     for (const claimed of this.#claimed.values()) clearInterval(claimed.renew);
     this.#claimed.clear();
-    this.#events.removeAllListeners();
+    this.removeAllListeners();
     for (const w of this.#workers.values()) await w.close().catch(() => undefined);
     for (const q of this.#queues.values()) await q.close().catch(() => undefined);
     for (const c of [this.#subscriber, this.#bullConnection, this.#redis]) c.disconnect();

@@ -1,10 +1,10 @@
 // The embedded job backend: jobs in a SQLite file in the data directory (better-sqlite3), events
 // on an in-process emitter. Jobs running when the process died are queued again on open.
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
-import { isTerminal, type Job, type JobBackend, type JobEvent, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
+import { JobEvents } from './job-events.js';
+import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
 
 interface Row {
   seq: number;
@@ -58,14 +58,13 @@ export interface SqliteJobBackendOptions {
   jobTtlMs: number;
 }
 
-export class SqliteJobBackend implements JobBackend {
+export class SqliteJobBackend extends JobEvents implements JobBackend {
   readonly #db: Database.Database;
-  readonly #events = new EventEmitter();
   readonly #ttlMs: number;
 
   constructor(o: SqliteJobBackendOptions) {
+    super();
     this.#ttlMs = o.jobTtlMs;
-    this.#events.setMaxListeners(0);
     this.#db = new Database(o.file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = NORMAL');
@@ -108,9 +107,9 @@ export class SqliteJobBackend implements JobBackend {
     const row = this.#row(id);
     if (!row) return undefined;
     const job = toJob(row);
-    this.#events.emit(`job:${id}`, { type: 'status', job } satisfies JobEvent);
-    if (job.status === 'queued') this.#events.emit('queued', job);
-    if (isTerminal(job.status)) this.#events.emit('finished', job);
+    this.emitJob(id, { type: 'status', job });
+    if (job.status === 'queued') this.emitQueued(job);
+    if (isTerminal(job.status)) this.emitFinished(job);
     return job;
   }
 
@@ -165,7 +164,7 @@ export class SqliteJobBackend implements JobBackend {
       this.#finish(id, 'cancelled', { code: 'EASEL_CANCELLED', message: 'cancelled before it started' });
     } else if (row.status === 'running' && row.cancel_requested === 0) {
       this.#db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
-      this.#events.emit('cancel', id);
+      this.emitCancel(id);
     }
     return this.get(id);
   }
@@ -199,8 +198,8 @@ export class SqliteJobBackend implements JobBackend {
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
     this.#db.prepare(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
-    this.#events.emit(`job:${id}`, { type: 'progress', jobId: id, progress: p } satisfies JobEvent);
-    if (preview) this.#events.emit(`job:${id}`, { type: 'preview', jobId: id, ...preview } satisfies JobEvent);
+    this.emitJob(id, { type: 'progress', jobId: id, progress: p });
+    if (preview) this.emitJob(id, { type: 'preview', jobId: id, ...preview });
   }
 
   #finish(id: string, status: JobStatus, error: { code: string; message: string } | null, outputs: readonly JobOutput[] = []): Job | undefined {
@@ -211,7 +210,9 @@ export class SqliteJobBackend implements JobBackend {
          WHERE id = ? AND status IN ('queued', 'running')`,
       )
       .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, id).changes;
-    return changed > 0 ? this.#emitStatus(id) : this.#row(id) && toJob(this.#row(id)!);
+    if (changed > 0) return this.#emitStatus(id);
+    const row = this.#row(id);
+    return row && toJob(row);
   }
 
   async complete(id: string, outputs: readonly JobOutput[]): Promise<Job | undefined> {
@@ -227,26 +228,6 @@ export class SqliteJobBackend implements JobBackend {
     if (changed > 0) this.#emitStatus(id);
   }
 
-  subscribe(id: string, listener: (event: JobEvent) => void): () => void {
-    this.#events.on(`job:${id}`, listener);
-    return () => this.#events.off(`job:${id}`, listener);
-  }
-
-  onCancelRequested(listener: (id: string) => void): () => void {
-    this.#events.on('cancel', listener);
-    return () => this.#events.off('cancel', listener);
-  }
-
-  onQueued(listener: (job: Job) => void): () => void {
-    this.#events.on('queued', listener);
-    return () => this.#events.off('queued', listener);
-  }
-
-  onFinished(listener: (job: Job) => void): () => void {
-    this.#events.on('finished', listener);
-    return () => this.#events.off('finished', listener);
-  }
-
   async expire(now: number): Promise<Job[]> {
     const rows = this.#db.prepare('SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').all(now) as Row[];
     if (rows.length > 0) this.#db.prepare('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
@@ -254,7 +235,7 @@ export class SqliteJobBackend implements JobBackend {
   }
 
   async close(): Promise<void> {
-    this.#events.removeAllListeners();
+    this.removeAllListeners();
     if (this.#db.open) this.#db.close();
   }
 }
