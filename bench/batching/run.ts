@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { ROOT, startEasel, waitFor, type EaselProcess } from '../../test/helpers/easel-process.js';
+import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../../test/helpers/easel-process.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '40' }, rates: { type: 'string', default: '0.5,1,2,4' }, seed: { type: 'string', default: '7' } } });
 const REQUESTS = Number(values.requests);
@@ -102,7 +102,7 @@ try {
     appendFileSync(path.join(dir, 'easel.yaml'), `\n${yaml}`);
     const e = await startEasel(['--models', `tiny-sd=${dir}`, '--max-queue-length', '1000']);
     try {
-      await waitFor(async () => ((await (await fetch(`${e.inference}/ping`)).json()) as { models?: { liveWorkers: number }[] }).models?.[0]?.liveWorkers === 1, 60_000, 'a live worker');
+      await waitModelLive(e, 'tiny-sd');
       if (capacity === 0) {
         // The none mode's capacity: mean seconds per request of this workload, one at a time.
         const sample = plan(1, Number(values.seed) + 1).slice(0, 8);

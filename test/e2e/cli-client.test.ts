@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { CLI, ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
 const run = promisify(execFile);
 
@@ -25,7 +25,7 @@ describe('easel generate and easel jobs', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'easel-cli-'));
   beforeAll(async () => {
     easel = await startEasel(['--models', `tiny-sd=${path.join(ROOT, 'models', 'tiny-sd')}`]);
-    await waitFor(async () => ((await (await fetch(`${easel.inference}/ping`)).json()) as { models?: { liveWorkers: number }[] }).models?.[0]?.liveWorkers === 1, 60_000, 'a live worker');
+    await waitModelLive(easel, 'tiny-sd');
   }, 90_000);
   afterAll(async () => {
     await easel?.stop();

@@ -9,7 +9,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, startEasel, waitFor, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
 const BUNDLED_TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
 // These tests are about the job queue: one job at a time per worker (tiny-sd as a copy with
@@ -84,10 +84,7 @@ async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<
 
 async function startServer(args: string[] = []): Promise<EaselProcess> {
   const e = await startEasel(['--models', `tiny-sd=${TINY_SD}`, ...args]);
-  await waitFor(async () => {
-    const body = (await (await fetch(`${e.inference}/ping`)).json()) as { models?: { liveWorkers: number }[] };
-    return (body.models?.[0]?.liveWorkers ?? 0) > 0;
-  }, 60_000, 'tiny-sd to have a live worker');
+  await waitModelLive(e, 'tiny-sd');
   return e;
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
 const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
 const COLOURS = { red: [220, 30, 30], green: [30, 170, 40], blue: [30, 60, 220], yellow: [240, 220, 30] } as const;
@@ -61,17 +61,6 @@ async function png(e: EaselProcess, body: Record<string, unknown>, model = 'tiny
   expect(res.status, await res.clone().text()).toBe(200);
   expect(res.headers.get('content-type')).toBe('image/png');
   return new Uint8Array(await res.arrayBuffer());
-}
-
-function waitModelLive(e: EaselProcess, name: string): Promise<void> {
-  return waitFor(
-    async () => {
-      const body = (await (await fetch(`${e.inference}/ping`)).json()) as { models?: { name: string; liveWorkers: number }[] };
-      return body.models?.some((m) => m.name === name && m.liveWorkers > 0) ?? false;
-    },
-    60_000,
-    `${name} to have a live worker`,
-  );
 }
 
 async function startWithTinySd(): Promise<EaselProcess> {

@@ -29,24 +29,14 @@ export async function startEasel(args: string[] = [], env: Record<string, string
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ports = await new Promise<{ inference: number; management: number; metrics: number }>((resolve, reject) => {
-    let buf = '';
-    const onData = (chunk: Buffer): void => {
-      buf += chunk.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        logs.push(line);
-        try {
-          const rec = JSON.parse(line) as { msg?: string; ports?: { inference: number; management: number; metrics: number } };
-          if (rec.msg === 'easel listening' && rec.ports) resolve(rec.ports);
-        } catch {
-          // not a JSON log line
-        }
+    collectLogs(child, logs, (line) => {
+      try {
+        const rec = JSON.parse(line) as { msg?: string; ports?: { inference: number; management: number; metrics: number } };
+        if (rec.msg === 'easel listening' && rec.ports) resolve(rec.ports);
+      } catch {
+        // not a JSON log line
       }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
+    });
     void exited.then((code) => reject(new Error(`easel exited (${code}) before listening:\n${logs.join('\n')}`)));
   });
   return {
@@ -63,6 +53,22 @@ export async function startEasel(args: string[] = [], env: Record<string, string
       return code;
     },
   };
+}
+
+/** Keeps a child's output in `logs`, line by line, calling `onLine` for each stdout line. */
+function collectLogs(child: ChildProcess, logs: string[], onLine: (line: string) => void): void {
+  let buf = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buf += chunk.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      logs.push(line);
+      onLine(line);
+    }
+  });
+  child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
 }
 
 /** Polls until `check` returns true (or throws after `timeoutMs`). */
@@ -94,18 +100,9 @@ export async function startWorkerNode(args: string[], env: Record<string, string
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buf += chunk.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        logs.push(line);
-        if (line.includes('"easel worker ready"')) resolve();
-      }
+    collectLogs(child, logs, (line) => {
+      if (line.includes('"easel worker ready"')) resolve();
     });
-    child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
     void exited.then((code) => reject(new Error(`easel worker exited (${code}) before it was ready:\n${logs.join('\n')}`)));
   });
   return {
@@ -119,4 +116,16 @@ export async function startWorkerNode(args: string[], env: Record<string, string
       return code;
     },
   };
+}
+
+/** Waits until the model has a live worker (registration at start is asynchronous). */
+export function waitModelLive(e: EaselProcess, name: string, timeoutMs = 60_000): Promise<void> {
+  return waitFor(
+    async () => {
+      const body = (await (await fetch(`${e.inference}/ping`)).json()) as { models?: { name: string; liveWorkers: number }[] };
+      return body.models?.some((m) => m.name === name && m.liveWorkers > 0) ?? false;
+    },
+    timeoutMs,
+    `${name} to have a live worker`,
+  );
 }
