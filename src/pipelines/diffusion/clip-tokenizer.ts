@@ -98,9 +98,4 @@ export class ClipTokenizer {
     while (ids.length < this.maxLength) ids.push(this.#pad);
     return ids;
   }
-
-  /** How many of the prompt's tokens fit (for telling a user their prompt was cut). */
-  tokenCount(text: string): number {
-    return this.#tokenizer.encode(text, { add_special_tokens: false }).ids.length;
-  }
 }

@@ -60,11 +60,6 @@ export class StepLoop {
     });
   }
 
-  /** How many requests are in the loop (active or about to be admitted). */
-  get size(): number {
-    return this.#waiting.length + this.#active.length;
-  }
-
   async #loop(): Promise<void> {
     while (this.#waiting.length > 0 || this.#active.length > 0) {
       try {
