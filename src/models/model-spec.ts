@@ -54,6 +54,20 @@ export const modelSpecSchema = z
 
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 
+/** Active-set size for step-level batching when easel.yaml gives no batchSize. */
+const DEFAULT_STEP_BATCH = 8;
+
+/** How many requests one worker takes at once: the active-set size in step mode, else the batch size. */
+export function requestsPerWorker(spec: ModelSpec): number {
+  const { batchSize } = spec.batching;
+  return batchingMode(spec) === 'step' && batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
+}
+
+/** The batching mode: easel.yaml's, else `step` for text-to-image, else by batch size. */
+export function batchingMode(spec: ModelSpec): 'none' | 'request' | 'step' {
+  return spec.batching.mode ?? (spec.handler === 'text-to-image' ? 'step' : spec.batching.batchSize > 1 ? 'request' : 'none');
+}
+
 /** A registered model: its spec plus the directory its files are in. */
 export interface ModelEntry {
   readonly spec: ModelSpec;

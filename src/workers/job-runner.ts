@@ -6,7 +6,7 @@ import { isEaselError } from '../errors/easel-error.js';
 import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
 import type { ModelControl } from '../models/model-control.js';
 import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
-import { requestsPerWorker } from './model-manager.js';
+import { requestsPerWorker } from '../models/model-spec.js';
 
 export interface JobRunnerOptions {
   backend: JobBackend;

@@ -4,27 +4,13 @@
 import { EaselError } from '../errors/easel-error.js';
 import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-queue.js';
 import type { Health, ModelControl, ModelDescription, PredictOptions, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
-import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
+import { batchingMode, requestsPerWorker, type ModelEntry, type ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
 import { batchKey, checkHandler } from '../handlers/registry.js';
 import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
 const MAX_ATTEMPTS = 2;
-/** Active-set size for step-level batching when easel.yaml gives no batchSize. */
-const DEFAULT_STEP_BATCH = 8;
-
-/** How many requests one worker takes at once: the active-set size in step mode, else the batch size. */
-export function requestsPerWorker(spec: ModelSpec): number {
-  const { batchSize } = spec.batching;
-  return batchingMode(spec) === 'step' && batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
-}
-
-/** The batching mode: easel.yaml's, else `step` for text-to-image, else by batch size. */
-export function batchingMode(spec: ModelSpec): 'none' | 'request' | 'step' {
-  return spec.batching.mode ?? (spec.handler === 'text-to-image' ? 'step' : spec.batching.batchSize > 1 ? 'request' : 'none');
-}
-
 export interface ManagerObserver {
   stage(model: string, stage: string, seconds: number): void;
   queueTime(model: string, seconds: number): void;

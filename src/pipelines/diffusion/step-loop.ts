@@ -29,8 +29,14 @@ interface Member {
   reject(err: unknown): void;
 }
 
-export interface StepLoopStats {
-  /** Images stepped by each denoise turn (the UNet batch, before guidance doubling). */
+export interface StepLoopOptions {
+  /**
+   * The most images of one resolution in the active set (the UNet batch of that resolution,
+   * before guidance doubling). A request that would pass it waits for room; one request larger
+   * than this on its own still runs, alone at its resolution.
+   */
+  maxBatchSize?: number | undefined;
+  /** Images stepped by each denoise turn. */
   onTurn?(images: number, seconds: number): void;
 }
 
@@ -41,7 +47,7 @@ export class StepLoop {
 
   constructor(
     private readonly pipeline: DiffusionPipeline,
-    private readonly stats: StepLoopStats = {},
+    private readonly options: StepLoopOptions = {},
   ) {}
 
   /** Generates these images (one request's), sharing every step with whatever else is running. */
@@ -73,8 +79,8 @@ export class StepLoop {
 
   async #turn(): Promise<void> {
     this.#dropCancelled();
-    if (this.#waiting.length > 0) {
-      const newcomers = this.#waiting.splice(0);
+    const newcomers = this.#admit();
+    if (newcomers.length > 0) {
       const states = await this.pipeline.begin(newcomers.flatMap((m) => m.requests));
       let at = 0;
       for (const m of newcomers) {
@@ -90,7 +96,7 @@ export class StepLoop {
     const stepped = all.filter((s) => !isFinished(s)).length;
     const t0 = performance.now();
     await this.pipeline.denoise(all);
-    this.stats.onTurn?.(stepped, (performance.now() - t0) / 1000);
+    this.options.onTurn?.(stepped, (performance.now() - t0) / 1000);
     for (const m of stepping) await m.options.onStep?.(m.states);
     const finished = stepping.filter((m) => m.states.every(isFinished));
     if (finished.length === 0) return;
@@ -103,6 +109,27 @@ export class StepLoop {
     }
   }
 
+  /** Takes the waiting runs that fit beside the active set, in arrival order, per resolution. */
+  #admit(): Member[] {
+    const limit = this.options.maxBatchSize ?? Infinity;
+    const images = new Map<string, number>();
+    for (const m of this.#active) images.set(resolution(m), (images.get(resolution(m)) ?? 0) + m.states.length);
+    const admitted: Member[] = [];
+    for (const m of [...this.#waiting]) {
+      const key = resolution(m);
+      const count = images.get(key) ?? 0;
+      // Later runs of a resolution never pass an earlier one that is still waiting.
+      if (count > 0 && count + m.requests.length > limit) {
+        images.set(key, Infinity);
+        continue;
+      }
+      images.set(key, count + m.requests.length);
+      this.#waiting.splice(this.#waiting.indexOf(m), 1);
+      admitted.push(m);
+    }
+    return admitted;
+  }
+
   #dropCancelled(): void {
     for (const list of [this.#waiting, this.#active]) {
       for (const m of [...list]) {
@@ -113,4 +140,9 @@ export class StepLoop {
       }
     }
   }
+}
+
+function resolution(m: Member): string {
+  const first = m.requests[0];
+  return first ? `${first.width}x${first.height}` : '';
 }

@@ -1,0 +1,51 @@
+// The step loop's active set on the bundled tiny-sd: at most maxBatchSize images of one
+// resolution step together; the rest wait for room, and what waits still gets its own image.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionOptions } from '../../runtime/onnx-runtime.js';
+import { DiffusionPipeline, stepsDone, type GenerationRequest, type RgbImage } from './diffusion-pipeline.js';
+import { StepLoop } from './step-loop.js';
+
+const TINY_SD = path.resolve(import.meta.dirname, '../../../models/tiny-sd');
+const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
+
+function request(seed: number, size = 64): GenerationRequest {
+  return { prompt: 'a red circle on a blue background', negativePrompt: '', steps: 3, guidanceScale: 7.5, width: size, height: size, seed, scheduler: 'ddim' };
+}
+
+describe('StepLoop', () => {
+  let pipeline: DiffusionPipeline;
+  beforeAll(async () => {
+    pipeline = await DiffusionPipeline.load(TINY_SD, CPU);
+  });
+  afterAll(() => pipeline.release());
+
+  it('steps at most maxBatchSize images per resolution; later requests of that resolution wait, others do not', async () => {
+    const turns: number[] = [];
+    const loop = new StepLoop(pipeline, { maxBatchSize: 2, onTurn: (images) => turns.push(images) });
+    const log: string[] = [];
+    const runs: [string, GenerationRequest[]][] = [
+      ['a', [request(1)]],
+      ['b', [request(2)]],
+      ['c', [request(3)]],
+      ['big', [request(4, 128)]],
+      // Larger than the cap on its own: it runs, alone at its resolution.
+      ['wide', [request(5, 96), request(6, 96), request(7, 96)]],
+    ];
+    const together = await Promise.all(runs.map(([name, requests]) => loop.run(requests, { onStep: (states) => void log.push(`${name}${stepsDone(states[0]!)}`) })));
+
+    // a starts the loop alone; b (64²), big (128²) and wide (3 × 96²) join it at the next turn;
+    // c (64²) waits until a leaves, then steps beside b, big and wide's last step, then alone.
+    expect(turns).toEqual([1, 6, 6, 6, 1, 1]);
+    expect(log.join(' ')).toBe('a1 a2 b1 big1 wide1 a3 b2 big2 wide2 b3 big3 wide3 c1 c2 c3');
+    // Waiting changed nothing: every image is the one its request gets alone.
+    for (const [i, [name, requests]] of runs.entries()) {
+      const alone = await new StepLoop(pipeline).run(requests);
+      expect(sameImages(together[i]!, alone), name).toBe(true);
+    }
+  });
+});
+
+function sameImages(a: RgbImage[], b: RgbImage[]): boolean {
+  return a.length === b.length && a.every((im, k) => Buffer.from(im.data).equals(Buffer.from(b[k]!.data)));
+}
