@@ -3,23 +3,41 @@
 // 4 requests, 0.5 s, same resolution and step count only) and `step` (continuous, up to 8).
 // Workload: steps drawn from {4, 8, 20, 50}, resolution from {64, 128}. Rates from light to
 // beyond saturation, as multiples of the `none` mode's measured capacity. Prints images/s,
-// p50/p95/p99 latency and mean images per UNet turn. Not a test: it asserts nothing.
-//   npm run bench:batching [-- --requests 40 --rates 0.5,1,2,4]
+// p50/p95/p99 latency, mean images per UNet turn and the share of the time the UNet was busy.
+// First it measures what batching can win on this machine at all: the UNet's time per image at
+// batch 1 and at batch 8, for the workload's resolutions (on a compute-bound CPU a batch of 8
+// costs nearly 8 single calls; on a GPU nearly one). Not a test: it asserts nothing.
+//   npm run bench:batching [-- --requests 40 --rates 0.5,1,2,4 --modes none,request,step]
 import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { DiffusionPipeline } from '../../src/pipelines/diffusion/diffusion-pipeline.js';
 import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../../test/helpers/easel-process.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '40' }, rates: { type: 'string', default: '0.5,1,2,4' }, seed: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '40' },
+    rates: { type: 'string', default: '0.5,1,2,4' },
+    modes: { type: 'string', default: 'none,request,step' },
+    seed: { type: 'string', default: '7' },
+  },
+});
 const REQUESTS = Number(values.requests);
 const RATES = values.rates.split(',').map(Number);
-const MODES = {
+const SIZES = [64, 128];
+const STEPS = [4, 8, 20, 50];
+const ALL_MODES: Record<string, string> = {
   none: 'batching:\n  mode: none\n',
   request: 'batching:\n  mode: request\n  batchSize: 4\n  maxBatchDelayMs: 500\n',
   step: 'batching:\n  mode: step\n  batchSize: 8\n',
-} as const;
+};
+const MODES = values.modes.split(',').map((m) => {
+  const yaml = ALL_MODES[m];
+  if (!yaml) throw new Error(`unknown mode ${m}: none, request or step`);
+  return [m, yaml] as const;
+});
 
 /** mulberry32: a small seeded generator, so every mode sees the same arrivals and requests. */
 function random(seed: number): () => number {
@@ -43,18 +61,41 @@ function plan(rate: number, seed: number): Planned[] {
   let t = 0;
   return Array.from({ length: REQUESTS }, (_, i) => {
     t += -Math.log(1 - rnd()) / rate;
-    const size = rnd() < 0.5 ? 64 : 128;
-    const steps = [4, 8, 20, 50][Math.floor(rnd() * 4)]!;
+    const size = SIZES[Math.floor(rnd() * SIZES.length)]!;
+    const steps = STEPS[Math.floor(rnd() * STEPS.length)]!;
     return { at: t * 1000, body: { prompt: 'a red circle on a blue background', seed: i, num_inference_steps: steps, width: size, height: size } };
   });
 }
 
-async function stepStats(e: EaselProcess): Promise<{ count: number; sum: number }> {
+async function stepStats(e: EaselProcess): Promise<{ count: number; sum: number; seconds: number }> {
   const text = await (await fetch(`${e.metrics}/metrics`)).text();
-  return {
-    count: Number(/easel_step_batch_size_count\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
-    sum: Number(/easel_step_batch_size_sum\{model="tiny-sd"\} (\d+)/.exec(text)?.[1] ?? 0),
-  };
+  const read = (name: string): number => Number(new RegExp(`${name}\\{model="tiny-sd"\\} ([0-9.e+-]+)`).exec(text)?.[1] ?? 0);
+  return { count: read('easel_step_batch_size_count'), sum: read('easel_step_batch_size_sum'), seconds: read('easel_step_duration_seconds_sum') };
+}
+
+/**
+ * What batching can win here at most: the workload's mean UNet time per image-step one at a
+ * time over the same at batch 8 (guidance on, so 2 and 16 UNet rows), in this process.
+ */
+async function batchingCeiling(): Promise<{ perImage: Map<number, [number, number]>; ceiling: number }> {
+  const pipeline = await DiffusionPipeline.load(path.join(ROOT, 'models', 'tiny-sd'), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 0, interOpThreads: 0 });
+  const perImage = new Map<number, [number, number]>();
+  try {
+    const timeStep = async (size: number, batch: number): Promise<number> => {
+      const requests = Array.from({ length: batch }, (_, i) => ({ prompt: 'a red circle on a blue background', negativePrompt: '', steps: 1000, guidanceScale: 7.5, width: size, height: size, seed: i, scheduler: 'ddim' as const }));
+      const states = await pipeline.begin(requests);
+      for (let i = 0; i < 3; i += 1) await pipeline.denoise(states);
+      const t = performance.now();
+      for (let i = 0; i < 10; i += 1) await pipeline.denoise(states);
+      return (performance.now() - t) / 10 / batch;
+    };
+    for (const size of SIZES) perImage.set(size, [await timeStep(size, 1), await timeStep(size, 8)]);
+  } finally {
+    await pipeline.release();
+  }
+  const one = [...perImage.values()].reduce((a, [x]) => a + x, 0);
+  const eight = [...perImage.values()].reduce((a, [, y]) => a + y, 0);
+  return { perImage, ceiling: one / eight };
 }
 
 interface Row {
@@ -65,6 +106,7 @@ interface Row {
   p95: number;
   p99: number;
   perTurn: number;
+  unetBusy: number;
 }
 
 async function load(e: EaselProcess, mode: string, rate: number): Promise<Row> {
@@ -89,14 +131,25 @@ async function load(e: EaselProcess, mode: string, rate: number): Promise<Row> {
   const after = await stepStats(e);
   const sorted = [...latencies].sort((a, b) => a - b);
   const q = (x: number): number => sorted[Math.min(sorted.length - 1, Math.floor(x * sorted.length))]!;
-  return { mode, rate, imagesPerSecond: REQUESTS / ((lastDone - t0) / 1000), p50: q(0.5), p95: q(0.95), p99: q(0.99), perTurn: (after.sum - before.sum) / Math.max(1, after.count - before.count) };
+  const wall = (lastDone - t0) / 1000;
+  return {
+    mode,
+    rate,
+    imagesPerSecond: REQUESTS / wall,
+    p50: q(0.5),
+    p95: q(0.95),
+    p99: q(0.99),
+    perTurn: (after.sum - before.sum) / Math.max(1, after.count - before.count),
+    unetBusy: (after.seconds - before.seconds) / wall,
+  };
 }
 
+const { perImage, ceiling } = await batchingCeiling();
 const work = mkdtempSync(path.join(tmpdir(), 'easel-bench-batching-'));
 const rows: Row[] = [];
 let capacity = 0;
 try {
-  for (const [mode, yaml] of Object.entries(MODES)) {
+  for (const [mode, yaml] of MODES) {
     const dir = path.join(work, mode);
     cpSync(path.join(ROOT, 'models', 'tiny-sd'), dir, { recursive: true });
     appendFileSync(path.join(dir, 'easel.yaml'), `\n${yaml}`);
@@ -119,8 +172,11 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-console.log(`tiny-sd, ${REQUESTS} Poisson arrivals per rate, steps {4,8,20,50} × {64², 128²}; none-mode capacity ${capacity.toFixed(2)} img/s`);
-console.log('mode      offered img/s  served img/s   p50 s   p95 s   p99 s  images/UNet turn');
+console.log('UNet time per image-step (guidance on), this machine:');
+for (const [size, [one, eight]] of perImage) console.log(`  ${size}x${size}: ${one.toFixed(2)} ms alone, ${eight.toFixed(2)} ms in a batch of 8 (${(one / eight).toFixed(2)}x)`);
+console.log(`  => batching can raise this workload's throughput at most ${ceiling.toFixed(2)}x over one at a time`);
+console.log(`tiny-sd, ${REQUESTS} Poisson arrivals per rate, steps {${STEPS.join(',')}} × {${SIZES.map((s) => `${s}²`).join(', ')}}; none-mode capacity ${capacity.toFixed(2)} img/s`);
+console.log('mode      offered img/s  served img/s   p50 s   p95 s   p99 s  images/UNet turn  UNet busy');
 for (const r of rows) {
-  console.log(`${r.mode.padEnd(9)} ${r.rate.toFixed(2).padStart(13)} ${r.imagesPerSecond.toFixed(2).padStart(13)} ${r.p50.toFixed(2).padStart(7)} ${r.p95.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${r.perTurn.toFixed(2).padStart(17)}`);
+  console.log(`${r.mode.padEnd(9)} ${r.rate.toFixed(2).padStart(13)} ${r.imagesPerSecond.toFixed(2).padStart(13)} ${r.p50.toFixed(2).padStart(7)} ${r.p95.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${r.perTurn.toFixed(2).padStart(17)} ${`${(r.unetBusy * 100).toFixed(0)}%`.padStart(10)}`);
 }
