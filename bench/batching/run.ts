@@ -1,9 +1,11 @@
 // bench/batching: an open-loop load generator (Poisson arrivals) against the real server with
 // tiny-sd, for each batching mode in one run: `none`, `request` (the usual diffusion batcher:
-// 4 requests, 0.5 s, same resolution and step count only) and `step` (continuous, up to 8).
+// 4 requests, 0.5 s, same resolution and step count only) and `step` (continuous, up to 8
+// images per resolution in one UNet call).
 // Workload: steps drawn from {4, 8, 20, 50}, resolution from {64, 128}. Rates from light to
-// beyond saturation, as multiples of the `none` mode's measured capacity. Prints images/s,
-// p50/p95/p99 latency, mean images per UNet turn and the share of the time the UNet was busy.
+// beyond saturation, as multiples of the measured one-at-a-time capacity; at each rate every
+// mode in turn. Prints images/s, p50/p95/p99 latency, mean images per UNet turn, the share of
+// the time the UNet was busy and its time per image-step.
 // First it measures what batching can win on this machine at all: the UNet's time per image at
 // batch 1 and at batch 8, for the workload's resolutions (on a compute-bound CPU a batch of 8
 // costs nearly 8 single calls; on a GPU nearly one). Not a test: it asserts nothing.
@@ -93,9 +95,11 @@ async function batchingCeiling(): Promise<{ perImage: Map<number, [number, numbe
   } finally {
     await pipeline.release();
   }
-  const one = [...perImage.values()].reduce((a, [x]) => a + x, 0);
-  const eight = [...perImage.values()].reduce((a, [, y]) => a + y, 0);
-  return { perImage, ceiling: one / eight };
+  // Weighted by the image-steps this run's requests spend at each size.
+  const weight = new Map<number, number>();
+  for (const p of plan(1, Number(values.seed))) weight.set(p.body.width as number, (weight.get(p.body.width as number) ?? 0) + (p.body.num_inference_steps as number));
+  const sum = (pick: (times: [number, number]) => number): number => [...perImage].reduce((a, [size, times]) => a + (weight.get(size) ?? 0) * pick(times), 0);
+  return { perImage, ceiling: sum(([one]) => one) / sum(([, eight]) => eight) };
 }
 
 interface Row {
@@ -107,6 +111,7 @@ interface Row {
   p99: number;
   perTurn: number;
   unetBusy: number;
+  msPerImageStep: number;
 }
 
 async function load(e: EaselProcess, mode: string, rate: number): Promise<Row> {
@@ -141,42 +146,44 @@ async function load(e: EaselProcess, mode: string, rate: number): Promise<Row> {
     p99: q(0.99),
     perTurn: (after.sum - before.sum) / Math.max(1, after.count - before.count),
     unetBusy: (after.seconds - before.seconds) / wall,
+    msPerImageStep: ((after.seconds - before.seconds) * 1000) / Math.max(1, after.sum - before.sum),
   };
 }
 
 const { perImage, ceiling } = await batchingCeiling();
 const work = mkdtempSync(path.join(tmpdir(), 'easel-bench-batching-'));
 const rows: Row[] = [];
-let capacity = 0;
+let capacity: number | undefined;
+const servers: [string, EaselProcess][] = [];
 try {
+  // All modes' servers up at once, then each rate offered to each mode in turn: a shared,
+  // noisy machine then slows the modes of one rate alike.
   for (const [mode, yaml] of MODES) {
     const dir = path.join(work, mode);
     cpSync(path.join(ROOT, 'models', 'tiny-sd'), dir, { recursive: true });
     appendFileSync(path.join(dir, 'easel.yaml'), `\n${yaml}`);
     const e = await startEasel(['--models', `tiny-sd=${dir}`, '--max-queue-length', '1000']);
-    try {
-      await waitModelLive(e, 'tiny-sd');
-      if (capacity === 0) {
-        // The none mode's capacity: mean seconds per request of this workload, one at a time.
-        const sample = plan(1, Number(values.seed) + 1).slice(0, 8);
-        const t = performance.now();
-        for (const p of sample) await (await fetch(`${e.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(p.body) })).arrayBuffer();
-        capacity = sample.length / ((performance.now() - t) / 1000);
-      }
-      for (const r of RATES) rows.push(await load(e, mode, r * capacity));
-    } finally {
-      await e.stop();
-    }
+    servers.push([mode, e]);
+    await waitModelLive(e, 'tiny-sd');
   }
+  // The capacity of one-at-a-time serving: mean seconds per request of this workload.
+  const [, first] = servers[0]!;
+  const sample = plan(1, Number(values.seed) + 1).slice(0, 8);
+  const t = performance.now();
+  for (const p of sample) await (await fetch(`${first.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(p.body) })).arrayBuffer();
+  capacity = sample.length / ((performance.now() - t) / 1000);
+  for (const r of RATES) for (const [mode, e] of servers) rows.push(await load(e, mode, r * capacity));
 } finally {
+  await Promise.all(servers.map(([, e]) => e.stop()));
   rmSync(work, { recursive: true, force: true });
 }
+rows.sort((a, b) => MODES.findIndex(([m]) => m === a.mode) - MODES.findIndex(([m]) => m === b.mode) || a.rate - b.rate);
 
 console.log('UNet time per image-step (guidance on), this machine:');
 for (const [size, [one, eight]] of perImage) console.log(`  ${size}x${size}: ${one.toFixed(2)} ms alone, ${eight.toFixed(2)} ms in a batch of 8 (${(one / eight).toFixed(2)}x)`);
-console.log(`  => batching can raise this workload's throughput at most ${ceiling.toFixed(2)}x over one at a time`);
-console.log(`tiny-sd, ${REQUESTS} Poisson arrivals per rate, steps {${STEPS.join(',')}} × {${SIZES.map((s) => `${s}²`).join(', ')}}; none-mode capacity ${capacity.toFixed(2)} img/s`);
-console.log('mode      offered img/s  served img/s   p50 s   p95 s   p99 s  images/UNet turn  UNet busy');
+console.log(`  => batching can raise this workload's throughput at most about ${ceiling.toFixed(2)}x over one at a time (weighted by its image-steps per size)`);
+console.log(`tiny-sd, ${REQUESTS} Poisson arrivals per rate, steps {${STEPS.join(',')}} × {${SIZES.map((s) => `${s}²`).join(', ')}}; one-at-a-time capacity ${capacity?.toFixed(2)} img/s`);
+console.log('mode      offered img/s  served img/s   p50 s   p95 s   p99 s  images/UNet turn  UNet busy  UNet ms/image-step');
 for (const r of rows) {
-  console.log(`${r.mode.padEnd(9)} ${r.rate.toFixed(2).padStart(13)} ${r.imagesPerSecond.toFixed(2).padStart(13)} ${r.p50.toFixed(2).padStart(7)} ${r.p95.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${r.perTurn.toFixed(2).padStart(17)} ${`${(r.unetBusy * 100).toFixed(0)}%`.padStart(10)}`);
+  console.log(`${r.mode.padEnd(9)} ${r.rate.toFixed(2).padStart(13)} ${r.imagesPerSecond.toFixed(2).padStart(13)} ${r.p50.toFixed(2).padStart(7)} ${r.p95.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${r.perTurn.toFixed(2).padStart(17)} ${`${(r.unetBusy * 100).toFixed(0)}%`.padStart(10)} ${r.msPerImageStep.toFixed(2).padStart(19)}`);
 }

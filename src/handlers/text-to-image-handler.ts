@@ -4,7 +4,7 @@
 // different step counts share UNet calls and a cancelled request leaves at the next step.
 import sharp from 'sharp';
 import { EaselError } from '../errors/easel-error.js';
-import { requestsPerWorker } from '../models/model-spec.js';
+import { batchingMode, stepBatchSize } from '../models/model-spec.js';
 import { DiffusionPipeline, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
 import { StepLoop, StepLoopCancelled } from '../pipelines/diffusion/step-loop.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
@@ -41,8 +41,10 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     const pipeline = await DiffusionPipeline.load(ctx.modelDir, ctx.spec.runtime);
     const info = pipeline.info;
     this.#pipeline = pipeline;
-    // batchSize bounds the UNet batch of each resolution (the worker takes as many requests).
-    this.#loop = new StepLoop(pipeline, { maxBatchSize: requestsPerWorker(ctx.spec), onTurn: (images, seconds) => ctx.reportStep?.(images, seconds) });
+    // In step mode batchSize bounds the UNet batch of each resolution; otherwise the batch the
+    // worker was sent runs whole.
+    const maxBatchSize = batchingMode(ctx.spec) === 'step' ? stepBatchSize(ctx.spec) : undefined;
+    this.#loop = new StepLoop(pipeline, { maxBatchSize, onTurn: (images, seconds) => ctx.reportStep?.(images, seconds) });
     this.#rules = {
       defaults: {
         num_inference_steps: 50,

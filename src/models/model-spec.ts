@@ -54,13 +54,24 @@ export const modelSpecSchema = z
 
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 
-/** Active-set size for step-level batching when easel.yaml gives no batchSize. */
+/** The UNet batch of one resolution for step-level batching when easel.yaml gives no batchSize. */
 const DEFAULT_STEP_BATCH = 8;
+/**
+ * In step mode a worker holds this many batches' worth of requests, so that requests of two
+ * resolutions (or a batch and the next arrivals) can each fill their UNet call; the rest wait
+ * in the queue, where priorities and other workers still reach them.
+ */
+const STEP_INTAKE = 2;
 
-/** How many requests one worker takes at once: the active-set size in step mode, else the batch size. */
-export function requestsPerWorker(spec: ModelSpec): number {
+/** The most requests (step mode: images) of one resolution that step together. */
+export function stepBatchSize(spec: ModelSpec): number {
   const { batchSize } = spec.batching;
-  return batchingMode(spec) === 'step' && batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
+  return batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
+}
+
+/** How many requests one worker takes at once: in step mode its active set, else the batch size. */
+export function requestsPerWorker(spec: ModelSpec): number {
+  return batchingMode(spec) === 'step' ? STEP_INTAKE * stepBatchSize(spec) : spec.batching.batchSize;
 }
 
 /** The batching mode: easel.yaml's, else `step` for text-to-image, else by batch size. */

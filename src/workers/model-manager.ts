@@ -181,13 +181,17 @@ class ModelVersion {
       }
       const items = await this.m.queue.take(this.lane, mode === 'step' ? active - inFlight.size : active, mode === 'step' ? 0 : maxBatchDelayMs, stop);
       if (items.length === 0) continue;
-      const run = this.#runItems(slot, proc, items);
       if (mode !== 'step') {
-        await run;
+        await this.#runItems(slot, proc, items);
         continue;
       }
-      inFlight.add(run);
-      void run.finally(() => inFlight.delete(run));
+      // Each request on its own: it joins the step loop now and is answered when it is done,
+      // not when the slowest of those taken with it is.
+      for (const item of items) {
+        const run = this.#runItems(slot, proc, [item]);
+        inFlight.add(run);
+        void run.finally(() => inFlight.delete(run));
+      }
     }
     await Promise.allSettled(inFlight);
   }
