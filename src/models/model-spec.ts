@@ -63,7 +63,7 @@ const DEFAULT_STEP_BATCH = 8;
  */
 const STEP_INTAKE = 2;
 
-/** The most requests (step mode: images) of one resolution that step together. */
+/** Step mode: the most images of one resolution in one UNet call (batchSize; 8 when unset). */
 export function stepBatchSize(spec: ModelSpec): number {
   const { batchSize } = spec.batching;
   return batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;

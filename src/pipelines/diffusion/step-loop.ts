@@ -113,7 +113,7 @@ export class StepLoop {
   #admit(): Member[] {
     const limit = this.options.maxBatchSize ?? Infinity;
     const images = new Map<string, number>();
-    for (const m of this.#active) images.set(resolution(m), (images.get(resolution(m)) ?? 0) + m.states.length);
+    for (const m of this.#active) images.set(resolution(m), (images.get(resolution(m)) ?? 0) + m.requests.length);
     const admitted: Member[] = [];
     for (const m of [...this.#waiting]) {
       const key = resolution(m);
