@@ -4,7 +4,7 @@
 import { EaselError } from '../errors/easel-error.js';
 import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-queue.js';
 import type { Health, ModelControl, ModelDescription, PredictOptions, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
-import { batchingMode, requestsPerWorker, type ModelEntry, type ModelSpec } from '../models/model-spec.js';
+import { batchingMode, requestsPerWorker, stepBatchSize, type ModelEntry, type ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
 import { batchKey, checkHandler } from '../handlers/registry.js';
 import { WorkerDiedError, WorkerProcess } from './worker-process.js';
@@ -89,7 +89,9 @@ class ModelVersion {
     const pending = this.m.queue.length(this.lane);
     return {
       modelName: s.name, modelVersion: s.version, modelUrl: this.url, handler: s.handler, isDefault,
-      minWorkers: s.minWorkers, maxWorkers: s.maxWorkers, batchSize: s.batching.batchSize,
+      minWorkers: s.minWorkers, maxWorkers: s.maxWorkers,
+      // Step mode: the UNet batch per resolution in effect (8 when easel.yaml sets none).
+      batchSize: batchingMode(s) === 'step' ? stepBatchSize(s) : s.batching.batchSize,
       maxBatchDelay: s.batching.maxBatchDelayMs, responseTimeout: Math.round(s.responseTimeoutMs / 1000),
       description: s.description,
       batchingMode: batchingMode(s),

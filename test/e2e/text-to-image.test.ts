@@ -261,8 +261,9 @@ describe('an export whose UNet takes a scalar timestep', () => {
       await waitModelLive(easel, 'sig');
       const image = await decode(await png(easel, { prompt: 'a red circle', num_inference_steps: 4, seed: 1 }, 'sig'));
       expect([image.width, image.height]).toEqual([32, 32]);
-      const [desc] = (await (await fetch(`${easel.management}/models/sig`)).json()) as { batchingMode: string; notes: string[] }[];
+      const [desc] = (await (await fetch(`${easel.management}/models/sig`)).json()) as { batchingMode: string; batchSize: number; notes: string[] }[];
       expect(desc!.batchingMode).toBe('step');
+      expect(desc!.batchSize).toBe(8);
       expect(desc!.notes.join(' ')).toMatch(/scalar timestep: step-level batching can only put requests at the same timestep/);
     } finally {
       await easel.stop();
