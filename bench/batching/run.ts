@@ -16,7 +16,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DiffusionPipeline } from '../../src/pipelines/diffusion/diffusion-pipeline.js';
-import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../../test/helpers/easel-process.js';
+import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -162,9 +162,7 @@ try {
     const dir = path.join(work, mode);
     cpSync(path.join(ROOT, 'models', 'tiny-sd'), dir, { recursive: true });
     appendFileSync(path.join(dir, 'easel.yaml'), `\n${yaml}`);
-    const e = await startEasel(['--models', `tiny-sd=${dir}`, '--max-queue-length', '1000']);
-    servers.push([mode, e]);
-    await waitModelLive(e, 'tiny-sd');
+    servers.push([mode, await serveModel('tiny-sd', dir, ['--max-queue-length', '1000'])]);
   }
   // The capacity of one-at-a-time serving: mean seconds per request of this workload.
   const [, first] = servers[0]!;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { CLI, ROOT, serveModel, type EaselProcess } from '../helpers/easel-process.js';
 
 const run = promisify(execFile);
 
@@ -24,8 +24,7 @@ describe('easel generate and easel jobs', () => {
   let easel: EaselProcess;
   const dir = mkdtempSync(path.join(tmpdir(), 'easel-cli-'));
   beforeAll(async () => {
-    easel = await startEasel(['--models', `tiny-sd=${path.join(ROOT, 'models', 'tiny-sd')}`]);
-    await waitModelLive(easel, 'tiny-sd');
+    easel = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'));
   }, 90_000);
   afterAll(async () => {
     await easel?.stop();

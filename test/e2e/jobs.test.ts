@@ -9,7 +9,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitFor, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
 
 const BUNDLED_TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
 // These tests are about the job queue: one job at a time per worker (tiny-sd as a copy with
@@ -82,10 +82,8 @@ async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<
   return events;
 }
 
-async function startServer(args: string[] = []): Promise<EaselProcess> {
-  const e = await startEasel(['--models', `tiny-sd=${TINY_SD}`, ...args]);
-  await waitModelLive(e, 'tiny-sd');
-  return e;
+function startServer(args: string[] = []): Promise<EaselProcess> {
+  return serveModel('tiny-sd', TINY_SD, args);
 }
 
 describe('jobs (embedded backend)', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, serveModel, type EaselProcess } from '../helpers/easel-process.js';
 
 const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
 const COLOURS = { red: [220, 30, 30], green: [30, 170, 40], blue: [30, 60, 220], yellow: [240, 220, 30] } as const;
@@ -63,10 +63,8 @@ async function png(e: EaselProcess, body: Record<string, unknown>, model = 'tiny
   return new Uint8Array(await res.arrayBuffer());
 }
 
-async function startWithTinySd(): Promise<EaselProcess> {
-  const e = await startEasel(['--models', `tiny-sd=${TINY_SD}`]);
-  await waitModelLive(e, 'tiny-sd');
-  return e;
+function startWithTinySd(): Promise<EaselProcess> {
+  return serveModel('tiny-sd', TINY_SD);
 }
 
 describe('text-to-image through the real server', () => {
@@ -240,8 +238,7 @@ describe("a user's optimum export, without easel.yaml", () => {
     const files = readdirSync(dir, { recursive: true }).map(String);
     expect(files).not.toContain('easel.yaml');
     expect(files.filter((f) => statSync(path.join(dir, f)).isFile())).toHaveLength(14);
-    easel = await startEasel(['--models', `sd15=${dir}`]);
-    await waitModelLive(easel, 'sd15');
+    easel = await serveModel('sd15', dir);
     // No easel.yaml: 50 steps, guidance 7.5, PNDM from scheduler_config.json, 64x64 from the UNet's sample size.
     const res = await generate(easel, { prompt: 'a red circle on a blue background', seed: 1 }, { accept: 'application/json' }, 'sd15');
     expect(res.status).toBe(200);
@@ -256,9 +253,8 @@ describe("a user's optimum export, without easel.yaml", () => {
 
 describe('an export whose UNet takes a scalar timestep', () => {
   it('is served, and its description says that step-level batching is limited for it', async () => {
-    const easel = await startEasel(['--models', `sig=${path.join(ROOT, 'test', 'fixtures', 'models', 'sd-signatures')}`]);
+    const easel = await serveModel('sig', path.join(ROOT, 'test', 'fixtures', 'models', 'sd-signatures'));
     try {
-      await waitModelLive(easel, 'sig');
       const image = await decode(await png(easel, { prompt: 'a red circle', num_inference_steps: 4, seed: 1 }, 'sig'));
       expect([image.width, image.height]).toEqual([32, 32]);
       const [desc] = (await (await fetch(`${easel.management}/models/sig`)).json()) as { batchingMode: string; batchSize: number; notes: string[] }[];

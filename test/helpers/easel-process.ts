@@ -44,14 +44,19 @@ export async function startEasel(args: string[] = [], env: Record<string, string
     inference: `http://127.0.0.1:${ports.inference}`,
     management: `http://127.0.0.1:${ports.management}`,
     metrics: `http://127.0.0.1:${ports.metrics}`,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      rmSync(dataDir, { recursive: true, force: true });
-      return code;
-    },
+    stop: stopper(child, exited, dataDir, 15_000),
+  };
+}
+
+/** Stops a child with `signal` (SIGKILL after `graceMs`), then removes its data directory. */
+function stopper(child: ChildProcess, exited: Promise<number | null>, dataDir: string, graceMs: number): (signal?: NodeJS.Signals) => Promise<number | null> {
+  return async (signal = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const code = await exited;
+    clearTimeout(timer);
+    rmSync(dataDir, { recursive: true, force: true });
+    return code;
   };
 }
 
@@ -107,14 +112,7 @@ export async function startWorkerNode(args: string[], env: Record<string, string
   });
   return {
     child, logs, exited,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      const code = await exited;
-      clearTimeout(timer);
-      rmSync(dataDir, { recursive: true, force: true });
-      return code;
-    },
+    stop: stopper(child, exited, dataDir, 30_000),
   };
 }
 
@@ -128,4 +126,16 @@ export function waitModelLive(e: EaselProcess, name: string, timeoutMs = 60_000)
     timeoutMs,
     `${name} to have a live worker`,
   );
+}
+
+/** Starts `easel serve --models name=dir [args]` and waits until the model has a live worker. */
+export async function serveModel(name: string, dir: string, args: string[] = []): Promise<EaselProcess> {
+  const e = await startEasel(['--models', `${name}=${dir}`, ...args]);
+  try {
+    await waitModelLive(e, name);
+  } catch (err) {
+    await e.stop();
+    throw err;
+  }
+  return e;
 }
