@@ -1,5 +1,5 @@
 // Runs queued jobs on the local workers: claims jobs for the models that have live workers (up
-// to workers × batch size in flight per model), sends each through the model's worker queue,
+// to what their live workers take at once), sends each through the model's worker queue,
 // stores its outputs and reports progress, previews, cancellation and the outcome.
 import type { Logger } from 'pino';
 import { isEaselError } from '../errors/easel-error.js';
@@ -79,7 +79,7 @@ export class JobRunner {
       });
   }
 
-  /** How many jobs of a model can run at once here: live workers × batch size. */
+  /** How many jobs of a model can run at once here: live workers × requests per worker. */
   #capacity(): Map<string, number> {
     const capacity = new Map<string, number>();
     for (const m of this.#o.control.health().models) {

@@ -11,6 +11,7 @@ import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
 const MAX_ATTEMPTS = 2;
+
 export interface ManagerObserver {
   stage(model: string, stage: string, seconds: number): void;
   queueTime(model: string, seconds: number): void;
