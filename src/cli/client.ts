@@ -115,7 +115,8 @@ export async function generate(prompt: string, o: GenerateOptions): Promise<stri
 
 export async function listJobs(url: string, filter: { status?: string | undefined; model?: string | undefined; limit?: number | undefined }): Promise<string> {
   const query = new URLSearchParams();
-  for (const [key, value] of Object.entries(filter)) if (value !== undefined) query.set(key, String(value));
+  const { status, model, limit } = filter;
+  for (const [key, value] of Object.entries({ status, model, limit })) if (value !== undefined) query.set(key, String(value));
   const page = await call<{ jobs: JobView[] }>(`${url}/v1/jobs?${query.toString()}`);
   const rows = page.jobs.map((j) => [j.id, j.model, j.status, j.progress ? `${j.progress.step}/${j.progress.total}` : '-', j.created_at]);
   const header = ['ID', 'MODEL', 'STATUS', 'PROGRESS', 'CREATED'];

@@ -9,6 +9,7 @@ import { RedisJobBackend } from '../jobs/redis-job-backend.js';
 import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
 import { WebhookNotifier } from '../jobs/webhook-notifier.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { anchoredPatterns, type OutboundPolicy } from '../net/outbound-guard.js';
 import type { ModelControl } from '../models/model-control.js';
 import { LocalArtifactStore, type ArtifactStore } from '../storage/artifact-store.js';
 import { S3ArtifactStore } from '../storage/s3-artifact-store.js';
@@ -31,6 +32,11 @@ export interface JobSystem {
 
 const ANNOUNCE_EVERY_MS = 5_000;
 
+/** Which webhook receivers jobs may name: public addresses, and the operator's allow-listed hosts. */
+export function webhookPolicy(config: EaselConfig): OutboundPolicy {
+  return { allowedHosts: anchoredPatterns(config.webhookAllowedHosts) };
+}
+
 export function createJobSystem(config: EaselConfig, control: ModelControl, logger: Logger, metrics?: Metrics): JobSystem {
   const redis = config.queue.startsWith('redis://') || config.queue.startsWith('rediss://');
   const backend: JobBackend = redis
@@ -40,7 +46,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
     ? new S3ArtifactStore({ url: config.artifactUrl, endpoint: config.s3Endpoint })
     : new LocalArtifactStore(config.artifactDir ?? path.join(config.dataDir, 'artifacts'));
   const throughput = new ThroughputEstimate();
-  const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret });
+  const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret, policy: webhookPolicy(config) });
   const runner = new JobRunner({
     backend, control, artifacts, logger,
     onStarted: (job) => webhooks.track(job),

@@ -28,7 +28,8 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--model-store <dir>', 'directory of model directories and archives (default: the bundled models/)'))
     .addOption(new Option('--models <name=path...>', 'models to load at start, NAME=PATH or PATH, comma- or space-separated (default: every model in the store)'))
     .addOption(new Option('--data-dir <dir>', 'where extracted archives and state are kept (default .easel)'))
-    .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that remote model URLs must match (default: none allowed)'))
+    .addOption(new Option('--allowed-urls <regex...>', 'regular expressions that a remote model URL must match as a whole (default: none allowed)'))
+    .addOption(new Option('--webhook-allowed-hosts <regex...>', 'regular expressions a webhook host (name or name:port) must match as a whole to be reached on an internal address (default: public addresses only)'))
     .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
     .addOption(new Option('--max-archive-bytes <n>', 'largest total size a model archive may expand to (default 2 GiB)').argParser(int))
     .addOption(new Option('--worker-restart-backoff-ms <ms...>', 'delays before restarting a dead worker, one per consecutive failure (default 100,500,1000,2000,5000,10000)'))
@@ -53,8 +54,8 @@ function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig
     flags: {
       modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
       managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
-      metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls,
-      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxQueueLength: opts.maxQueueLength,
+      metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls, webhookAllowedHosts: opts.webhookAllowedHosts,
+      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxJsonDepth: opts.maxJsonDepth, maxJsonKeys: opts.maxJsonKeys, maxQueueLength: opts.maxQueueLength,
       maxArchiveBytes: opts.maxArchiveBytes,
       workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
       shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
@@ -96,6 +97,8 @@ export function buildProgram(): Command {
       .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
       .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
       .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
+      .addOption(new Option('--max-json-depth <n>', 'JSON bodies nested deeper are refused with 400 (default 32)').argParser(int))
+      .addOption(new Option('--max-json-keys <n>', 'JSON bodies with more object keys are refused with 400 (default 1000)').argParser(int))
       .addOption(new Option('--max-queued-jobs <n>', 'queued jobs per model before POST /v1/jobs answers 503 (default 10000)').argParser(int))
       .addOption(new Option('--no-local-workers', 'API only: load no models here; jobs run on `easel worker` nodes (with --queue redis://)')),
   )

@@ -10,7 +10,10 @@ import { Metrics } from '../metrics/metrics.js';
 import { ModelStore } from '../models/model-store.js';
 import { createServers } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
-import { createJobSystem, startJobSystem } from './job-system.js';
+import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
+
+/** After the grace period, how long stopping workers and closing stores may take before the process exits anyway. */
+const SHUTDOWN_MARGIN_MS = 2_000;
 
 export interface RunningServer {
   ports: { inference: number; management: number; metrics: number };
@@ -45,8 +48,10 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const jobs = createJobSystem(config, manager, logger, metrics);
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
+    json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     jobs: {
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
+      webhookPolicy: webhookPolicy(config),
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
     },
   });
@@ -79,12 +84,23 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     })());
 
   if (options.handleSignals !== false) {
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(sig, () => {
-        logger.info({ signal: sig }, 'shutting down');
-        void close().then(() => process.exit(0));
-      });
-    }
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) {
+        // A second signal: the operator will not wait.
+        logger.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      signalled = true;
+      logger.info({ signal: sig, graceMs: config.shutdownGraceMs }, 'shutting down');
+      // Whatever still runs after the grace period (and a moment to stop workers) is abandoned.
+      setTimeout(() => {
+        logger.warn({ graceMs: config.shutdownGraceMs }, 'shutdown grace period over: exiting');
+        process.exit(1);
+      }, config.shutdownGraceMs + SHUTDOWN_MARGIN_MS).unref();
+      void close().then(() => process.exit(0));
+    };
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, onSignal);
   }
   return { ports, close };
 }
@@ -94,10 +110,13 @@ export async function registerStartupModels(config: EaselConfig, store: ModelSto
   for (const [name, url] of startupModels(config)) {
     try {
       const entry = await store.resolve(url, name ? { name } : {}, true);
-      await manager.register(entry, { url, synchronous: false });
+      // Clients see where the model came from, not this machine's paths.
+      const shown = path.relative(path.resolve(config.modelStore), url);
+      await manager.register(entry, { url: shown.startsWith('..') || path.isAbsolute(shown) ? path.basename(url) : shown, synchronous: false });
       logger.info({ model: entry.spec.name, version: entry.spec.version, handler: entry.spec.handler }, 'model registered');
     } catch (err) {
-      logger.error({ model: name, url, err }, 'model failed to load; the server goes on without it');
+      const e = err as { message?: string; field?: string };
+      logger.error({ model: name, dir: url, field: e.field, reason: e.message }, `model at ${url} refused: ${e.message ?? String(err)}; the server goes on without it`);
     }
   }
 }

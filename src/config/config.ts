@@ -10,6 +10,14 @@ import { z } from 'zod';
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const port = z.number().int().min(0).max(65535);
+const regex = z.string().refine((p) => {
+  try {
+    new RegExp(p);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a valid regular expression');
 
 export const configSchema = z
   .object({
@@ -27,10 +35,16 @@ export const configSchema = z
     dataDir: z.string().min(1),
     /** Bearer token for the management API; required when it listens beyond loopback. */
     managementToken: z.string().optional(),
-    /** Regular expressions a remote model URL must match to be registered. Empty: none allowed. */
-    allowedUrls: z.array(z.string()),
+    /** Regular expressions a remote model URL must match as a whole to be registered (TorchServe's allowed_urls). Empty: none allowed. */
+    allowedUrls: z.array(regex),
+    /** Regular expressions a webhook's host (`name` or `name:port`) matches as a whole to be reached although it is internal (loopback, private). */
+    webhookAllowedHosts: z.array(regex),
     allowCustomHandlers: z.boolean(),
     maxBodyBytes: z.number().int().positive(),
+    /** JSON bodies nested deeper than this are refused with 400 before they are parsed into a tree. */
+    maxJsonDepth: z.number().int().min(2).max(1000),
+    /** JSON bodies with more object keys than this are refused with 400. */
+    maxJsonKeys: z.number().int().positive(),
     maxArchiveBytes: z.number().int().positive(),
     /** Requests waiting per model beyond which new ones get 503 (per-model easel.yaml may lower it). */
     maxQueueLength: z.number().int().positive(),
@@ -72,8 +86,11 @@ export const defaults: z.infer<typeof configSchema> = {
   loadAllModels: true,
   dataDir: '.easel',
   allowedUrls: [],
+  webhookAllowedHosts: [],
   allowCustomHandlers: false,
   maxBodyBytes: 16 * 1024 * 1024,
+  maxJsonDepth: 32,
+  maxJsonKeys: 1000,
   maxArchiveBytes: 2 * 1024 * 1024 * 1024,
   maxQueueLength: 100,
   shutdownGraceMs: 30_000,

@@ -4,6 +4,7 @@
 export const ERROR_CODES = {
   EASEL_BAD_REQUEST: { status: 400, description: 'The request is malformed: bad JSON, a wrong type, a missing field.' },
   EASEL_INVALID_PARAMETER: { status: 400, description: 'A field or query parameter is out of its allowed range.' },
+  EASEL_URL_REFUSED: { status: 400, description: 'A URL the server would connect to (webhook, model URL) is not http(s), does not resolve, or points at an internal address that is not allow-listed.' },
   EASEL_UNAUTHORIZED: { status: 401, description: 'A bearer token is required and was missing or wrong.' },
   EASEL_FORBIDDEN: { status: 403, description: 'The operation is not allowed by configuration (URL allow-list, custom handlers).' },
   EASEL_NOT_FOUND: { status: 404, description: 'No such route.' },
@@ -13,8 +14,11 @@ export const ERROR_CODES = {
   EASEL_OUTPUT_NOT_FOUND: { status: 404, description: 'The job has no output with this index (not finished, failed, or expired).' },
   EASEL_MODEL_EXISTS: { status: 409, description: 'A model with this name and version is already registered.' },
   EASEL_JOB_FINISHED: { status: 409, description: 'The job has already finished, so it cannot be cancelled.' },
+  EASEL_IDEMPOTENCY_KEY_REUSED: { status: 422, description: 'The Idempotency-Key was already used for a request with a different body (IETF idempotency-key draft).' },
   EASEL_BODY_TOO_LARGE: { status: 413, description: 'The request body exceeds maxBodyBytes.' },
+  EASEL_URI_TOO_LONG: { status: 414, description: 'The request URL is longer than the server accepts.' },
   EASEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The Content-Type is not one the route accepts.' },
+  EASEL_HEADERS_TOO_LARGE: { status: 431, description: 'The request headers are larger than the server accepts.' },
   EASEL_ARCHIVE_INVALID: { status: 400, description: 'A model archive is corrupt, unsafe (path traversal, links out) or too large.' },
   EASEL_MODEL_INVALID: { status: 400, description: 'A model directory or its easel.yaml / model-config.yaml is invalid.' },
   EASEL_CANCELLED: { status: 499, description: 'The request was cancelled before it finished.' },
@@ -44,11 +48,11 @@ export class EaselError extends Error {
   readonly field: string | undefined;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, status: number = ERROR_CODES[code].status, options: EaselErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, status: number | undefined = ERROR_CODES[code].status, options: EaselErrorOptions = {}) {
     super(message, { cause: options.cause });
     this.name = 'EaselError';
     this.code = code;
-    this.status = status;
+    this.status = status ?? ERROR_CODES[code].status;
     this.field = options.field;
     this.retryAfterSeconds = options.retryAfterSeconds;
   }
@@ -64,7 +68,7 @@ export class EaselError extends Error {
   }
 
   static fromJSON(e: SerializedError): EaselError {
-    const code = e.code in ERROR_CODES ? (e.code as ErrorCode) : 'EASEL_INTERNAL';
+    const code = Object.hasOwn(ERROR_CODES, e.code) ? (e.code as ErrorCode) : 'EASEL_INTERNAL';
     return new EaselError(code, e.message, ERROR_CODES[code].status, {
       ...(e.field !== undefined ? { field: e.field } : {}),
       ...(e.retryAfterSeconds !== undefined ? { retryAfterSeconds: e.retryAfterSeconds } : {}),

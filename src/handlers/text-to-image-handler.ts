@@ -8,7 +8,7 @@ import { batchingMode, stepBatchSize } from '../models/model-spec.js';
 import { DiffusionPipeline, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
 import { StepLoop, StepLoopCancelled } from '../pipelines/diffusion/step-loop.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
-import { parseTextToImage, resolveLimits, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
+import { parseTextToImage, textToImageRules, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
 
 const CONTENT_TYPES = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' } as const;
 
@@ -45,18 +45,7 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     // worker was sent runs whole.
     const maxBatchSize = batchingMode(ctx.spec) === 'step' ? stepBatchSize(ctx.spec) : undefined;
     this.#loop = new StepLoop(pipeline, { maxBatchSize, onTurn: (images, seconds) => ctx.reportStep?.(images, seconds) });
-    this.#rules = {
-      defaults: {
-        num_inference_steps: 50,
-        guidance_scale: 7.5,
-        width: info.defaultSize,
-        height: info.defaultSize,
-        scheduler: info.defaultScheduler,
-        ...ctx.spec.defaults,
-      },
-      limits: resolveLimits(ctx.spec.limits),
-      vaeScaleFactor: info.vaeScaleFactor,
-    };
+    this.#rules = textToImageRules(ctx.spec, ctx.modelDir);
     ctx.logger.info({ ...info }, 'text-to-image pipeline loaded');
     if (ctx.spec.runtime.warmup) {
       // One step at the default size: first-run allocations happen here, not in a request.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILT_IN_LIMITS, parseTextToImage, resolveLimits } from './text-to-image-request.js';
 
-const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, vaeScaleFactor: 8 };
+const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, numTrainTimesteps: 1000 };
 
 describe('text-to-image request fields', () => {
   it('fills defaults, takes TorchServe\'s data as the prompt, and draws a seed when none is given', () => {
@@ -19,6 +19,22 @@ describe('text-to-image request fields', () => {
     expect(p.scheduler).toBe('euler_a');
     expect(p.output_format).toBe('jpeg');
     expect(p.scheduler_config).toEqual({ timestep_spacing: 'trailing' });
+  });
+
+  it('treats prototype names as unknown names, never as lookups on Object', () => {
+    for (const name of ['constructor', '__proto__', 'hasOwnProperty', 'toString', 'valueOf']) {
+      expect(() => parseTextToImage({ prompt: 'x', scheduler: name }, rules)).toThrow(/scheduler must be one of ddim/);
+    }
+    const proto = JSON.parse('{"prompt": "x", "__proto__": {"polluted": 1}}') as Record<string, unknown>;
+    expect(() => parseTextToImage(proto, rules)).toThrow(/unknown field __proto__/);
+    expect(() => parseTextToImage({ prompt: 'x', scheduler_config: JSON.parse('{"__proto__": 1}') as unknown }, rules)).toThrow(/unknown key __proto__/);
+  });
+
+  it('checks sizes against the latent factor, naming the allowed values, and trained_betas against num_train_timesteps', () => {
+    expect(() => parseTextToImage({ prompt: 'x', width: 72 }, rules)).toThrow(/width must be a multiple of 16 .*16, 32, …, 1024; got 72/);
+    expect(parseTextToImage({ prompt: 'x', width: 80 }, rules).width).toBe(80);
+    const betas = new Array(100_000).fill(0.01) as number[];
+    expect(() => parseTextToImage({ prompt: 'x', scheduler_config: { trained_betas: betas } }, rules)).toThrow(/trained_betas must have num_train_timesteps \(1000\) values, got 100000/);
   });
 
   it('refuses easel.yaml limits it does not know or that are not positive numbers', () => {

@@ -2,6 +2,8 @@
 // limits (easel.yaml `limits:`), each violation a 400 naming the field and what is allowed.
 import { randomInt } from 'node:crypto';
 import { EaselError, invalidField } from '../errors/easel-error.js';
+import type { ModelSpec } from '../models/model-spec.js';
+import { readDiffusionLayout } from '../pipelines/diffusion/diffusion-layout.js';
 import { SCHEDULER_NAMES, parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from '../pipelines/diffusion/schedulers/index.js';
 
 export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp', 'tensor'] as const;
@@ -62,7 +64,40 @@ export interface RequestRules {
   /** Model-level defaults: built-ins merged with easel.yaml `defaults:`. */
   readonly defaults: Readonly<Record<string, unknown>>;
   readonly limits: TextToImageLimits;
-  readonly vaeScaleFactor: number;
+  /** Width and height are multiples of this: the VAE's factor times the UNet's down-sampling. */
+  readonly sizeMultiple: number;
+  /** The model scheduler's num_train_timesteps (a request's trained_betas must have as many). */
+  readonly numTrainTimesteps: number;
+}
+
+/**
+ * The rules a model's requests are checked against, from its easel.yaml and its layout's JSON
+ * configs (no session is loaded): the API process admits with them, the worker re-checks.
+ * An invalid `limits:` throws EASEL_MODEL_INVALID, so the model is refused at registration.
+ */
+export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
+  const layout = readDiffusionLayout(dir);
+  const rules: RequestRules = {
+    defaults: {
+      num_inference_steps: 50,
+      guidance_scale: 7.5,
+      width: layout.defaultSize,
+      height: layout.defaultSize,
+      scheduler: layout.defaultScheduler,
+      ...spec.defaults,
+    },
+    limits: resolveLimits(spec.limits),
+    sizeMultiple: layout.vaeScaleFactor * layout.unetFactor,
+    numTrainTimesteps: layout.numTrainTimesteps,
+  };
+  try {
+    // The easel.yaml defaults must make a valid request on their own.
+    parseTextToImage({ prompt: '' }, rules);
+  } catch (err) {
+    const e = err as EaselError;
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: easel.yaml defaults.${e.field ?? ''}: ${e.message}`, undefined, { field: `defaults.${e.field ?? ''}` });
+  }
+  return rules;
 }
 
 function integer(input: Record<string, unknown>, field: string, fallback: unknown, min: number, max: number): number {
@@ -101,10 +136,12 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0 || guidance > limits.max_guidance_scale) {
     throw invalidField('guidance_scale', `guidance_scale must be a number from 0 to ${limits.max_guidance_scale}, got ${JSON.stringify(guidance)}`);
   }
-  const f = rules.vaeScaleFactor;
+  const f = rules.sizeMultiple;
   const size = (field: 'width' | 'height', max: number): number => {
-    const value = integer(raw, field, defaults[field], f, max);
-    if (value % f !== 0) throw invalidField(field, `${field} must be a multiple of ${f} (the VAE's scale factor), from ${f} to ${max}, got ${value}`);
+    const value = raw[field] ?? defaults[field];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < f || value > max || value % f !== 0) {
+      throw invalidField(field, `${field} must be a multiple of ${f} (this model's latent factor) from ${f} to ${max}: ${allowedSizes(f, max)}; got ${JSON.stringify(value)}`);
+    }
     return value;
   };
   const width = size('width', limits.max_width);
@@ -140,20 +177,34 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     if (!raw.scheduler_config || typeof raw.scheduler_config !== 'object' || Array.isArray(raw.scheduler_config)) {
       throw invalidField('scheduler_config', 'scheduler_config must be an object of scheduler_config.json keys, e.g. {"timestep_spacing": "trailing"}');
     }
+    let config: Partial<SchedulerConfig>;
     try {
-      params.scheduler_config = parseSchedulerConfig(raw.scheduler_config);
+      config = parseSchedulerConfig(raw.scheduler_config, true);
     } catch (err) {
       throw invalidField('scheduler_config', (err as Error).message);
     }
+    const steps = config.num_train_timesteps ?? rules.numTrainTimesteps;
+    const betas = config.trained_betas;
+    if (betas && betas.length !== steps) {
+      throw invalidField('scheduler_config.trained_betas', `scheduler_config.trained_betas must have num_train_timesteps (${steps}) values, got ${betas.length}`);
+    }
+    params.scheduler_config = config;
   }
   return params;
+}
+
+/** "16, 32, …, 256" (or every value when there are few). */
+function allowedSizes(multiple: number, max: number): string {
+  const n = Math.floor(max / multiple);
+  const list = (k: number): number => k * multiple;
+  return n <= 4 ? Array.from({ length: n }, (_, i) => list(i + 1)).join(', ') : `${list(1)}, ${list(2)}, …, ${list(n)}`;
 }
 
 /** easel.yaml `limits:` over the built-ins; a non-positive or non-numeric limit is a model error. */
 export function resolveLimits(fromSpec: Readonly<Record<string, unknown>>): TextToImageLimits {
   const limits = { ...BUILT_IN_LIMITS };
   for (const [key, value] of Object.entries(fromSpec)) {
-    if (!(key in limits)) {
+    if (!Object.hasOwn(limits, key)) {
       throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} is not a text-to-image limit; known: ${Object.keys(BUILT_IN_LIMITS).join(', ')}`, 400, { field: `limits.${key}` });
     }
     if (typeof value !== 'number' || !(value > 0)) {

@@ -39,6 +39,8 @@ export interface Job {
   readonly cancelRequested: boolean;
   readonly webhook: string | null;
   readonly webhookEvents: readonly string[] | null;
+  /** A digest of the request as submitted: an idempotency key reused with another request is refused. */
+  readonly requestHash: string | null;
 }
 
 export interface NewJob {
@@ -49,6 +51,7 @@ export interface NewJob {
   webhook?: string | undefined;
   webhookEvents?: readonly string[] | undefined;
   idempotencyKey?: string | undefined;
+  requestHash?: string | undefined;
 }
 
 export interface JobFilter {

@@ -49,7 +49,8 @@ const PRIORITY_SPAN = 2 ** 40;
 
 function fromStored(s: StoredJob): Job {
   const { seq: _seq, input, ...rest } = s;
-  return { ...rest, input: decodeInput(input) };
+  // Records written before requestHash existed have none.
+  return { ...rest, requestHash: rest.requestHash ?? null, input: decodeInput(input) };
 }
 
 export class RedisJobBackend extends JobEvents implements JobBackend {
@@ -180,7 +181,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const job: StoredJob = {
       id, seq, model: n.model, version: n.version ?? null, input: encodeInput(n.input), priority: n.priority ?? 0, status: 'queued', progress: null,
       attempts: 0, error: null, outputs: [], createdAt: Date.now(), startedAt: null, completedAt: null, expiresAt: null, cancelRequested: false,
-      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null,
+      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null,
     };
     await this.#write(job);
     await this.#redis.zadd(this.#key('jobs'), seq, id);

@@ -27,6 +27,7 @@ interface Row {
   cancel_requested: number;
   webhook: string | null;
   webhook_events: string | null;
+  request_hash: string | null;
 }
 
 function toJob(r: Row): Job {
@@ -48,6 +49,7 @@ function toJob(r: Row): Job {
     cancelRequested: r.cancel_requested === 1,
     webhook: r.webhook,
     webhookEvents: r.webhook_events === null ? null : (JSON.parse(r.webhook_events) as string[]),
+    requestHash: r.request_hash,
   };
 }
 
@@ -90,11 +92,15 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
         cancel_requested INTEGER NOT NULL DEFAULT 0,
         webhook TEXT,
         webhook_events TEXT,
-        idempotency_key TEXT UNIQUE
+        idempotency_key TEXT UNIQUE,
+        request_hash TEXT
       );
       CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (model, status, priority DESC, seq);
       CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
     `);
+    // A database written before request_hash existed gains the column.
+    const columns = this.#db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'request_hash')) this.#db.exec('ALTER TABLE jobs ADD COLUMN request_hash TEXT');
     // A job that was running when the process died runs again.
     this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
   }
@@ -124,10 +130,10 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     const id = randomUUID();
     this.#db
       .prepare(
-        `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key)
-         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+        `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash)
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
       )
-      .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null);
+      .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null, n.requestHash ?? null);
     return { job: this.#emitStatus(id)!, created: true };
   }
 

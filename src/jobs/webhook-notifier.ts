@@ -2,8 +2,11 @@
 // throttled) and on `completed`, filtered by `webhook_events_filter`. Deliveries of one job go in
 // order; a failed one is retried with backoff. With a secret, each is signed the Standard
 // Webhooks way: webhook-id, webhook-timestamp, webhook-signature = v1,base64(HMAC-SHA256(
-// secret, `${id}.${timestamp}.${body}`)).
+// secret, `${id}.${timestamp}.${body}`)). Every delivery goes through the outbound guard: the
+// address is checked again at delivery (it was at submission), redirects are not followed.
 import { createHmac, randomUUID } from 'node:crypto';
+import { isEaselError } from '../errors/easel-error.js';
+import { guardedRequest, parseOutboundUrl, readCapped, type OutboundPolicy } from '../net/outbound-guard.js';
 import { isTerminal, type Job, type JobBackend } from './job.js';
 import { publicJob } from './job-view.js';
 
@@ -18,6 +21,8 @@ export interface WebhookNotifierOptions {
   backend: JobBackend;
   logger: WebhookLogger;
   secret?: string | undefined;
+  /** Which receivers may be reached (internal ones only when allow-listed). */
+  policy: OutboundPolicy;
   /** Delays before each retry of a failed delivery. */
   retryDelaysMs?: readonly number[];
   /** At most one progress (`output`) delivery per job per this interval. */
@@ -28,6 +33,9 @@ export interface WebhookNotifierOptions {
 export function signWebhook(secret: string, id: string, timestamp: number, body: string): string {
   return `v1,${createHmac('sha256', secret).update(`${id}.${timestamp}.${body}`).digest('base64')}`;
 }
+
+/** A receiver's answer is read up to this much, then dropped. */
+const RESPONSE_CAP_BYTES = 64 * 1024;
 
 export class WebhookNotifier {
   readonly #o: WebhookNotifierOptions;
@@ -82,10 +90,21 @@ export class WebhookNotifier {
       const headers: Record<string, string> = { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(timestamp) };
       if (this.#o.secret) headers['webhook-signature'] = signWebhook(this.#o.secret, id, timestamp, body);
       try {
-        const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.#o.timeoutMs ?? 10_000) });
-        if (res.ok) return;
-        this.#o.logger.warn({ job: job.id, url, event, status: res.status, attempt }, 'webhook answered an error');
+        const res = await guardedRequest(parseOutboundUrl(url, 'webhook'), this.#o.policy, { method: 'POST', headers, body, timeoutMs: this.#o.timeoutMs ?? 10_000, field: 'webhook' });
+        const status = res.statusCode ?? 0;
+        await readCapped(res, RESPONSE_CAP_BYTES);
+        if (status >= 200 && status < 300) return;
+        if (status >= 300 && status < 400) {
+          this.#o.logger.warn({ job: job.id, url, event, status }, 'webhook answered a redirect; redirects are not followed');
+          return;
+        }
+        this.#o.logger.warn({ job: job.id, url, event, status, attempt }, 'webhook answered an error');
       } catch (err) {
+        if (isEaselError(err)) {
+          // Refused by the guard (the name now resolves to an internal address): no retry helps.
+          this.#o.logger.warn({ job: job.id, url, event, err: err.message }, 'webhook refused');
+          return;
+        }
         this.#o.logger.warn({ job: job.id, url, event, err: (err as Error).message, attempt }, 'webhook delivery failed');
       }
       const delay = delays[attempt];

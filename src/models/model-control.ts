@@ -70,6 +70,11 @@ export interface ModelControl {
   list(): { modelName: string; modelUrl: string }[];
   describe(name: string, version?: string | 'all'): ModelDescription[];
   spec(name: string, version?: string): ModelSpec;
+  /**
+   * Admission, in this (the API) process: the model's handler parses a request's fields into the
+   * request it will run, or throws a 400 naming the field. Only admitted requests are predicted.
+   */
+  admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown>;
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome>;
   health(): Health;
 }

@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import type { ReadableStream } from 'node:stream/web';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { anchoredPatterns, guardedRequest, parseOutboundUrl } from '../net/outbound-guard.js';
 import { extractArchive } from './archive.js';
 import { readModelSpec, type ModelEntry } from './model-spec.js';
 
@@ -19,13 +19,16 @@ export interface ModelStoreOptions {
   maxArchiveBytes: number;
 }
 
+/** A download that stalls this long (no bytes, no answer) is abandoned. */
+const DOWNLOAD_TIMEOUT_MS = 60_000;
+
 export class ModelStore {
   readonly #o: ModelStoreOptions;
   readonly #allowed: RegExp[];
 
   constructor(options: ModelStoreOptions) {
     this.#o = options;
-    this.#allowed = options.allowedUrls.map((r) => new RegExp(r));
+    this.#allowed = anchoredPatterns(options.allowedUrls);
   }
 
   /**
@@ -70,14 +73,24 @@ export class ModelStore {
     return { spec: readModelSpec(target, overrides), dir: target };
   }
 
-  async #fromRemote(url: string, overrides: Record<string, unknown>): Promise<ModelEntry> {
+  async #fromRemote(raw: string, overrides: Record<string, unknown>): Promise<ModelEntry> {
+    // Matched as a whole against the URL as it will be fetched (decimal or octal hosts normalized).
+    const parsed = parseOutboundUrl(raw, 'url');
+    const url = parsed.href;
     if (!this.#allowed.some((r) => r.test(url))) {
-      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" is not on the allow-list (allowedUrls); remote models must be allowed by the operator`, 403, { field: 'url' });
+      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" is not on the allow-list (allowedUrls, each pattern matching the whole URL); remote models must be allowed by the operator`, 403, { field: 'url' });
     }
-    const res = await fetch(url, { redirect: 'error' }).catch((err: unknown) => {
+    // The operator named this URL, so its host may be internal; the guard still connects to the
+    // address it resolved, follows no redirect and stops at maxArchiveBytes.
+    const res = await guardedRequest(parsed, { allowedHosts: [], operatorNamed: true }, { method: 'GET', timeoutMs: DOWNLOAD_TIMEOUT_MS, field: 'url' }).catch((err: unknown) => {
+      if (isEaselError(err)) throw err;
       throw new EaselError('EASEL_INVALID_PARAMETER', `could not download "${url}": ${(err as Error).message}`, 400, { field: 'url', cause: err });
     });
-    if (!res.ok || !res.body) throw new EaselError('EASEL_INVALID_PARAMETER', `downloading "${url}" failed with HTTP ${res.status}`, 400, { field: 'url' });
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      res.destroy();
+      throw new EaselError('EASEL_INVALID_PARAMETER', `downloading "${url}" failed with HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`, 400, { field: 'url' });
+    }
     const dir = path.join(path.resolve(this.#o.dataDir), 'downloads');
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, createHash('sha256').update(url).digest('hex').slice(0, 16) + '.easel');
@@ -89,7 +102,7 @@ export class ModelStore {
         cb(bytes > limit ? new EaselError('EASEL_ARCHIVE_INVALID', `download exceeds ${limit} bytes`) : null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(res.body as ReadableStream), counter, createWriteStream(file));
+    await pipeline(res, counter, createWriteStream(file));
     return this.#fromArchive(file, overrides);
   }
 }

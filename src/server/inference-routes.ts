@@ -1,31 +1,41 @@
-// TorchServe's inference API: POST /predictions/{model}[/{version}], GET /ping, OPTIONS /.
+// TorchServe's inference API: POST /predictions/{model}[/{version}] (admitted here: the route's
+// schema, then the model handler's parse), GET /ping.
 import multipart from '@fastify/multipart';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EaselError } from '../errors/easel-error.js';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
+import { z } from 'zod';
+import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { methodNotAllowed } from './errors.js';
-import { submitJob, type JobRoutesOptions } from './job-routes.js';
-import { openApiDocument } from './openapi.js';
+import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
+import { methodNotAllowed, toEaselError } from './errors.js';
+import { idempotencyKey, submitJob, type JobRoutesOptions } from './job-routes.js';
+import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface InferenceRouteOptions {
   control: ModelControl;
   metrics: Metrics;
   maxBodyBytes: number;
+  json: JsonLimits;
   isDraining(): boolean;
   /** With `Prefer: respond-async` a prediction becomes a job (as in Cog). */
   jobs?: JobRoutesOptions | undefined;
 }
 
-export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOptions): Promise<void> {
-  await app.register(multipart, { limits: { fileSize: o.maxBodyBytes, files: 16, fields: 256, parts: 272 } });
-  // TorchServe clients send raw bodies too: `curl -d @file` (form-encoded) or any binary type.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+// TorchServe's parameter names, so that its OpenAPI clients find them.
+const predictionParams = strictObject({ model_name: pathName, model_version: pathName.optional() });
+const predictionBody = z
+  .union([jsonObject, z.string(), z.instanceof(Buffer), z.array(z.unknown()), z.number(), z.boolean(), z.null()])
+  .optional()
+  .describe('The model\'s request fields as a JSON object ({"prompt": ...} or TorchServe\'s {"data": ...}); or text, a multipart file named data, or raw bytes');
 
-  const predict = async (req: FastifyRequest<{ Params: { model: string; version?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOptions): Promise<void> {
+  await app.register(multipart, { limits: { fileSize: o.maxBodyBytes, files: 16, fields: 256, parts: 272, fieldSize: o.maxBodyBytes } });
+  // TorchServe clients send text (`curl -d`) and bytes too; other types are refused with 415.
+  installPredictionParsers(app);
+
+  const predict = async (req: FastifyRequest<{ Params: { model_name: string; model_version?: string | undefined } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const t0 = process.hrtime.bigint();
-    const { model, version } = req.params;
+    const { model_name: model, model_version: version } = req.params;
     let status = 500;
     let known = false;
     try {
@@ -36,18 +46,19 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
         o.control.spec(model, version); // 404 before reading a large body's meaning
         known = true;
       }
-      const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body);
+      const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
       if (o.jobs && asJob) {
-        const key = req.headers['idempotency-key'];
-        await submitJob(o.jobs, { model, version, input, idempotencyKey: typeof key === 'string' && key !== '' ? key : undefined }, reply);
+        await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
         status = reply.statusCode;
         return reply;
       }
+      // Admission: the handler's parse, here in the API process; only its result goes to a worker.
+      const request = o.control.admit(model, version, input);
       const controller = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const outcome = await o.control.predict(model, version, input, { signal: controller.signal, accept: req.headers.accept });
+      const outcome = await o.control.predict(model, version, request, { signal: controller.signal, accept: req.headers.accept });
       status = 200;
       return reply.code(200).type(outcome.result.contentType).send(Buffer.from(outcome.result.data.buffer, outcome.result.data.byteOffset, outcome.result.data.byteLength));
     } catch (err) {
@@ -60,19 +71,20 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       o.metrics.requestDuration.observe({ model: label }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
   };
-  app.post('/predictions/:model', predict);
-  app.post('/predictions/:model/:version', predict);
-  methodNotAllowed(app, '/predictions/:model', ['POST']);
-  methodNotAllowed(app, '/predictions/:model/:version', ['POST']);
+  const schema = (summary: string): FastifySchema => ({ summary, params: predictionParams, body: predictionBody, consumes: [...PREDICTION_MEDIA_TYPES] });
+  app.post('/predictions/:model_name', { schema: schema("Run the model's default version on the request (the result's bytes, with its content type).") }, predict);
+  app.post('/predictions/:model_name/:model_version', { schema: schema('Run a given version of the model.') }, predict);
+  methodNotAllowed(app, '/predictions/:model_name', ['POST']);
+  methodNotAllowed(app, '/predictions/:model_name/:model_version', ['POST']);
 
-  app.get('/ping', async (_req, reply) => {
-    const health = o.control.health();
+  app.get('/ping', { schema: { summary: 'Health: 200 Healthy when every model has its minWorkers live; 503 Partial Healthy or Unhealthy otherwise.' } }, async (_req, reply) => {
     if (o.isDraining()) return reply.code(503).send({ status: 'Draining' });
-    return reply.code(health.healthy ? 200 : 500).send({ status: health.healthy ? 'Healthy' : 'Unhealthy', models: health.models });
+    const health = o.control.health();
+    const live = health.models.filter((m) => m.liveWorkers > 0).length;
+    const status = health.healthy ? 'Healthy' : live > 0 ? 'Partial Healthy' : 'Unhealthy';
+    return reply.code(health.healthy ? 200 : 503).send({ status, models: health.models });
   });
   methodNotAllowed(app, '/ping', ['GET']);
-  app.options('/', async () => openApiDocument());
-  app.get('/api-description', async () => openApiDocument());
 }
 
 /** Only reached on the error path: a successful prediction already looked its model up. */
@@ -86,20 +98,16 @@ function knownModel(control: ModelControl, name: string): boolean {
 }
 
 /** JSON objects pass through; other JSON, text and bytes become `{data}`. */
-export function bodyInput(body: unknown): Record<string, unknown> {
+export function bodyInput(body: unknown, json: JsonLimits): Record<string, unknown> {
   if (body === undefined || body === null || (typeof body === 'string' && body.length === 0) || (Buffer.isBuffer(body) && body.length === 0)) {
     throw new EaselError('EASEL_BAD_REQUEST', 'the request has no body; send JSON ({"data": ...} or named fields), text, or a multipart file named data', 400, { field: 'body' });
   }
   if (Buffer.isBuffer(body)) return { data: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) };
   if (typeof body === 'string') {
-    const trimmed = body.trim();
-    if (trimmed.startsWith('{')) {
-      try {
-        const parsed: unknown = JSON.parse(trimmed);
-        if (parsed && typeof parsed === 'object') return parsed as Record<string, unknown>;
-      } catch {
-        // Not JSON: it is the text itself.
-      }
+    // `curl -d '{...}'` sends JSON as form-encoded text: the same bounded parser reads it.
+    if (body.trimStart().startsWith('{')) {
+      const parsed = parseJsonBounded(body, json);
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
     }
     return { data: body };
   }
@@ -108,15 +116,17 @@ export function bodyInput(body: unknown): Record<string, unknown> {
 }
 
 async function multipartInput(req: FastifyRequest): Promise<Record<string, unknown>> {
-  const input: Record<string, unknown> = {};
-  for await (const part of req.parts()) {
-    if (part.type === 'file') {
-      input[part.fieldname] = new Uint8Array(await part.toBuffer());
-    } else {
-      const v = String(part.value);
-      input[part.fieldname] = v;
+  // A Map, then own properties: a part named "__proto__" is a plain (unknown) field.
+  const fields = new Map<string, unknown>();
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'file') fields.set(part.fieldname, new Uint8Array(await part.toBuffer()));
+      else fields.set(part.fieldname, String(part.value));
     }
+  } catch (err) {
+    if (isEaselError(err) || toEaselError(err)) throw err;
+    throw new EaselError('EASEL_BAD_REQUEST', `the multipart body is malformed (${(err as Error).message}); send multipart/form-data with a boundary and a part named data`, undefined, { field: 'body' });
   }
-  if (Object.keys(input).length === 0) throw new EaselError('EASEL_BAD_REQUEST', 'the multipart body has no parts; send a file or field named data', 400, { field: 'data' });
-  return input;
+  if (fields.size === 0) throw new EaselError('EASEL_BAD_REQUEST', 'the multipart body has no parts; send a file or field named data', 400, { field: 'data' });
+  return Object.fromEntries(fields);
 }

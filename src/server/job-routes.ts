@@ -1,15 +1,19 @@
 // Async jobs on the inference port: POST /v1/jobs, GET /v1/jobs[/{id}], DELETE /v1/jobs/{id},
 // GET /v1/jobs/{id}/events (SSE), GET /ws/jobs/{id} (WebSocket), GET /v1/jobs/{id}/outputs/{n}; and submitJob for
 // `Prefer: respond-async` on /predictions.
+import { createHash } from 'node:crypto';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { EaselError, invalidField } from '../errors/easel-error.js';
-import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent, type JobStatus } from '../jobs/job.js';
+import { z } from 'zod';
+import { EaselError } from '../errors/easel-error.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent } from '../jobs/job.js';
 import { publicJob } from '../jobs/job-view.js';
 import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
 import type { ModelControl } from '../models/model-control.js';
+import { checkOutbound, parseOutboundUrl, type OutboundPolicy } from '../net/outbound-guard.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
 import { methodNotAllowed } from './errors.js';
+import { intQuery, jobId, jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface JobRoutesOptions {
   backend: JobBackend;
@@ -21,6 +25,8 @@ export interface JobRoutesOptions {
   /** Seconds one job of the model takes, measured; undefined before the first one finished. */
   secondsPerJob(model: string): number | undefined;
   isDraining(): boolean;
+  /** Which webhook receivers a job may name. */
+  webhookPolicy: OutboundPolicy;
 }
 
 export interface SubmitRequest {
@@ -43,57 +49,86 @@ async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<st
   return publicJob(job, position, estimate);
 }
 
-/** Admits a job (404 for an unknown model, 503 when its queue is full) and answers 202. */
+/** The Idempotency-Key header, when the client sent one. */
+export function idempotencyKey(req: FastifyRequest): string | undefined {
+  const key = req.headers['idempotency-key'];
+  if (key === undefined || key === '') return undefined;
+  if (typeof key !== 'string' || key.length > 255) throw new EaselError('EASEL_BAD_REQUEST', 'Idempotency-Key must be one header of at most 255 characters', undefined, { field: 'Idempotency-Key' });
+  return key;
+}
+
+/** A digest of what the client asked for, before admission fills defaults (key order aside). */
+function requestHash(req: SubmitRequest): string {
+  const { model, version, input, priority, webhook, webhookEvents } = req;
+  return createHash('sha256').update(canonicalJson({ model, version, input, priority: priority ?? 0, webhook, webhookEvents })).digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (v instanceof Uint8Array) return `"bytes:${createHash('sha256').update(v).digest('hex')}"`;
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/**
+ * Admits a job: 404 for an unknown model, 400 when the model's handler refuses the input or the
+ * webhook is not reachable by policy, 422 for an idempotency key reused with another request,
+ * 503 when the model's job queue is full; then answers 202.
+ */
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
+  let input: Record<string, unknown> = req.input;
+  let local = true;
   try {
     o.control.spec(req.model, req.version);
   } catch (err) {
-    // Not served here: in the distributed mode a worker node may serve it.
+    // Not served here: in the distributed mode a worker node may serve it (and parses it there).
     if (!(await o.modelKnown(req.model))) throw err;
+    local = false;
   }
+  // The same admission as /predictions: an invalid job is a 400 now, not a failure later.
+  if (local) input = o.control.admit(req.model, req.version, req.input);
+  if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
+  const hash = requestHash(req);
   // A repeated idempotency key gets its job back even when the queue is full.
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
-  if (seen) return reply.code(200).header('location', `/v1/jobs/${seen.id}`).send(await describeQueued(o, seen));
+  if (seen) return answerRepeat(o, seen, hash, reply);
   if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
     throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, 503, { retryAfterSeconds: 5 });
   }
-  const { job, created } = await o.backend.submit(req);
-  return reply
-    .code(created ? 202 : 200)
-    .header('location', `/v1/jobs/${job.id}`)
-    .send(await describeQueued(o, job));
+  const { job, created } = await o.backend.submit({ ...req, input, requestHash: hash });
+  if (!created) return answerRepeat(o, job, hash, reply);
+  return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(await describeQueued(o, job));
 }
 
-function parseSubmit(body: unknown, idempotencyKey: string | undefined): SubmitRequest {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new EaselError('EASEL_BAD_REQUEST', 'the body must be a JSON object: {"model": "...", "input": {...}}', 400);
+async function answerRepeat(o: JobRoutesOptions, seen: Job, hash: string, reply: FastifyReply): Promise<FastifyReply> {
+  if (seen.requestHash !== null && seen.requestHash !== hash) {
+    throw new EaselError('EASEL_IDEMPOTENCY_KEY_REUSED', `this Idempotency-Key was used for job ${seen.id} with a different request; use a new key for a new request`, undefined, { field: 'Idempotency-Key' });
   }
-  const b = body as Record<string, unknown>;
-  const allowed = ['model', 'version', 'input', 'priority', 'webhook', 'webhook_events_filter'];
-  const unknown = Object.keys(b).filter((k) => !allowed.includes(k));
-  if (unknown.length > 0) throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; a job takes ${allowed.join(', ')}`);
-  if (typeof b.model !== 'string' || b.model === '') throw new EaselError('EASEL_BAD_REQUEST', 'model is required: the name of a registered model', 400, { field: 'model' });
-  if (b.version !== undefined && typeof b.version !== 'string') throw invalidField('version', 'version must be a string');
-  if (!b.input || typeof b.input !== 'object' || Array.isArray(b.input)) {
-    throw new EaselError('EASEL_BAD_REQUEST', 'input is required: an object of the model\'s request fields, e.g. {"prompt": "..."}', 400, { field: 'input' });
-  }
-  const priority = b.priority ?? 0;
-  if (typeof priority !== 'number' || !Number.isInteger(priority) || priority < -100 || priority > 100) {
-    throw invalidField('priority', `priority must be an integer from -100 to 100 (higher runs first), got ${JSON.stringify(priority)}`);
-  }
-  let webhook: string | undefined;
-  if (b.webhook !== undefined) {
-    const url = typeof b.webhook === 'string' && URL.canParse(b.webhook) ? new URL(b.webhook) : undefined;
-    if (!url || !['http:', 'https:'].includes(url.protocol)) throw invalidField('webhook', `webhook must be an http(s) URL, got ${JSON.stringify(b.webhook)}`);
-    webhook = url.href;
-  }
-  const filter = b.webhook_events_filter;
-  if (filter !== undefined && (!Array.isArray(filter) || !filter.every((e) => (WEBHOOK_EVENTS as readonly unknown[]).includes(e)))) {
-    throw invalidField('webhook_events_filter', `webhook_events_filter must be a list of ${WEBHOOK_EVENTS.join(', ')}`);
-  }
-  return { model: b.model, version: b.version as string | undefined, input: b.input as Record<string, unknown>, priority, idempotencyKey, webhook, webhookEvents: filter as string[] | undefined };
+  return reply.code(200).header('location', `/v1/jobs/${seen.id}`).send(await describeQueued(o, seen));
 }
+
+const submitBody = strictObject({
+  model: pathName.describe('a registered model'),
+  version: pathName.optional(),
+  input: jsonObject.describe('the model\'s request fields, e.g. {"prompt": "..."}'),
+  priority: z.number({ error: 'priority must be an integer from -100 to 100 (higher runs first)' }).int().min(-100).max(100).optional(),
+  webhook: z.string().max(2048).optional().describe('an http(s) URL that receives the job (public addresses, or hosts the operator allows)'),
+  webhook_events_filter: z.array(z.enum(WEBHOOK_EVENTS)).max(WEBHOOK_EVENTS.length).optional(),
+});
+
+const listQuery = strictObject({
+  status: z.enum(JOB_STATUSES).optional(),
+  model: pathName.optional(),
+  limit: intQuery('limit', 1, 1000).optional(),
+  cursor: z.string().regex(/^\d{1,20}$/, { error: 'cursor must be the next_cursor of a previous page' }).optional(),
+});
+
+const idParams = strictObject({ id: jobId });
+const outputParams = strictObject({ id: jobId, n: z.string().regex(/^\d{1,6}$/, { error: 'n must be an output index: 0, 1, ...' }) });
 
 /**
  * Follows a job for a streaming client: the current state first, then every event, ending
@@ -140,41 +175,35 @@ async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
 }
 
 export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Promise<void> {
-  app.post('/v1/jobs', async (req, reply) => {
-    const key = req.headers['idempotency-key'];
-    return submitJob(o, parseSubmit(req.body, typeof key === 'string' && key !== '' ? key : undefined), reply);
+  app.post('/v1/jobs', { schema: { summary: 'Submit a job: 202 with its id, queue position and estimate.', body: submitBody } }, async (req, reply) => {
+    const b = req.body as z.infer<typeof submitBody>;
+    return submitJob(o, { model: b.model, version: b.version, input: b.input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
   });
 
-  app.get('/v1/jobs', async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
-    const q = req.query;
-    if (q.status !== undefined && !(JOB_STATUSES as readonly string[]).includes(q.status)) {
-      throw invalidField('status', `status must be one of ${JOB_STATUSES.join(', ')}, got ${q.status}`);
-    }
-    const limit = q.limit === undefined ? 100 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidField('limit', `limit must be an integer from 1 to 1000, got ${q.limit}`);
-    if (q.cursor !== undefined && !/^\d+$/.test(q.cursor)) throw invalidField('cursor', 'cursor must be the next_cursor of a previous page');
-    const page = await o.backend.list({ status: q.status as JobStatus | undefined, model: q.model, limit, cursor: q.cursor });
+  app.get('/v1/jobs', { schema: { summary: 'List jobs, newest first.', querystring: listQuery } }, async (req) => {
+    const q = req.query as z.infer<typeof listQuery>;
+    const page = await o.backend.list({ status: q.status, model: q.model, limit: q.limit ?? 100, cursor: q.cursor });
     return { jobs: page.jobs.map((j) => publicJob(j)), next_cursor: page.nextCursor };
   });
 
-  app.get('/v1/jobs/:id', async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req.params.id)));
+  app.get('/v1/jobs/:id', { schema: { summary: 'A job: status, progress, outputs, error.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req.params.id)));
 
-  app.delete('/v1/jobs/:id', async (req: FastifyRequest<{ Params: { id: string } }>) => {
+  app.delete('/v1/jobs/:id', { schema: { summary: 'Cancel a job (queued: at once; running: at its next step).', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => {
     const job = await jobOr404(o, req.params.id);
     if (isTerminal(job.status)) throw new EaselError('EASEL_JOB_FINISHED', `job ${job.id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`, 409);
     return publicJob((await o.backend.cancel(job.id)) ?? job);
   });
 
-  app.get('/v1/jobs/:id/outputs/:n', async (req: FastifyRequest<{ Params: { id: string; n: string } }>, reply) => {
+  app.get('/v1/jobs/:id/outputs/:n', { schema: { summary: 'One output of a finished job, as its bytes.', params: outputParams } }, async (req: FastifyRequest<{ Params: { id: string; n: string } }>, reply) => {
     const job = await jobOr404(o, req.params.id);
-    const output = /^\d+$/.test(req.params.n) ? job.outputs[Number(req.params.n)] : undefined;
+    const output = job.outputs[Number(req.params.n)];
     if (!output) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${req.params.n}`, 404);
     const data = await o.artifacts.get(output.key);
     if (!data) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `output ${req.params.n} of job ${job.id} has expired`, 404);
     return reply.type(output.contentType).send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   });
 
-  app.get('/v1/jobs/:id/events', async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
+  app.get('/v1/jobs/:id/events', { schema: { summary: 'Server-sent events: status, progress, previews, the final status.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const job = await jobOr404(o, req.params.id);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -190,7 +219,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
   });
 
   await app.register(websocket);
-  app.get('/ws/jobs/:id', { websocket: true }, (socket, req: FastifyRequest<{ Params: { id: string } }>) => {
+  app.get('/ws/jobs/:id', { websocket: true, schema: { summary: 'The same events over a WebSocket.', params: idParams } }, (socket, req: FastifyRequest<{ Params: { id: string } }>) => {
     void (async () => {
       const job = await o.backend.get(req.params.id);
       if (!job) {

@@ -1,10 +1,16 @@
-// Builds the three listeners (inference, management, metrics) and closes them in order.
+// Builds the three listeners (inference, management, metrics): each with Easel's error shape,
+// the bounded JSON parser, zod route schemas and an OpenAPI document generated from them.
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger as PinoLogger } from 'pino';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { ModelStore } from '../models/model-store.js';
-import { installErrorHandling, methodNotAllowed } from './errors.js';
+import { installJsonParser, type JsonLimits } from './body-parsers.js';
+import { EaselError } from '../errors/easel-error.js';
+import { clientErrorResponse, installErrorHandling, methodNotAllowed, sendError, toEaselError } from './errors.js';
 import { inferenceRoutes } from './inference-routes.js';
 import { jobRoutes, type JobRoutesOptions } from './job-routes.js';
 import { managementRoutes } from './management-routes.js';
@@ -15,6 +21,7 @@ export interface ServersOptions {
   metrics: Metrics;
   logger: PinoLogger;
   maxBodyBytes: number;
+  json: JsonLimits;
   managementToken?: string | undefined;
   isDraining(): boolean;
   jobs?: JobRoutesOptions | undefined;
@@ -26,20 +33,57 @@ export interface Servers {
   metrics: FastifyInstance;
 }
 
+const API_VERSION = '0.1.0';
+
+/** One listener with everything every port shares; `routes` registers its own. */
+async function listener(o: ServersOptions, name: string, description: string, routes: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: o.logger.child({ api: name }) as FastifyBaseLogger,
+    bodyLimit: o.maxBodyBytes,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    genReqId: () => randomUUID(),
+    // Errors the router finds before a route runs (a path parameter past maxParamLength, a bad URL).
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, toEaselError(err) ?? new EaselError('EASEL_BAD_REQUEST', 'the request URL could not be routed'));
+    },
+    clientErrorHandler: (err, socket) => {
+      if (socket.writable) socket.end(clientErrorResponse(err));
+      else socket.destroy();
+    },
+  }) as unknown as FastifyInstance; // a pino child logger types the instance with pino's Logger; the routes need only the base
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installJsonParser(app, o.json);
+  installErrorHandling(app);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: `Easel ${name} API`, version: API_VERSION, description },
+      components: { schemas: { Error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', example: 'EASEL_MODEL_NOT_FOUND' }, message: { type: 'string' }, field: { type: 'string' } } } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(async (scope) => routes(scope));
+  app.get('/openapi.json', { schema: { summary: 'This OpenAPI document.' } }, async () => app.swagger());
+  methodNotAllowed(app, '/openapi.json', ['GET']);
+  return app;
+}
+
 export async function createServers(o: ServersOptions): Promise<Servers> {
-  const make = (name: string): FastifyInstance => {
-    const app = Fastify({ loggerInstance: o.logger.child({ api: name }) as FastifyBaseLogger, bodyLimit: o.maxBodyBytes, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: true });
-    installErrorHandling(app);
-    // A pino child logger types the instance with pino's Logger; the routes need only the base.
-    return app as unknown as FastifyInstance;
-  };
-  const inference = make('inference');
-  await inference.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs });
-  if (o.jobs) await inference.register(jobRoutes, o.jobs);
-  const management = make('management');
-  await management.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
-  const metrics = make('metrics');
-  metrics.get('/metrics', async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
-  methodNotAllowed(metrics, '/metrics', ['GET']);
+  const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
+    await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json });
+    if (o.jobs) await app.register(jobRoutes, o.jobs);
+  });
+  // OPTIONS / answers the OpenAPI document, as TorchServe's does.
+  inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());
+  inference.get('/api-description', { schema: { summary: 'The OpenAPI document.' } }, async () => inference.swagger());
+  const management = await listener(o, 'management', 'TorchServe-compatible management API.', async (app) => {
+    await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
+  });
+  const metrics = await listener(o, 'metrics', 'Prometheus metrics.', async (app) => {
+    app.get('/metrics', { schema: { summary: 'Prometheus metrics, text exposition format.' } }, async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
+    methodNotAllowed(app, '/metrics', ['GET']);
+  });
   return { inference, management, metrics };
 }

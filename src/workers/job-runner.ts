@@ -119,7 +119,10 @@ export class JobRunner {
     logger.info({ job: job.id, model: job.model, attempt: job.attempts }, 'job started');
     let finished: Job | undefined;
     try {
-      const outcome = await control.predict(job.model, job.version ?? undefined, { ...job.input }, {
+      // Admitted where it was submitted when that node knew the model; parsing again is idempotent
+      // and covers jobs queued by an API node that does not load the model (distributed mode).
+      const request = control.admit(job.model, job.version ?? undefined, job.input);
+      const outcome = await control.predict(job.model, job.version ?? undefined, request, {
         signal: controller.signal,
         priority: job.priority,
         onProgress: (p) => {

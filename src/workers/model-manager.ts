@@ -6,7 +6,7 @@ import type { InferenceQueue, Outcome, QueuedRequest } from '../jobs/inference-q
 import type { Health, ModelControl, ModelDescription, PredictOptions, RegisterOptions, WorkerDescription, WorkerStatus } from '../models/model-control.js';
 import { batchingMode, requestsPerWorker, stepBatchSize, type ModelEntry, type ModelSpec } from '../models/model-spec.js';
 import type { Logger } from '../handlers/handler.js';
-import { batchKey, checkHandler } from '../handlers/registry.js';
+import { batchKey, checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
 import { WorkerDiedError, WorkerProcess } from './worker-process.js';
 
 /** Tries per request: the first run, and one retry on another worker if the first one's died. */
@@ -52,6 +52,7 @@ class ModelVersion {
   constructor(
     public entry: ModelEntry,
     readonly url: string,
+    readonly parse: RequestParser,
     private readonly m: ModelManagerOptions,
   ) {
     this.lane = `${entry.spec.name}:${entry.spec.version}`;
@@ -255,7 +256,8 @@ export class ModelManager implements ModelControl {
     if (model?.versions.has(version)) throw new EaselError('EASEL_MODEL_EXISTS', `model ${name} version ${version} is already registered`);
     // Refused up front what every worker would refuse at start (and restart forever).
     checkHandler(entry.spec, this.o.allowCustomHandlers);
-    const mv = new ModelVersion(entry, options.url, this.o);
+    // Builds the handler's admission rules: an easel.yaml that cannot make a valid request is refused here.
+    const mv = new ModelVersion(entry, options.url, requestParser(entry.spec, entry.dir), this.o);
     if (model) model.versions.set(version, mv);
     else this.#models.set(name, { versions: new Map([[version, mv]]), defaultVersion: version });
     const workers = options.initialWorkers ?? entry.spec.minWorkers;
@@ -311,6 +313,10 @@ export class ModelManager implements ModelControl {
 
   spec(name: string, version?: string): ModelSpec {
     return this.#version(name, version).spec;
+  }
+
+  admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
+    return this.#version(name, version).parse(input);
   }
 
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome> {

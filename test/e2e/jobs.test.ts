@@ -224,9 +224,10 @@ describe('jobs (embedded backend)', () => {
     const again = await fetch(`${easel.inference}/v1/jobs/${job.id}`, { method: 'DELETE' });
     expect(again.status).toBe(409);
     expect((await fetch(`${easel.inference}/v1/jobs/${job.id}/outputs/3`)).status).toBe(404);
-    // A job whose input the handler refuses fails with the handler's 400 code and message.
-    const bad = await submitOk(easel, { prompt: PROMPT, width: 65 });
-    expect((await finished(easel, bad.id)).error).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', message: expect.stringMatching(/multiple of 8/) });
+    // A job whose input the handler refuses is a 400 at submission, naming the field: never queued.
+    const bad = await submit(easel, { prompt: PROMPT, width: 65 });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'width', message: expect.stringMatching(/multiple of 16 .*got 65/) });
   });
 
   it('counts jobs by model and status, and exports the queue depth and the queue and run times', async () => {
@@ -260,9 +261,13 @@ describe('job admission', () => {
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBeTruthy();
       expect(((await refused.json()) as { code: string }).code).toBe('EASEL_QUEUE_FULL');
-      // A fresh idempotency key is a new job: refused too. A repeated one gets its job back.
+      // A fresh idempotency key is a new job: refused too. A repeated one with the same request
+      // gets its job back; with another request it is refused (422, IETF idempotency-key draft).
       expect((await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-2' })).status).toBe(503);
-      const repeat = await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-1' });
+      const reused = await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-1' });
+      expect(reused.status).toBe(422);
+      expect(((await reused.json()) as { code: string }).code).toBe('EASEL_IDEMPOTENCY_KEY_REUSED');
+      const repeat = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
       expect(repeat.status).toBe(200);
       expect(((await repeat.json()) as JobView).id).toBe(accepted[1]!.id);
       for (const job of [busy, ...accepted]) expect((await finished(easel, job.id)).status).toBe('succeeded');
@@ -371,7 +376,8 @@ describe('webhooks', () => {
     });
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    easel = await startServer(['--webhook-secret', SECRET]);
+    // The receiver is on loopback: only the operator's allow-list lets a webhook reach it.
+    easel = await startServer(['--webhook-secret', SECRET, '--webhook-allowed-hosts', `127\\.0\\.0\\.1:${(receiver.address() as AddressInfo).port}`]);
   }, 90_000);
   afterAll(async () => {
     await easel?.stop();

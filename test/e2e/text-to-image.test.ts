@@ -157,8 +157,10 @@ describe('text-to-image through the real server', () => {
   });
 
   it.each([
-    [{ prompt: 'x', width: 60 }, 'width', /multiple of 8/],
-    [{ prompt: 'x', height: 1024 }, 'height', /from 8 to 256/],
+    [{ prompt: 'x', width: 60 }, 'width', /multiple of 16/],
+    // tiny-sd's UNet halves the latent once: 8 (VAE) × 2; a multiple of 8 alone fails in the UNet.
+    [{ prompt: 'x', width: 72 }, 'width', /multiple of 16 \(this model's latent factor\) from 16 to 256: 16, 32, …, 256; got 72/],
+    [{ prompt: 'x', height: 1024 }, 'height', /from 16 to 256/],
     [{ prompt: 'x', num_inference_steps: 500 }, 'num_inference_steps', /from 1 to 100, got 500/],
     [{ prompt: 'x', guidance_scale: -1 }, 'guidance_scale', /from 0 to 30/],
     [{ prompt: 'x', scheduler: 'heun' }, 'scheduler', /ddim, euler, euler_a, dpmpp_2m, lcm, pndm/],

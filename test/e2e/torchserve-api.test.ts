@@ -51,7 +51,10 @@ describe('inference API', () => {
     expect(await ping.json()).toMatchObject({ status: 'Healthy' });
     const api = (await (await fetch(`${easel.inference}/`, { method: 'OPTIONS' })).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(api.openapi).toMatch(/^3\./);
-    expect(Object.keys(api.paths)).toContain('/predictions/{model_name}');
+    expect(Object.keys(api.paths)).toEqual(expect.arrayContaining(['/predictions/{model_name}', '/predictions/{model_name}/{model_version}', '/ping', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/jobs/{id}/outputs/{n}', '/openapi.json']));
+    expect(await (await fetch(`${easel.inference}/openapi.json`)).json()).toEqual(api);
+    const management = (await (await fetch(`${easel.management}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(management.paths)).toEqual(expect.arrayContaining(['/models', '/models/{model}', '/models/{model}/{version}', '/models/{model}/{version}/set-default']));
   });
 });
 

@@ -32,7 +32,7 @@ describe('worker crash', () => {
     const pid = await busyPid(easel);
     process.kill(pid, 'SIGKILL');
     // While the only worker is down, /ping must not claim health.
-    await waitFor(async () => (await fetch(`${easel!.inference}/ping`)).status === 500, 5_000, '/ping to report 500');
+    await waitFor(async () => (await fetch(`${easel!.inference}/ping`)).status === 503, 5_000, '/ping to report 503');
     const res = await pending;
     expect(res.status).toBe(200);
     expect(((await res.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual([6]);

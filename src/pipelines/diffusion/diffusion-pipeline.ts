@@ -2,10 +2,10 @@
 // text encoder, UNet denoising loop with classifier-free guidance, VAE decoder. It works in
 // steps — begin(requests) → denoise(states) repeatedly → finish(states) — so that a caller
 // can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { findVariant, floatTensor, makeTensor, OnnxSession, variantFile, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
+import { readJsonConfig } from './diffusion-layout.js';
 import { TorchGenerator } from './random.js';
 import { createScheduler, parseSchedulerConfig, schedulerName, type Scheduler, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
 import { roundHalfEven } from './schedulers/schedule.js';
@@ -66,14 +66,6 @@ export function totalSteps(state: DenoiseState): number {
 
 export function isFinished(state: DenoiseState): boolean {
   return stepsDone(state) >= totalSteps(state);
-}
-
-function readJson(file: string): Record<string, unknown> {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
 }
 
 function requireInput(session: OnnxSession, names: readonly string[], what: string): IoInfo {
@@ -185,7 +177,7 @@ export class DiffusionPipeline {
     const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
     const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
-    const raw = readJson(path.join(dir, 'scheduler', 'scheduler_config.json'));
+    const raw = readJsonConfig(path.join(dir, 'scheduler', 'scheduler_config.json'));
     const className = typeof raw._class_name === 'string' ? raw._class_name : 'PNDMScheduler';
     return new DiffusionPipeline({
       tokenizer,
@@ -194,8 +186,8 @@ export class DiffusionPipeline {
       vaeDecoder,
       schedulerConfig: parseSchedulerConfig(raw),
       defaultScheduler: schedulerName(className) ?? 'pndm',
-      vaeConfig: readJson(path.join(dir, 'vae_decoder', 'config.json')),
-      unetConfig: readJson(path.join(dir, 'unet', 'config.json')),
+      vaeConfig: readJsonConfig(path.join(dir, 'vae_decoder', 'config.json')),
+      unetConfig: readJsonConfig(path.join(dir, 'unet', 'config.json')),
     });
   }
 

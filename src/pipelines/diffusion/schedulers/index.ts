@@ -17,35 +17,36 @@ interface SchedulerClass {
   new (config: SchedulerConfig, steps: number): Scheduler;
 }
 
-export const SCHEDULERS = Object.freeze({
-  ddim: DdimScheduler,
-  euler: EulerScheduler,
-  euler_a: EulerAncestralScheduler,
-  dpmpp_2m: DpmSolverMultistepScheduler,
-  lcm: LcmScheduler,
-  pndm: PndmScheduler,
-} satisfies Record<string, SchedulerClass>);
+export const SCHEDULER_NAMES = ['ddim', 'euler', 'euler_a', 'dpmpp_2m', 'lcm', 'pndm'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
-export type SchedulerName = keyof typeof SCHEDULERS;
-export const SCHEDULER_NAMES = Object.keys(SCHEDULERS) as SchedulerName[];
+// Maps, not plain objects: a user's "constructor" or "__proto__" is just an unknown name.
+const SCHEDULERS: ReadonlyMap<string, SchedulerClass> = new Map<SchedulerName, SchedulerClass>([
+  ['ddim', DdimScheduler],
+  ['euler', EulerScheduler],
+  ['euler_a', EulerAncestralScheduler],
+  ['dpmpp_2m', DpmSolverMultistepScheduler],
+  ['lcm', LcmScheduler],
+  ['pndm', PndmScheduler],
+]);
 
-const ALIASES: Readonly<Record<string, SchedulerName>> = Object.freeze({
-  DDIMScheduler: 'ddim',
-  EulerDiscreteScheduler: 'euler',
-  EulerAncestralDiscreteScheduler: 'euler_a',
-  euler_ancestral: 'euler_a',
-  DPMSolverMultistepScheduler: 'dpmpp_2m',
-  'dpm++_2m': 'dpmpp_2m',
-  dpmsolver_multistep: 'dpmpp_2m',
-  LCMScheduler: 'lcm',
-  PNDMScheduler: 'pndm',
-  plms: 'pndm',
-});
+const ALIASES: ReadonlyMap<string, SchedulerName> = new Map<string, SchedulerName>([
+  ['DDIMScheduler', 'ddim'],
+  ['EulerDiscreteScheduler', 'euler'],
+  ['EulerAncestralDiscreteScheduler', 'euler_a'],
+  ['euler_ancestral', 'euler_a'],
+  ['DPMSolverMultistepScheduler', 'dpmpp_2m'],
+  ['dpm++_2m', 'dpmpp_2m'],
+  ['dpmsolver_multistep', 'dpmpp_2m'],
+  ['LCMScheduler', 'lcm'],
+  ['PNDMScheduler', 'pndm'],
+  ['plms', 'pndm'],
+]);
 
 /** Easel's scheduler name for an Easel name or a diffusers class name, or undefined. */
 export function schedulerName(name: string): SchedulerName | undefined {
-  if (Object.hasOwn(SCHEDULERS, name)) return name as SchedulerName;
-  return ALIASES[name];
+  if (SCHEDULERS.has(name)) return name as SchedulerName;
+  return ALIASES.get(name);
 }
 
 const configSchema = z
@@ -54,7 +55,7 @@ const configSchema = z
     beta_start: z.number().positive(),
     beta_end: z.number().positive(),
     beta_schedule: z.enum(['linear', 'scaled_linear', 'squaredcos_cap_v2']),
-    trained_betas: z.array(z.number()).nullable(),
+    trained_betas: z.array(z.number().gt(0).lt(1)).max(100_000).nullable(),
     prediction_type: z.enum(['epsilon', 'v_prediction', 'sample']),
     timestep_spacing: z.enum(['leading', 'trailing', 'linspace']),
     steps_offset: z.number().int().min(0),
@@ -66,10 +67,18 @@ const configSchema = z
   })
   .partial();
 
-/** The keys Easel reads from a scheduler_config.json; a malformed value throws naming it. */
-export function parseSchedulerConfig(raw: unknown): Partial<SchedulerConfig> {
+export const SCHEDULER_CONFIG_KEYS: readonly string[] = Object.keys(configSchema.shape);
+
+/**
+ * The keys Easel reads from a scheduler_config.json; a malformed value throws naming it. A
+ * file's other keys (`_class_name`, ...) are ignored; with `strict` (a request's overrides)
+ * an unknown key is an error.
+ */
+export function parseSchedulerConfig(raw: unknown, strict = false): Partial<SchedulerConfig> {
   const picked: Record<string, unknown> = {};
   if (raw && typeof raw === 'object') {
+    const unknown = strict ? Object.keys(raw).filter((k) => !SCHEDULER_CONFIG_KEYS.includes(k)) : [];
+    if (unknown.length > 0) throw new Error(`unknown key ${unknown.join(', ')}; allowed: ${SCHEDULER_CONFIG_KEYS.join(', ')}`);
     for (const key of Object.keys(configSchema.shape)) {
       const value = (raw as Record<string, unknown>)[key];
       if (value !== undefined) picked[key] = value;
@@ -90,7 +99,8 @@ export function createScheduler(
   steps: number,
   overrides: Partial<SchedulerConfig> = {},
 ): Scheduler {
-  const cls: SchedulerClass = SCHEDULERS[name];
+  const cls = SCHEDULERS.get(name);
+  if (!cls) throw new Error(`unknown scheduler ${name}`);
   const merged: SchedulerConfig = { ...SCHEDULER_DEFAULTS, ...cls.defaults, ...config, ...overrides };
   return new cls(merged, steps);
 }

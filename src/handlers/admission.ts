@@ -1,0 +1,76 @@
+// Admission, in the API process: each built-in handler's pure `parse(input)` turns a request's
+// raw fields into the request it will run (defaults filled, seed drawn), or throws a 400 naming
+// the field. Built from the model's spec and its files' JSON configs at registration, so a model
+// whose easel.yaml cannot make a valid request is refused there. Nothing here loads a session.
+import { EaselError, invalidField } from '../errors/easel-error.js';
+import type { ModelSpec } from '../models/model-spec.js';
+import { parseTextToImage, textToImageRules } from './text-to-image-request.js';
+
+/** A request's fields as the client sent them → the validated request the worker runs. */
+export type RequestParser = (input: Readonly<Record<string, unknown>>) => Record<string, unknown>;
+
+interface BuiltInAdmission {
+  parser(spec: ModelSpec, dir: string): RequestParser;
+  /** Request-level batching: requests batch together only with equal keys. */
+  batchKey?(request: Readonly<Record<string, unknown>>): string;
+}
+
+const TENSOR_FIELDS = ['data', 'inputs'];
+
+// A Map: a model's `handler: constructor` is an unknown name, not Object's constructor.
+const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltInAdmission>([
+  [
+    'tensor',
+    {
+      // The graph's inputs are known only to the worker's session: here, the request's shape.
+      parser: () => (input) => {
+        const unknown = Object.keys(input).filter((k) => !TENSOR_FIELDS.includes(k));
+        if (unknown.length > 0) throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; the tensor handler takes data (a number array) or inputs (named tensors)`);
+        if (input.data === undefined && input.inputs === undefined) throw invalidField('data', 'send "data" (a number array) or "inputs" (named tensors)');
+        return { ...input };
+      },
+    },
+  ],
+  [
+    'text-to-image',
+    {
+      parser: (spec, dir) => {
+        const rules = textToImageRules(spec, dir);
+        return (input) => ({ ...parseTextToImage(input, rules) });
+      },
+      // The usual diffusion batcher: same resolution and step count.
+      batchKey: (r) => `${String(r.width)}x${String(r.height)}/${String(r.num_inference_steps)}`,
+    },
+  ],
+]);
+
+export const BUILT_IN_HANDLER_NAMES: readonly string[] = [...BUILT_INS.keys()];
+
+export function isCustomHandler(name: string): boolean {
+  return /\.(m?js)$/.test(name);
+}
+
+/** Throws unless the spec names a built-in handler, or a custom module the operator allows. */
+export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): void {
+  if (BUILT_INS.has(spec.handler)) return;
+  if (!isCustomHandler(spec.handler)) {
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, 400, { field: 'handler' });
+  }
+  if (!allowCustomHandlers) {
+    throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, 403, { field: 'handler' });
+  }
+}
+
+/**
+ * The model's request parser. A custom handler's code runs only in its workers, so its requests
+ * pass here as the JSON the body parser bounded (depth, keys, size), and its preprocess validates.
+ */
+export function requestParser(spec: ModelSpec, dir: string): RequestParser {
+  const builtIn = BUILT_INS.get(spec.handler);
+  return builtIn ? builtIn.parser(spec, dir) : (input) => ({ ...input });
+}
+
+/** The request-level batching key of an admitted request, when its handler has one. */
+export function batchKey(spec: ModelSpec, request: Readonly<Record<string, unknown>>): string | undefined {
+  return BUILT_INS.get(spec.handler)?.batchKey?.(request);
+}
