@@ -2,13 +2,15 @@
 // and webhooks aimed at what the server can reach. Connections go to loopback only: internal and
 // public addresses are refused before any connection is attempted.
 import { createHmac } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { FIXTURES, ROOT, serveModel, startEasel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
 
 const SECRET = 'a-hostile-input-test-secret';
 let easel: EaselProcess;
@@ -220,4 +222,44 @@ describe('fuzz: every route of every port', () => {
       expectErrorShape(res.status, res.headers.get('content-type'), await res.text(), init.url.slice(0, 80));
     }
   });
+});
+
+describe('lifecycle tells the truth', () => {
+  it('refuses a model whose easel.yaml cannot make a valid request, with one log line, and serves the others', async () => {
+    const store = mkdtempSync(path.join(tmpdir(), 'easel-bad-yaml-'));
+    cpSync(path.join(FIXTURES, 'add-one'), path.join(store, 'add-one'), { recursive: true });
+    cpSync(path.join(ROOT, 'models', 'tiny-sd'), path.join(store, 'bad-sd'), { recursive: true });
+    const yaml = readFileSync(path.join(store, 'bad-sd', 'easel.yaml'), 'utf8').replace('name: tiny-sd', 'name: bad-sd').replace('scheduler: ddim', 'scheduler: constructor');
+    writeFileSync(path.join(store, 'bad-sd', 'easel.yaml'), yaml);
+    const e = await startEasel(['--model-store', store]);
+    try {
+      await waitFor(async () => (await fetch(`${e.inference}/ping`)).status === 200, 30_000, 'add-one to be live and /ping Healthy');
+      expect(await (await fetch(`${e.management}/models`)).json()).toEqual({ models: [{ modelName: 'add-one', modelUrl: 'add-one' }] });
+      const refused = e.logs.filter((l) => l.includes('bad-sd'));
+      expect(refused, e.logs.join('\n')).toHaveLength(1);
+      expect(refused[0]).toMatch(/defaults\.scheduler/);
+      expect(refused[0]).toContain(path.join(store, 'bad-sd'));
+    } finally {
+      await e.stop();
+      rmSync(store, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('exits within --shutdown-grace-ms of SIGTERM though a request still runs, and at once on a second signal', async () => {
+    for (const second of [false, true]) {
+      const e = await serveModel('slow', path.join(FIXTURES, 'slow'), ['--shutdown-grace-ms', '1000']);
+      const pending = fetch(`${e.inference}/predictions/slow`, { method: 'POST', headers: json, body: JSON.stringify({ inputs: { x: [5], iterations: 50_000_000 } }) }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      const exited = new Promise<number | null>((r) => e.child.once('exit', (code) => r(code)));
+      const t0 = Date.now();
+      e.child.kill('SIGTERM');
+      if (second) e.child.kill('SIGINT');
+      const code = await exited;
+      const seconds = (Date.now() - t0) / 1000;
+      expect(seconds, `second signal ${second}`).toBeLessThan(second ? 1.5 : 1 + 2 + 1.5);
+      if (second) expect(code).toBe(130);
+      await pending;
+      await e.stop();
+    }
+  }, 60_000);
 });

@@ -144,6 +144,9 @@ describe('management API authentication', () => {
       expect((await fetch(`${locked.management}/models`, { headers: { authorization: 'Bearer wrong-token' } })).status).toBe(401);
       const ok = await fetch(`${locked.management}/models`, { headers: { authorization: 'Bearer let-me-in' } });
       expect(ok.status).toBe(200);
+      // RFC 7235: the scheme is case-insensitive.
+      for (const scheme of ['bearer', 'BEARER']) expect((await fetch(`${locked.management}/models`, { headers: { authorization: `${scheme} let-me-in` } })).status).toBe(200);
+      expect((await fetch(`${locked.management}/models`, { headers: { authorization: 'Basic let-me-in' } })).status).toBe(401);
       // the inference API stays open
       expect((await fetch(`${locked.inference}/ping`)).status).not.toBe(401);
     } finally {
