@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   EASEL_BODY_TOO_LARGE: { status: 413, description: 'The request body exceeds maxBodyBytes.' },
   EASEL_URI_TOO_LONG: { status: 414, description: 'The request URL is longer than the server accepts.' },
   EASEL_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The Content-Type is not one the route accepts.' },
+  EASEL_UPGRADE_REQUIRED: { status: 426, description: 'The route speaks WebSocket; the request did not ask to upgrade.' },
   EASEL_HEADERS_TOO_LARGE: { status: 431, description: 'The request headers are larger than the server accepts.' },
   EASEL_ARCHIVE_INVALID: { status: 400, description: 'A model archive is corrupt, unsafe (path traversal, links out) or too large.' },
   EASEL_MODEL_INVALID: { status: 400, description: 'A model directory or its easel.yaml / model-config.yaml is invalid.' },

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { SCHEDULER_DEFAULTS } from '../pipelines/diffusion/schedulers/schedule.js';
 import { BUILT_IN_LIMITS, parseTextToImage, resolveLimits } from './text-to-image-request.js';
 
-const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, numTrainTimesteps: 1000 };
+const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, schedulerConfig: { ...SCHEDULER_DEFAULTS, beta_schedule: 'scaled_linear' as const } };
 
 describe('text-to-image request fields', () => {
   it('fills defaults, takes TorchServe\'s data as the prompt, and draws a seed when none is given', () => {
@@ -33,8 +34,24 @@ describe('text-to-image request fields', () => {
   it('checks sizes against the latent factor, naming the allowed values, and trained_betas against num_train_timesteps', () => {
     expect(() => parseTextToImage({ prompt: 'x', width: 72 }, rules)).toThrow(/width must be a multiple of 16 .*16, 32, …, 1024; got 72/);
     expect(parseTextToImage({ prompt: 'x', width: 80 }, rules).width).toBe(80);
-    const betas = new Array(100_000).fill(0.01) as number[];
-    expect(() => parseTextToImage({ prompt: 'x', scheduler_config: { trained_betas: betas } }, rules)).toThrow(/trained_betas must have num_train_timesteps \(1000\) values, got 100000/);
+    const betas = (n: number): number[] => new Array(n).fill(0.01) as number[];
+    expect(() => parseTextToImage({ prompt: 'x', scheduler_config: { trained_betas: betas(5000) } }, rules)).toThrow(/trained_betas must have num_train_timesteps \(1000\) values, got 5000/);
+    expect(() => parseTextToImage({ prompt: 'x', scheduler_config: { trained_betas: betas(100_000) } }, rules)).toThrow(/trained_betas/);
+    expect(parseTextToImage({ prompt: 'x', scheduler_config: { trained_betas: betas(1000) } }, rules).scheduler_config?.trained_betas).toHaveLength(1000);
+  });
+
+  it('refuses scheduler overrides that cannot make a schedule (they gave black images)', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ beta_start: 5, beta_end: 9 }, /beta_start/],
+      [{ beta_start: 0.5, beta_end: 0.0001 }, /beta_start must be below beta_end/],
+      [{ num_train_timesteps: 2 }, /num_train_timesteps \(2\) must be at least num_inference_steps \(20\)/],
+      [{ num_train_timesteps: 100_000 }, /num_train_timesteps/],
+      [{ steps_offset: 1_000_000_000 }, /steps_offset/],
+      [{ steps_offset: 1000 }, /steps_offset must be below num_train_timesteps/],
+    ];
+    for (const [config, message] of bad) {
+      expect(() => parseTextToImage({ prompt: 'x', scheduler_config: config }, rules), JSON.stringify(config)).toThrow(message);
+    }
   });
 
   it('refuses easel.yaml limits it does not know or that are not positive numbers', () => {

@@ -66,8 +66,8 @@ export interface RequestRules {
   readonly limits: TextToImageLimits;
   /** Width and height are multiples of this: the VAE's factor times the UNet's down-sampling. */
   readonly sizeMultiple: number;
-  /** The model scheduler's num_train_timesteps (a request's trained_betas must have as many). */
-  readonly numTrainTimesteps: number;
+  /** The model's scheduler config: a request's scheduler_config overrides must stay consistent with it. */
+  readonly schedulerConfig: SchedulerConfig;
 }
 
 /**
@@ -88,7 +88,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     },
     limits: resolveLimits(spec.limits),
     sizeMultiple: layout.vaeScaleFactor * layout.unetFactor,
-    numTrainTimesteps: layout.numTrainTimesteps,
+    schedulerConfig: layout.schedulerConfig,
   };
   try {
     // The easel.yaml defaults must make a valid request on their own.
@@ -183,14 +183,23 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     } catch (err) {
       throw invalidField('scheduler_config', (err as Error).message);
     }
-    const steps = config.num_train_timesteps ?? rules.numTrainTimesteps;
-    const betas = config.trained_betas;
-    if (betas && betas.length !== steps) {
-      throw invalidField('scheduler_config.trained_betas', `scheduler_config.trained_betas must have num_train_timesteps (${steps}) values, got ${betas.length}`);
-    }
+    checkSchedulerConfig({ ...rules.schedulerConfig, ...config }, steps);
     params.scheduler_config = config;
   }
   return params;
+}
+
+/** A request's scheduler_config over the model's must describe a schedule that can run these steps. */
+function checkSchedulerConfig(c: SchedulerConfig, inferenceSteps: number): void {
+  const train = c.num_train_timesteps;
+  const fail = (key: string, message: string): never => {
+    throw invalidField(`scheduler_config.${key}`, `scheduler_config.${key} ${message}`);
+  };
+  if (c.trained_betas && c.trained_betas.length !== train) fail('trained_betas', `must have num_train_timesteps (${train}) values, got ${c.trained_betas.length}`);
+  if (!c.trained_betas && c.beta_schedule !== 'squaredcos_cap_v2' && !(c.beta_start < c.beta_end)) fail('beta_start', `must be below beta_end (${c.beta_end}), got ${c.beta_start}`);
+  if (inferenceSteps > train) fail('num_train_timesteps', `(${train}) must be at least num_inference_steps (${inferenceSteps})`);
+  if (c.steps_offset >= train) fail('steps_offset', `must be below num_train_timesteps (${train}), got ${c.steps_offset}`);
+  if (c.original_inference_steps > train) fail('original_inference_steps', `must be at most num_train_timesteps (${train}), got ${c.original_inference_steps}`);
 }
 
 /** "16, 32, …, 256" (or every value when there are few). */

@@ -219,21 +219,31 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
   });
 
   await app.register(websocket);
-  app.get('/ws/jobs/:id', { websocket: true, schema: { summary: 'The same events over a WebSocket.', params: idParams } }, (socket, req: FastifyRequest<{ Params: { id: string } }>) => {
-    void (async () => {
-      const job = await o.backend.get(req.params.id);
-      if (!job) {
-        socket.send(JSON.stringify({ event: 'error', data: { code: 'EASEL_JOB_NOT_FOUND', message: `no job ${req.params.id} (never submitted, or expired)` } }));
-        socket.close(4404, 'job not found');
-        return;
-      }
-      const stop = followJob(o, job, (event, data) => socket.send(JSON.stringify({ event, data })), () => socket.close(1000, 'job finished'));
-      socket.on('close', stop);
-    })().catch((err: unknown) => {
-      req.log.error({ err }, 'following a job over a WebSocket failed');
-      socket.close(1011, 'internal error');
-    });
+  app.route<{ Params: { id: string } }>({
+    method: 'GET',
+    url: '/ws/jobs/:id',
+    schema: { summary: 'The same events over a WebSocket (Upgrade: websocket).', params: idParams },
+    // A plain HTTP GET gets an answer in the error shape, not an empty 404.
+    handler: async () => {
+      throw new EaselError('EASEL_UPGRADE_REQUIRED', 'this route speaks WebSocket: connect with "Connection: Upgrade" and "Upgrade: websocket", or follow the job over SSE at /v1/jobs/{id}/events');
+    },
+    wsHandler: (socket, req) => {
+      void (async () => {
+        const job = await o.backend.get(req.params.id);
+        if (!job) {
+          socket.send(JSON.stringify({ event: 'error', data: { code: 'EASEL_JOB_NOT_FOUND', message: `no job ${req.params.id} (never submitted, or expired)` } }));
+          socket.close(4404, 'job not found');
+          return;
+        }
+        const stop = followJob(o, job, (event, data) => socket.send(JSON.stringify({ event, data })), () => socket.close(1000, 'job finished'));
+        socket.on('close', stop);
+      })().catch((err: unknown) => {
+        req.log.error({ err }, 'following a job over a WebSocket failed');
+        socket.close(1011, 'internal error');
+      });
+    },
   });
+  methodNotAllowed(app, '/ws/jobs/:id', ['GET']);
 
   methodNotAllowed(app, '/v1/jobs', ['GET', 'POST']);
   methodNotAllowed(app, '/v1/jobs/:id', ['GET', 'DELETE']);

@@ -2,7 +2,7 @@
 // without loading a session: admission in the API process checks requests against it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseSchedulerConfig, schedulerName, type SchedulerName } from './schedulers/index.js';
+import { parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
 import { SCHEDULER_DEFAULTS } from './schedulers/schedule.js';
 
 export interface DiffusionLayout {
@@ -11,7 +11,8 @@ export interface DiffusionLayout {
   readonly unetFactor: number;
   readonly defaultSize: number;
   readonly defaultScheduler: SchedulerName;
-  readonly numTrainTimesteps: number;
+  /** The model's scheduler_config.json over the defaults (a request's overrides are checked against it). */
+  readonly schedulerConfig: SchedulerConfig;
 }
 
 export function readJsonConfig(file: string): Record<string, unknown> {
@@ -38,6 +39,6 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     unetFactor,
     defaultSize: sampleSize * vaeScaleFactor,
     defaultScheduler: schedulerName(className) ?? 'pndm',
-    numTrainTimesteps: parseSchedulerConfig(scheduler).num_train_timesteps ?? SCHEDULER_DEFAULTS.num_train_timesteps,
+    schedulerConfig: { ...SCHEDULER_DEFAULTS, ...parseSchedulerConfig(scheduler) },
   };
 }

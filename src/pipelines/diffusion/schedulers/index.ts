@@ -51,19 +51,19 @@ export function schedulerName(name: string): SchedulerName | undefined {
 
 const configSchema = z
   .object({
-    num_train_timesteps: z.number().int().min(2).max(100_000),
-    beta_start: z.number().positive(),
-    beta_end: z.number().positive(),
+    num_train_timesteps: z.number().int().min(2).max(10_000),
+    beta_start: z.number().positive().lt(1),
+    beta_end: z.number().positive().lt(1),
     beta_schedule: z.enum(['linear', 'scaled_linear', 'squaredcos_cap_v2']),
-    trained_betas: z.array(z.number().gt(0).lt(1)).max(100_000).nullable(),
+    trained_betas: z.array(z.number().gt(0).lt(1)).max(10_000).nullable(),
     prediction_type: z.enum(['epsilon', 'v_prediction', 'sample']),
     timestep_spacing: z.enum(['leading', 'trailing', 'linspace']),
-    steps_offset: z.number().int().min(0),
+    steps_offset: z.number().int().min(0).max(10_000),
     set_alpha_to_one: z.boolean(),
     clip_sample: z.boolean(),
-    clip_sample_range: z.number().positive(),
-    original_inference_steps: z.number().int().positive(),
-    timestep_scaling: z.number().positive(),
+    clip_sample_range: z.number().positive().max(1e6),
+    original_inference_steps: z.number().int().positive().max(10_000),
+    timestep_scaling: z.number().positive().max(1e4),
   })
   .partial();
 
