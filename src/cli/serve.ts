@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { InferenceQueue } from '../jobs/inference-queue.js';
 import { Metrics } from '../metrics/metrics.js';
+import { checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { createServers } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
@@ -53,6 +54,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
       webhookPolicy: webhookPolicy(config),
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
+      admitElsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),
     },
   });
 
@@ -119,6 +121,24 @@ export async function registerStartupModels(config: EaselConfig, store: ModelSto
       logger.error({ model: name, dir: url, field: e.field, reason: e.message }, `model at ${url} refused: ${e.message ?? String(err)}; the server goes on without it`);
     }
   }
+}
+
+/**
+ * An API-only node runs no model, but knows the models of its config (the store, or --models):
+ * it admits their jobs with their handlers' parse, as a node that runs them would.
+ */
+async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: Logger): Promise<(model: string, input: Readonly<Record<string, unknown>>) => Record<string, unknown> | undefined> {
+  const parsers = new Map<string, RequestParser>();
+  for (const [name, url] of startupModels(config)) {
+    try {
+      const entry = await store.resolve(url, name ? { name } : {}, true);
+      checkHandler(entry.spec, config.allowCustomHandlers);
+      parsers.set(entry.spec.name, requestParser(entry.spec, entry.dir));
+    } catch (err) {
+      logger.warn({ model: name, dir: url, reason: (err as Error).message }, 'no admission rules for this model here; its jobs are checked by the worker node');
+    }
+  }
+  return (model, input) => parsers.get(model)?.(input);
 }
 
 /** The models to load at start: --models (name → location), or everything in the store (named by their own spec). */

@@ -27,6 +27,11 @@ export interface JobRoutesOptions {
   isDraining(): boolean;
   /** Which webhook receivers a job may name. */
   webhookPolicy: OutboundPolicy;
+  /**
+   * Admission for a model that runs on other nodes (an API-only node of the distributed mode):
+   * the handler's parse from the spec this node knows from its config; undefined when it knows none.
+   */
+  admitElsewhere?: ((model: string, input: Readonly<Record<string, unknown>>) => Record<string, unknown> | undefined) | undefined;
 }
 
 export interface SubmitRequest {
@@ -91,6 +96,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   }
   // The same admission as /predictions: an invalid job is a 400 now, not a failure later.
   if (local) input = o.control.admit(req.model, req.version, req.input);
+  else input = o.admitElsewhere?.(req.model, req.input) ?? req.input;
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
   const hash = requestHash(req);
   // A repeated idempotency key gets its job back even when the queue is full.

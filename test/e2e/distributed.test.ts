@@ -58,6 +58,12 @@ describe('distributed mode (Redis)', () => {
   };
   const output = async (job: JobView): Promise<Buffer> => Buffer.from(await (await fetch(`${api.inference}${job.outputs[0]!.url}`)).arrayBuffer());
 
+  it('admits on the API-only node with the handler of its configured model: an invalid job is a 400, never queued', async () => {
+    const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { prompt: PROMPT, scheduler: 'constructor' } }) });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'scheduler' });
+  });
+
   it('runs a job submitted to the API on a worker node; progress reaches the API client', async () => {
     const job = await submit({ prompt: PROMPT, seed: 1, num_inference_steps: 30 });
     const events = await (await fetch(`${api.inference}/v1/jobs/${job.id}/events`)).text();
