@@ -85,7 +85,6 @@ function canonicalJson(v: unknown): string {
  */
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
-  let input: Record<string, unknown> = req.input;
   let local = true;
   try {
     o.control.spec(req.model, req.version);
@@ -95,8 +94,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
     local = false;
   }
   // The same admission as /predictions: an invalid job is a 400 now, not a failure later.
-  if (local) input = o.control.admit(req.model, req.version, req.input);
-  else input = o.admitElsewhere?.(req.model, req.input) ?? req.input;
+  const input = local ? o.control.admit(req.model, req.version, req.input) : (o.admitElsewhere?.(req.model, req.input) ?? req.input);
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
   const hash = requestHash(req);
   // A repeated idempotency key gets its job back even when the queue is full.
