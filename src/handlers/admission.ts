@@ -54,10 +54,10 @@ export function isCustomHandler(name: string): boolean {
 export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): void {
   if (BUILT_INS.has(spec.handler)) return;
   if (!isCustomHandler(spec.handler)) {
-    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, 400, { field: 'handler' });
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, { field: 'handler' });
   }
   if (!allowCustomHandlers) {
-    throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, 403, { field: 'handler' });
+    throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, { field: 'handler' });
   }
 }
 

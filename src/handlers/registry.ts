@@ -22,12 +22,12 @@ export async function loadHandler(spec: ModelSpec, modelDir: string, allowCustom
   if (builtIn) return builtIn();
   const file = path.resolve(modelDir, spec.handler);
   if (!file.startsWith(path.resolve(modelDir) + path.sep) || !existsSync(file)) {
-    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: handler module ${spec.handler} is not a file inside the model directory`, 400, { field: 'handler' });
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: handler module ${spec.handler} is not a file inside the model directory`, { field: 'handler' });
   }
   const mod = (await import(pathToFileURL(file).href)) as { default?: unknown; createHandler?: unknown };
   const factory = mod.createHandler ?? mod.default;
   if (typeof factory !== 'function') {
-    throw new EaselError('EASEL_MODEL_INVALID', `handler module ${spec.handler} must export createHandler() or a default handler factory`, 400, { field: 'handler' });
+    throw new EaselError('EASEL_MODEL_INVALID', `handler module ${spec.handler} must export createHandler() or a default handler factory`, { field: 'handler' });
   }
   return (factory as () => Handler)();
 }

@@ -9,7 +9,7 @@ export class TensorHandler implements Handler<Inputs[], NamedTensor[]> {
   #pipeline: TensorPipeline | undefined;
 
   async initialize(ctx: HandlerContext): Promise<void> {
-    if (!ctx.spec.model) throw new EaselError('EASEL_MODEL_INVALID', `model ${ctx.spec.name}: the tensor handler needs \`model:\` naming its .onnx file`, 400, { field: 'model' });
+    if (!ctx.spec.model) throw new EaselError('EASEL_MODEL_INVALID', `model ${ctx.spec.name}: the tensor handler needs \`model:\` naming its .onnx file`, { field: 'model' });
     this.#pipeline = await TensorPipeline.load(ctx.modelDir, ctx.spec.model, ctx.spec.runtime);
     if (ctx.spec.runtime.warmup) await this.#pipeline.warmup();
   }

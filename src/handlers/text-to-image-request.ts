@@ -95,7 +95,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     parseTextToImage({ prompt: '' }, rules);
   } catch (err) {
     const e = err as EaselError;
-    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: easel.yaml defaults.${e.field ?? ''}: ${e.message}`, undefined, { field: `defaults.${e.field ?? ''}` });
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: easel.yaml defaults.${e.field ?? ''}: ${e.message}`, { field: `defaults.${e.field ?? ''}` });
   }
   return rules;
 }
@@ -125,7 +125,7 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   const raw = { ...input };
   const promptValue = raw.prompt ?? raw.data;
   if (promptValue === undefined) {
-    throw new EaselError('EASEL_BAD_REQUEST', 'prompt is required: send {"prompt": "..."} (or TorchServe\'s {"data": "..."})', 400, { field: 'prompt' });
+    throw new EaselError('EASEL_BAD_REQUEST', 'prompt is required: send {"prompt": "..."} (or TorchServe\'s {"data": "..."})', { field: 'prompt' });
   }
   const promptField = raw.prompt !== undefined ? 'prompt' : 'data';
   const prompt = text(promptValue, promptField, limits.max_prompt_length);
@@ -214,10 +214,10 @@ export function resolveLimits(fromSpec: Readonly<Record<string, unknown>>): Text
   const limits = { ...BUILT_IN_LIMITS };
   for (const [key, value] of Object.entries(fromSpec)) {
     if (!Object.hasOwn(limits, key)) {
-      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} is not a text-to-image limit; known: ${Object.keys(BUILT_IN_LIMITS).join(', ')}`, 400, { field: `limits.${key}` });
+      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} is not a text-to-image limit; known: ${Object.keys(BUILT_IN_LIMITS).join(', ')}`, { field: `limits.${key}` });
     }
     if (typeof value !== 'number' || !(value > 0)) {
-      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} must be a positive number, got ${JSON.stringify(value)}`, 400, { field: `limits.${key}` });
+      throw new EaselError('EASEL_MODEL_INVALID', `easel.yaml limits.${key} must be a positive number, got ${JSON.stringify(value)}`, { field: `limits.${key}` });
     }
     limits[key as keyof TextToImageLimits] = value;
   }

@@ -71,7 +71,7 @@ export class InferenceQueue {
     if (this.#closed) return Promise.reject(new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests'));
     const queue = this.#lane(lane);
     if (queue.length >= o.maxQueueLength) {
-      return Promise.reject(new EaselError('EASEL_QUEUE_FULL', `the queue for ${lane} is full (${o.maxQueueLength} requests waiting); retry later`, 503, { retryAfterSeconds: 1 }));
+      return Promise.reject(new EaselError('EASEL_QUEUE_FULL', `the queue for ${lane} is full (${o.maxQueueLength} requests waiting); retry later`, { retryAfterSeconds: 1 }));
     }
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
@@ -93,7 +93,7 @@ export class InferenceQueue {
       o.signal?.addEventListener('abort', onClientAbort, { once: true });
       const queueTimer = o.queueTimeoutMs === undefined ? undefined : setTimeout(() => {
         if (item.startedAt !== undefined) return;
-        controller.abort(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${o.queueTimeoutMs} ms for a worker of ${lane} (queueTimeoutMs); retry later`, 503, { retryAfterSeconds: 1 }));
+        controller.abort(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${o.queueTimeoutMs} ms for a worker of ${lane} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 }));
         this.#drop(item);
         item.reject(controller.signal.reason);
       }, o.queueTimeoutMs);

@@ -105,7 +105,7 @@ export async function extractArchive(file: string, target: string, limits: Extra
 }
 
 function invalid(message: string, cause?: unknown): EaselError {
-  return new EaselError('EASEL_ARCHIVE_INVALID', message, 400, { cause });
+  return new EaselError('EASEL_ARCHIVE_INVALID', message, { cause });
 }
 
 /** The entry's path, normalized, or an error if it would escape the target directory. */

@@ -115,7 +115,7 @@ export function readModelSpec(dir: string, overrides: Record<string, unknown> = 
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = issue.path.join('.');
-    throw new EaselError('EASEL_MODEL_INVALID', `model ${String(raw.name)}: ${field || 'spec'}: ${issue.message}`, 400, { field });
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${String(raw.name)}: ${field || 'spec'}: ${issue.message}`, { field });
   }
   return parsed.data;
 }
@@ -150,7 +150,7 @@ function readYaml(dir: string, file: string): Record<string, unknown> | undefine
   try {
     doc = parseYaml(readFileSync(p, 'utf8'));
   } catch (err) {
-    throw new EaselError('EASEL_MODEL_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, 400, { cause: err });
+    throw new EaselError('EASEL_MODEL_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new EaselError('EASEL_MODEL_INVALID', `${file} must be a mapping`);
@@ -162,6 +162,6 @@ function readJson<T>(p: string): T | undefined {
   try {
     return JSON.parse(readFileSync(p, 'utf8')) as T;
   } catch (err) {
-    throw new EaselError('EASEL_MODEL_INVALID', `${path.basename(p)} is not valid JSON`, 400, { cause: err });
+    throw new EaselError('EASEL_MODEL_INVALID', `${path.basename(p)} is not valid JSON`, { cause: err });
   }
 }

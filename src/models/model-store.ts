@@ -38,14 +38,14 @@ export class ModelStore {
   async resolve(url: string, overrides: Record<string, unknown> = {}, trusted = false): Promise<ModelEntry> {
     if (/^https?:\/\//i.test(url)) return this.#fromRemote(url, overrides);
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-      throw new EaselError('EASEL_INVALID_PARAMETER', `url scheme of "${url}" is not supported; use a path in the model store or an http(s) URL`, 400, { field: 'url' });
+      throw new EaselError('EASEL_INVALID_PARAMETER', `url scheme of "${url}" is not supported; use a path in the model store or an http(s) URL`, { field: 'url' });
     }
     const local = this.#localPath(url, trusted);
     let s;
     try {
       s = await stat(local);
     } catch {
-      throw new EaselError('EASEL_MODEL_NOT_FOUND', `"${url}" was not found in the model store`, 404, { field: 'url' });
+      throw new EaselError('EASEL_MODEL_NOT_FOUND', `"${url}" was not found in the model store`, { field: 'url' });
     }
     if (s.isDirectory()) return { spec: readModelSpec(local, overrides), dir: local };
     return this.#fromArchive(local, overrides);
@@ -54,12 +54,12 @@ export class ModelStore {
   #localPath(url: string, trusted: boolean): string {
     if (path.isAbsolute(url)) {
       if (trusted) return url;
-      throw new EaselError('EASEL_FORBIDDEN', `url must be relative to the model store, got the absolute path "${url}"`, 403, { field: 'url' });
+      throw new EaselError('EASEL_FORBIDDEN', `url must be relative to the model store, got the absolute path "${url}"`, { field: 'url' });
     }
     const store = path.resolve(this.#o.storeDir);
     const p = path.resolve(store, url);
     if (!trusted && p !== store && !p.startsWith(store + path.sep)) {
-      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" points outside the model store`, 403, { field: 'url' });
+      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" points outside the model store`, { field: 'url' });
     }
     return p;
   }
@@ -78,18 +78,18 @@ export class ModelStore {
     const parsed = parseOutboundUrl(raw, 'url');
     const url = parsed.href;
     if (!this.#allowed.some((r) => r.test(url))) {
-      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" is not on the allow-list (allowedUrls, each pattern matching the whole URL); remote models must be allowed by the operator`, 403, { field: 'url' });
+      throw new EaselError('EASEL_FORBIDDEN', `url "${url}" is not on the allow-list (allowedUrls, each pattern matching the whole URL); remote models must be allowed by the operator`, { field: 'url' });
     }
     // The operator named this URL, so its host may be internal; the guard still connects to the
     // address it resolved, follows no redirect and stops at maxArchiveBytes.
     const res = await guardedRequest(parsed, { allowedHosts: [], operatorNamed: true }, { method: 'GET', timeoutMs: DOWNLOAD_TIMEOUT_MS, field: 'url' }).catch((err: unknown) => {
       if (isEaselError(err)) throw err;
-      throw new EaselError('EASEL_INVALID_PARAMETER', `could not download "${url}": ${(err as Error).message}`, 400, { field: 'url', cause: err });
+      throw new EaselError('EASEL_INVALID_PARAMETER', `could not download "${url}": ${(err as Error).message}`, { field: 'url', cause: err });
     });
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) {
       res.destroy();
-      throw new EaselError('EASEL_INVALID_PARAMETER', `downloading "${url}" failed with HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`, 400, { field: 'url' });
+      throw new EaselError('EASEL_INVALID_PARAMETER', `downloading "${url}" failed with HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}`, { field: 'url' });
     }
     const dir = path.join(path.resolve(this.#o.dataDir), 'downloads');
     await mkdir(dir, { recursive: true });

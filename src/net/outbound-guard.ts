@@ -38,7 +38,7 @@ export function isPublicAddress(address: string): boolean {
 }
 
 function refused(field: string, message: string): EaselError {
-  return new EaselError('EASEL_URL_REFUSED', message, undefined, { field });
+  return new EaselError('EASEL_URL_REFUSED', message, { field });
 }
 
 /** Parses a user-supplied URL: http(s), no credentials. Decimal/octal/hex IPv4 spellings are normalized by the URL parser. */
@@ -76,7 +76,7 @@ export async function checkOutbound(url: URL, policy: OutboundPolicy, field: str
   try {
     addresses = await (policy.resolve ?? defaultResolve)(host);
   } catch (err) {
-    throw new EaselError('EASEL_URL_REFUSED', `${field}: the host ${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? 'lookup failed'})`, undefined, { field, cause: err });
+    throw new EaselError('EASEL_URL_REFUSED', `${field}: the host ${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? 'lookup failed'})`, { field, cause: err });
   }
   if (addresses.length === 0) throw refused(field, `${field}: the host ${host} does not resolve`);
   if (hostAllowed(url, policy)) return addresses;

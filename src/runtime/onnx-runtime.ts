@@ -45,9 +45,9 @@ export class OnnxSession {
     } catch (err) {
       const message = (err as Error).message;
       if (options.executionProvider === 'cuda' && /Cuda|providers_shared|CUDA/.test(message)) {
-        throw new EaselError('EASEL_MODEL_INVALID', 'the model asks for the cuda execution provider, but ONNX Runtime\'s CUDA binaries are not installed; on a machine with CUDA 12 run `npm install --onnxruntime-node-install=cuda12`, or set runtime.executionProvider: cpu', 400, { cause: err });
+        throw new EaselError('EASEL_MODEL_INVALID', 'the model asks for the cuda execution provider, but ONNX Runtime\'s CUDA binaries are not installed; on a machine with CUDA 12 run `npm install --onnxruntime-node-install=cuda12`, or set runtime.executionProvider: cpu', { cause: err });
       }
-      throw new EaselError('EASEL_MODEL_INVALID', `ONNX Runtime could not load ${path.basename(chosen)}: ${message.split('\n')[0]}`, 400, { cause: err });
+      throw new EaselError('EASEL_MODEL_INVALID', `ONNX Runtime could not load ${path.basename(chosen)}: ${message.split('\n')[0]}`, { cause: err });
     }
   }
 

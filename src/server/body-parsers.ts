@@ -49,7 +49,7 @@ export function parseJsonBounded(text: string, limits: JsonLimits): unknown {
 }
 
 function badJson(message: string): EaselError {
-  return new EaselError('EASEL_BAD_REQUEST', message, undefined, { field: 'body' });
+  return new EaselError('EASEL_BAD_REQUEST', message, { field: 'body' });
 }
 
 /** Replaces Fastify's JSON parser with the bounded one (every port). */
@@ -57,7 +57,7 @@ export function installJsonParser(app: FastifyInstance, limits: JsonLimits): voi
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     if (body === '') {
-      done(new EaselError('EASEL_BAD_REQUEST', 'the JSON body is empty', undefined, { field: 'body' }), undefined);
+      done(new EaselError('EASEL_BAD_REQUEST', 'the JSON body is empty', { field: 'body' }), undefined);
       return;
     }
     try {

@@ -42,7 +42,7 @@ function validationError(issues: readonly ValidationIssue[], context: string | u
   const message = issue?.message ?? 'is invalid';
   // A parameter out of its range is INVALID_PARAMETER; a body of the wrong shape is BAD_REQUEST.
   const code = context === 'querystring' || context === 'params' || (path !== '' && unknownKey === undefined) ? 'EASEL_INVALID_PARAMETER' : 'EASEL_BAD_REQUEST';
-  return new EaselError(code, unknownKey !== undefined || !path ? message : `${where} ${field}: ${message}`, undefined, { field });
+  return new EaselError(code, unknownKey !== undefined || !path ? message : `${where} ${field}: ${message}`, { field });
 }
 
 export function toEaselError(err: unknown): EaselError | undefined {
@@ -52,7 +52,7 @@ export function toEaselError(err: unknown): EaselError | undefined {
   const code = fe.code === undefined ? undefined : FASTIFY_CODES.get(fe.code);
   if (code) return new EaselError(code, fe.message ?? code);
   if (err instanceof SyntaxError || fe.type === 'entity.parse.failed') return new EaselError('EASEL_BAD_REQUEST', `the body is not valid JSON: ${(err as Error).message}`);
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return new EaselError('EASEL_BAD_REQUEST', fe.message ?? 'bad request', fe.statusCode);
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return new EaselError('EASEL_BAD_REQUEST', fe.message ?? 'bad request');
   return undefined;
 }
 
@@ -71,7 +71,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     const e = toEaselError(err);
     if (e?.code === 'EASEL_UNSUPPORTED_MEDIA_TYPE' && !isEaselError(err)) {
       const accepted = req.url.startsWith('/predictions/') ? PREDICTION_MEDIA_TYPES.join(', ') : 'application/json';
-      return sendError(reply, new EaselError(e.code, `unsupported Content-Type ${JSON.stringify(truncate(String(req.headers['content-type'] ?? ''), 100))}; accepted: ${accepted}`, undefined, { field: 'Content-Type' }));
+      return sendError(reply, new EaselError(e.code, `unsupported Content-Type ${JSON.stringify(truncate(String(req.headers['content-type'] ?? ''), 100))}; accepted: ${accepted}`, { field: 'Content-Type' }));
     }
     if (e) return sendError(reply, e);
     // Details (stack, paths) stay in the log; the client gets the request id to quote.

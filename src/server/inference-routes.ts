@@ -39,7 +39,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     let status = 500;
     let known = false;
     try {
-      if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', 503, { retryAfterSeconds: 5 });
+      if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
       // As a job, the model may be served by another node (distributed mode): submitJob checks it.
       const asJob = o.jobs !== undefined && /\brespond-async\b/.test(String(req.headers.prefer ?? ''));
       if (!asJob) {
@@ -100,7 +100,7 @@ function knownModel(control: ModelControl, name: string): boolean {
 /** JSON objects pass through; other JSON, text and bytes become `{data}`. */
 export function bodyInput(body: unknown, json: JsonLimits): Record<string, unknown> {
   if (body === undefined || body === null || (typeof body === 'string' && body.length === 0) || (Buffer.isBuffer(body) && body.length === 0)) {
-    throw new EaselError('EASEL_BAD_REQUEST', 'the request has no body; send JSON ({"data": ...} or named fields), text, or a multipart file named data', 400, { field: 'body' });
+    throw new EaselError('EASEL_BAD_REQUEST', 'the request has no body; send JSON ({"data": ...} or named fields), text, or a multipart file named data', { field: 'body' });
   }
   if (Buffer.isBuffer(body)) return { data: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) };
   if (typeof body === 'string') {
@@ -125,8 +125,8 @@ async function multipartInput(req: FastifyRequest): Promise<Record<string, unkno
     }
   } catch (err) {
     if (isEaselError(err) || toEaselError(err)) throw err;
-    throw new EaselError('EASEL_BAD_REQUEST', `the multipart body is malformed (${(err as Error).message}); send multipart/form-data with a boundary and a part named data`, undefined, { field: 'body' });
+    throw new EaselError('EASEL_BAD_REQUEST', `the multipart body is malformed (${(err as Error).message}); send multipart/form-data with a boundary and a part named data`, { field: 'body' });
   }
-  if (fields.size === 0) throw new EaselError('EASEL_BAD_REQUEST', 'the multipart body has no parts; send a file or field named data', 400, { field: 'data' });
+  if (fields.size === 0) throw new EaselError('EASEL_BAD_REQUEST', 'the multipart body has no parts; send a file or field named data', { field: 'data' });
   return Object.fromEntries(fields);
 }

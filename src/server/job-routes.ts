@@ -58,7 +58,7 @@ async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<st
 export function idempotencyKey(req: FastifyRequest): string | undefined {
   const key = req.headers['idempotency-key'];
   if (key === undefined || key === '') return undefined;
-  if (typeof key !== 'string' || key.length > 255) throw new EaselError('EASEL_BAD_REQUEST', 'Idempotency-Key must be one header of at most 255 characters', undefined, { field: 'Idempotency-Key' });
+  if (typeof key !== 'string' || key.length > 255) throw new EaselError('EASEL_BAD_REQUEST', 'Idempotency-Key must be one header of at most 255 characters', { field: 'Idempotency-Key' });
   return key;
 }
 
@@ -84,7 +84,7 @@ function canonicalJson(v: unknown): string {
  * 503 when the model's job queue is full; then answers 202.
  */
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
-  if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', 503, { retryAfterSeconds: 5 });
+  if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', { retryAfterSeconds: 5 });
   let local = true;
   try {
     o.control.spec(req.model, req.version);
@@ -101,7 +101,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
   if (seen) return answerRepeat(o, seen, hash, reply);
   if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
-    throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, 503, { retryAfterSeconds: 5 });
+    throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, { retryAfterSeconds: 5 });
   }
   const { job, created } = await o.backend.submit({ ...req, input, requestHash: hash });
   if (!created) return answerRepeat(o, job, hash, reply);
@@ -110,7 +110,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
 
 async function answerRepeat(o: JobRoutesOptions, seen: Job, hash: string, reply: FastifyReply): Promise<FastifyReply> {
   if (seen.requestHash !== null && seen.requestHash !== hash) {
-    throw new EaselError('EASEL_IDEMPOTENCY_KEY_REUSED', `this Idempotency-Key was used for job ${seen.id} with a different request; use a new key for a new request`, undefined, { field: 'Idempotency-Key' });
+    throw new EaselError('EASEL_IDEMPOTENCY_KEY_REUSED', `this Idempotency-Key was used for job ${seen.id} with a different request; use a new key for a new request`, { field: 'Idempotency-Key' });
   }
   return reply.code(200).header('location', `/v1/jobs/${seen.id}`).send(await describeQueued(o, seen));
 }
@@ -174,7 +174,7 @@ function eventMessage(e: JobEvent): [string, unknown] {
 
 async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
   const job = await o.backend.get(id);
-  if (!job) throw new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`, 404);
+  if (!job) throw new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`);
   return job;
 }
 
@@ -194,16 +194,16 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
 
   app.delete('/v1/jobs/:id', { schema: { summary: 'Cancel a job (queued: at once; running: at its next step).', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => {
     const job = await jobOr404(o, req.params.id);
-    if (isTerminal(job.status)) throw new EaselError('EASEL_JOB_FINISHED', `job ${job.id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`, 409);
+    if (isTerminal(job.status)) throw new EaselError('EASEL_JOB_FINISHED', `job ${job.id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`);
     return publicJob((await o.backend.cancel(job.id)) ?? job);
   });
 
   app.get('/v1/jobs/:id/outputs/:n', { schema: { summary: 'One output of a finished job, as its bytes.', params: outputParams } }, async (req: FastifyRequest<{ Params: { id: string; n: string } }>, reply) => {
     const job = await jobOr404(o, req.params.id);
     const output = job.outputs[Number(req.params.n)];
-    if (!output) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${req.params.n}`, 404);
+    if (!output) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${req.params.n}`);
     const data = await o.artifacts.get(output.key);
-    if (!data) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `output ${req.params.n} of job ${job.id} has expired`, 404);
+    if (!data) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `output ${req.params.n} of job ${job.id} has expired`);
     return reply.type(output.contentType).send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   });
 

@@ -289,7 +289,7 @@ export class ModelManager implements ModelControl {
     const mv = this.#version(name, version);
     const min = minWorkers ?? mv.spec.minWorkers;
     const max = Math.max(maxWorkers ?? mv.spec.maxWorkers, min);
-    if (maxWorkers !== undefined && maxWorkers < min) throw new EaselError('EASEL_INVALID_PARAMETER', `max_worker (${maxWorkers}) must be >= min_worker (${min})`, 400, { field: 'max_worker' });
+    if (maxWorkers !== undefined && maxWorkers < min) throw new EaselError('EASEL_INVALID_PARAMETER', `max_worker (${maxWorkers}) must be >= min_worker (${min})`, { field: 'max_worker' });
     mv.entry = { ...mv.entry, spec: { ...mv.spec, minWorkers: min, maxWorkers: max } };
     await mv.resize(min, synchronous);
   }
@@ -322,7 +322,7 @@ export class ModelManager implements ModelControl {
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome> {
     const mv = this.#version(name, version);
     if (mv.slots.length === 0) {
-      return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 503, { retryAfterSeconds: 5 }));
+      return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, { retryAfterSeconds: 5 }));
     }
     return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), ...options,
       queueTimeoutMs: mv.spec.batching.queueTimeoutMs,
@@ -356,7 +356,7 @@ export class ModelManager implements ModelControl {
 
   #model(name: string): { versions: Map<string, ModelVersion>; defaultVersion: string } {
     const m = this.#models.get(name);
-    if (!m) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" is not registered`, 404);
+    if (!m) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" is not registered`);
     return m;
   }
 
@@ -364,7 +364,7 @@ export class ModelManager implements ModelControl {
     const m = this.#model(name);
     const v = version ?? m.defaultVersion;
     const mv = m.versions.get(v);
-    if (!mv) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" has no version "${v}"; registered versions: ${[...m.versions.keys()].join(', ')}`, 404);
+    if (!mv) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" has no version "${v}"; registered versions: ${[...m.versions.keys()].join(', ')}`);
     return mv;
   }
 }

@@ -57,7 +57,7 @@ export class TensorPipeline {
     try {
       result = await this.session.run(feeds);
     } catch (err) {
-      throw new EaselError('EASEL_INVALID_PARAMETER', `the model rejected the inputs: ${(err as Error).message.split('\n')[0]}`, 400, { cause: err });
+      throw new EaselError('EASEL_INVALID_PARAMETER', `the model rejected the inputs: ${(err as Error).message.split('\n')[0]}`, { cause: err });
     }
     return this.session.outputs.map((o) => {
       const t = result[o.name]!;
