@@ -83,7 +83,7 @@ describe('webhooks cannot reach what the server can', () => {
     const signed = `v1,${createHmac('sha256', SECRET).update(`${String(delivery.headers['webhook-id'])}.${String(delivery.headers['webhook-timestamp'])}.${delivery.body}`).digest('base64')}`;
     expect(delivery.headers['webhook-signature']).toBe(signed);
     // The 302 is answered, not followed (and not retried): the management API registered nothing.
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitFor(() => easel.logs.some((l) => l.includes('redirects are not followed') && l.includes(bounced.id)), 10_000, 'the redirect to be logged');
     expect(received.filter((r) => r.body.includes(bounced.id))).toHaveLength(1);
     expect(await registeredModels()).toEqual(['tiny-sd']);
   }, 60_000);
@@ -251,7 +251,7 @@ describe('lifecycle tells the truth', () => {
     for (const second of [false, true]) {
       const e = await serveModel('slow', path.join(FIXTURES, 'slow'), ['--shutdown-grace-ms', '1000']);
       const pending = fetch(`${e.inference}/predictions/slow`, { method: 'POST', headers: json, body: JSON.stringify({ inputs: { x: [5], iterations: 50_000_000 } }) }).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor(async () => ((await (await fetch(`${e.management}/models/slow`)).json()) as { workers: { status: string }[] }[])[0]!.workers.some((w) => w.status === 'BUSY'), 10_000, 'the request to run');
       const exited = new Promise<number | null>((r) => e.child.once('exit', (code) => r(code)));
       const t0 = Date.now();
       e.child.kill('SIGTERM');
