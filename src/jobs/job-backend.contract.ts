@@ -1,5 +1,5 @@
 // The contract suite every job backend passes (embedded SQLite now; Redis runs the same).
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { JobBackend, JobEvent } from './job.js';
 
 export function describeJobBackend(name: string, open: () => Promise<JobBackend>, ttlMs: number): void {
@@ -59,7 +59,7 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       await backend.claim(['m']);
       await backend.progress(job.id, { step: 1, total: 4 }, { contentType: 'image/jpeg', data: new Uint8Array([9]) });
       await backend.complete(job.id, [{ key: `${job.id}/0.png`, contentType: 'image/png', bytes: 10 }]);
-      await new Promise((r) => setTimeout(r, 50));
+      await vi.waitFor(() => expect(finished).toHaveLength(1));
       off();
       offFinished();
       expect(events.map((e) => (e.type === 'status' ? e.job.status : e.type))).toEqual(['running', 'progress', 'preview', 'succeeded']);
@@ -81,7 +81,7 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       const asked: string[] = [];
       const off = backend.onCancelRequested((id) => asked.push(id));
       const requested = await backend.cancel(running.id);
-      await new Promise((r) => setTimeout(r, 50));
+      await vi.waitFor(() => expect(asked).toHaveLength(1));
       off();
       expect(requested).toMatchObject({ status: 'running', cancelRequested: true });
       expect(asked).toEqual([running.id]);

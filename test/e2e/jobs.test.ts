@@ -180,6 +180,8 @@ describe('jobs (embedded backend)', () => {
   });
 
   it('cancels a queued job at once, runs higher priorities first, and keeps idempotent submissions single', async () => {
+    // The estimate is measured from finished jobs: one has finished, whatever ran before this test.
+    await finished(easel, (await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 })).id);
     const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
     await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
     const low = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 });
@@ -231,8 +233,15 @@ describe('jobs (embedded backend)', () => {
   });
 
   it('counts jobs by model and status, and exports the queue depth and the queue and run times', async () => {
-    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
-    expect(Number(/easel_jobs_total\{model="tiny-sd",status="succeeded"\} (\d+)/.exec(text)?.[1])).toBeGreaterThan(2);
+    // Its own jobs: three that succeed and one cancelled, whatever ran before this test.
+    const ok = await Promise.all([1, 2, 3].map(async () => submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 })));
+    for (const j of ok) await finished(easel, j.id);
+    const doomed = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+    await fetch(`${easel.inference}/v1/jobs/${doomed.id}`, { method: 'DELETE' });
+    expect((await finished(easel, doomed.id)).status).toBe('cancelled');
+    let text = '';
+    await waitFor(async () => /easel_jobs_total\{model="tiny-sd",status="cancelled"\} \d+/.test((text = await (await fetch(`${easel.metrics}/metrics`)).text())), 10_000, 'the cancelled job to be counted');
+    expect(Number(/easel_jobs_total\{model="tiny-sd",status="succeeded"\} (\d+)/.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
     expect(text).toMatch(/easel_jobs_total\{model="tiny-sd",status="cancelled"\} \d+/);
     expect(text).toMatch(/easel_jobs_queued\{model="tiny-sd"\} 0/);
     expect(text).toMatch(/easel_job_queue_time_seconds_count\{model="tiny-sd"\} \d+/);
@@ -357,7 +366,8 @@ describe('webhooks', () => {
   let receiver: Server;
   let url = '';
   const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
-  let failNextCompleted = true;
+  /** Jobs whose first `completed` delivery the receiver answers with 500 (to see it retried). */
+  const failFirstCompleted = new Set<string>();
 
   beforeAll(async () => {
     receiver = createServer((req, res) => {
@@ -365,9 +375,8 @@ describe('webhooks', () => {
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         received.push({ headers: req.headers, body });
-        const event = (JSON.parse(body) as { webhook_event: string }).webhook_event;
-        if (event === 'completed' && failNextCompleted) {
-          failNextCompleted = false;
+        const { webhook_event: event, id } = JSON.parse(body) as { webhook_event: string; id: string };
+        if (event === 'completed' && failFirstCompleted.delete(id)) {
           res.writeHead(500).end();
           return;
         }
@@ -386,7 +395,9 @@ describe('webhooks', () => {
 
   it('delivers start, throttled output and completed, signed, retrying a failed delivery with the same id', async () => {
     const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 80 }, { webhook: url });
-    await waitFor(() => received.filter((r) => r.body.includes('"completed"')).length >= 2, 30_000, 'the completed webhook to be retried');
+    failFirstCompleted.add(job.id);
+    const completedOf = (id: string): number => received.filter((r) => r.body.includes(id) && r.body.includes('"webhook_event":"completed"')).length;
+    await waitFor(() => completedOf(job.id) >= 2, 30_000, 'the completed webhook to be retried');
     const mine = received.filter((r) => r.body.includes(job.id));
     const events = mine.map((r) => (JSON.parse(r.body) as { webhook_event: string }).webhook_event);
     expect(events[0]).toBe('start');
@@ -409,7 +420,7 @@ describe('webhooks', () => {
     const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 30 }, { webhook: url, webhook_events_filter: ['completed'] });
     await finished(easel, job.id);
     await waitFor(() => received.some((r) => r.body.includes(job.id)), 10_000, 'the webhook');
-    await new Promise((r) => setTimeout(r, 300));
+    // Deliveries of a job go in order and completed is its last: had another event passed the filter, it would be here.
     expect(received.filter((r) => r.body.includes(job.id)).map((r) => (JSON.parse(r.body) as { webhook_event: string }).webhook_event)).toEqual(['completed']);
     const bad = await submit(easel, { prompt: PROMPT }, { webhook: 'file:///etc/passwd' });
     expect(bad.status).toBe(400);
