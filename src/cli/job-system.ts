@@ -69,7 +69,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
         .catch((err: unknown) => logger.error({ err }, 'expiring jobs failed'));
     }, 60_000),
     setInterval(() => {
-      if (backend instanceof RedisJobBackend) void backend.announce(localModels(), ANNOUNCE_EVERY_MS * 3).catch((err: unknown) => logger.warn({ err }, 'announcing models failed'));
+      void backend.announce(localModels(), ANNOUNCE_EVERY_MS * 3).catch((err: unknown) => logger.warn({ err }, 'announcing models failed'));
     }, ANNOUNCE_EVERY_MS),
   ];
   for (const t of timers) t.unref();
@@ -87,7 +87,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
       return (await this.models()).includes(model);
     },
     async models() {
-      const remote = backend instanceof RedisJobBackend ? await backend.announcedModels() : [];
+      const remote = await backend.announcedModels();
       return [...new Set([...localModels(), ...remote])];
     },
     stop,
@@ -102,5 +102,5 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
 /** Starts the runner, and tells the other nodes at once which models this one serves. */
 export async function startJobSystem(jobs: JobSystem, control: ModelControl): Promise<void> {
   jobs.runner.start();
-  if (jobs.backend instanceof RedisJobBackend) await jobs.backend.announce([...new Set(control.health().models.map((m) => m.name))], ANNOUNCE_EVERY_MS * 3);
+  await jobs.backend.announce([...new Set(control.health().models.map((m) => m.name))], ANNOUNCE_EVERY_MS * 3);
 }

@@ -96,6 +96,10 @@ export interface JobBackend {
   onQueued(listener: (job: Job) => void): () => void;
   /** Called when any job reaches a final status (on every node, in the distributed mode). */
   onFinished(listener: (job: Job) => void): () => void;
+  /** Tells the other nodes which models this node serves, for `ttlMs` (the embedded backend has no other nodes). */
+  announce(models: readonly string[], ttlMs: number): Promise<void>;
+  /** Models some node has announced and not let lapse (none in the embedded backend). */
+  announcedModels(): Promise<string[]>;
   /** Deletes jobs whose expiry has passed; returns them so their artifacts can be deleted. */
   expire(now: number): Promise<Job[]>;
   close(): Promise<void>;

@@ -119,6 +119,13 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return job;
   }
 
+  // One process: no other node to tell or to hear from.
+  async announce(): Promise<void> {}
+
+  async announcedModels(): Promise<string[]> {
+    return [];
+  }
+
   async byIdempotencyKey(key: string): Promise<Job | undefined> {
     const row = this.#db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as Row | undefined;
     return row && toJob(row);

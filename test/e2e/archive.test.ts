@@ -45,18 +45,21 @@ describe('archives', () => {
   });
 
   it('zip archives work too, as a second version with set-default and /all', async () => {
-    await run(process.execPath, [CLI, 'archive', '--model-name', 'adder-v2', '--version', '2.0', '--handler', 'tensor',
+    // Its own first version (a tgz), whatever ran before this test.
+    await archive('summer', '1.0');
+    expect((await register('summer.easel')).status).toBe(200);
+    await run(process.execPath, [CLI, 'archive', '--model-name', 'summer-v2', '--version', '2.0', '--handler', 'tensor',
       '--serialized-file', path.join(FIXTURES, 'add-one', 'model.onnx'), '--export-path', store, '--archive-format', 'zip']);
-    const res = await register('adder-v2.easel', '&model_name=adder');
+    const res = await register('summer-v2.easel', '&model_name=summer');
     expect(res.status).toBe(200);
-    const all = (await (await fetch(`${easel.management}/models/adder/all`)).json()) as { modelVersion: string; isDefault: boolean }[];
+    const all = (await (await fetch(`${easel.management}/models/summer/all`)).json()) as { modelVersion: string; isDefault: boolean }[];
     expect(all.map((d) => [d.modelVersion, d.isDefault]).sort()).toEqual([['1.0', true], ['2.0', false]]);
-    expect((await fetch(`${easel.management}/models/adder/2.0/set-default`, { method: 'PUT' })).status).toBe(200);
-    const [def] = (await (await fetch(`${easel.management}/models/adder`)).json()) as { modelVersion: string }[];
+    expect((await fetch(`${easel.management}/models/summer/2.0/set-default`, { method: 'PUT' })).status).toBe(200);
+    const [def] = (await (await fetch(`${easel.management}/models/summer`)).json()) as { modelVersion: string }[];
     expect(def!.modelVersion).toBe('2.0');
-    expect((await fetch(`${easel.inference}/predictions/adder/1.0`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"data":[1]}' })).status).toBe(200);
-    expect((await fetch(`${easel.management}/models/adder/1.0`, { method: 'DELETE' })).status).toBe(200);
-    const left = (await (await fetch(`${easel.management}/models/adder/all`)).json()) as { modelVersion: string }[];
+    expect((await fetch(`${easel.inference}/predictions/summer/1.0`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"data":[1]}' })).status).toBe(200);
+    expect((await fetch(`${easel.management}/models/summer/1.0`, { method: 'DELETE' })).status).toBe(200);
+    const left = (await (await fetch(`${easel.management}/models/summer/all`)).json()) as { modelVersion: string }[];
     expect(left.map((d) => d.modelVersion)).toEqual(['2.0']);
   });
 

@@ -42,6 +42,8 @@ describe('easel generate and easel jobs', () => {
   });
 
   it('lists, shows and refuses to cancel a finished job; reports a bad model in one line', async () => {
+    // Its own finished 30-step job, whatever ran before this test.
+    expect((await easelCli(['generate', 'a blue square', '--url', easel.inference, '--steps', '30', '-o', path.join(dir, 'square.png')])).code).toBe(0);
     const list = await easelCli(['jobs', 'list', '--url', easel.inference, '--limit', '5']);
     expect(list.code).toBe(0);
     const id = /^([0-9a-f-]{36})\s+tiny-sd\s+succeeded\s+30\/30/m.exec(list.stdout)?.[1];
