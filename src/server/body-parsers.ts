@@ -66,7 +66,7 @@ export function installJsonParser(app: FastifyInstance, limits: JsonLimits): voi
       done(err as Error, undefined);
     }
   });
-  // Anything else on a route that takes no such body: 415 naming what is accepted.
+  // Text only where a route takes it (/predictions registers its own); elsewhere 415 naming what is accepted.
   app.removeContentTypeParser('text/plain');
 }
 
