@@ -55,7 +55,7 @@ function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig
       modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
       managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
       metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls, webhookAllowedHosts: opts.webhookAllowedHosts,
-      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxJsonDepth: opts.maxJsonDepth, maxJsonKeys: opts.maxJsonKeys, maxQueueLength: opts.maxQueueLength,
+      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxJsonDepth: opts.maxJsonDepth, maxJsonKeys: opts.maxJsonKeys, sseHeartbeatMs: opts.sseHeartbeatMs, maxQueueLength: opts.maxQueueLength,
       maxArchiveBytes: opts.maxArchiveBytes,
       workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
       shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
@@ -98,6 +98,7 @@ export function buildProgram(): Command {
       .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
       .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
       .addOption(new Option('--max-json-depth <n>', 'JSON bodies nested deeper are refused with 400 (default 32)').argParser(int))
+      .addOption(new Option('--sse-heartbeat-ms <n>', 'an SSE stream of job events sends a comment line this often (default 15000)').argParser(int))
       .addOption(new Option('--max-json-keys <n>', 'JSON bodies with more object keys are refused with 400 (default 1000)').argParser(int))
       .addOption(new Option('--max-queued-jobs <n>', 'queued jobs per model before POST /v1/jobs answers 503 (default 10000)').argParser(int))
       .addOption(new Option('--no-local-workers', 'API only: load no models here; jobs run on `easel worker` nodes (with --queue redis://)')),

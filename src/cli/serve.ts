@@ -52,7 +52,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     jobs: {
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
-      webhookPolicy: webhookPolicy(config),
+      webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
       admitElsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),
     },

@@ -65,6 +65,8 @@ export const configSchema = z
     s3Endpoint: z.url().optional(),
     /** Distributed mode: how long a dead worker node keeps a job before another node takes it. */
     jobLockMs: z.number().int().min(200),
+    /** An SSE stream sends a comment line this often, so that proxies keep a quiet stream open. */
+    sseHeartbeatMs: z.number().int().min(100),
     /** Signs webhook deliveries (Standard Webhooks HMAC-SHA256); unsigned without it. */
     webhookSecret: z.string().min(16).optional(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
@@ -99,6 +101,7 @@ export const defaults: z.infer<typeof configSchema> = {
   localWorkers: true,
   jobLockMs: 30_000,
   jobTtlMs: 24 * 60 * 60 * 1000,
+  sseHeartbeatMs: 15_000,
   workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],
   logLevel: 'info',
 };

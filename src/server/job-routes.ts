@@ -27,6 +27,8 @@ export interface JobRoutesOptions {
   isDraining(): boolean;
   /** Which webhook receivers a job may name. */
   webhookPolicy: OutboundPolicy;
+  /** How often an SSE stream sends a comment line while it has nothing else to say. */
+  sseHeartbeatMs: number;
   /**
    * Admission for a model that runs on other nodes (an API-only node of the distributed mode):
    * the handler's parse from the spec this node knows from its config; undefined when it knows none.
@@ -211,11 +213,14 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
     const job = await jobOr404(o, req.params.id);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    // A comment line now and then: proxies cut streams that stay silent (a job waiting in the queue).
+    const heartbeat = setInterval(() => reply.raw.write(': heartbeat\n\n'), o.sseHeartbeatMs);
     const stop = followJob(
       o,
       job,
       (event, data) => reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
       () => {
+        clearInterval(heartbeat);
         if (!reply.raw.writableEnded) reply.raw.end();
       },
     );

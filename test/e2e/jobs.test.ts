@@ -257,6 +257,22 @@ describe('jobs (embedded backend)', () => {
   });
 });
 
+describe('SSE heartbeat', () => {
+  it('sends a comment line every --sse-heartbeat-ms, which event parsers ignore', async () => {
+    const easel = await startServer(['--sse-heartbeat-ms', '100']);
+    try {
+      const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+      const raw = await (await fetch(`${easel.inference}/v1/jobs/${job.id}/events`)).text();
+      expect(raw.split('\n').filter((l) => l === ': heartbeat').length).toBeGreaterThan(0);
+      expect(raw.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
+      const events = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
+      expect(events.map((e) => e.event)).toEqual(['status']);
+    } finally {
+      await easel.stop();
+    }
+  }, 90_000);
+});
+
 describe('job admission', () => {
   it('answers 503 with Retry-After beyond --max-queued-jobs, and runs everything it accepted', async () => {
     const easel = await startServer(['--max-queued-jobs', '2']);
