@@ -4,6 +4,7 @@ import { randomInt } from 'node:crypto';
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import { readDiffusionLayout } from '../pipelines/diffusion/diffusion-layout.js';
+import { SCHEDULER_DEFAULTS } from '../pipelines/diffusion/schedulers/schedule.js';
 import { SCHEDULER_NAMES, parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from '../pipelines/diffusion/schedulers/index.js';
 
 export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp', 'tensor'] as const;
@@ -66,8 +67,8 @@ export interface RequestRules {
   readonly limits: TextToImageLimits;
   /** Width and height are multiples of this: the VAE's factor times the UNet's down-sampling. */
   readonly sizeMultiple: number;
-  /** The model's scheduler config: a request's scheduler_config overrides must stay consistent with it. */
-  readonly schedulerConfig: SchedulerConfig;
+  /** The model's scheduler_config.json: a request's scheduler_config overrides must stay consistent with it. */
+  readonly schedulerConfig: Partial<SchedulerConfig>;
 }
 
 /**
@@ -183,7 +184,7 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     } catch (err) {
       throw invalidField('scheduler_config', (err as Error).message);
     }
-    checkSchedulerConfig({ ...rules.schedulerConfig, ...config }, steps);
+    checkSchedulerConfig({ ...SCHEDULER_DEFAULTS, ...rules.schedulerConfig, ...config }, steps);
     params.scheduler_config = config;
   }
   return params;

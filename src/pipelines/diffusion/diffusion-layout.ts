@@ -3,7 +3,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
-import { SCHEDULER_DEFAULTS } from './schedulers/schedule.js';
 
 export interface DiffusionLayout {
   readonly vaeScaleFactor: number;
@@ -11,8 +10,10 @@ export interface DiffusionLayout {
   readonly unetFactor: number;
   readonly defaultSize: number;
   readonly defaultScheduler: SchedulerName;
-  /** The model's scheduler_config.json over the defaults (a request's overrides are checked against it). */
-  readonly schedulerConfig: SchedulerConfig;
+  /** The keys of the model's scheduler_config.json that Easel reads (the scheduler class's defaults fill the rest). */
+  readonly schedulerConfig: Partial<SchedulerConfig>;
+  /** The VAE decoder's config.json (scaling factor, latent channels). */
+  readonly vaeConfig: Readonly<Record<string, unknown>>;
 }
 
 export function readJsonConfig(file: string): Record<string, unknown> {
@@ -39,6 +40,7 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     unetFactor,
     defaultSize: sampleSize * vaeScaleFactor,
     defaultScheduler: schedulerName(className) ?? 'pndm',
-    schedulerConfig: { ...SCHEDULER_DEFAULTS, ...parseSchedulerConfig(scheduler) },
+    schedulerConfig: parseSchedulerConfig(scheduler),
+    vaeConfig: vae,
   };
 }

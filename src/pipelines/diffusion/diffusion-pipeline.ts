@@ -5,9 +5,9 @@
 import path from 'node:path';
 import { findVariant, floatTensor, makeTensor, OnnxSession, variantFile, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
-import { readJsonConfig } from './diffusion-layout.js';
+import { readDiffusionLayout, type DiffusionLayout } from './diffusion-layout.js';
 import { TorchGenerator } from './random.js';
-import { createScheduler, parseSchedulerConfig, schedulerName, type Scheduler, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
+import { createScheduler, type Scheduler, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
 import { roundHalfEven } from './schedulers/schedule.js';
 
 export interface GenerationRequest {
@@ -130,16 +130,14 @@ export class DiffusionPipeline {
     textEncoder: OnnxSession;
     unet: OnnxSession;
     vaeDecoder: OnnxSession;
-    schedulerConfig: Partial<SchedulerConfig>;
-    defaultScheduler: SchedulerName;
-    vaeConfig: Record<string, unknown>;
-    unetConfig: Record<string, unknown>;
+    layout: DiffusionLayout;
   }) {
+    const { layout } = parts;
     this.#tokenizer = parts.tokenizer;
     this.#textEncoder = parts.textEncoder;
     this.#unet = parts.unet;
     this.#vaeDecoder = parts.vaeDecoder;
-    this.#schedulerConfig = parts.schedulerConfig;
+    this.#schedulerConfig = layout.schedulerConfig;
     this.#io = {
       inputIds: requireInput(parts.textEncoder, ['input_ids'], 'text_encoder'),
       sample: requireInput(parts.unet, ['sample'], 'unet'),
@@ -148,20 +146,17 @@ export class DiffusionPipeline {
       timestepCond: optionalInput(parts.unet, 'timestep_cond'),
       latent: requireInput(parts.vaeDecoder, ['latent_sample', 'latent'], 'vae_decoder'),
     };
-    const blocks = parts.vaeConfig.block_out_channels;
-    const vaeScaleFactor = Array.isArray(blocks) ? 2 ** (blocks.length - 1) : 8;
-    const scaling = parts.vaeConfig.scaling_factor;
+    const scaling = layout.vaeConfig.scaling_factor;
     this.#vaeScaling = typeof scaling === 'number' ? scaling : 0.18215;
-    const channels = staticDim(this.#io.sample, 1) ?? (typeof parts.vaeConfig.latent_channels === 'number' ? parts.vaeConfig.latent_channels : 4);
-    const sampleSize = typeof parts.unetConfig.sample_size === 'number' ? parts.unetConfig.sample_size : 64;
+    const channels = staticDim(this.#io.sample, 1) ?? (typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4);
     this.info = {
-      vaeScaleFactor,
+      vaeScaleFactor: layout.vaeScaleFactor,
       latentChannels: channels,
       textLength: parts.tokenizer.maxLength,
       scalarTimestep: this.#io.timestep.shape.length === 0,
       guidanceEmbeddingSize: this.#io.timestepCond ? (staticDim(this.#io.timestepCond, 1) ?? 256) : null,
-      defaultScheduler: parts.defaultScheduler,
-      defaultSize: sampleSize * vaeScaleFactor,
+      defaultScheduler: layout.defaultScheduler,
+      defaultSize: layout.defaultSize,
     };
   }
 
@@ -177,18 +172,8 @@ export class DiffusionPipeline {
     const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
     const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
-    const raw = readJsonConfig(path.join(dir, 'scheduler', 'scheduler_config.json'));
-    const className = typeof raw._class_name === 'string' ? raw._class_name : 'PNDMScheduler';
-    return new DiffusionPipeline({
-      tokenizer,
-      textEncoder,
-      unet,
-      vaeDecoder,
-      schedulerConfig: parseSchedulerConfig(raw),
-      defaultScheduler: schedulerName(className) ?? 'pndm',
-      vaeConfig: readJsonConfig(path.join(dir, 'vae_decoder', 'config.json')),
-      unetConfig: readJsonConfig(path.join(dir, 'unet', 'config.json')),
-    });
+    // The same reading of the JSON configs as admission's, so worker and API agree on sizes and defaults.
+    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, layout: readDiffusionLayout(dir) });
   }
 
   /** Whether the request runs the unconditional half (classifier-free guidance). */
