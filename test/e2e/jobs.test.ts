@@ -1,6 +1,7 @@
 // Async jobs through the real server with tiny-sd, embedded backend: submit, watch (SSE),
 // fetch outputs, cancel (queued and running), priorities, admission, and survival of a kill -9.
 import { createHmac } from 'node:crypto';
+import { createParser } from 'eventsource-parser';
 import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -60,24 +61,17 @@ async function finished(e: EaselProcess, id: string, timeoutMs = 60_000): Promis
   return job!;
 }
 
-/** Reads an SSE stream until it ends, calling `onEvent` for each event as it arrives. */
+/** Reads an SSE stream until it ends (parsed as clients parse it: eventsource-parser), calling `onEvent` for each event as it arrives. */
 async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<void> = () => {}): Promise<SseEvent[]> {
   const res = await fetch(url);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
   const events: SseEvent[] = [];
+  const parser = createParser({ onEvent: (e) => events.push({ event: e.event ?? 'message', data: JSON.parse(e.data) as Record<string, unknown> }) });
   const decoder = new TextDecoder();
-  let buffer = '';
   for await (const chunk of res.body!) {
-    buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? '{}') as Record<string, unknown>;
-      events.push({ event, data });
-      await onEvent({ event, data });
-    }
+    const seen = events.length;
+    parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+    for (const e of events.slice(seen)) await onEvent(e);
   }
   return events;
 }
@@ -265,8 +259,11 @@ describe('SSE heartbeat', () => {
       const raw = await (await fetch(`${easel.inference}/v1/jobs/${job.id}/events`)).text();
       expect(raw.split('\n').filter((l) => l === ': heartbeat').length).toBeGreaterThan(0);
       expect(raw.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
-      const events = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
-      expect(events.map((e) => e.event)).toEqual(['status']);
+      // A client's event parser sees the events of a running job and never a heartbeat.
+      const second = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+      const events = await readEvents(`${easel.inference}/v1/jobs/${second.id}/events`);
+      expect(new Set(events.map((e) => e.event))).toEqual(new Set(['status', 'progress']));
+      expect(events[events.length - 1]!.data.status).toBe('succeeded');
     } finally {
       await easel.stop();
     }
