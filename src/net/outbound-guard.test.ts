@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Socket, type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { anchoredPatterns, checkOutbound, guardedRequest, isPublicAddress, parseOutboundUrl, readCapped, type OutboundPolicy, type ResolvedAddress } from './outbound-guard.js';
 
 /** A resolver that must not be asked (the address is refused from its spelling alone). */
@@ -24,17 +24,30 @@ describe('outbound guard', () => {
   });
 
   it('refuses internal addresses in every spelling before any lookup or connection', async () => {
+    // Any socket connect would throw here: a refusal that came from the network could not pass.
+    const connect = vi.spyOn(Socket.prototype, 'connect').mockImplementation(() => {
+      throw new Error('a connection was attempted');
+    });
+    onTestFinished(() => connect.mockRestore());
     const urls = ['http://127.0.0.1:8081/models?url=x', 'http://[::1]/', 'http://[::ffff:127.0.0.1]/', 'http://2130706433/', 'http://0x7f000001/', 'http://017700000001/', 'http://127.1/',
       'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/', 'http://192.168.0.1/', 'http://[fd00::1]/', 'http://0/'];
     for (const u of urls) {
       await expect(checkOutbound(parseOutboundUrl(u, 'webhook'), closed, 'webhook'), u).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED', field: 'webhook' });
       await expect(guardedRequest(parseOutboundUrl(u, 'webhook'), closed, { method: 'POST', timeoutMs: 1000, field: 'webhook' }), u).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });
     }
+    expect(connect).not.toHaveBeenCalled();
   });
 
-  it('refuses a name when any address it resolves to is internal', async () => {
+  it('refuses a name when any address it resolves to is internal, without connecting', async () => {
+    const connect = vi.spyOn(Socket.prototype, 'connect').mockImplementation(() => {
+      throw new Error('a connection was attempted');
+    });
+    onTestFinished(() => connect.mockRestore());
+    // A fake resolver answers (no DNS is asked): one public address, one loopback; connect is stubbed, so neither is reached.
     const evil: OutboundPolicy = { allowedHosts: [], resolve: async () => [{ address: '93.184.216.34', family: 4 }, { address: '127.0.0.1', family: 4 }] };
     await expect(checkOutbound(new URL('http://rebind.example/'), evil, 'webhook')).rejects.toThrow(/resolves to 127\.0\.0\.1, an internal address/);
+    await expect(guardedRequest(new URL('http://rebind.example/'), evil, { method: 'POST', timeoutMs: 1000, field: 'webhook' })).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });
+    expect(connect).not.toHaveBeenCalled();
     await expect(checkOutbound(new URL('http://localhost:9/'), { allowedHosts: [] }, 'webhook')).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });
   });
 

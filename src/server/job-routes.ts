@@ -96,8 +96,9 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
     local = false;
   }
   // The same admission as /predictions: an invalid job is a 400 now, not a failure later.
-  const input = local ? o.control.admit(req.model, req.version, req.input) : (o.admitElsewhere?.(req.model, req.input) ?? req.input);
+  // The webhook first: a job whose receiver is refused is never queued, whatever its input.
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
+  const input = local ? o.control.admit(req.model, req.version, req.input) : (o.admitElsewhere?.(req.model, req.input) ?? req.input);
   const hash = requestHash(req);
   // A repeated idempotency key gets its job back even when the queue is full.
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
