@@ -9,6 +9,7 @@ import { InferenceQueue } from '../jobs/inference-queue.js';
 import { Metrics } from '../metrics/metrics.js';
 import { checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
+import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
@@ -27,7 +28,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const queue = new InferenceQueue();
   // The gauges read the manager only when scraped, after it exists.
   const metrics = new Metrics({
-    queueLength: () => manager.health().models.map((m) => ({ model: m.name, length: queue.length(`${m.name}:${m.version}`) })),
+    queueLength: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, length: await jobs.backend.queuedCount(model, false) }))),
     liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
     queuedJobs: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
   });
@@ -50,6 +51,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
+    defaultMaxQueueLength: config.maxQueueLength, defaultResponseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_MS,
     jobs: {
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
       webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,

@@ -1,13 +1,21 @@
 // The event side of a job backend: per-job events, cancel requests, "queued" wake-ups and
 // final statuses, delivered to listeners in this process. Backends feed it (SQLite directly,
-// Redis from its pub/sub channel) and inherit the subscription half of the contract.
+// Redis from its pub/sub channel), keep each job's events for replay, and inherit the
+// subscription half of the contract.
 import { EventEmitter } from 'node:events';
-import type { Job, JobEvent } from './job.js';
+import { isTerminal, type Job, type JobStatus } from './job.js';
+import { compareEventIds, eventStatus, statusEvent, type WorkEvent } from './work-event.js';
 
 export abstract class JobEvents {
   readonly #events = new EventEmitter().setMaxListeners(0);
 
-  protected emitJob(id: string, event: JobEvent): void {
+  abstract get(id: string): Promise<Job | undefined>;
+  /** The job's stored events after `afterEventId`, in order. */
+  protected abstract history(id: string, afterEventId: string): Promise<WorkEvent[]>;
+  /** The id of the job's latest stored event ("0" before any). */
+  protected abstract lastEventId(id: string): Promise<string>;
+
+  protected emitJob(id: string, event: WorkEvent): void {
     this.#events.emit(`job:${id}`, event);
   }
 
@@ -27,8 +35,59 @@ export abstract class JobEvents {
     this.#events.removeAllListeners();
   }
 
-  subscribe(id: string, listener: (event: JobEvent) => void): () => void {
+  /** The job's events as they happen, from now on. */
+  subscribe(id: string, listener: (event: WorkEvent) => void): () => void {
     return this.#on(`job:${id}`, listener);
+  }
+
+  /**
+   * Follows a job for a streaming client: with `afterEventId` (SSE's Last-Event-ID), every event
+   * after it, then live ones; without, the job's current status, then live ones. No event is
+   * delivered twice or out of order; a stream whose job has ended ends with a final status.
+   */
+  follow(id: string, listener: (event: WorkEvent) => void, afterEventId?: string): () => void {
+    let stopped = false;
+    let replaying = true;
+    let last = afterEventId ?? '0';
+    let ended = false;
+    const buffered: WorkEvent[] = [];
+    const deliver = (e: WorkEvent): void => {
+      if (stopped || ended || compareEventIds(e.id, last) <= 0) return;
+      last = e.id;
+      ended = isTerminal((eventStatus(e) ?? 'queued') as JobStatus);
+      listener(e);
+    };
+    // Live events wait while the past is read: none falls between the two.
+    const off = this.#on(`job:${id}`, (e: WorkEvent) => (replaying ? buffered.push(e) : deliver(e)));
+    void (async () => {
+      if (afterEventId !== undefined) {
+        for (const e of await this.history(id, afterEventId)) deliver(e);
+      } else {
+        const at = await this.lastEventId(id);
+        const job = await this.get(id);
+        if (job) {
+          listener({ id: at, ...statusEvent(job) });
+          last = at;
+          ended = isTerminal(job.status);
+        }
+      }
+      replaying = false;
+      for (const e of buffered.splice(0)) deliver(e);
+      if (!ended && !stopped) {
+        // Resumed after the job had ended: say so again, so the stream can close.
+        const job = await this.get(id);
+        if (job && isTerminal(job.status) && !ended && !stopped) {
+          ended = true;
+          listener({ id: last, ...statusEvent(job) });
+        }
+      }
+    })().catch(() => {
+      replaying = false;
+    });
+    return () => {
+      stopped = true;
+      off();
+    };
   }
 
   onCancelRequested(listener: (id: string) => void): () => void {

@@ -1,5 +1,9 @@
-// The job model and the contract every job backend implements (embedded: SQLite in-process;
-// distributed: Redis). Routes and runners see only this contract.
+// The job model and the contract of the one work queue every unit of work goes through: durable
+// jobs (POST /v1/jobs, Prefer: respond-async) and the non-durable lane of synchronous predictions.
+// Two backends implement it (embedded: SQLite + memory in-process; distributed: Redis). Routes
+// and runners see only this contract.
+
+import type { WorkEvent } from './work-event.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -20,8 +24,27 @@ export interface JobOutput {
   readonly bytes: number;
 }
 
+/** Why a job failed: the error's wire form (the field at fault, when there is one). */
+export interface JobError {
+  readonly code: string;
+  readonly message: string;
+  readonly field?: string | undefined;
+  readonly retryAfterSeconds?: number | undefined;
+}
+
+/** A result as bytes with their media type (an image, JSON). */
+export interface Payload {
+  readonly contentType: string;
+  readonly data: Uint8Array;
+}
+
 export interface Job {
   readonly id: string;
+  /**
+   * Durable: kept (SQLite / Redis) until its TTL, outputs in the artifact store. Not durable: a
+   * synchronous prediction whose client waits; its result comes back through `result()`.
+   */
+  readonly durable: boolean;
   readonly model: string;
   readonly version: string | null;
   readonly input: Readonly<Record<string, unknown>>;
@@ -29,7 +52,7 @@ export interface Job {
   readonly status: JobStatus;
   readonly progress: JobProgress | null;
   readonly attempts: number;
-  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly error: JobError | null;
   readonly outputs: readonly JobOutput[];
   /** Epoch milliseconds. */
   readonly createdAt: number;
@@ -41,9 +64,17 @@ export interface Job {
   readonly webhookEvents: readonly string[] | null;
   /** A digest of the request as submitted: an idempotency key reused with another request is refused. */
   readonly requestHash: string | null;
+  /** The client's Accept header, handed to the handler (synchronous predictions). */
+  readonly accept: string | null;
+  /** Epoch ms after which nobody waits for it: a worker that claims it later does not run it. */
+  readonly deadline: number | null;
 }
 
 export interface NewJob {
+  /** Defaults to true; false puts it in the non-durable lane (a synchronous prediction). */
+  durable?: boolean | undefined;
+  accept?: string | undefined;
+  deadline?: number | undefined;
   model: string;
   version?: string | undefined;
   input: Record<string, unknown>;
@@ -62,11 +93,6 @@ export interface JobFilter {
   cursor?: string | undefined;
 }
 
-export type JobEvent =
-  | { readonly type: 'status'; readonly job: Job }
-  | { readonly type: 'progress'; readonly jobId: string; readonly progress: JobProgress }
-  | { readonly type: 'preview'; readonly jobId: string; readonly contentType: string; readonly data: Uint8Array };
-
 export interface JobBackend {
   /** Stores a queued job; with an idempotency key already seen, returns that job instead. */
   submit(job: NewJob): Promise<{ job: Job; created: boolean }>;
@@ -76,20 +102,28 @@ export interface JobBackend {
   list(filter: JobFilter): Promise<{ jobs: Job[]; nextCursor: string | null }>;
   /** Queued → cancelled at once; running → cancelRequested (the runner stops it at its next step). */
   cancel(id: string): Promise<Job | undefined>;
+  /** Takes a job out of the queue if no worker has claimed it yet; false if it was not queued. */
+  withdraw(id: string, error: JobError): Promise<boolean>;
   /** Jobs ahead of this one in its model's queue (0 = next), or null when it is not queued. */
   position(id: string): Promise<number | null>;
-  queuedCount(model: string): Promise<number>;
+  /** Queued work of a model in one lane (durable jobs by default). */
+  queuedCount(model: string, durable?: boolean): Promise<number>;
 
   /** Takes the highest-priority, oldest queued job of one of these models, marking it running. */
   claim(models: readonly string[]): Promise<Job | undefined>;
   progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void>;
-  complete(id: string, outputs: readonly JobOutput[]): Promise<Job | undefined>;
-  fail(id: string, error: { code: string; message: string }, status?: 'failed' | 'cancelled'): Promise<Job | undefined>;
+  /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */
+  complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined>;
+  /** A succeeded non-durable job's result, handed over once. */
+  result(id: string): Promise<Payload | undefined>;
+  fail(id: string, error: JobError, status?: 'failed' | 'cancelled'): Promise<Job | undefined>;
   /** Gives a running job back to the queue (a draining worker). */
   release(id: string): Promise<void>;
 
-  /** Job events (status changes, progress, previews); returns the unsubscribe function. */
-  subscribe(id: string, listener: (event: JobEvent) => void): () => void;
+  /** A job's events (status changes, progress, previews) from now on; returns the unsubscribe function. */
+  subscribe(id: string, listener: (event: WorkEvent) => void): () => void;
+  /** A job's events for a streaming client, resumable after an event id (see JobEvents.follow). */
+  follow(id: string, listener: (event: WorkEvent) => void, afterEventId?: string): () => void;
   /** Called when a running job is asked to stop. */
   onCancelRequested(listener: (id: string) => void): () => void;
   /** Called when a job is queued. */

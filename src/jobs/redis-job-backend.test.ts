@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startRedis, type RedisProcess } from '../../test/helpers/redis-server.js';
 import { describeJobBackend } from './job-backend.contract.js';
 import { RedisJobBackend } from './redis-job-backend.js';
+import { eventStatus } from './work-event.js';
 
 const TTL_MS = 60_000;
 let redis: RedisProcess;
@@ -68,7 +69,7 @@ describe('RedisJobBackend across nodes', () => {
     try {
       const { job } = await api.submit({ model: 'm', input: {} });
       const seen: string[] = [];
-      api.subscribe(job.id, (e) => seen.push(e.type === 'status' ? e.job.status : e.type));
+      api.subscribe(job.id, (e) => seen.push(eventStatus(e) ?? e.type));
       const cancels: string[] = [];
       worker.onCancelRequested((id) => cancels.push(id));
       await worker.claim(['m']);
@@ -76,14 +77,44 @@ describe('RedisJobBackend across nodes', () => {
       await api.cancel(job.id);
       await vi.waitFor(() => {
         expect(cancels).toHaveLength(1);
-        expect(seen).toHaveLength(2);
+        expect(seen.filter((x) => x !== 'queued')).toHaveLength(2);
       });
-      expect(seen).toEqual(['running', 'progress']);
+      expect(seen.filter((x) => x !== 'queued')).toEqual(['running', 'progress']);
       expect(cancels).toEqual([job.id]);
       expect(await api.queuedCount('m')).toBe(0);
     } finally {
       await api.close();
       await worker.close();
+    }
+  });
+
+  it('keeps one truth when nodes race: a late report from a node that lost its job never rewrites the finished record', async () => {
+    const prefix = `test-${randomUUID()}`;
+    const a = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
+    const b = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
+    const client = new Redis(redis.url);
+    try {
+      const { job } = await a.submit({ model: 'sd', input: {} });
+      await a.claim(['sd']);
+      // Node a reports progress while node b (which took the job over) finishes it: they interleave.
+      await Promise.all([
+        ...Array.from({ length: 20 }, (_, i) => a.progress(job.id, { step: i + 1, total: 21 })),
+        b.complete(job.id, [{ key: 'k', contentType: 'image/png', bytes: 1 }]),
+      ]);
+      await a.progress(job.id, { step: 21, total: 21 });
+      const done = await b.get(job.id);
+      expect(done?.status).toBe('succeeded');
+      expect(done?.outputs).toHaveLength(1);
+      // The indexes agree with the record: nothing queued, the depth list (KEDA) empty.
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(0);
+      expect(await client.zcard(`${prefix}:queued:sd`)).toBe(0);
+      // The event stream ends with the final status: a resuming client sees nothing after it.
+      const last = await client.xrevrange(`${prefix}:events:${job.id}`, '+', '-', 'COUNT', 1);
+      expect(JSON.parse(last[0]![1][1]!)).toMatchObject({ type: 'status', data: { status: 'succeeded' } });
+    } finally {
+      client.disconnect();
+      await a.close();
+      await b.close();
     }
   });
 });

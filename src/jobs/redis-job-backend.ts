@@ -1,24 +1,31 @@
-// The distributed job backend: BullMQ queues (one per model) on a shared Redis do the claiming,
-// ordering, locking and stalled-job takeover; Easel's job records, listing index and queue
-// depth live in plain Redis keys beside them; events cross nodes over Redis pub/sub.
-// The only importer of the Redis client (ioredis) and of BullMQ.
+// The distributed work queue: BullMQ queues (one per model) on a shared Redis do the claiming,
+// ordering, locking and stalled-job takeover; the job record is the one truth about a job's
+// state. Every state change is one Lua script that checks the record's revision, writes the
+// record, its indexes and the queue depth, appends the event to the job's stream and publishes
+// it: no copies that a crash can leave disagreeing. BullMQ's own state follows the record (a
+// claim whose record is finished is dropped). The only importer of ioredis and of BullMQ.
 //
 // Keys (prefix P, default "easel"):
-//   P:job:<id>          the job record (JSON)
-//   P:jobs              ZSET seq → id, newest last (listing and cursors)
+//   P:job:<id>          HASH {rev, data}: the job record (JSON) and its revision
+//   P:events:<id>       STREAM of the job's events (durable jobs): SSE resumes from it
+//   P:result:<id>       a synchronous prediction's result bytes, until its API node takes them
+//   P:jobs              ZSET seq → id of durable jobs, newest last (listing and cursors)
 //   P:seq               the sequence counter
 //   P:idem:<key>        idempotency key → id
-//   P:queued:<model>    ZSET of queued ids by (priority, seq): positions
-//   P:depth:<model>     LIST with one entry per queued job: its LLEN is the queue depth that
-//                       KEDA's redis scaler reads (listName: P:depth:<model>)
+//   P:queued:<model>    ZSET of queued durable ids by (priority, seq): positions
+//   P:waiting:<model>   ZSET of queued synchronous predictions (their lane's length limit)
+//   P:depth:<model>     LIST with one entry per queued unit of work (both lanes): its LLEN is the
+//                       queue depth that KEDA's redis scaler reads (listName: P:depth:<model>)
 //   P:expiry            ZSET expiresAt → id of finished jobs
+//   P:events            the pub/sub channel: events, cancel requests
 //   P:bull:<model>:*    BullMQ's own keys
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type Job, type JobBackend, type JobEvent, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
+import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
+import { eventStatus, previewEvent, progressEvent, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
   url: string;
@@ -35,27 +42,61 @@ interface StoredJob extends Omit<Job, 'input'> {
   readonly seq: number;
 }
 
-type Message =
-  | { kind: 'event'; jobId: string; event: WireEvent }
-  | { kind: 'cancel'; jobId: string }
-  | { kind: 'queued'; jobId: string };
-
-type WireEvent =
-  | { type: 'status'; job: StoredJob }
-  | { type: 'progress'; jobId: string; progress: JobProgress }
-  | { type: 'preview'; jobId: string; contentType: string; data: string };
-
 const PRIORITY_SPAN = 2 ** 40;
+/** How long a finished synchronous prediction's record and result wait for their API node. */
+const KEEP_PREDICTION_MS = 60_000;
+/** A job's stream keeps about this many events (previews included). */
+const EVENTS_KEPT = 5_000;
 
 function fromStored(s: StoredJob): Job {
   const { seq: _seq, input, ...rest } = s;
-  // Records written before requestHash existed have none.
-  return { ...rest, requestHash: rest.requestHash ?? null, input: decodeInput(input) };
+  return { ...rest, input: decodeInput(input) };
+}
+
+/**
+ * One state change, applied atomically: the record is replaced only if its revision is still
+ * the one read (else nothing happens and the caller reads again), then each op runs. Ops:
+ * zadd key score member | zrem key member | lpush key value | lrem key value | event stream
+ * channel jobId json (XADD when stream is not empty, then PUBLISH "ev|jobId|eventId|json") |
+ * publish channel message | setpx key value ms | pexpire key ms.
+ */
+const APPLY_SCRIPT = `
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if ARGV[1] == '' then
+  if rev then return -1 end
+elseif rev ~= ARGV[1] then
+  return -1
+end
+local newrev = (tonumber(rev) or 0) + 1
+redis.call('HSET', KEYS[1], 'rev', newrev, 'data', ARGV[2])
+local i = 3
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'zadd' then redis.call('ZADD', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
+  elseif op == 'zrem' then redis.call('ZREM', ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'lpush' then redis.call('LPUSH', ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'lrem' then redis.call('LREM', ARGV[i+1], 1, ARGV[i+2]); i = i + 3
+  elseif op == 'event' then
+    local id = '0'
+    if ARGV[i+1] ~= '' then id = redis.call('XADD', ARGV[i+1], 'MAXLEN', '~', ${EVENTS_KEPT}, '*', 'e', ARGV[i+4]) end
+    redis.call('PUBLISH', ARGV[i+2], 'ev|' .. ARGV[i+3] .. '|' .. id .. '|' .. ARGV[i+4]); i = i + 5
+  elseif op == 'publish' then redis.call('PUBLISH', ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'setpx' then redis.call('SET', ARGV[i+1], ARGV[i+2], 'PX', ARGV[i+3]); i = i + 4
+  elseif op == 'pexpire' then redis.call('PEXPIRE', ARGV[i+1], ARGV[i+2]); i = i + 3
+  else return redis.error_reply('unknown op ' .. op) end
+end
+return newrev
+`;
+
+type Op = (string | number | Buffer)[];
+
+interface ApplyingRedis extends Redis {
+  easelApply(key: string, rev: string, data: string, ...ops: (string | number | Buffer)[]): Promise<number>;
 }
 
 export class RedisJobBackend extends JobEvents implements JobBackend {
   readonly #o: Required<Omit<RedisJobBackendOptions, 'prefix'>> & { prefix: string };
-  readonly #redis: Redis;
+  readonly #redis: ApplyingRedis;
   readonly #subscriber: Redis;
   readonly #bullConnection: Redis;
   readonly #queues = new Map<string, Queue>();
@@ -68,10 +109,11 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     super();
     const lockMs = o.lockMs ?? 30_000;
     this.#o = { url: o.url, prefix: o.prefix ?? 'easel', jobTtlMs: o.jobTtlMs, lockMs, stalledCheckMs: o.stalledCheckMs ?? Math.max(100, Math.floor(lockMs / 2)) };
-    this.#redis = new Redis(o.url, { lazyConnect: false });
+    this.#redis = new Redis(o.url, { lazyConnect: false }) as ApplyingRedis;
+    this.#redis.defineCommand('easelApply', { numberOfKeys: 1, lua: APPLY_SCRIPT });
     this.#subscriber = new Redis(o.url);
     this.#bullConnection = new Redis(o.url, { maxRetriesPerRequest: null });
-    this.#subscriber.on('message', (_channel: string, text: string) => this.#onMessage(JSON.parse(text) as Message));
+    this.#subscriber.on('message', (_channel: string, text: string) => this.#onMessage(text));
     this.#ready = this.#subscriber.subscribe(this.#key('events'));
   }
 
@@ -79,21 +121,25 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return [this.#o.prefix, ...parts].join(':');
   }
 
-  #onMessage(m: Message): void {
-    if (m.kind === 'cancel') this.emitCancel(m.jobId);
-    else if (m.kind === 'queued') void this.get(m.jobId).then((job) => job && this.emitQueued(job));
-    else {
-      const e = m.event;
-      const local: JobEvent =
-        e.type === 'status' ? { type: 'status', job: fromStored(e.job) } : e.type === 'progress' ? e : { type: 'preview', jobId: e.jobId, contentType: e.contentType, data: new Uint8Array(Buffer.from(e.data, 'base64')) };
-      this.emitJob(m.jobId, local);
-      if (local.type === 'status' && isTerminal(local.job.status)) this.emitFinished(local.job);
+  #onMessage(text: string): void {
+    const [kind, jobId = '', eventId = '0'] = text.split('|', 3);
+    if (kind === 'cancel') {
+      this.emitCancel(jobId);
+      return;
     }
-  }
-
-  async #publish(m: Message): Promise<void> {
-    await this.#ready;
-    await this.#redis.publish(this.#key('events'), JSON.stringify(m));
+    if (kind !== 'ev') return;
+    const json = text.slice(kind.length + jobId.length + eventId.length + 3);
+    const e = JSON.parse(json) as NewWorkEvent;
+    this.emitJob(jobId, { id: eventId, ...e });
+    const status = eventStatus(e);
+    // Local listeners of queue-wide happenings get the record (the event carries the public view).
+    if (status === 'queued' || (status !== undefined && isTerminal(status as JobStatus))) {
+      void this.get(jobId).then((job) => {
+        if (!job) return;
+        if (job.status === 'queued') this.emitQueued(job);
+        else if (isTerminal(job.status)) this.emitFinished(job);
+      });
+    }
   }
 
   #queue(model: string): Queue {
@@ -116,7 +162,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
         stalledInterval: this.#o.stalledCheckMs,
         maxStalledCount: 5,
       });
-      // A job whose node died went back to BullMQ's queue: mirror it in the record and the indexes.
+      // A job whose node died went back to BullMQ's queue: so does its record.
       w.on('stalled', (jobId: string) => void this.#requeue(jobId));
       void w.startStalledCheckTimer();
       this.#workers.set(model, w);
@@ -124,31 +170,42 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return w;
   }
 
-  async #read(id: string): Promise<StoredJob | undefined> {
-    const text = await this.#redis.get(this.#key('job', id));
-    return text === null ? undefined : (JSON.parse(text) as StoredJob);
+  async #read(id: string): Promise<{ rev: string; job: StoredJob } | undefined> {
+    const [rev, data] = await this.#redis.hmget(this.#key('job', id), 'rev', 'data');
+    return rev == null || data == null ? undefined : { rev, job: JSON.parse(data) as StoredJob };
   }
 
-  async #write(job: StoredJob): Promise<void> {
-    await this.#redis.set(this.#key('job', job.id), JSON.stringify(job));
+  // The ops of one state change.
+  #event(job: StoredJob, e: NewWorkEvent): Op {
+    return ['event', job.durable ? this.#key('events', job.id) : '', this.#key('events'), job.id, JSON.stringify(e)];
   }
 
-  async #emitStatus(job: StoredJob): Promise<Job> {
-    await this.#publish({ kind: 'event', jobId: job.id, event: { type: 'status', job } });
-    if (job.status === 'queued') await this.#publish({ kind: 'queued', jobId: job.id });
-    return fromStored(job);
+  #status(job: StoredJob): Op {
+    return this.#event(job, statusEvent(fromStored(job)));
   }
 
-  #score(job: StoredJob): number {
-    return (100 - job.priority) * PRIORITY_SPAN + job.seq;
+  #enqueueOps(job: StoredJob): Op[] {
+    const score = (100 - job.priority) * PRIORITY_SPAN + job.seq;
+    return [['zadd', this.#key(job.durable ? 'queued' : 'waiting', job.model), score, job.id], ['lpush', this.#key('depth', job.model), job.id]];
   }
 
-  async #index(job: StoredJob): Promise<void> {
-    await this.#redis.multi().zadd(this.#key('queued', job.model), this.#score(job), job.id).lpush(this.#key('depth', job.model), job.id).exec();
+  #dequeueOps(job: StoredJob): Op[] {
+    return [['zrem', this.#key(job.durable ? 'queued' : 'waiting', job.model), job.id], ['lrem', this.#key('depth', job.model), job.id]];
   }
 
-  async #unindex(job: StoredJob): Promise<void> {
-    await this.#redis.multi().zrem(this.#key('queued', job.model), job.id).lrem(this.#key('depth', job.model), 1, job.id).exec();
+  /**
+   * Reads the record, asks `change` for the next one and its ops, and applies both atomically;
+   * reads again if another node changed it meanwhile. Returns the record as it is after.
+   */
+  async #update(id: string, change: (job: StoredJob) => { job: StoredJob; ops: Op[] } | undefined): Promise<{ job: StoredJob; changed: boolean } | undefined> {
+    for (;;) {
+      const current = await this.#read(id);
+      if (!current) return undefined;
+      const next = change(current.job);
+      if (!next) return { job: current.job, changed: false };
+      const rev = await this.#redis.easelApply(this.#key('job', id), current.rev, JSON.stringify(next.job), ...next.ops.flat());
+      if (rev !== -1) return { job: next.job, changed: true };
+    }
   }
 
   /** Says that this node serves these models, for `ttlMs` (renew it sooner). */
@@ -169,8 +226,11 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
   }
 
   async submit(n: NewJob): Promise<{ job: Job; created: boolean }> {
+    // Listening before anything is published: this node's listeners hear of its own work.
+    await this.#ready;
     const id = randomUUID();
-    if (n.idempotencyKey !== undefined) {
+    const durable = n.durable ?? true;
+    if (durable && n.idempotencyKey !== undefined) {
       const taken = await this.#redis.set(this.#key('idem', n.idempotencyKey), id, 'NX');
       if (taken === null) {
         const seen = await this.byIdempotencyKey(n.idempotencyKey);
@@ -179,21 +239,23 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     }
     const seq = await this.#redis.incr(this.#key('seq'));
     const job: StoredJob = {
-      id, seq, model: n.model, version: n.version ?? null, input: encodeInput(n.input), priority: n.priority ?? 0, status: 'queued', progress: null,
+      id, seq, durable, model: n.model, version: n.version ?? null, input: encodeInput(n.input), priority: n.priority ?? 0, status: 'queued', progress: null,
       attempts: 0, error: null, outputs: [], createdAt: Date.now(), startedAt: null, completedAt: null, expiresAt: null, cancelRequested: false,
       webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null,
+      accept: n.accept ?? null, deadline: n.deadline ?? null,
     };
-    await this.#write(job);
-    await this.#redis.zadd(this.#key('jobs'), seq, id);
-    await this.#index(job);
-    // BullMQ: 1 is its highest priority; every job is prioritized so that ours order them all.
+    // BullMQ first: a claim that finds no record yet waits for it (see claim), while a record
+    // without its BullMQ job could never be claimed. BullMQ: 1 is its highest priority.
     await this.#queue(n.model).add('job', { id }, { jobId: id, priority: 101 - job.priority, removeOnComplete: true, removeOnFail: true });
-    return { job: await this.#emitStatus(job), created: true };
+    const ops: Op[] = [...this.#enqueueOps(job), this.#status(job)];
+    if (durable) ops.unshift(['zadd', this.#key('jobs'), seq, id]);
+    await this.#redis.easelApply(this.#key('job', id), '', JSON.stringify(job), ...ops.flat());
+    return { job: fromStored(job), created: true };
   }
 
   async get(id: string): Promise<Job | undefined> {
     const s = await this.#read(id);
-    return s && fromStored(s);
+    return s && fromStored(s.job);
   }
 
   async list(f: JobFilter): Promise<{ jobs: Job[]; nextCursor: string | null }> {
@@ -202,9 +264,10 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     for (;;) {
       const ids = await this.#redis.zrevrangebyscore(this.#key('jobs'), max, '-inf', 'LIMIT', 0, 200);
       if (ids.length === 0) break;
-      const texts = await this.#redis.mget(ids.map((id) => this.#key('job', id)));
-      for (const text of texts) {
-        if (text === null) continue;
+      const pipeline = this.#redis.pipeline();
+      for (const id of ids) pipeline.hget(this.#key('job', id), 'data');
+      for (const [, text] of (await pipeline.exec()) ?? []) {
+        if (typeof text !== 'string') continue;
         const job = JSON.parse(text) as StoredJob;
         if ((f.status && job.status !== f.status) || (f.model && job.model !== f.model)) continue;
         out.push(job);
@@ -218,75 +281,102 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return { jobs: page.map(fromStored), nextCursor: out.length > f.limit ? String(page[page.length - 1]!.seq) : null };
   }
 
+  async withdraw(id: string, error: JobError): Promise<boolean> {
+    const s = await this.#read(id);
+    if (s?.job.status !== 'queued') return false;
+    // BullMQ refuses to remove a job a worker holds (locked): then it was claimed, not withdrawn.
+    const removed = await this.#queue(s.job.model).remove(id).catch(() => 0);
+    if (removed !== 1) return false;
+    return (await this.#finish(id, 'cancelled', error)) !== undefined;
+  }
+
   async cancel(id: string): Promise<Job | undefined> {
-    const job = await this.#read(id);
-    if (!job) return undefined;
-    if (job.status === 'queued') {
-      await this.#queue(job.model).remove(id).catch(() => 0);
-      return this.#finish(job, 'cancelled', { code: 'EASEL_CANCELLED', message: 'cancelled before it started' });
-    }
-    if (job.status === 'running' && !job.cancelRequested) {
-      const asked: StoredJob = { ...job, cancelRequested: true };
-      await this.#write(asked);
-      await this.#publish({ kind: 'cancel', jobId: id });
-      return fromStored(asked);
-    }
-    return fromStored(job);
+    if (await this.withdraw(id, { code: 'EASEL_CANCELLED', message: 'cancelled before it started' })) return this.get(id);
+    const asked = await this.#update(id, (job) =>
+      job.status === 'running' && !job.cancelRequested ? { job: { ...job, cancelRequested: true }, ops: [['publish', this.#key('events'), `cancel|${id}`]] } : undefined,
+    );
+    return asked && fromStored(asked.job);
   }
 
   async position(id: string): Promise<number | null> {
-    const job = await this.#read(id);
-    if (!job || job.status !== 'queued') return null;
-    return this.#redis.zrank(this.#key('queued', job.model), id);
+    const s = await this.#read(id);
+    if (!s || s.job.status !== 'queued') return null;
+    return this.#redis.zrank(this.#key(s.job.durable ? 'queued' : 'waiting', s.job.model), id);
   }
 
-  async queuedCount(model: string): Promise<number> {
-    return this.#redis.zcard(this.#key('queued', model));
+  async queuedCount(model: string, durable = true): Promise<number> {
+    return this.#redis.zcard(this.#key(durable ? 'queued' : 'waiting', model));
   }
 
   async claim(models: readonly string[]): Promise<Job | undefined> {
     // Each asked model gets its BullMQ worker, whose stalled checks take over dead nodes' jobs.
     for (const model of models) this.#worker(model);
-    // The model whose best queued job ranks first; BullMQ hands out its queue's best job.
+    // The model whose best queued work ranks first (either lane); BullMQ hands out its queue's best.
     let best: { model: string; score: number } | undefined;
     for (const model of models) {
-      const top = await this.#redis.zrange(this.#key('queued', model), '0', '0', 'WITHSCORES');
-      const score = top[1] === undefined ? undefined : Number(top[1]);
-      if (score !== undefined && (!best || score < best.score)) best = { model, score };
+      for (const lane of ['queued', 'waiting']) {
+        const top = await this.#redis.zrange(this.#key(lane, model), '0', '0', 'WITHSCORES');
+        const score = top[1] === undefined ? undefined : Number(top[1]);
+        if (score !== undefined && (!best || score < best.score)) best = { model, score };
+      }
     }
     if (!best) return undefined;
     const token = randomUUID();
     const bull = (await this.#worker(best.model).getNextJob(token, { block: false })) as BullJob | undefined;
     if (!bull?.id) return undefined;
-    const job = await this.#read(bull.id);
-    if (!job || job.status === 'cancelled' || job.status === 'succeeded' || job.status === 'failed') {
+    const id = bull.id;
+    const now = Date.now();
+    let expired = false;
+    const claimed = await this.#update(id, (job) => {
+      if (job.status !== 'queued' && job.status !== 'running') return undefined;
+      if (job.deadline !== null && job.deadline <= now) {
+        expired = true;
+        return undefined;
+      }
+      const running: StoredJob = { ...job, status: 'running', attempts: job.attempts + 1, startedAt: now, progress: null };
+      return { job: running, ops: [...this.#dequeueOps(job), this.#status(running)] };
+    });
+    if (!claimed) {
+      // Submitted this instant (its record follows its BullMQ job), or its submitter died between.
+      const young = now - bull.timestamp < 10_000;
+      await (young ? bull.moveToDelayed(now + 100, token) : bull.moveToCompleted(null, token, false)).catch(() => undefined);
+      return undefined;
+    }
+    if (!claimed.changed) {
+      // Finished meanwhile (cancelled), or its client stopped waiting: BullMQ lets it go.
       await bull.moveToCompleted(null, token, false).catch(() => undefined);
+      if (expired) await this.#finish(id, 'failed', { code: 'EASEL_TIMEOUT', message: 'no worker took the request before its response timeout' });
       return undefined;
     }
     const renew = setInterval(() => void bull.extendLock(token, this.#o.lockMs).catch(() => undefined), Math.max(50, Math.floor(this.#o.lockMs / 3)));
     renew.unref();
-    this.#claimed.set(bull.id, { bull, token, renew });
-    const running: StoredJob = { ...job, status: 'running', attempts: job.attempts + 1, startedAt: Date.now(), progress: null };
-    await this.#write(running);
-    await this.#unindex(running);
-    return this.#emitStatus(running);
+    this.#claimed.set(id, { bull, token, renew });
+    return fromStored(claimed.job);
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
-    const job = await this.#read(id);
-    if (job?.status === 'running') await this.#write({ ...job, progress: p });
-    await this.#publish({ kind: 'event', jobId: id, event: { type: 'progress', jobId: id, progress: p } });
-    if (preview) await this.#publish({ kind: 'event', jobId: id, event: { type: 'preview', jobId: id, contentType: preview.contentType, data: Buffer.from(preview.data).toString('base64') } });
+    // Only a running job takes progress: a late report never overwrites a finished record.
+    await this.#update(id, (job) => {
+      if (job.status !== 'running') return undefined;
+      const next: StoredJob = { ...job, progress: p };
+      return { job: next, ops: [this.#event(next, progressEvent(p)), ...(preview ? [this.#event(next, previewEvent(preview))] : [])] };
+    });
   }
 
-  async #finish(job: StoredJob, status: JobStatus, error: { code: string; message: string } | null, outputs: readonly JobOutput[] = []): Promise<Job> {
-    if (job.status !== 'queued' && job.status !== 'running') return fromStored(job);
+  async #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload): Promise<Job | undefined> {
     const now = Date.now();
-    const done: StoredJob = { ...job, status, error, outputs: [...outputs], completedAt: now, expiresAt: now + this.#o.jobTtlMs };
-    await this.#write(done);
-    await this.#unindex(done);
-    await this.#redis.zadd(this.#key('expiry'), done.expiresAt!, done.id);
-    return this.#emitStatus(done);
+    const done = await this.#update(id, (job) => {
+      if (job.status !== 'queued' && job.status !== 'running') return undefined;
+      const ttl = job.durable ? this.#o.jobTtlMs : KEEP_PREDICTION_MS;
+      const resultKey = this.#key('result', id);
+      const stored = result ? [{ key: resultKey, contentType: result.contentType, bytes: result.data.byteLength }] : [...outputs];
+      const next: StoredJob = { ...job, status, error, outputs: stored, completedAt: now, expiresAt: now + ttl };
+      const ops: Op[] = [...this.#dequeueOps(job), ['zadd', this.#key('expiry'), now + ttl, id], this.#status(next)];
+      if (job.durable) ops.push(['pexpire', this.#key('events', id), ttl]);
+      if (result) ops.push(['setpx', resultKey, Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength), ttl]);
+      return { job: next, ops };
+    });
+    return done && fromStored(done.job);
   }
 
   async #settle(id: string, settle: (bull: BullJob, token: string) => Promise<unknown>): Promise<void> {
@@ -297,16 +387,26 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     await settle(claimed.bull, claimed.token).catch(() => undefined);
   }
 
-  async complete(id: string, outputs: readonly JobOutput[]): Promise<Job | undefined> {
+  async complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined> {
+    // The record first: it is the truth; BullMQ's copy is let go after (a crash between leaves
+    // a BullMQ job whose claim finds the record finished and drops it).
+    const job = await this.#finish(id, 'succeeded', null, outputs, result);
     await this.#settle(id, (bull, token) => bull.moveToCompleted(null, token, false));
-    const job = await this.#read(id);
-    return job && this.#finish(job, 'succeeded', null, outputs);
+    return job;
   }
 
-  async fail(id: string, error: { code: string; message: string }, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
+  async result(id: string): Promise<Payload | undefined> {
+    const job = await this.get(id);
+    const output = job?.outputs[0];
+    if (!job || job.durable || job.status !== 'succeeded' || !output) return undefined;
+    const data = await this.#redis.getdelBuffer(output.key);
+    return data === null ? undefined : { contentType: output.contentType, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  }
+
+  async fail(id: string, error: JobError, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
+    const job = await this.#finish(id, status, error);
     await this.#settle(id, (bull, token) => bull.moveToFailed(new Error(error.message), token, false));
-    const job = await this.#read(id);
-    return job && this.#finish(job, status, error);
+    return job;
   }
 
   async release(id: string): Promise<void> {
@@ -316,21 +416,30 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
 
   /** The record side of a job going back to the queue (released, or taken from a dead node). */
   async #requeue(id: string): Promise<void> {
-    const job = await this.#read(id);
-    if (!job || job.status !== 'running') return;
-    const queued: StoredJob = { ...job, status: 'queued', progress: null };
-    await this.#write(queued);
-    await this.#index(queued);
-    await this.#emitStatus(queued);
+    await this.#update(id, (job) => {
+      if (job.status !== 'running') return undefined;
+      const queued: StoredJob = { ...job, status: 'queued', progress: null };
+      return { job: queued, ops: [...this.#enqueueOps(queued), this.#status(queued)] };
+    });
+  }
+
+  protected async history(id: string, afterEventId: string): Promise<WorkEvent[]> {
+    const entries = await this.#redis.xrange(this.#key('events', id), `(${afterEventId.includes('-') ? afterEventId : `${afterEventId}-0`}`, '+');
+    return entries.map(([eventId, fields]) => ({ id: eventId, ...(JSON.parse(fields[1] ?? '{}') as NewWorkEvent) }));
+  }
+
+  protected async lastEventId(id: string): Promise<string> {
+    const [last] = await this.#redis.xrevrange(this.#key('events', id), '+', '-', 'COUNT', 1);
+    return last?.[0] ?? '0';
   }
 
   async expire(now: number): Promise<Job[]> {
     const ids = await this.#redis.zrangebyscore(this.#key('expiry'), '-inf', String(now));
     const expired: Job[] = [];
     for (const id of ids) {
-      const job = await this.#read(id);
-      await this.#redis.multi().del(this.#key('job', id)).zrem(this.#key('jobs'), id).zrem(this.#key('expiry'), id).exec();
-      if (job) expired.push(fromStored(job));
+      const s = await this.#read(id);
+      await this.#redis.multi().del(this.#key('job', id), this.#key('events', id), this.#key('result', id)).zrem(this.#key('jobs'), id).zrem(this.#key('expiry'), id).exec();
+      if (s?.job.durable) expired.push(fromStored(s.job));
     }
     return expired;
   }

@@ -1,10 +1,13 @@
-// The embedded job backend: jobs in a SQLite file in the data directory (better-sqlite3), events
-// on an in-process emitter. Jobs running when the process died are queued again on open.
+// The embedded work queue: durable jobs in a SQLite file in the data directory (better-sqlite3),
+// synchronous predictions in a memory lane beside them, events on an in-process emitter. Jobs
+// running when the process died are queued again on open.
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob } from './job.js';
+import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
+import { MemoryLane } from './memory-lane.js';
+import { previewEvent, progressEvent, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 interface Row {
   seq: number;
@@ -33,6 +36,7 @@ interface Row {
 function toJob(r: Row): Job {
   return {
     id: r.id,
+    durable: true,
     model: r.model,
     version: r.version,
     input: decodeInput(r.input),
@@ -50,6 +54,8 @@ function toJob(r: Row): Job {
     webhook: r.webhook,
     webhookEvents: r.webhook_events === null ? null : (JSON.parse(r.webhook_events) as string[]),
     requestHash: r.request_hash,
+    accept: null,
+    deadline: null,
   };
 }
 
@@ -63,6 +69,7 @@ export interface SqliteJobBackendOptions {
 export class SqliteJobBackend extends JobEvents implements JobBackend {
   readonly #db: Database.Database;
   readonly #ttlMs: number;
+  readonly #memory = new MemoryLane();
 
   constructor(o: SqliteJobBackendOptions) {
     super();
@@ -97,6 +104,13 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       );
       CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (model, status, priority DESC, seq);
       CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
+      CREATE TABLE IF NOT EXISTS job_events (
+        job_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (job_id, n)
+      ) WITHOUT ROWID;
     `);
     // A database written before request_hash existed gains the column.
     const columns = this.#db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
@@ -109,14 +123,59 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
   }
 
-  #emitStatus(id: string): Job | undefined {
-    const row = this.#row(id);
-    if (!row) return undefined;
-    const job = toJob(row);
-    this.emitJob(id, { type: 'status', job });
+  /**
+   * Runs a state change and stores its status event in one transaction (a durable job), then
+   * tells the listeners. `write` returns how many rows it changed: none, no event.
+   */
+  #change(id: string, write: () => number): Job | undefined {
+    let event: WorkEvent | undefined;
+    let job: Job | undefined;
+    this.#db.transaction(() => {
+      if (write() === 0) return;
+      job = this.#current(id);
+      if (job) event = this.#record(id, statusEvent(job));
+    })();
+    if (job && event) this.#announce(job, event);
+    return job ?? this.#current(id);
+  }
+
+  /** Tells the listeners about a status change of a held (non-durable) item. */
+  #heldChanged(job: Job | undefined): Job | undefined {
+    if (job) this.#announce(job, this.#record(job.id, statusEvent(job)));
+    return job;
+  }
+
+  #announce(job: Job, event: WorkEvent): void {
+    this.emitJob(job.id, event);
     if (job.status === 'queued') this.emitQueued(job);
     if (isTerminal(job.status)) this.emitFinished(job);
-    return job;
+  }
+
+  #current(id: string): Job | undefined {
+    const held = this.#memory.get(id);
+    if (held) return held;
+    const row = this.#row(id);
+    return row && toJob(row);
+  }
+
+  /** Gives an event its id; a durable job's is stored for replay. */
+  #record(id: string, e: NewWorkEvent): WorkEvent {
+    if (this.#memory.has(id)) return { id: String(this.#memory.nextEventId(id)), ...e };
+    const { n } = this.#db
+      .prepare('INSERT INTO job_events (job_id, n, type, data) SELECT ?, COALESCE(MAX(n), 0) + 1, ?, ? FROM job_events WHERE job_id = ? RETURNING n')
+      .get(id, e.type, JSON.stringify(e.data), id) as { n: number };
+    return { id: String(n), ...e };
+  }
+
+  protected async history(id: string, afterEventId: string): Promise<WorkEvent[]> {
+    const rows = this.#db.prepare('SELECT n, type, data FROM job_events WHERE job_id = ? AND n > ? ORDER BY n').all(id, Number(afterEventId.split('-')[0])) as { n: number; type: WorkEvent['type']; data: string }[];
+    return rows.map((r) => ({ id: String(r.n), type: r.type, data: JSON.parse(r.data) as Record<string, unknown> }));
+  }
+
+  protected async lastEventId(id: string): Promise<string> {
+    if (this.#memory.has(id)) return String(this.#memory.lastEventId(id));
+    const row = this.#db.prepare('SELECT MAX(n) AS n FROM job_events WHERE job_id = ?').get(id) as { n: number | null };
+    return String(row.n ?? 0);
   }
 
   // One process: no other node to tell or to hear from.
@@ -132,21 +191,23 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   async submit(n: NewJob): Promise<{ job: Job; created: boolean }> {
+    if (n.durable === false) return { job: this.#heldChanged(this.#memory.submit(n))!, created: true };
     const seen = n.idempotencyKey === undefined ? undefined : await this.byIdempotencyKey(n.idempotencyKey);
     if (seen) return { job: seen, created: false };
     const id = randomUUID();
-    this.#db
-      .prepare(
-        `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash)
-         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
-      )
-      .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null, n.requestHash ?? null);
-    return { job: this.#emitStatus(id)!, created: true };
+    const job = this.#change(id, () =>
+      this.#db
+        .prepare(
+          `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash)
+           VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
+        )
+        .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null, n.requestHash ?? null).changes,
+    );
+    return { job: job!, created: true };
   }
 
   async get(id: string): Promise<Job | undefined> {
-    const row = this.#row(id);
-    return row && toJob(row);
+    return this.#current(id);
   }
 
   async list(f: JobFilter): Promise<{ jobs: Job[]; nextCursor: string | null }> {
@@ -171,6 +232,14 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   async cancel(id: string): Promise<Job | undefined> {
+    const held = this.#memory.get(id);
+    if (held?.status === 'queued') {
+      this.#finish(id, 'cancelled', { code: 'EASEL_CANCELLED', message: 'cancelled before it started' });
+    } else if (held?.status === 'running' && !held.cancelRequested) {
+      this.#memory.requestCancel(id);
+      this.emitCancel(id);
+    }
+    if (held) return this.get(id);
     const row = this.#row(id);
     if (!row) return undefined;
     if (row.status === 'queued') {
@@ -182,7 +251,15 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return this.get(id);
   }
 
+  async withdraw(id: string, error: JobError): Promise<boolean> {
+    // One thread: nothing can claim it between the check and the change.
+    if ((await this.get(id))?.status !== 'queued') return false;
+    this.#finish(id, 'cancelled', error);
+    return true;
+  }
+
   async position(id: string): Promise<number | null> {
+    if (this.#memory.has(id)) return this.#memory.position(id);
     const row = this.#row(id);
     if (!row || row.status !== 'queued') return null;
     const ahead = this.#db
@@ -191,59 +268,82 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return ahead.n;
   }
 
-  async queuedCount(model: string): Promise<number> {
+  async queuedCount(model: string, durable = true): Promise<number> {
+    if (!durable) return this.#memory.queuedCount(model);
     return (this.#db.prepare(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued'`).get(model) as { n: number }).n;
   }
 
   async claim(models: readonly string[]): Promise<Job | undefined> {
     if (models.length === 0) return undefined;
-    const take = this.#db.transaction((): string | undefined => {
+    for (;;) {
+      // The two lanes' best, compared as one queue: priority, then arrival.
       const row = this.#db
-        .prepare(`SELECT id FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
-        .get(...models) as { id: string } | undefined;
+        .prepare(`SELECT id, priority, created_at FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
+        .get(...models) as { id: string; priority: number; created_at: number } | undefined;
+      const held = this.#memory.peek(models);
+      if (held && (!row || held.priority > row.priority || (held.priority === row.priority && held.createdAt <= row.created_at))) {
+        if (held.deadline !== null && held.deadline <= Date.now()) {
+          // Its client has stopped waiting: not worth a worker's time.
+          this.#finish(held.id, 'failed', { code: 'EASEL_TIMEOUT', message: 'no worker took the request before its response timeout' });
+          continue;
+        }
+        return this.#heldChanged(this.#memory.claim(held.id));
+      }
       if (!row) return undefined;
-      this.#db.prepare(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id);
-      return row.id;
-    });
-    const id = take();
-    return id === undefined ? undefined : this.#emitStatus(id);
+      return this.#change(row.id, () => this.#db.prepare(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id).changes);
+    }
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
-    this.#db.prepare(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
-    this.emitJob(id, { type: 'progress', jobId: id, progress: p });
-    if (preview) this.emitJob(id, { type: 'preview', jobId: id, ...preview });
+    if (this.#memory.has(id)) this.#memory.progress(id, p);
+    else this.#db.prepare(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
+    const events = [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
+    for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
   }
 
-  #finish(id: string, status: JobStatus, error: { code: string; message: string } | null, outputs: readonly JobOutput[] = []): Job | undefined {
+  #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload): Job | undefined {
+    if (this.#memory.has(id)) return this.#heldChanged(this.#memory.finish(id, status, error, outputs, result)) ?? this.#memory.get(id);
     const now = Date.now();
-    const changed = this.#db
-      .prepare(
-        `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?
-         WHERE id = ? AND status IN ('queued', 'running')`,
-      )
-      .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, id).changes;
-    if (changed > 0) return this.#emitStatus(id);
-    const row = this.#row(id);
-    return row && toJob(row);
+    return this.#change(id, () =>
+      this.#db
+        .prepare(
+          `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?
+           WHERE id = ? AND status IN ('queued', 'running')`,
+        )
+        .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, id).changes,
+    );
   }
 
-  async complete(id: string, outputs: readonly JobOutput[]): Promise<Job | undefined> {
-    return this.#finish(id, 'succeeded', null, outputs);
+  async complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined> {
+    return this.#finish(id, 'succeeded', null, outputs, result);
   }
 
-  async fail(id: string, error: { code: string; message: string }, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
+  async result(id: string): Promise<Payload | undefined> {
+    return this.#memory.takeResult(id);
+  }
+
+  async fail(id: string, error: JobError, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
     return this.#finish(id, status, error);
   }
 
   async release(id: string): Promise<void> {
-    const changed = this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes;
-    if (changed > 0) this.#emitStatus(id);
+    if (this.#memory.has(id)) {
+      this.#heldChanged(this.#memory.release(id));
+      return;
+    }
+    this.#change(id, () => this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes);
   }
 
   async expire(now: number): Promise<Job[]> {
+    this.#memory.expire(now);
     const rows = this.#db.prepare('SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').all(now) as Row[];
-    if (rows.length > 0) this.#db.prepare('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+    if (rows.length > 0) {
+      this.#db.transaction(() => {
+        const dropEvents = this.#db.prepare('DELETE FROM job_events WHERE job_id = ?');
+        for (const r of rows) dropEvents.run(r.id);
+        this.#db.prepare('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+      })();
+    }
     return rows.map(toJob);
   }
 

@@ -7,8 +7,9 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { isEaselError } from '../errors/easel-error.js';
 import { guardedRequest, parseOutboundUrl, readCapped, type OutboundPolicy } from '../net/outbound-guard.js';
-import { isTerminal, type Job, type JobBackend } from './job.js';
+import { isTerminal, type Job, type JobBackend, type JobStatus } from './job.js';
 import { publicJob } from './job-view.js';
+import { eventStatus } from './work-event.js';
 
 export const WEBHOOK_EVENTS = ['start', 'output', 'completed'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -53,35 +54,40 @@ export class WebhookNotifier {
     const wanted = new Set<string>(job.webhookEvents ?? WEBHOOK_EVENTS);
     let chain = Promise.resolve();
     let lastProgressAt = 0;
-    const deliver = (event: WebhookEvent, state: () => Promise<Job | undefined>): void => {
+    // The body is the job's public view: a final status event's data, carried unchanged.
+    const deliver = (event: WebhookEvent, state: () => Promise<Readonly<Record<string, unknown>> | undefined>): void => {
       if (!wanted.has(event)) return;
       chain = chain
         .then(async () => {
           const current = await state();
-          if (current) await this.#send(url, event, current);
+          if (current) await this.#send(url, event, job.id, current);
         })
         .catch((err: unknown) => this.#o.logger.warn({ job: job.id, event, err: (err as Error).message }, 'webhook delivery abandoned'));
     };
     const off = this.#o.backend.subscribe(job.id, (e) => {
-      if (e.type === 'status' && isTerminal(e.job.status)) {
-        deliver('completed', async () => e.job);
+      if (isTerminal((eventStatus(e) ?? 'running') as JobStatus)) {
+        deliver('completed', async () => e.data);
         this.#tracked.get(job.id)?.();
       } else if (e.type === 'progress') {
         const now = Date.now();
         if (now - lastProgressAt < (this.#o.progressIntervalMs ?? 500)) return;
         lastProgressAt = now;
-        deliver('output', () => this.#o.backend.get(job.id));
+        deliver('output', async () => {
+          const current = await this.#o.backend.get(job.id);
+          return current && publicJob(current);
+        });
       }
     });
     this.#tracked.set(job.id, () => {
       off();
       this.#tracked.delete(job.id);
     });
-    deliver('start', async () => job);
+    deliver('start', async () => publicJob(job));
   }
 
-  async #send(url: string, event: WebhookEvent, job: Job): Promise<void> {
-    const body = JSON.stringify({ ...publicJob(job), webhook_event: event });
+  async #send(url: string, event: WebhookEvent, jobId: string, view: Readonly<Record<string, unknown>>): Promise<void> {
+    const body = JSON.stringify({ ...view, webhook_event: event });
+    const job = { id: jobId };
     const id = `msg_${randomUUID()}`;
     const delays = this.#o.retryDelaysMs ?? [1000, 2000, 4000, 8000, 16000];
     for (let attempt = 0; attempt <= delays.length && !this.#closed; attempt += 1) {

@@ -4,7 +4,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 export interface MetricsSources {
-  queueLength(): { model: string; length: number }[];
+  /** Synchronous predictions waiting per model (the work queue's non-durable lane). */
+  queueLength(): Promise<{ model: string; length: number }[]>;
   liveWorkers(): { model: string; live: number }[];
   /** Jobs waiting per model (the job queue's depth). */
   queuedJobs(): Promise<{ model: string; queued: number }[]>;
@@ -26,10 +27,10 @@ export class Metrics {
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
     new Gauge({
-      name: 'easel_queue_length', help: 'Requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
-      collect() {
+      name: 'easel_queue_length', help: 'Synchronous requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
+      async collect() {
         this.reset();
-        for (const q of sources.queueLength()) this.set({ model: q.model }, q.length);
+        for (const q of await sources.queueLength()) this.set({ model: q.model }, q.length);
       },
     });
     new Gauge({

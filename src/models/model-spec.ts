@@ -6,6 +6,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EaselError } from '../errors/easel-error.js';
 
+/** How long a request may take when easel.yaml says nothing (TorchServe's responseTimeout is 120 s). */
+export const DEFAULT_RESPONSE_TIMEOUT_MS = 120_000;
+
 const runtimeSchema = z
   .object({
     executionProvider: z.enum(['cpu', 'cuda']).default('cpu'),
@@ -41,7 +44,7 @@ export const modelSpecSchema = z
     batching: batchingSchema.prefault({}),
     minWorkers: z.number().int().min(0).max(64).default(1),
     maxWorkers: z.number().int().min(1).max(64).default(1),
-    responseTimeoutMs: z.number().int().positive().default(120_000),
+    responseTimeoutMs: z.number().int().positive().default(DEFAULT_RESPONSE_TIMEOUT_MS),
     maxQueueLength: z.number().int().positive().optional(),
     /** Request defaults and limits, read by the handler. */
     defaults: z.record(z.string(), z.unknown()).default({}),

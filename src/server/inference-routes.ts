@@ -1,10 +1,13 @@
 // TorchServe's inference API: POST /predictions/{model}[/{version}] (admitted here: the route's
-// schema, then the model handler's parse), GET /ping.
+// schema, then the model handler's parse; then queued in the work queue's non-durable lane, so
+// any worker that serves the model answers it, on this node or another), GET /ping.
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { awaitPrediction } from '../jobs/prediction.js';
 import type { ModelControl } from '../models/model-control.js';
+import type { ModelSpec } from '../models/model-spec.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
@@ -17,8 +20,11 @@ export interface InferenceRouteOptions {
   maxBodyBytes: number;
   json: JsonLimits;
   isDraining(): boolean;
-  /** With `Prefer: respond-async` a prediction becomes a job (as in Cog). */
-  jobs?: JobRoutesOptions | undefined;
+  /** The work queue (with `Prefer: respond-async` a prediction becomes a job, as in Cog). */
+  jobs: JobRoutesOptions;
+  /** For a model this node does not load: its queue's length limit and response timeout. */
+  defaultMaxQueueLength: number;
+  defaultResponseTimeoutMs: number;
 }
 
 // TorchServe's parameter names, so that its OpenAPI clients find them.
@@ -40,27 +46,33 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     let known = false;
     try {
       if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
-      // As a job, the model may be served by another node (distributed mode): submitJob checks it.
-      const asJob = o.jobs !== undefined && /\brespond-async\b/.test(String(req.headers.prefer ?? ''));
-      if (!asJob) {
-        o.control.spec(model, version); // 404 before reading a large body's meaning
-        known = true;
-      }
+      // The model may be served by another node (distributed mode): 404 only when none serves it,
+      // before reading a large body's meaning.
+      const spec = localSpec(o.control, model, version);
+      known = spec !== undefined || (await o.jobs.modelKnown(model));
+      if (!known) o.control.spec(model, version);
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
-      if (o.jobs && asJob) {
+      if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
         await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
         status = reply.statusCode;
         return reply;
       }
       // Admission: the handler's parse, here in the API process; only its result goes to a worker.
-      const request = o.control.admit(model, version, input);
+      const request = spec ? o.control.admit(model, version, input) : (o.jobs.admitElsewhere?.(model, input) ?? input);
+      const queue = o.jobs.backend;
+      const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
+      if ((await queue.queuedCount(model, false)) >= limit) {
+        throw new EaselError('EASEL_QUEUE_FULL', `the queue for ${model} is full (${limit} requests waiting); retry later`, { retryAfterSeconds: 1 });
+      }
+      const timeoutMs = spec?.responseTimeoutMs ?? o.defaultResponseTimeoutMs;
+      const { job } = await queue.submit({ durable: false, model, version, input: request, accept: req.headers.accept, deadline: Date.now() + timeoutMs });
       const controller = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const outcome = await o.control.predict(model, version, request, { signal: controller.signal, accept: req.headers.accept });
+      const result = await awaitPrediction(queue, job, { model, timeoutMs, queueTimeoutMs: spec?.batching.queueTimeoutMs, signal: controller.signal });
       status = 200;
-      return reply.code(200).type(outcome.result.contentType).send(Buffer.from(outcome.result.data.buffer, outcome.result.data.byteOffset, outcome.result.data.byteLength));
+      return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
     } catch (err) {
       status = err instanceof EaselError ? err.status : 500;
       throw err;
@@ -89,11 +101,15 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
 
 /** Only reached on the error path: a successful prediction already looked its model up. */
 function knownModel(control: ModelControl, name: string): boolean {
+  return localSpec(control, name, undefined) !== undefined;
+}
+
+/** The spec of a model loaded here; undefined when this node does not load it (or that version). */
+function localSpec(control: ModelControl, name: string, version: string | undefined): ModelSpec | undefined {
   try {
-    control.spec(name);
-    return true;
+    return control.spec(name, version);
   } catch {
-    return false;
+    return undefined;
   }
 }
 

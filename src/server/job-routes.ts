@@ -6,7 +6,8 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EaselError } from '../errors/easel-error.js';
-import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobEvent } from '../jobs/job.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobStatus } from '../jobs/job.js';
+import { eventStatus, isEventId, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
 import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
 import type { ModelControl } from '../models/model-control.js';
@@ -137,42 +138,35 @@ const listQuery = strictObject({
 const idParams = strictObject({ id: jobId });
 const outputParams = strictObject({ id: jobId, n: z.string().regex(/^\d{1,6}$/, { error: 'n must be an output index: 0, 1, ...' }) });
 
-/**
- * Follows a job for a streaming client: the current state first, then every event, ending
- * after a final status. Returns the function that stops following (the client went away).
- */
-function followJob(o: JobRoutesOptions, job: Job, send: (event: string, data: unknown) => void, end: () => void): () => void {
+/** The event id a reconnecting client saw last (SSE's Last-Event-ID header), if it sent one. */
+function lastEventId(req: FastifyRequest): string | undefined {
+  const value = req.headers['last-event-id'];
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string' || !isEventId(value)) {
+    throw new EaselError('EASEL_INVALID_PARAMETER', 'Last-Event-ID must be the id of an event this stream sent (digits, or digits-digits)', { field: 'Last-Event-ID' });
+  }
+  return value;
+}
+
+/** Follows a job; `end` is called after its final status. Returns the function that stops following. */
+function followJob(o: JobRoutesOptions, jobId: string, send: (e: WorkEvent) => void, end: () => void, afterEventId?: string): () => void {
   let stopped = false;
-  // Subscribe before reading the state again, so nothing falls between the two.
-  const off = o.backend.subscribe(job.id, (e) => {
-    if (stopped) return;
-    const [event, data] = eventMessage(e);
-    send(event, data);
-    if (e.type === 'status' && isTerminal(e.job.status)) stop();
-  });
   const stop = (): void => {
     if (stopped) return;
     stopped = true;
     off();
     end();
   };
-  void o.backend.get(job.id).then((current = job) => {
-    if (stopped) return;
-    send('status', publicJob(current));
-    if (isTerminal(current.status)) stop();
-  }, stop);
+  const off = o.backend.follow(
+    jobId,
+    (e) => {
+      if (stopped) return;
+      send(e);
+      if (isTerminal((eventStatus(e) ?? 'running') as JobStatus)) stop();
+    },
+    afterEventId,
+  );
   return stop;
-}
-
-function eventMessage(e: JobEvent): [string, unknown] {
-  switch (e.type) {
-    case 'status':
-      return ['status', publicJob(e.job)];
-    case 'progress':
-      return ['progress', { ...e.progress, fraction: e.progress.total > 0 ? e.progress.step / e.progress.total : 0 }];
-    case 'preview':
-      return ['preview', { content_type: e.contentType, data: Buffer.from(e.data).toString('base64') }];
-  }
 }
 
 async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
@@ -210,20 +204,22 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
     return reply.type(output.contentType).send(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   });
 
-  app.get('/v1/jobs/:id/events', { schema: { summary: 'Server-sent events: status, progress, previews, the final status.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
+  app.get('/v1/jobs/:id/events', { schema: { summary: 'Server-sent events: status, progress, previews, the final status. Each has an id; a client that reconnects with Last-Event-ID gets the events it missed.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const job = await jobOr404(o, req.params.id);
+    const after = lastEventId(req);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     // A comment line now and then: proxies cut streams that stay silent (a job waiting in the queue).
     const heartbeat = setInterval(() => reply.raw.write(': heartbeat\n\n'), o.sseHeartbeatMs);
     const stop = followJob(
       o,
-      job,
-      (event, data) => reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
+      job.id,
+      (e) => reply.raw.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`),
       () => {
         clearInterval(heartbeat);
         if (!reply.raw.writableEnded) reply.raw.end();
       },
+      after,
     );
     req.raw.on('close', stop);
   });
@@ -245,7 +241,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
           socket.close(4404, 'job not found');
           return;
         }
-        const stop = followJob(o, job, (event, data) => socket.send(JSON.stringify({ event, data })), () => socket.close(1000, 'job finished'));
+        const stop = followJob(o, job.id, (e) => socket.send(JSON.stringify({ event: e.type, id: e.id, data: e.data })), () => socket.close(1000, 'job finished'));
         socket.on('close', stop);
       })().catch((err: unknown) => {
         req.log.error({ err }, 'following a job over a WebSocket failed');

@@ -24,7 +24,10 @@ export interface ServersOptions {
   json: JsonLimits;
   managementToken?: string | undefined;
   isDraining(): boolean;
-  jobs?: JobRoutesOptions | undefined;
+  jobs: JobRoutesOptions;
+  /** For models this node does not load (served by other nodes): their queue limit and response timeout. */
+  defaultMaxQueueLength: number;
+  defaultResponseTimeoutMs: number;
 }
 
 export interface Servers {
@@ -72,8 +75,8 @@ async function listener(o: ServersOptions, name: string, description: string, ro
 
 export async function createServers(o: ServersOptions): Promise<Servers> {
   const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
-    await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json });
-    if (o.jobs) await app.register(jobRoutes, o.jobs);
+    await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs });
+    await app.register(jobRoutes, o.jobs);
   });
   // OPTIONS / answers the OpenAPI document, as TorchServe's does.
   inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());

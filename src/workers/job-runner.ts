@@ -1,6 +1,7 @@
-// Runs queued jobs on the local workers: claims jobs for the models that have live workers (up
-// to what their live workers take at once), sends each through the model's worker queue,
-// stores its outputs and reports progress, previews, cancellation and the outcome.
+// Runs queued work on the local workers: claims work of both lanes (durable jobs, synchronous
+// predictions) for the models that have live workers, up to what their live workers take at
+// once, sends each through the model's worker queue, stores a job's outputs (a prediction's
+// result goes back through the queue) and reports progress, previews, cancellation and the outcome.
 import type { Logger } from 'pino';
 import { isEaselError } from '../errors/easel-error.js';
 import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
@@ -114,9 +115,10 @@ export class JobRunner {
     const controller = new AbortController();
     this.#running.set(job.id, { job, controller });
     if (job.cancelRequested) controller.abort();
-    this.#o.onStarted?.(job);
+    if (job.durable) this.#o.onStarted?.(job);
     const started = performance.now();
-    logger.info({ job: job.id, model: job.model, attempt: job.attempts }, 'job started');
+    if (job.durable) logger.info({ job: job.id, model: job.model, attempt: job.attempts }, 'job started');
+    else logger.debug({ request: job.id, model: job.model, attempt: job.attempts }, 'prediction started');
     let finished: Job | undefined;
     try {
       // Admitted where it was submitted when that node knew the model; parsing again is idempotent
@@ -125,10 +127,15 @@ export class JobRunner {
       const outcome = await control.predict(job.model, job.version ?? undefined, request, {
         signal: controller.signal,
         priority: job.priority,
+        accept: job.accept ?? undefined,
         onProgress: (p) => {
           backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
         },
       });
+      if (!job.durable) {
+        finished = await backend.complete(job.id, [], outcome.result);
+        return;
+      }
       const outputs: JobOutput[] = [];
       for (const [n, part] of splitResult(outcome.result).entries()) {
         const key = artifactKey(job.id, n, part.contentType);
@@ -146,13 +153,12 @@ export class JobRunner {
         await backend.release(job.id);
       } else {
         if (!isEaselError(err)) logger.error({ err, job: job.id }, 'job failed unexpectedly');
-        const message = isEaselError(err) ? err.message : 'the job failed; details are in the server log';
-        finished = await backend.fail(job.id, { code, message });
+        finished = await backend.fail(job.id, isEaselError(err) ? err.toJSON() : { code, message: 'the job failed; details are in the server log' });
       }
     } finally {
       this.#running.delete(job.id);
       this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 1) - 1);
-      if (finished) this.#o.onFinished?.(finished, (performance.now() - started) / 1000);
+      if (finished?.durable) this.#o.onFinished?.(finished, (performance.now() - started) / 1000);
       this.wake();
     }
   }

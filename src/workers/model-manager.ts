@@ -324,8 +324,9 @@ export class ModelManager implements ModelControl {
     if (mv.slots.length === 0) {
       return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, { retryAfterSeconds: 5 }));
     }
-    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: this.#maxQueue(mv.spec), ...options,
-      queueTimeoutMs: mv.spec.batching.queueTimeoutMs,
+    // Admission limits (queue length, queue timeout) were applied by the work queue: what is
+    // claimed for this node's workers waits here only for a free worker.
+    return this.o.queue.submit(mv.lane, input, { timeoutMs: mv.spec.responseTimeoutMs, maxQueueLength: Number.POSITIVE_INFINITY, ...options,
       batchKey: batchingMode(mv.spec) === 'request' ? batchKey(mv.spec, input) : undefined,
     });
   }

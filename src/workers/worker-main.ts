@@ -10,7 +10,8 @@ let handler: Handler | undefined;
 let logger = pino({ name: 'easel-worker' });
 const controllers = new Map<string, AbortController>();
 const send = (m: ChildCommand): void => {
-  process.send?.(m);
+  // The server gone (killed): nothing to tell; the 'disconnect' handler ends this process.
+  if (process.connected) process.send?.(m, undefined, {}, () => undefined);
 };
 
 process.on('message', (raw: ParentCommand) => {

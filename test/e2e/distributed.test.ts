@@ -1,7 +1,9 @@
-// The distributed mode with a real Redis and a real S3-compatible server: an API-only node and
-// `easel worker` nodes sharing the queue and the bucket, nothing on disk. Jobs run on the workers, their events reach the API's
-// clients, and a job survives the death (kill -9) or draining (SIGTERM) of the node running it.
+// The distributed mode with a real Redis and a real S3-compatible server: two API-only nodes and
+// `easel worker` nodes sharing the queue and the bucket, nothing on disk. Jobs and synchronous
+// predictions run on the workers, their events reach either API node's clients (resumable), and
+// work survives the death (kill -9) or draining (SIGTERM) of the node running it.
 import path from 'node:path';
+import { createParser } from 'eventsource-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startEasel, startWorkerNode, waitFor, type EaselProcess, type WorkerNode } from '../helpers/easel-process.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
@@ -22,20 +24,24 @@ describe('distributed mode (Redis)', () => {
   let redis: RedisProcess;
   let s3: S3Process;
   let api: EaselProcess;
+  let api2: EaselProcess;
   const nodes: WorkerNode[] = [];
   const storage = (): string[] => ['--artifact-url', `s3://${s3.bucket}/jobs`, '--s3-endpoint', s3.endpoint];
-  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage(), '--job-lock-ms', '1500'];
+  // Debug logs say where each synchronous prediction started.
+  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage(), '--job-lock-ms', '1500', '--log-level', 'debug'];
   const startNode = (): Promise<WorkerNode> => startWorkerNode(nodeArgs(), s3.env);
 
   beforeAll(async () => {
     redis = await startRedis();
     s3 = await startS3();
     api = await startEasel(['--queue', redis.url, '--no-local-workers', ...storage()], s3.env);
+    api2 = await startEasel(['--queue', redis.url, '--no-local-workers', ...storage()], s3.env);
     nodes.push(await startNode(), await startNode());
   }, 120_000);
   afterAll(async () => {
     for (const n of nodes) await n.stop('SIGKILL');
     await api?.stop();
+    await api2?.stop();
     await redis?.stop();
     await s3?.stop();
   });
@@ -65,6 +71,7 @@ describe('distributed mode (Redis)', () => {
   });
 
   it('runs a job submitted to the API on a worker node; progress reaches the API client', async () => {
+    await alive(1);
     const job = await submit({ prompt: PROMPT, seed: 1, num_inference_steps: 30 });
     const events = await (await fetch(`${api.inference}/v1/jobs/${job.id}/events`)).text();
     expect(events).toMatch(/event: progress\ndata: \{"step":30,"total":30/);
@@ -80,6 +87,7 @@ describe('distributed mode (Redis)', () => {
   });
 
   it('SIGTERM to the node running a job: it finishes the job, then exits 0', async () => {
+    await alive(1);
     const job = await submit({ prompt: PROMPT, seed: 2, num_inference_steps: 100 });
     const node = await runningOn(job.id);
     await waitFor(async () => ((await getJob(job.id)).progress?.step ?? 0) >= 3, 20_000, 'progress');
@@ -88,11 +96,11 @@ describe('distributed mode (Redis)', () => {
     const done = await finished(job.id);
     expect(done.status).toBe('succeeded');
     expect(done.attempts).toBe(1);
-    nodes.push(await startNode());
   }, 120_000);
 
   it('kill -9 of the node running a job: another node takes it over and finishes it', async () => {
     const input = { prompt: PROMPT, seed: 3, num_inference_steps: 100 };
+    await alive(2);
     const job = await submit(input);
     const node = await runningOn(job.id);
     await waitFor(async () => ((await getJob(job.id)).progress?.step ?? 0) >= 3, 20_000, 'progress');
@@ -105,5 +113,86 @@ describe('distributed mode (Redis)', () => {
     // The same request run without faults gives the same image.
     const reference = await finished((await submit(input)).id);
     expect((await output(done)).equals(await output(reference))).toBe(true);
+  }, 120_000);
+
+  /** Tests kill nodes: each starts with at least `n` alive, whatever ran before it. */
+  async function alive(n: number): Promise<WorkerNode[]> {
+    while (nodes.filter((x) => x.child.exitCode === null && x.child.signalCode === null).length < n) nodes.push(await startNode());
+    return nodes.filter((x) => x.child.exitCode === null && x.child.signalCode === null);
+  }
+
+  const predict = (node: EaselProcess, input: Record<string, unknown>): Promise<Response> =>
+    fetch(`${node.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+
+  it('POST /predictions on either API node (no local workers) is served by a worker node', async () => {
+    await alive(1);
+    const input = { prompt: PROMPT, seed: 7, num_inference_steps: 10 };
+    const [a, b] = await Promise.all([predict(api, input), predict(api2, input)]);
+    expect(a.status, await a.clone().text()).toBe(200);
+    expect(b.status).toBe(200);
+    expect(a.headers.get('content-type')).toBe('image/png');
+    const [pa, pb] = [Buffer.from(await a.arrayBuffer()), Buffer.from(await b.arrayBuffer())];
+    expect(pa.subarray(1, 4).toString()).toBe('PNG');
+    expect(pa.equals(pb)).toBe(true);
+    // Admission happens on the API node: an invalid request never reaches the queue.
+    const bad = await predict(api2, { prompt: PROMPT, num_inference_steps: 0 });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ field: 'num_inference_steps' });
+    expect((await predict(api, { prompt: PROMPT, model: 'x' })).status).toBe(400);
+    expect((await fetch(`${api.inference}/predictions/no-such-model`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status).toBe(404);
+  }, 120_000);
+
+  it('kill -9 of a worker node with 8 synchronous requests in flight: every one is answered by the other node', async () => {
+    const inputs = Array.from({ length: 8 }, (_, i) => ({ prompt: PROMPT, seed: 100 + i, num_inference_steps: 60 }));
+    const live = await alive(2);
+    const seen = new Map(live.map((n) => [n, n.logs.length]));
+    const pending = inputs.map((input, i) => predict(i % 2 ? api2 : api, input));
+    let victim: WorkerNode | undefined;
+    const startedHere = (n: WorkerNode): boolean => n.logs.slice(seen.get(n) ?? 0).some((l) => l.includes('"prediction started"'));
+    await waitFor(() => (victim = live.find(startedHere)) !== undefined, 30_000, 'a node to start a prediction');
+    victim!.child.kill('SIGKILL');
+    await victim!.exited;
+    const answers = await Promise.all(pending);
+    for (const res of answers) expect(res.status, await res.clone().text()).toBe(200);
+    const images = await Promise.all(answers.map(async (r) => Buffer.from(await r.arrayBuffer())));
+    // Each answer is that request's image: the same as the request run again without faults.
+    for (const i of [0, 5]) {
+      const again = await predict(api, inputs[i]!);
+      expect(Buffer.from(await again.arrayBuffer()).equals(images[i]!)).toBe(true);
+    }
+  }, 180_000);
+
+  it('SSE resume across API nodes: a client that reconnects to the other node with Last-Event-ID gets exactly the events it missed', async () => {
+    await alive(1);
+    const job = await submit({ prompt: PROMPT, seed: 9, num_inference_steps: 60, preview_every: 10 });
+    interface Ev { id: string | undefined; event: string | undefined; data: string }
+    const read = async (node: EaselProcess, headers: Record<string, string>, stopAt?: (e: Ev) => boolean): Promise<Ev[]> => {
+      const controller = new AbortController();
+      const res = await fetch(`${node.inference}/v1/jobs/${job.id}/events`, { headers, signal: controller.signal });
+      const events: Ev[] = [];
+      const parser = createParser({ onEvent: (e) => events.push({ id: e.id, event: e.event, data: e.data }) });
+      try {
+        for await (const chunk of res.body!) {
+          parser.feed(Buffer.from(chunk as Uint8Array).toString('utf8'));
+          const hit = stopAt ? events.findIndex(stopAt) : -1;
+          if (hit >= 0) {
+            controller.abort();
+            return events.slice(0, hit + 1);
+          }
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) throw err;
+      }
+      return events;
+    };
+    const before = await read(api, {}, (e) => e.event === 'progress' && (JSON.parse(e.data) as { step: number }).step >= 5);
+    const lastSeen = before[before.length - 1]!;
+    await waitFor(async () => ((await getJob(job.id)).progress?.step ?? 0) >= 15, 60_000, 'progress while the client is away');
+    const after = await read(api2, { 'last-event-id': lastSeen.id! });
+    expect(JSON.parse(after[after.length - 1]!.data)).toMatchObject({ status: 'succeeded' });
+    const all = await read(api, { 'last-event-id': '0' });
+    const missed = all.slice(all.findIndex((e) => e.id === lastSeen.id) + 1);
+    expect(missed.length).toBeGreaterThan(10);
+    expect(after).toEqual(missed);
   }, 120_000);
 });

@@ -34,6 +34,7 @@ interface JobView {
 }
 
 interface SseEvent {
+  id?: string | undefined;
   event: string;
   data: Record<string, unknown>;
 }
@@ -62,16 +63,27 @@ async function finished(e: EaselProcess, id: string, timeoutMs = 60_000): Promis
 }
 
 /** Reads an SSE stream until it ends (parsed as clients parse it: eventsource-parser), calling `onEvent` for each event as it arrives. */
-async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<void> = () => {}): Promise<SseEvent[]> {
-  const res = await fetch(url);
+async function readEvents(url: string, onEvent: (e: SseEvent) => void | Promise<void> | 'stop' = () => {}, headers: Record<string, string> = {}): Promise<SseEvent[]> {
+  const controller = new AbortController();
+  const res = await fetch(url, { headers, signal: controller.signal });
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
   const events: SseEvent[] = [];
-  const parser = createParser({ onEvent: (e) => events.push({ event: e.event ?? 'message', data: JSON.parse(e.data) as Record<string, unknown> }) });
+  const parser = createParser({ onEvent: (e) => events.push({ id: e.id, event: e.event ?? 'message', data: JSON.parse(e.data) as Record<string, unknown> }) });
   const decoder = new TextDecoder();
-  for await (const chunk of res.body!) {
-    const seen = events.length;
-    parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
-    for (const e of events.slice(seen)) await onEvent(e);
+  try {
+    for await (const chunk of res.body!) {
+      const seen = events.length;
+      parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+      for (const [i, e] of events.slice(seen).entries()) {
+        // The client hangs up here: what it read so far is what it saw.
+        if ((await onEvent(e)) === 'stop') {
+          controller.abort();
+          return events.slice(0, seen + i + 1);
+        }
+      }
+    }
+  } catch (err) {
+    if (!controller.signal.aborted) throw err;
   }
   return events;
 }
@@ -264,6 +276,65 @@ describe('SSE heartbeat', () => {
       const events = await readEvents(`${easel.inference}/v1/jobs/${second.id}/events`);
       expect(new Set(events.map((e) => e.event))).toEqual(new Set(['status', 'progress']));
       expect(events[events.length - 1]!.data.status).toBe('succeeded');
+    } finally {
+      await easel.stop();
+    }
+  }, 90_000);
+});
+
+describe('SSE resume', () => {
+  let easel: EaselProcess;
+  beforeAll(async () => {
+    easel = await startServer();
+  }, 90_000);
+  afterAll(() => easel?.stop());
+
+  it('a client that reconnects with Last-Event-ID gets exactly the events it missed, in order', async () => {
+    const job = await submitOk(easel, { prompt: PROMPT, seed: 5, num_inference_steps: 60, preview_every: 10 });
+    const url = `${easel.inference}/v1/jobs/${job.id}/events`;
+    // The client reads until step 5, then its connection drops.
+    const before = await readEvents(url, (e) => (e.event === 'progress' && (e.data.step as number) >= 5 ? 'stop' : undefined));
+    expect(before.every((e) => e.id !== undefined)).toBe(true);
+    const lastSeen = before[before.length - 1]!;
+    // Meanwhile the job goes on.
+    await waitFor(async () => ((await getJob(easel, job.id)).progress?.step ?? 0) >= (lastSeen.data.step as number) + 5, 30_000, 'progress while the client is away');
+    const after = await readEvents(url, undefined, { 'last-event-id': lastSeen.id! });
+    expect(after[after.length - 1]!.data.status).toBe('succeeded');
+    // Everything the job did, as stored (Last-Event-ID 0: from the start).
+    const all = await readEvents(url, undefined, { 'last-event-id': '0' });
+    const missed = all.slice(all.findIndex((e) => e.id === lastSeen.id) + 1);
+    expect(after.map((e) => e.id)).toEqual(missed.map((e) => e.id));
+    expect(after).toEqual(missed);
+    const steps = after.filter((e) => e.event === 'progress').map((e) => e.data.step as number);
+    expect(steps[0]).toBe((lastSeen.data.step as number) + 1);
+    expect(steps).toEqual(Array.from({ length: 60 - (lastSeen.data.step as number) }, (_, i) => (lastSeen.data.step as number) + 1 + i));
+    // An id that is not one of ours is a 400 naming the header.
+    const bad = await fetch(url, { headers: { 'last-event-id': 'yesterday' } });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'Last-Event-ID' });
+  }, 90_000);
+});
+
+describe('one work queue, two lanes', () => {
+  it('a full queue of synchronous requests answers 503 with Retry-After, while a durable job submitted then is accepted and waits', async () => {
+    const easel = await startServer(['--max-queue-length', '1']);
+    try {
+      const predict = (steps: number): Promise<Response> =>
+        fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, num_inference_steps: steps }) });
+      const running = predict(80);
+      await waitFor(async () => (await (await fetch(`${easel.metrics}/metrics`)).text()).includes('easel_queue_length{model="tiny-sd"} 0') && (await fetch(`${easel.management}/models/tiny-sd`).then((r) => r.json() as Promise<{ workers: { status: string }[] }[]>))[0]!.workers[0]!.status === 'BUSY', 20_000, 'the first request to run');
+      const waiting = predict(2);
+      await waitFor(async () => (await (await fetch(`${easel.metrics}/metrics`)).text()).includes('easel_queue_length{model="tiny-sd"} 1'), 20_000, 'the second request to wait');
+      const [refused, job] = await Promise.all([predict(2), submit(easel, { prompt: PROMPT, num_inference_steps: 2 })]);
+      expect(refused.status).toBe(503);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await refused.json()).toMatchObject({ code: 'EASEL_QUEUE_FULL' });
+      expect(job.status).toBe(202);
+      const accepted = (await job.json()) as JobView;
+      expect(accepted.status).toBe('queued');
+      expect((await running).status).toBe(200);
+      expect((await waiting).status).toBe(200);
+      expect((await finished(easel, accepted.id)).status).toBe('succeeded');
     } finally {
       await easel.stop();
     }

@@ -1,0 +1,68 @@
+// A synchronous prediction's wait: it was queued in the non-durable lane; its client waits for
+// the result, within the response timeout and the queue timeout, and gives up when it goes
+// away. Giving up takes it out of the queue, or stops it where it runs.
+import { EaselError } from '../errors/easel-error.js';
+import { isTerminal, type Job, type JobBackend, type JobStatus, type Payload, type JobError } from './job.js';
+import { eventStatus } from './work-event.js';
+
+export interface PredictionWait {
+  model: string;
+  /** From submission to the answer (the model's responseTimeoutMs). */
+  timeoutMs: number;
+  /** Until a worker takes it (Triton's queue policy); none when unset. */
+  queueTimeoutMs?: number | undefined;
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal | undefined;
+}
+
+export function awaitPrediction(queue: JobBackend, submitted: Job, o: PredictionWait): Promise<Payload> {
+  const id = submitted.id;
+  return new Promise<Payload>((resolve, reject) => {
+    let settled = false;
+    const timers: NodeJS.Timeout[] = [];
+    const settle = (f: () => void): void => {
+      if (settled) return;
+      settled = true;
+      off();
+      for (const t of timers) clearTimeout(t);
+      o.signal?.removeEventListener('abort', onClientGone);
+      f();
+    };
+    const ended = (status: string, error: JobError | null): void =>
+      settle(() => {
+        if (status === 'succeeded') {
+          queue.result(id).then((r) => (r ? resolve(r) : reject(new EaselError('EASEL_INTERNAL', 'the prediction succeeded but its result was lost'))), reject);
+        } else {
+          reject(EaselError.fromJSON(error ?? { code: 'EASEL_INTERNAL', message: `the prediction ended ${status}` }));
+        }
+      });
+    const giveUp = (err: EaselError): void =>
+      settle(() => {
+        queue.cancel(id).catch(() => undefined);
+        reject(err);
+      });
+    const off = queue.subscribe(id, (e) => {
+      const status = eventStatus(e);
+      if (status !== undefined && isTerminal(status as JobStatus)) ended(status, (e.data.error as { code: string; message: string } | null) ?? null);
+    });
+    const onClientGone = (): void => giveUp(new EaselError('EASEL_CANCELLED', 'the client went away'));
+    if (o.signal?.aborted) return onClientGone();
+    o.signal?.addEventListener('abort', onClientGone, { once: true });
+    timers.push(setTimeout(() => giveUp(new EaselError('EASEL_TIMEOUT', `${o.model} did not answer within ${o.timeoutMs} ms (responseTimeoutMs)`)), o.timeoutMs));
+    if (o.queueTimeoutMs !== undefined) {
+      const waited = o.queueTimeoutMs;
+      timers.push(
+        setTimeout(() => {
+          // Only if no worker has taken it: one that runs is not timed out by the queue.
+          void queue.withdraw(id, { code: 'EASEL_QUEUE_TIMEOUT', message: 'no worker took it in time' }).then((withdrawn) => {
+            if (withdrawn) settle(() => reject(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${waited} ms for a worker of ${o.model} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 })));
+          });
+        }, waited),
+      );
+    }
+    // It may have ended before the subscription began.
+    void queue.get(id).then((job) => {
+      if (job && isTerminal(job.status)) ended(job.status, job.error);
+    });
+  });
+}

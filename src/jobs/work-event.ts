@@ -1,0 +1,53 @@
+// The one event type of a unit of work, in its wire form: what the backends store and publish
+// (the SQLite event table, the Redis stream) is exactly what SSE, WebSocket and webhooks send.
+import type { Job, JobProgress } from './job.js';
+import { publicJob } from './job-view.js';
+
+export const WORK_EVENT_TYPES = ['status', 'progress', 'preview', 'token', 'output', 'error'] as const;
+export type WorkEventType = (typeof WORK_EVENT_TYPES)[number];
+
+export interface WorkEvent {
+  /** Increases along one job's events; a client resumes after one (SSE Last-Event-ID). */
+  readonly id: string;
+  readonly type: WorkEventType;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+/** An event before its backend gave it an id. */
+export type NewWorkEvent = Omit<WorkEvent, 'id'>;
+
+export function statusEvent(job: Job): NewWorkEvent {
+  return { type: 'status', data: publicJob(job) };
+}
+
+export function progressEvent(p: JobProgress): NewWorkEvent {
+  return { type: 'progress', data: { step: p.step, total: p.total, fraction: p.total > 0 ? p.step / p.total : 0 } };
+}
+
+export function previewEvent(preview: { contentType: string; data: Uint8Array }): NewWorkEvent {
+  return { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } };
+}
+
+/** The job's status as a status event tells it (terminal statuses end a stream). */
+export function eventStatus(e: WorkEvent | NewWorkEvent): string | undefined {
+  return e.type === 'status' && typeof e.data.status === 'string' ? e.data.status : undefined;
+}
+
+/**
+ * Orders event ids: "12" (embedded) and "1700000000000-3" (Redis stream) compare part by part as
+ * numbers; negative when a comes first.
+ */
+export function compareEventIds(a: string, b: string): number {
+  const pa = a.split('-').map(Number);
+  const pb = b.split('-').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** A client's Last-Event-ID, if it is one of ours (digits, or digits-digits). */
+export function isEventId(s: string): boolean {
+  return /^\d{1,20}(-\d{1,20})?$/.test(s);
+}
