@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
-import { InferenceQueue } from '../jobs/inference-queue.js';
+import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { Metrics } from '../metrics/metrics.js';
 import { checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
@@ -25,7 +25,7 @@ export interface RunningServer {
 export async function serve(config: EaselConfig, options: { handleSignals?: boolean } = {}): Promise<RunningServer> {
   const logger = pino({ name: 'easel', level: config.logLevel });
   await mkdir(config.dataDir, { recursive: true });
-  const queue = new InferenceQueue();
+  const queue = new RequestBatcher();
   // The gauges read the manager only when scraped, after it exists.
   const metrics = new Metrics({
     queueLength: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, length: await jobs.backend.queuedCount(model, false) }))),

@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { EaselConfig } from '../config/config.js';
-import { InferenceQueue } from '../jobs/inference-queue.js';
+import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
@@ -14,7 +14,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   const logger = pino({ name: 'easel-worker-node', level: config.logLevel });
   if (config.queue === 'embedded') throw new Error('easel worker needs --queue redis://host:port: the queue it shares with the API nodes');
   await mkdir(config.dataDir, { recursive: true });
-  const queue = new InferenceQueue();
+  const queue = new RequestBatcher();
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,

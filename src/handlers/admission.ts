@@ -9,11 +9,24 @@ import { parseTextToImage, textToImageRules } from './text-to-image-request.js';
 /** A request's fields as the client sent them → the validated request the worker runs. */
 export type RequestParser = (input: Readonly<Record<string, unknown>>) => Record<string, unknown>;
 
+export type BatchingMode = 'none' | 'request' | 'step';
+
+/** What a handler supports, declared once here: the scheduling layer reads it, never a handler's name. */
+export interface HandlerBatching {
+  readonly modes: readonly BatchingMode[];
+  /** The mode when easel.yaml names none; else request-level when batchSize > 1. */
+  readonly preferred?: BatchingMode | undefined;
+}
+
 interface BuiltInAdmission {
   parser(spec: ModelSpec, dir: string): RequestParser;
+  batching: HandlerBatching;
   /** Request-level batching: requests batch together only with equal keys. */
   batchKey?(request: Readonly<Record<string, unknown>>): string;
 }
+
+/** A custom handler gets batches of requests (TorchServe's batchSize), never a step API. */
+const CUSTOM_BATCHING: HandlerBatching = { modes: ['none', 'request'] };
 
 const TENSOR_FIELDS = ['data', 'inputs'];
 
@@ -29,6 +42,7 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
         if (input.data === undefined && input.inputs === undefined) throw invalidField('data', 'send "data" (a number array) or "inputs" (named tensors)');
         return { ...input };
       },
+      batching: { modes: ['none', 'request'] },
     },
   ],
   [
@@ -38,6 +52,8 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
         const rules = textToImageRules(spec, dir);
         return (input) => ({ ...parseTextToImage(input, rules) });
       },
+      // Step-level by default (a step API: diffusionSteps); request-level on request.
+      batching: { modes: ['none', 'request', 'step'], preferred: 'step' },
       // The usual diffusion batcher: same resolution and step count.
       batchKey: (r) => `${String(r.width)}x${String(r.height)}/${String(r.num_inference_steps)}`,
     },
@@ -52,6 +68,10 @@ export function isCustomHandler(name: string): boolean {
 
 /** Throws unless the spec names a built-in handler, or a custom module the operator allows. */
 export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): void {
+  const mode = spec.batching.mode;
+  if (mode !== undefined && !handlerBatching(spec.handler).modes.includes(mode)) {
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: the ${spec.handler} handler does not support batching mode "${mode}"; it supports ${handlerBatching(spec.handler).modes.join(', ')}`, { field: 'batching.mode' });
+  }
   if (BUILT_INS.has(spec.handler)) return;
   if (!isCustomHandler(spec.handler)) {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, { field: 'handler' });
@@ -68,6 +88,11 @@ export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): voi
 export function requestParser(spec: ModelSpec, dir: string): RequestParser {
   const builtIn = BUILT_INS.get(spec.handler);
   return builtIn ? builtIn.parser(spec, dir) : (input) => ({ ...input });
+}
+
+/** The batching modes a handler supports. */
+export function handlerBatching(handler: string): HandlerBatching {
+  return BUILT_INS.get(handler)?.batching ?? CUSTOM_BATCHING;
 }
 
 /** The request-level batching key of an admitted request, when its handler has one. */

@@ -52,12 +52,48 @@ export interface RequestContext {
   readonly timers: StageTimers;
 }
 
+/**
+ * A handler's step API, for iteration-level batching (the diffusion step loop, an LM's decode
+ * loop): how to begin runs, step every active state in shared calls, and finish the done ones.
+ * The scheduling layer drives it; the handler never forms batches itself.
+ */
+export interface StepModel<Req, State, Out> {
+  /** Begins these runs together (text encoding, prefill); one state per request. */
+  begin(requests: readonly Req[]): Promise<State[]>;
+  /** One step for every state that is not finished, in as few model calls as the model allows. */
+  step(states: readonly State[]): Promise<void>;
+  isFinished(state: State): boolean;
+  /** Ends these finished runs together (VAE decode, detokenize); one output per state. */
+  finish(states: readonly State[]): Promise<Out[]>;
+  /** Requests of one group can share a model call (a resolution); maxBatchSize bounds each group. */
+  group(request: Req): string;
+  /** How far a state is, for progress and cancel messages. */
+  progress(state: State): { step: number; total: number };
+  /** How many steps a request will take. */
+  length(request: Req): number;
+}
+
+export interface StepRunOptions<State> {
+  signal?: AbortSignal | undefined;
+  /** After each step of this run (all its states stepped once). */
+  onStep?: ((states: readonly State[]) => void | Promise<void>) | undefined;
+}
+
+/** Runs requests through the worker's step loop; a cancelled run rejects with EASEL_CANCELLED. */
+export interface StepRunner<Req, State, Out> {
+  run(requests: readonly Req[], options?: StepRunOptions<State>): Promise<Out[]>;
+}
+
 export interface HandlerContext {
   readonly modelDir: string;
   readonly spec: ModelSpec;
   readonly logger: Logger;
-  /** Reports one model step (a UNet turn): how many requests' images it carried and how long it took. */
-  readonly reportStep?: ((images: number, seconds: number) => void) | undefined;
+  /**
+   * The worker's step loop over the handler's step API, batched as the model's batching mode
+   * says (in step mode, up to its batch size per group; otherwise each batch the worker was
+   * sent runs whole).
+   */
+  stepLoop<Req, State, Out>(model: StepModel<Req, State, Out>): StepRunner<Req, State, Out>;
 }
 
 export interface Handler<Batch = unknown, Out = unknown> {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EaselError } from '../errors/easel-error.js';
 import { readModelSpec } from '../models/model-spec.js';
 import type { HandlerOutcome, HandlerResult, ProgressUpdate, RequestContext } from './handler.js';
+import { StepLoop } from '../scheduling/step-loop.js';
 import { TextToImageHandler } from './text-to-image-handler.js';
 
 const TINY_SD = path.resolve(import.meta.dirname, '../../models/tiny-sd');
@@ -32,7 +33,7 @@ describe('TextToImageHandler', () => {
   const handler = new TextToImageHandler();
   beforeAll(async () => {
     const spec = readModelSpec(TINY_SD);
-    await handler.initialize({ modelDir: TINY_SD, spec: { ...spec, runtime: { ...spec.runtime, warmup: false } }, logger: silent });
+    await handler.initialize({ modelDir: TINY_SD, spec: { ...spec, runtime: { ...spec.runtime, warmup: false } }, logger: silent, stepLoop: (model) => new StepLoop(model) });
   });
   afterAll(() => handler.dispose());
 

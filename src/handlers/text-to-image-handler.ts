@@ -1,13 +1,13 @@
 // The `text-to-image` handler (the job of TorchServe's DiffusersHandler): prompt in, image
 // out — PNG/JPEG/WebP bytes for one image, JSON with base64 images when asked or when several.
-// It drives the diffusion pipeline step by step over the whole batch, so requests with
-// different step counts share UNet calls and a cancelled request leaves at the next step.
+// It declares the diffusion pipeline's step API; the worker's step loop (src/scheduling) drives
+// it, so requests with different step counts share UNet calls and a cancelled request leaves at
+// the next step.
 import sharp from 'sharp';
 import { EaselError } from '../errors/easel-error.js';
-import { batchingMode, stepBatchSize } from '../models/model-spec.js';
-import { DiffusionPipeline, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
-import { StepLoop, StepLoopCancelled } from '../pipelines/diffusion/step-loop.js';
-import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
+import { DiffusionPipeline, isFinished, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import { isEaselError } from '../errors/easel-error.js';
+import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
 import { parseTextToImage, textToImageRules, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
 
 const CONTENT_TYPES = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' } as const;
@@ -26,6 +26,20 @@ export async function encodeImage(image: RgbImage, format: 'png' | 'jpeg' | 'web
   return new Uint8Array(await encoded.toBuffer());
 }
 
+/** The diffusion pipeline's step API: begin encodes prompts, a step is one UNet turn, finish decodes. */
+export function diffusionSteps(pipeline: DiffusionPipeline): StepModel<GenerationRequest, DenoiseState, RgbImage> {
+  return {
+    begin: (requests) => pipeline.begin(requests),
+    step: (states) => pipeline.denoise(states),
+    isFinished,
+    finish: (states) => pipeline.finish(states),
+    // One UNet call per resolution.
+    group: (r) => `${r.width}x${r.height}`,
+    progress: (state) => ({ step: stepsDone(state), total: totalSteps(state) }),
+    length: (r) => r.steps,
+  };
+}
+
 /** True when the client asks for JSON and not for an image. */
 function wantsJson(accept: string | undefined): boolean {
   if (!accept) return false;
@@ -34,17 +48,14 @@ function wantsJson(accept: string | undefined): boolean {
 
 export class TextToImageHandler implements Handler<Job[], Output> {
   #pipeline: DiffusionPipeline | undefined;
-  #loop: StepLoop | undefined;
+  #loop: StepRunner<GenerationRequest, DenoiseState, RgbImage> | undefined;
   #rules: RequestRules | undefined;
 
   async initialize(ctx: HandlerContext): Promise<void> {
     const pipeline = await DiffusionPipeline.load(ctx.modelDir, ctx.spec.runtime);
     const info = pipeline.info;
     this.#pipeline = pipeline;
-    // In step mode batchSize bounds the UNet batch of each resolution; otherwise the batch the
-    // worker was sent runs whole.
-    const maxBatchSize = batchingMode(ctx.spec) === 'step' ? stepBatchSize(ctx.spec) : undefined;
-    this.#loop = new StepLoop(pipeline, { maxBatchSize, onTurn: (images, seconds) => ctx.reportStep?.(images, seconds) });
+    this.#loop = ctx.stepLoop(diffusionSteps(pipeline));
     this.#rules = textToImageRules(ctx.spec, ctx.modelDir);
     ctx.logger.info({ ...info }, 'text-to-image pipeline loaded');
     if (ctx.spec.runtime.warmup) {
@@ -99,7 +110,8 @@ export class TextToImageHandler implements Handler<Job[], Output> {
           });
           return { images, params: job.params, accept: job.accept };
         } catch (err) {
-          if (err instanceof StepLoopCancelled) return new EaselError('EASEL_CANCELLED', `request cancelled after ${err.step} of ${err.total} steps`);
+          // Cancelled: this request fails alone, its batch-mates go on.
+          if (isEaselError(err) && err.code === 'EASEL_CANCELLED') return err;
           throw err;
         }
       }),

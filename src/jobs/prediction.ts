@@ -54,8 +54,9 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
       timers.push(
         setTimeout(() => {
           // Only if no worker has taken it: one that runs is not timed out by the queue.
-          void queue.withdraw(id, { code: 'EASEL_QUEUE_TIMEOUT', message: 'no worker took it in time' }).then((withdrawn) => {
-            if (withdrawn) settle(() => reject(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${waited} ms for a worker of ${o.model} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 })));
+          const err = new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${waited} ms for a worker of ${o.model} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 });
+          void queue.withdraw(id, err.toJSON()).then((withdrawn) => {
+            if (withdrawn) settle(() => reject(err));
           });
         }, waited),
       );

@@ -70,6 +70,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   readonly #db: Database.Database;
   readonly #ttlMs: number;
   readonly #memory = new MemoryLane();
+  readonly #statements = new Map<string, Database.Statement>();
 
   constructor(o: SqliteJobBackendOptions) {
     super();
@@ -113,14 +114,21 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       ) WITHOUT ROWID;
     `);
     // A database written before request_hash existed gains the column.
-    const columns = this.#db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
+    const columns = this.#stmt('PRAGMA table_info(jobs)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'request_hash')) this.#db.exec('ALTER TABLE jobs ADD COLUMN request_hash TEXT');
     // A job that was running when the process died runs again.
-    this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
+    this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
+  }
+
+  /** Statements are compiled once (better-sqlite3's prepare costs tens of µs per call). */
+  #stmt(sql: string): Database.Statement {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) this.#statements.set(sql, (stmt = this.#db.prepare(sql)));
+    return stmt;
   }
 
   #row(id: string): Row | undefined {
-    return this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    return this.#stmt('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
   }
 
   /**
@@ -168,13 +176,13 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   protected async history(id: string, afterEventId: string): Promise<WorkEvent[]> {
-    const rows = this.#db.prepare('SELECT n, type, data FROM job_events WHERE job_id = ? AND n > ? ORDER BY n').all(id, Number(afterEventId.split('-')[0])) as { n: number; type: WorkEvent['type']; data: string }[];
+    const rows = this.#stmt('SELECT n, type, data FROM job_events WHERE job_id = ? AND n > ? ORDER BY n').all(id, Number(afterEventId.split('-')[0])) as { n: number; type: WorkEvent['type']; data: string }[];
     return rows.map((r) => ({ id: String(r.n), type: r.type, data: JSON.parse(r.data) as Record<string, unknown> }));
   }
 
   protected async lastEventId(id: string): Promise<string> {
     if (this.#memory.has(id)) return String(this.#memory.lastEventId(id));
-    const row = this.#db.prepare('SELECT MAX(n) AS n FROM job_events WHERE job_id = ?').get(id) as { n: number | null };
+    const row = this.#stmt('SELECT MAX(n) AS n FROM job_events WHERE job_id = ?').get(id) as { n: number | null };
     return String(row.n ?? 0);
   }
 
@@ -186,7 +194,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   async byIdempotencyKey(key: string): Promise<Job | undefined> {
-    const row = this.#db.prepare('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as Row | undefined;
+    const row = this.#stmt('SELECT * FROM jobs WHERE idempotency_key = ?').get(key) as Row | undefined;
     return row && toJob(row);
   }
 
@@ -196,8 +204,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (seen) return { job: seen, created: false };
     const id = randomUUID();
     const job = this.#change(id, () =>
-      this.#db
-        .prepare(
+      this.#stmt(
           `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash)
            VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
         )
@@ -226,7 +233,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       args.push(Number(f.cursor));
     }
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
-    const rows = this.#db.prepare(sql).all(...args, f.limit + 1) as Row[];
+    const rows = this.#stmt(sql).all(...args, f.limit + 1) as Row[];
     const page = rows.slice(0, f.limit);
     return { jobs: page.map(toJob), nextCursor: rows.length > f.limit ? String(page[page.length - 1]!.seq) : null };
   }
@@ -245,7 +252,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (row.status === 'queued') {
       this.#finish(id, 'cancelled', { code: 'EASEL_CANCELLED', message: 'cancelled before it started' });
     } else if (row.status === 'running' && row.cancel_requested === 0) {
-      this.#db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
+      this.#stmt('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
       this.emitCancel(id);
     }
     return this.get(id);
@@ -270,15 +277,14 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
 
   async queuedCount(model: string, durable = true): Promise<number> {
     if (!durable) return this.#memory.queuedCount(model);
-    return (this.#db.prepare(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued'`).get(model) as { n: number }).n;
+    return (this.#stmt(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued'`).get(model) as { n: number }).n;
   }
 
   async claim(models: readonly string[]): Promise<Job | undefined> {
     if (models.length === 0) return undefined;
     for (;;) {
       // The two lanes' best, compared as one queue: priority, then arrival.
-      const row = this.#db
-        .prepare(`SELECT id, priority, created_at FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
+      const row = this.#stmt(`SELECT id, priority, created_at FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
         .get(...models) as { id: string; priority: number; created_at: number } | undefined;
       const held = this.#memory.peek(models);
       if (held && (!row || held.priority > row.priority || (held.priority === row.priority && held.createdAt <= row.created_at))) {
@@ -290,13 +296,13 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
         return this.#heldChanged(this.#memory.claim(held.id));
       }
       if (!row) return undefined;
-      return this.#change(row.id, () => this.#db.prepare(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id).changes);
+      return this.#change(row.id, () => this.#stmt(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id).changes);
     }
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
     if (this.#memory.has(id)) this.#memory.progress(id, p);
-    else this.#db.prepare(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
+    else this.#stmt(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
     const events = [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
     for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
   }
@@ -305,8 +311,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (this.#memory.has(id)) return this.#heldChanged(this.#memory.finish(id, status, error, outputs, result)) ?? this.#memory.get(id);
     const now = Date.now();
     return this.#change(id, () =>
-      this.#db
-        .prepare(
+      this.#stmt(
           `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?
            WHERE id = ? AND status IN ('queued', 'running')`,
         )
@@ -331,17 +336,17 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       this.#heldChanged(this.#memory.release(id));
       return;
     }
-    this.#change(id, () => this.#db.prepare(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes);
+    this.#change(id, () => this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes);
   }
 
   async expire(now: number): Promise<Job[]> {
     this.#memory.expire(now);
-    const rows = this.#db.prepare('SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').all(now) as Row[];
+    const rows = this.#stmt('SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').all(now) as Row[];
     if (rows.length > 0) {
       this.#db.transaction(() => {
-        const dropEvents = this.#db.prepare('DELETE FROM job_events WHERE job_id = ?');
+        const dropEvents = this.#stmt('DELETE FROM job_events WHERE job_id = ?');
         for (const r of rows) dropEvents.run(r.id);
-        this.#db.prepare('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+        this.#stmt('DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
       })();
     }
     return rows.map(toJob);

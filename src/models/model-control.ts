@@ -1,6 +1,5 @@
 // What the HTTP layer needs from whatever runs models: the contract between `server/` and
 // `workers/` (wired together by `cli/`), as plain data.
-import type { Outcome } from '../jobs/inference-queue.js';
 import type { ModelEntry, ModelSpec } from './model-spec.js';
 
 export type WorkerStatus = 'STARTING' | 'READY' | 'BUSY' | 'STOPPING' | 'DEAD';
@@ -42,13 +41,27 @@ export interface RegisterOptions {
 
 export interface Health {
   healthy: boolean;
-  models: { name: string; version: string; liveWorkers: number; minWorkers: number }[];
+  /** capacity: requests this node's live workers of the version take at once. */
+  models: { name: string; version: string; liveWorkers: number; minWorkers: number; capacity: number }[];
 }
 
 export interface PredictProgress {
   step: number;
   total: number;
   preview?: { contentType: string; data: Uint8Array } | undefined;
+}
+
+/** A result as bytes with their media type. */
+export interface Payload {
+  contentType: string;
+  data: Uint8Array;
+}
+
+export interface PredictOutcome {
+  result: Payload;
+  /** Seconds per handler stage (preprocess, inference, postprocess, and the handler's own). */
+  timings: Record<string, number>;
+  queueSeconds: number;
 }
 
 export interface PredictOptions {
@@ -75,6 +88,6 @@ export interface ModelControl {
    * request it will run, or throws a 400 naming the field. Only admitted requests are predicted.
    */
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown>;
-  predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<Outcome>;
+  predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome>;
   health(): Health;
 }

@@ -57,31 +57,6 @@ export const modelSpecSchema = z
 
 export type ModelSpec = z.infer<typeof modelSpecSchema>;
 
-/** The UNet batch of one resolution for step-level batching when easel.yaml gives no batchSize. */
-const DEFAULT_STEP_BATCH = 8;
-/**
- * In step mode a worker holds this many batches' worth of requests, so that requests of two
- * resolutions (or a batch and the next arrivals) can each fill their UNet call; the rest wait
- * in the queue, where priorities and other workers still reach them.
- */
-const STEP_INTAKE = 2;
-
-/** Step mode: the most images of one resolution in one UNet call (batchSize; 8 when unset). */
-export function stepBatchSize(spec: ModelSpec): number {
-  const { batchSize } = spec.batching;
-  return batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
-}
-
-/** How many requests one worker takes at once: in step mode its active set, else the batch size. */
-export function requestsPerWorker(spec: ModelSpec): number {
-  return batchingMode(spec) === 'step' ? STEP_INTAKE * stepBatchSize(spec) : spec.batching.batchSize;
-}
-
-/** The batching mode: easel.yaml's, else `step` for text-to-image, else by batch size. */
-export function batchingMode(spec: ModelSpec): 'none' | 'request' | 'step' {
-  return spec.batching.mode ?? (spec.handler === 'text-to-image' ? 'step' : spec.batching.batchSize > 1 ? 'request' : 'none');
-}
-
 /** A registered model: its spec plus the directory its files are in. */
 export interface ModelEntry {
   readonly spec: ModelSpec;

@@ -7,7 +7,6 @@ import { isEaselError } from '../errors/easel-error.js';
 import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
 import type { ModelControl } from '../models/model-control.js';
 import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
-import { requestsPerWorker } from '../models/model-spec.js';
 
 export interface JobRunnerOptions {
   backend: JobBackend;
@@ -80,19 +79,10 @@ export class JobRunner {
       });
   }
 
-  /** How many jobs of a model can run at once here: live workers × requests per worker. */
+  /** How much work of each model can run at once here: what its live workers take. */
   #capacity(): Map<string, number> {
     const capacity = new Map<string, number>();
-    for (const m of this.#o.control.health().models) {
-      if (m.liveWorkers === 0) continue;
-      let batch = 1;
-      try {
-        batch = Math.max(1, requestsPerWorker(this.#o.control.spec(m.name, m.version)));
-      } catch {
-        // unregistered meanwhile
-      }
-      capacity.set(m.name, (capacity.get(m.name) ?? 0) + m.liveWorkers * batch);
-    }
+    for (const m of this.#o.control.health().models) capacity.set(m.name, (capacity.get(m.name) ?? 0) + m.capacity);
     return capacity;
   }
 

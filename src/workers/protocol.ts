@@ -2,6 +2,7 @@
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
 import type { SerializedError } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
+import type { BatchingPlan } from '../scheduling/batching.js';
 
 export interface WorkRequest {
   id: string;
@@ -10,7 +11,7 @@ export interface WorkRequest {
 }
 
 export type ParentCommand =
-  | { type: 'init'; workerId: string; modelDir: string; spec: ModelSpec; allowCustomHandlers: boolean; logLevel: string }
+  | { type: 'init'; workerId: string; modelDir: string; spec: ModelSpec; batching: BatchingPlan; allowCustomHandlers: boolean; logLevel: string }
   | { type: 'run'; batchId: number; requests: WorkRequest[] }
   | { type: 'cancel'; id: string }
   | { type: 'shutdown' };

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { Handler, InferenceRequest, RequestContext, RequestHandle, StageTimers } from '../handlers/handler.js';
 import { loadHandler } from '../handlers/registry.js';
+import { StepLoop } from '../scheduling/step-loop.js';
 import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
 
 let handler: Handler | undefined;
@@ -38,7 +39,13 @@ async function onCommand(m: ParentCommand): Promise<void> {
       logger = pino({ name: 'easel-worker', level: m.logLevel }).child({ worker: m.workerId, model: m.spec.name });
       try {
         handler = await loadHandler(m.spec, m.modelDir, m.allowCustomHandlers);
-        await handler.initialize({ modelDir: m.modelDir, spec: m.spec, logger, reportStep: (images, seconds) => send({ type: 'step', images, seconds }) });
+        const spec = m.spec;
+        await handler.initialize({
+          modelDir: m.modelDir, spec, logger,
+          // In step mode the loop holds up to the batch size per group; otherwise the batch this
+          // worker was sent runs whole.
+          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, onTurn: (states, seconds) => send({ type: 'step', images: states, seconds }) }),
+        });
         send({ type: 'ready', notes: handler.notes?.() ?? [] });
       } catch (err) {
         logger.error({ err }, 'handler failed to initialize');

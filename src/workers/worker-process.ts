@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { EaselError } from '../errors/easel-error.js';
 import type { ModelEntry } from '../models/model-spec.js';
+import type { BatchingPlan } from '../scheduling/batching.js';
 import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
 
 export class WorkerDiedError extends Error {
@@ -17,6 +18,7 @@ export class WorkerDiedError extends Error {
 export interface WorkerProcessOptions {
   id: string;
   entry: ModelEntry;
+  batching: BatchingPlan;
   allowCustomHandlers: boolean;
   logLevel: string;
   onProgress?: (id: string, progress: PredictProgress) => void;
@@ -101,7 +103,7 @@ export class WorkerProcess {
       };
       this.#child.on('message', onMessage);
       this.#exitController.signal.addEventListener('abort', onExit, { once: true });
-      this.#send({ type: 'init', workerId: this.id, modelDir: this.o.entry.dir, spec: this.o.entry.spec, allowCustomHandlers: this.o.allowCustomHandlers, logLevel: this.o.logLevel });
+      this.#send({ type: 'init', workerId: this.id, modelDir: this.o.entry.dir, spec: this.o.entry.spec, batching: this.o.batching, allowCustomHandlers: this.o.allowCustomHandlers, logLevel: this.o.logLevel });
     });
   }
 

@@ -20,9 +20,10 @@ export interface EaselProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startEasel(args: string[] = [], env: Record<string, string> = {}): Promise<EaselProcess> {
+/** `cli`: another checkout's built CLI (bench/overhead compares a base commit in the same run). */
+export async function startEasel(args: string[] = [], env: Record<string, string> = {}, cli = CLI): Promise<EaselProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-test-'));
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--management-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
+  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--management-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,12 +1,14 @@
-// The step loop's active set on the bundled tiny-sd: at most maxBatchSize images of one
-// resolution step together; the rest wait for room, and what waits still gets its own image.
+// The step loop's active set, over the diffusion step API on the bundled tiny-sd: at most
+// maxBatchSize images of one resolution step together; the rest wait for room, and what waits
+// still gets its own image.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionOptions } from '../../runtime/onnx-runtime.js';
-import { DiffusionPipeline, stepsDone, type GenerationRequest, type RgbImage } from './diffusion-pipeline.js';
+import { diffusionSteps } from '../handlers/text-to-image-handler.js';
+import { DiffusionPipeline, stepsDone, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import type { SessionOptions } from '../runtime/onnx-runtime.js';
 import { StepLoop } from './step-loop.js';
 
-const TINY_SD = path.resolve(import.meta.dirname, '../../../models/tiny-sd');
+const TINY_SD = path.resolve(import.meta.dirname, '../../models/tiny-sd');
 const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
 
 function request(seed: number, size = 64): GenerationRequest {
@@ -22,7 +24,7 @@ describe('StepLoop', () => {
 
   it('steps at most maxBatchSize images per resolution; later requests of that resolution wait, others do not', async () => {
     const turns: number[] = [];
-    const loop = new StepLoop(pipeline, { maxBatchSize: 2, onTurn: (images) => turns.push(images) });
+    const loop = new StepLoop(diffusionSteps(pipeline), { maxBatchSize: 2, onTurn: (images) => turns.push(images) });
     const log: string[] = [];
     const runs: [string, GenerationRequest[]][] = [
       ['a', [request(1)]],
@@ -40,7 +42,7 @@ describe('StepLoop', () => {
     expect(log.join(' ')).toBe('a1 a2 b1 big1 wide1 a3 b2 big2 wide2 b3 big3 wide3 c1 c2 c3');
     // Waiting changed nothing: every image is the one its request gets alone.
     for (const [i, [name, requests]] of runs.entries()) {
-      const alone = await new StepLoop(pipeline).run(requests);
+      const alone = await new StepLoop(diffusionSteps(pipeline)).run(requests);
       expect(sameImages(together[i]!, alone), name).toBe(true);
     }
   });

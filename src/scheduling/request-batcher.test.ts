@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { EaselError } from '../errors/easel-error.js';
-import { InferenceQueue } from './inference-queue.js';
+import { RequestBatcher } from './request-batcher.js';
 
 const payload = { contentType: 'text/plain', data: new Uint8Array([1]) };
 
-describe('InferenceQueue', () => {
+describe('RequestBatcher', () => {
   it('batches up to max within the delay, in arrival order', async () => {
-    const q = new InferenceQueue();
-    const results = [1, 2, 3].map((n) => q.submit('m', { n }, { timeoutMs: 5000, maxQueueLength: 10 }));
+    const q = new RequestBatcher();
+    const results = [1, 2, 3].map((n) => q.submit('m', { n }, { timeoutMs: 5000 }));
     const batch = await q.take('m', 2, 10, new AbortController().signal);
     expect(batch.map((b) => b.input.n)).toEqual([1, 2]);
     for (const b of batch) q.complete(b, payload, {});
@@ -17,21 +17,9 @@ describe('InferenceQueue', () => {
     await expect(Promise.all(results)).resolves.toHaveLength(3);
   });
 
-  it('answers 503 with Retry-After beyond the queue limit, keeping what it accepted', async () => {
-    const q = new InferenceQueue();
-    const first = q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 1 });
-    const err = await q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 1 }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(EaselError);
-    expect((err as EaselError).status).toBe(503);
-    expect((err as EaselError).retryAfterSeconds).toBeGreaterThan(0);
-    const [item] = await q.take('m', 1, 0, new AbortController().signal);
-    q.complete(item!, payload, {});
-    await expect(first).resolves.toMatchObject({ result: payload });
-  });
-
   it('retries once at the head of the lane, then gives up', async () => {
-    const q = new InferenceQueue();
-    const p = q.submit('m', { n: 1 }, { timeoutMs: 5000, maxQueueLength: 10 });
+    const q = new RequestBatcher();
+    const p = q.submit('m', { n: 1 }, { timeoutMs: 5000 });
     const signal = new AbortController().signal;
     const [a] = await q.take('m', 1, 0, signal);
     expect(q.retry(a!, 2)).toBe(true);
@@ -43,25 +31,25 @@ describe('InferenceQueue', () => {
   });
 
   it('times out with 504 and aborts the request signal', async () => {
-    const q = new InferenceQueue();
-    const p = q.submit('m', {}, { timeoutMs: 20, maxQueueLength: 10 });
+    const q = new RequestBatcher();
+    const p = q.submit('m', {}, { timeoutMs: 20 });
     await expect(p).rejects.toMatchObject({ code: 'EASEL_TIMEOUT', status: 504 });
     expect(q.length('m')).toBe(0);
   });
 
   it('still hands out accepted work after close, and refuses new work', async () => {
-    const q = new InferenceQueue();
-    const p = q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 10 });
+    const q = new RequestBatcher();
+    const p = q.submit('m', {}, { timeoutMs: 5000 });
     q.close();
-    await expect(q.submit('m', {}, { timeoutMs: 5000, maxQueueLength: 10 })).rejects.toMatchObject({ code: 'EASEL_SHUTTING_DOWN' });
+    await expect(q.submit('m', {}, { timeoutMs: 5000 })).rejects.toMatchObject({ code: 'EASEL_SHUTTING_DOWN' });
     const [item] = await q.take('m', 1, 0, new AbortController().signal);
     q.complete(item!, payload, {});
     await expect(p).resolves.toBeDefined();
   });
 
   it('hands out higher priorities first, in arrival order within a priority', async () => {
-    const q = new InferenceQueue();
-    const base = { timeoutMs: 5000, maxQueueLength: 10 };
+    const q = new RequestBatcher();
+    const base = { timeoutMs: 5000 };
     const all = [
       q.submit('m', { n: 'low-1' }, { ...base, priority: -1 }),
       q.submit('m', { n: 'normal-1' }, base),
@@ -75,8 +63,8 @@ describe('InferenceQueue', () => {
   });
 
   it('forms a batch only of requests with the first one\'s compatibility key', async () => {
-    const q = new InferenceQueue();
-    const base = { timeoutMs: 5000, maxQueueLength: 10 };
+    const q = new RequestBatcher();
+    const base = { timeoutMs: 5000 };
     const all = ['64/20', '64/50', '64/20', '128/20', '64/20'].map((batchKey, n) => q.submit('m', { n }, { ...base, batchKey }));
     const first = await q.take('m', 4, 0, new AbortController().signal);
     expect(first.map((b) => b.input.n)).toEqual([0, 2, 4]);
@@ -88,18 +76,4 @@ describe('InferenceQueue', () => {
     await Promise.all(all);
   });
 
-  it('fails a request that waits past queueTimeoutMs with a 503 naming the limit, and not one already taken', async () => {
-    const q = new InferenceQueue();
-    const taken = q.submit('m', { n: 1 }, { timeoutMs: 5000, maxQueueLength: 10, queueTimeoutMs: 50 });
-    const [item] = await q.take('m', 1, 0, new AbortController().signal);
-    const waiting = q.submit('m', { n: 2 }, { timeoutMs: 5000, maxQueueLength: 10, queueTimeoutMs: 50 });
-    const err = (await waiting.catch((e: unknown) => e)) as EaselError;
-    expect(err.code).toBe('EASEL_QUEUE_TIMEOUT');
-    expect(err.status).toBe(503);
-    expect(err.message).toMatch(/waited 50 ms/);
-    expect(q.length('m')).toBe(0);
-    // The waiting request's timer has fired; the taken one, submitted earlier, was past its own.
-    q.complete(item!, payload, {});
-    await expect(taken).resolves.toMatchObject({ result: payload });
-  });
 });

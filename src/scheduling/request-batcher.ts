@@ -1,19 +1,11 @@
-// The in-process queue for synchronous predictions: the server submits and awaits; workers
-// pull batches. One lane per model version, each with its own length limit.
+// Request-level batching on one node: work claimed from the work queue for this node's workers
+// waits here, one lane per model version, until a worker pulls a batch: up to a size, within a
+// delay (TorchServe's batchSize / maxBatchDelay), of requests with the first one's compatibility
+// key. Admission limits (queue length, queue timeout) belong to the work queue, not here.
 import { randomUUID } from 'node:crypto';
 import { EaselError } from '../errors/easel-error.js';
 
-export interface Payload {
-  contentType: string;
-  data: Uint8Array;
-}
-
-export interface Outcome {
-  result: Payload;
-  /** Seconds per handler stage (preprocess, inference, postprocess, and the handler's own). */
-  timings: Record<string, number>;
-  queueSeconds: number;
-}
+import type { Payload, PredictOutcome as Outcome, PredictProgress as QueueProgress } from '../models/model-control.js';
 
 export interface QueuedRequest {
   readonly id: string;
@@ -38,7 +30,6 @@ interface Pending extends QueuedRequest {
 
 export interface SubmitOptions {
   timeoutMs: number;
-  maxQueueLength: number;
   signal?: AbortSignal | undefined;
   accept?: string | undefined;
   onProgress?: ((progress: QueueProgress) => void) | undefined;
@@ -46,21 +37,13 @@ export interface SubmitOptions {
   priority?: number | undefined;
   /** Requests batch together only with the same key (the handler's compatibility key). */
   batchKey?: string | undefined;
-  /** Fail with EASEL_QUEUE_TIMEOUT if no worker took it by then (Triton's queue policy). */
-  queueTimeoutMs?: number | undefined;
-}
-
-export interface QueueProgress {
-  step: number;
-  total: number;
-  preview?: { contentType: string; data: Uint8Array } | undefined;
 }
 
 interface Waiter {
   wake(): void;
 }
 
-export class InferenceQueue {
+export class RequestBatcher {
   readonly #lanes = new Map<string, Pending[]>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #running = new Map<string, Pending>();
@@ -70,9 +53,6 @@ export class InferenceQueue {
   submit(lane: string, input: Readonly<Record<string, unknown>>, o: SubmitOptions): Promise<Outcome> {
     if (this.#closed) return Promise.reject(new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests'));
     const queue = this.#lane(lane);
-    if (queue.length >= o.maxQueueLength) {
-      return Promise.reject(new EaselError('EASEL_QUEUE_FULL', `the queue for ${lane} is full (${o.maxQueueLength} requests waiting); retry later`, { retryAfterSeconds: 1 }));
-    }
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
       const item: Pending = {
@@ -91,15 +71,8 @@ export class InferenceQueue {
         item.reject(controller.signal.reason);
       };
       o.signal?.addEventListener('abort', onClientAbort, { once: true });
-      const queueTimer = o.queueTimeoutMs === undefined ? undefined : setTimeout(() => {
-        if (item.startedAt !== undefined) return;
-        controller.abort(new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${o.queueTimeoutMs} ms for a worker of ${lane} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 }));
-        this.#drop(item);
-        item.reject(controller.signal.reason);
-      }, o.queueTimeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);
-        clearTimeout(queueTimer);
         o.signal?.removeEventListener('abort', onClientAbort);
         this.#running.delete(item.id);
       };

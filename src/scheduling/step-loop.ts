@@ -1,0 +1,136 @@
+// Iteration-level (continuous) batching over a handler's step API: one loop per worker keeps an
+// active set; each turn it admits newcomers (begun together: a diffusion model's prompts encoded,
+// an LM's prompts prefilled), runs one step for every active state in shared model calls, reports
+// each run's progress, and finishes together the runs that are done (VAE decode, detokenize).
+// A run joins at any turn and leaves as soon as it is done or cancelled, whatever the others'
+// lengths. The loop knows nothing of the model: the handler's StepModel says what a step is.
+import { EaselError } from '../errors/easel-error.js';
+import type { StepModel, StepRunOptions, StepRunner } from '../handlers/handler.js';
+
+interface Member<Req, State, Out> {
+  readonly requests: readonly Req[];
+  readonly options: StepRunOptions<State>;
+  states: State[];
+  resolve(outputs: Out[]): void;
+  reject(err: unknown): void;
+}
+
+export interface StepLoopOptions {
+  /**
+   * The most states of one group (a resolution) in the active set: the model call of that group.
+   * A run that would pass it waits for room; one run larger than this on its own still runs,
+   * alone in its group.
+   */
+  maxBatchSize?: number | undefined;
+  /** States stepped by each turn, and how long the turn's model calls took. */
+  onTurn?(states: number, seconds: number): void;
+}
+
+export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
+  readonly #waiting: Member<Req, State, Out>[] = [];
+  readonly #active: Member<Req, State, Out>[] = [];
+  #running: Promise<void> | undefined;
+
+  constructor(
+    private readonly model: StepModel<Req, State, Out>,
+    private readonly options: StepLoopOptions = {},
+  ) {}
+
+  /** Runs these requests (one client request's), sharing every step with whatever else is running. */
+  run(requests: readonly Req[], options: StepRunOptions<State> = {}): Promise<Out[]> {
+    return new Promise<Out[]>((resolve, reject) => {
+      this.#waiting.push({ requests, options, states: [], resolve, reject });
+      if (this.#running === undefined) this.#start();
+    });
+  }
+
+  #start(): void {
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined;
+      // Anything that arrived while the loop was winding down starts a new one.
+      if (this.#waiting.length > 0) this.#start();
+    });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#waiting.length > 0 || this.#active.length > 0) {
+      try {
+        await this.#turn();
+      } catch (err) {
+        // A failure in a shared call fails everyone in it; the loop itself goes on for later runs.
+        for (const m of [...this.#active.splice(0), ...this.#waiting.splice(0)]) m.reject(err);
+      }
+    }
+  }
+
+  async #turn(): Promise<void> {
+    const { model } = this;
+    this.#dropCancelled();
+    const newcomers = this.#admit();
+    if (newcomers.length > 0) {
+      const states = await model.begin(newcomers.flatMap((m) => m.requests));
+      let at = 0;
+      for (const m of newcomers) {
+        m.states = states.slice(at, at + m.requests.length);
+        at += m.requests.length;
+        this.#active.push(m);
+      }
+      this.#dropCancelled();
+    }
+    if (this.#active.length === 0) return;
+    const stepping = [...this.#active];
+    const all = stepping.flatMap((m) => m.states);
+    const stepped = all.filter((s) => !model.isFinished(s)).length;
+    const t0 = performance.now();
+    await model.step(all);
+    this.options.onTurn?.(stepped, (performance.now() - t0) / 1000);
+    for (const m of stepping) await m.options.onStep?.(m.states);
+    const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
+    if (finished.length === 0) return;
+    for (const m of finished) this.#active.splice(this.#active.indexOf(m), 1);
+    const outputs = await model.finish(finished.flatMap((m) => m.states));
+    let at = 0;
+    for (const m of finished) {
+      m.resolve(outputs.slice(at, at + m.states.length));
+      at += m.states.length;
+    }
+  }
+
+  /** Takes the waiting runs that fit beside the active set, in arrival order, per group. */
+  #admit(): Member<Req, State, Out>[] {
+    const limit = this.options.maxBatchSize ?? Infinity;
+    const counts = new Map<string, number>();
+    for (const m of this.#active) counts.set(this.#group(m), (counts.get(this.#group(m)) ?? 0) + m.requests.length);
+    const admitted: Member<Req, State, Out>[] = [];
+    for (const m of [...this.#waiting]) {
+      const key = this.#group(m);
+      const count = counts.get(key) ?? 0;
+      // Later runs of a group never pass an earlier one that is still waiting.
+      if (count > 0 && count + m.requests.length > limit) {
+        counts.set(key, Infinity);
+        continue;
+      }
+      counts.set(key, count + m.requests.length);
+      this.#waiting.splice(this.#waiting.indexOf(m), 1);
+      admitted.push(m);
+    }
+    return admitted;
+  }
+
+  #group(m: Member<Req, State, Out>): string {
+    const first = m.requests[0];
+    return first === undefined ? '' : this.model.group(first);
+  }
+
+  #dropCancelled(): void {
+    for (const list of [this.#waiting, this.#active]) {
+      for (const m of [...list]) {
+        if (!m.options.signal?.aborted) continue;
+        list.splice(list.indexOf(m), 1);
+        const first = m.states[0];
+        const at = first === undefined ? { step: 0, total: m.requests[0] === undefined ? 0 : this.model.length(m.requests[0]) } : this.model.progress(first);
+        m.reject(new EaselError('EASEL_CANCELLED', `request cancelled after ${at.step} of ${at.total} steps`));
+      }
+    }
+  }
+}

@@ -1,0 +1,150 @@
+// The supervisor of one model version's worker processes: starts them, keeps them alive
+// (restart with backoff), scales them to a count, and stops them with a grace period. While a
+// process is live it lends it to the dispatcher, which feeds it work.
+import type { Logger } from '../handlers/handler.js';
+import type { WorkerStatus } from '../models/model-control.js';
+import type { ModelEntry } from '../models/model-spec.js';
+import type { BatchingPlan } from '../scheduling/batching.js';
+import type { WorkerLoad } from './dispatcher.js';
+import { WorkerDiedError, WorkerProcess } from './worker-process.js';
+
+export interface SupervisorOptions {
+  logger: Logger;
+  allowCustomHandlers: boolean;
+  logLevel: string;
+  restartBackoffMs: readonly number[];
+  shutdownGraceMs: number;
+  onRestart?(): void;
+  onProgress?(requestId: string, progress: { step: number; total: number; preview?: { contentType: string; data: Uint8Array } | undefined }): void;
+  /** A step of the worker's step loop ran over this many states. */
+  onStep?(states: number, seconds: number): void;
+  /** Feeds a live worker until it dies or `stop` aborts (the dispatcher). */
+  serve(proc: WorkerProcess, load: WorkerLoad, stop: AbortSignal): Promise<void>;
+}
+
+export class Slot implements WorkerLoad {
+  proc: WorkerProcess | undefined;
+  status: WorkerStatus = 'STARTING';
+  restarts = 0;
+  failures = 0;
+  busy = 0;
+  readonly stop = new AbortController();
+  loop: Promise<void> = Promise.resolve();
+  constructor(readonly id: string) {}
+
+  /** READY while idle, BUSY while the dispatcher has work on it. */
+  get shownStatus(): WorkerStatus {
+    if (this.status === 'READY' && this.busy > 0) return 'BUSY';
+    return this.status;
+  }
+}
+
+export class Supervisor {
+  readonly slots: Slot[] = [];
+  #nextSlot = 0;
+  #readyWaiters: ((failure?: unknown) => void)[] = [];
+
+  constructor(
+    private readonly name: string,
+    private entry: () => ModelEntry,
+    private readonly plan: () => BatchingPlan,
+    private readonly m: SupervisorOptions,
+  ) {}
+
+  liveWorkers(): number {
+    return this.slots.filter((s) => s.proc?.ready).length;
+  }
+
+  /** Starts or stops slots to reach `n` workers. */
+  async resize(n: number, synchronous: boolean): Promise<void> {
+    while (this.slots.length < n) {
+      const slot = new Slot(`${this.name}#${++this.#nextSlot}`);
+      this.slots.push(slot);
+      slot.loop = this.#run(slot);
+    }
+    const removed = this.slots.splice(n);
+    const stopping = removed.map((s) => this.#stopSlot(s));
+    if (synchronous) {
+      await Promise.all(stopping);
+      await this.#waitReady(n);
+    }
+  }
+
+  async close(): Promise<void> {
+    const slots = this.slots.splice(0);
+    await Promise.all(slots.map((s) => this.#stopSlot(s)));
+  }
+
+  /** Resolves when `n` workers are live; rejects with the handler's error if a worker fails to start. */
+  #waitReady(n: number): Promise<void> {
+    if (this.liveWorkers() >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (failure?: unknown): void => {
+        if (failure !== undefined) reject(failure);
+        else if (this.liveWorkers() >= n) resolve();
+        else this.#readyWaiters.push(check);
+      };
+      this.#readyWaiters.push(check);
+    });
+  }
+
+  #notifyReady(failure?: unknown): void {
+    const waiters = this.#readyWaiters.splice(0);
+    for (const w of waiters) w(failure);
+  }
+
+  async #stopSlot(slot: Slot): Promise<void> {
+    slot.status = 'STOPPING';
+    slot.stop.abort();
+    await slot.loop;
+  }
+
+  /** One worker's life: start, pull batches, run them; on death, restart after a backoff. */
+  async #run(slot: Slot): Promise<void> {
+    const log = this.m.logger;
+    while (!slot.stop.signal.aborted) {
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (states, seconds) => this.m.onStep?.(states, seconds) });
+      slot.proc = proc;
+      slot.status = 'STARTING';
+      try {
+        await proc.start();
+        slot.status = 'READY';
+        slot.failures = 0;
+        log.info({ worker: slot.id, pid: proc.pid }, 'worker ready');
+        this.#notifyReady();
+        await this.m.serve(proc, slot, slot.stop.signal);
+      } catch (err) {
+        if (!(err instanceof WorkerDiedError)) {
+          log.error({ worker: slot.id, err }, 'worker failed to start');
+          this.#notifyReady(err);
+        }
+      }
+      if (slot.stop.signal.aborted) {
+        await proc.stop(this.m.shutdownGraceMs);
+        break;
+      }
+      proc.kill();
+      await proc.exited;
+      slot.status = 'DEAD';
+      slot.restarts++;
+      this.m.onRestart?.();
+      const backoff = this.m.restartBackoffMs[Math.min(slot.failures++, this.m.restartBackoffMs.length - 1)]!;
+      log.warn({ worker: slot.id, backoffMs: backoff }, 'worker died; restarting');
+      this.#notifyReady();
+      await sleep(backoff, slot.stop.signal);
+    }
+    slot.status = 'STOPPING';
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
