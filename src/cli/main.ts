@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
+import { configSchema, envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
 import { createArchive, type ArchiveFormat } from '../models/archive.js';
 import { cancelJob, ClientError, generate, getJob, listJobs } from './client.js';
 import { serve } from './serve.js';
@@ -45,26 +45,19 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'));
 }
 
-/** The config from flags (over environment, config file and defaults). */
+/**
+ * The config from flags (over environment, config file and defaults). Commander names each
+ * option's value after the config key (--max-queue-length → maxQueueLength): the config schema
+ * is the one list of keys; only values that need reshaping are named here.
+ */
 function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig> {
-  const models = opts.models ? parseModelList(collect((opts.models as string[]).join(','))) : undefined;
-  return loadConfig({
-    file: opts.config as string | undefined,
-    env: process.env,
-    flags: {
-      modelStore: opts.modelStore, host: opts.host, port: opts.port, managementHost: opts.managementHost,
-      managementPort: opts.managementPort, managementToken: opts.managementToken, metricsHost: opts.metricsHost,
-      metricsPort: opts.metricsPort, dataDir: opts.dataDir, allowedUrls: opts.allowedUrls, webhookAllowedHosts: opts.webhookAllowedHosts,
-      allowCustomHandlers: opts.allowCustomHandlers, maxBodyBytes: opts.maxBodyBytes, maxJsonDepth: opts.maxJsonDepth, maxJsonKeys: opts.maxJsonKeys, sseHeartbeatMs: opts.sseHeartbeatMs, maxQueueLength: opts.maxQueueLength,
-      maxArchiveBytes: opts.maxArchiveBytes,
-      workerRestartBackoffMs: opts.workerRestartBackoffMs ? collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number) : undefined,
-      shutdownGraceMs: opts.shutdownGraceMs, logLevel: opts.logLevel, maxQueuedJobs: opts.maxQueuedJobs, jobTtlMs: opts.jobTtlMs, webhookSecret: opts.webhookSecret,
-      queue: opts.queue, artifactDir: opts.artifactDir, artifactUrl: opts.artifactUrl, s3Endpoint: opts.s3Endpoint, jobLockMs: opts.jobLockMs,
-      // Commander sets localWorkers: true unless --no-local-workers; only the flag should override.
-      localWorkers: opts.localWorkers === false ? false : undefined,
-      ...(models ? { models, loadAllModels: false } : {}),
-    },
-  });
+  const flags: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) if (opts[key] !== undefined) flags[key] = opts[key];
+  if (opts.models) Object.assign(flags, { models: parseModelList(collect((opts.models as string[]).join(','))), loadAllModels: false });
+  if (opts.workerRestartBackoffMs) flags.workerRestartBackoffMs = collect((opts.workerRestartBackoffMs as string[]).join(',')).map(Number);
+  // Commander sets localWorkers: true unless --no-local-workers; only the flag should override.
+  flags.localWorkers = opts.localWorkers === false ? false : undefined;
+  return loadConfig({ file: opts.config as string | undefined, env: process.env, flags });
 }
 
 const DEFAULT_URL = process.env.EASEL_URL ?? 'http://localhost:8080';

@@ -13,9 +13,7 @@ import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
-
-/** After the grace period, how long stopping workers and closing stores may take before the process exits anyway. */
-const SHUTDOWN_MARGIN_MS = 2_000;
+import { exitOnSignals, nodeCloser } from './shutdown.js';
 
 export interface RunningServer {
   ports: { inference: number; management: number; metrics: number };
@@ -72,40 +70,11 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   if (config.localWorkers) await registerStartupModels(config, store, manager, logger);
   await startJobSystem(jobs, manager);
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      draining = true;
-      await jobs.stop();
-      queue.close();
-      const deadline = Date.now() + config.shutdownGraceMs;
-      while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const s of [servers.inference, servers.management, servers.metrics]) await s.close().catch((err: unknown) => logger.error({ err }, 'closing a listener failed'));
-      await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
-      await jobs.runner.drained();
-      await jobs.close();
-      logger.info('easel stopped');
-    })());
-
-  if (options.handleSignals !== false) {
-    let signalled = false;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      if (signalled) {
-        // A second signal: the operator will not wait.
-        logger.warn({ signal: sig }, 'second signal: exiting now');
-        process.exit(130);
-      }
-      signalled = true;
-      logger.info({ signal: sig, graceMs: config.shutdownGraceMs }, 'shutting down');
-      // Whatever still runs after the grace period (and a moment to stop workers) is abandoned.
-      setTimeout(() => {
-        logger.warn({ graceMs: config.shutdownGraceMs }, 'shutdown grace period over: exiting');
-        process.exit(1);
-      }, config.shutdownGraceMs + SHUTDOWN_MARGIN_MS).unref();
-      void close().then(() => process.exit(0));
-    };
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, onSignal);
-  }
+  const close = nodeCloser(
+    { jobs, batcher: queue, manager, listeners: [servers.inference, servers.management, servers.metrics], graceMs: config.shutdownGraceMs, logger, onDraining: () => (draining = true) },
+    'easel stopped',
+  );
+  if (options.handleSignals !== false) exitOnSignals(close, config.shutdownGraceMs, logger);
   return { ports, close };
 }
 

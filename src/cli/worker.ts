@@ -1,6 +1,7 @@
 // `easel worker`: a worker node of the distributed mode. It loads models, runs their worker
 // processes and takes jobs from the shared Redis queue; no HTTP. On SIGTERM it stops taking
-// jobs, lets the running ones finish within the grace period, hands back the rest, and exits.
+// work, lets the running work finish within the grace period, hands back the rest, and exits
+// (src/cli/shutdown.ts, as `easel serve`).
 import { mkdir } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { EaselConfig } from '../config/config.js';
@@ -9,6 +10,7 @@ import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
 import { registerStartupModels } from './serve.js';
+import { exitOnSignals, nodeCloser } from './shutdown.js';
 
 export async function work(config: EaselConfig): Promise<{ close(): Promise<void> }> {
   const logger = pino({ name: 'easel-worker-node', level: config.logLevel });
@@ -25,24 +27,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   await startJobSystem(jobs, manager);
   logger.info({ queue: config.queue, models: manager.health().models.map((m) => m.name) }, 'easel worker ready');
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      await jobs.stop();
-      const deadline = Date.now() + config.shutdownGraceMs;
-      while (queue.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      queue.close();
-      await manager.close().catch((err: unknown) => logger.error({ err }, 'stopping workers failed'));
-      // Jobs still running here are handed back by the runner as their workers stop.
-      await jobs.runner.drained();
-      await jobs.close();
-      logger.info('easel worker stopped');
-    })());
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => {
-      logger.info({ signal: sig }, 'shutting down');
-      void close().then(() => process.exit(0));
-    });
-  }
+  const close = nodeCloser({ jobs, batcher: queue, manager, listeners: [], graceMs: config.shutdownGraceMs, logger }, 'easel worker stopped');
+  exitOnSignals(close, config.shutdownGraceMs, logger);
   return { close };
 }

@@ -29,10 +29,10 @@ export const ERROR_CODES = {
   EASEL_WORKER_DIED: { status: 502, retryable: true, description: 'The worker process died while running the request, and the retry failed too.' },
   EASEL_QUEUE_FULL: { status: 503, retryable: true, description: "The model's queue is at its limit; retry after the Retry-After delay." },
   EASEL_QUEUE_TIMEOUT: { status: 503, retryable: true, description: "The request waited longer than the model's queueTimeoutMs for a worker; retry after the Retry-After delay." },
-  EASEL_NO_WORKERS: { status: 503, retryable: true, description: 'The model has no live worker and none could be started.' },
-  EASEL_SHUTTING_DOWN: { status: 503, retryable: true, description: 'The server is draining and accepts no new requests.' },
+  EASEL_NO_WORKERS: { status: 503, retryable: true, requeue: true, description: 'The model has no live worker and none could be started.' },
+  EASEL_SHUTTING_DOWN: { status: 503, retryable: true, requeue: true, description: 'The server is draining and accepts no new requests.' },
   EASEL_TIMEOUT: { status: 504, retryable: true, description: "The request exceeded the model's responseTimeoutMs." },
-} as const satisfies Record<string, { status: number; retryable: boolean; description: string }>;
+} as const satisfies Record<string, { status: number; retryable: boolean; requeue?: true; description: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -62,6 +62,11 @@ export class EaselError extends Error {
   /** Whether trying the same request again can succeed (the table says, per code). */
   get retryable(): boolean {
     return ERROR_CODES[this.code].retryable;
+  }
+
+  /** Not the work's fault (no worker here, a node draining): queued work goes back to the queue. */
+  get requeue(): boolean {
+    return 'requeue' in ERROR_CODES[this.code];
   }
 
   /** The wire form: what clients and worker IPC see. */
@@ -94,6 +99,28 @@ export interface SerializedError {
 export function invalidField(field: string, message: string): EaselError {
   return new EaselError('EASEL_INVALID_PARAMETER', message, { field });
 }
+
+/**
+ * Constructors for the errors raised in more than one place: one message template per code
+ * (as Fastify's createError), so call sites say what happened, not how to word it.
+ */
+export const errors = {
+  /** `what`: requests, jobs. */
+  shuttingDown: (what = 'requests', retryAfterSeconds?: number): EaselError =>
+    new EaselError('EASEL_SHUTTING_DOWN', `the server is shutting down and accepts no new ${what}`, retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  queueFull: (queue: string, limit: number, unit: string, retryAfterSeconds: number): EaselError =>
+    new EaselError('EASEL_QUEUE_FULL', `the ${queue} is full (${limit} ${unit}); retry later`, { retryAfterSeconds }),
+  queueTimeout: (model: string, waitedMs: number): EaselError =>
+    new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${waitedMs} ms for a worker of ${model} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 }),
+  timeout: (model: string, ms: number): EaselError => new EaselError('EASEL_TIMEOUT', `${model} did not answer within ${ms} ms (responseTimeoutMs)`),
+  /** `detail`: "the client went away", "after 3 of 20 steps". */
+  cancelled: (detail?: string): EaselError => new EaselError('EASEL_CANCELLED', detail === undefined ? 'request cancelled' : `request cancelled: ${detail}`),
+  modelNotFound: (detail: string, field?: string): EaselError => new EaselError('EASEL_MODEL_NOT_FOUND', detail, field === undefined ? {} : { field }),
+  noWorkers: (detail: string, retryAfterSeconds?: number): EaselError => new EaselError('EASEL_NO_WORKERS', detail, retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  workerDied: (detail: string, attempts: number): EaselError =>
+    new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${detail}) on ${attempts} attempts; the request was not completed`),
+  jobNotFound: (id: string): EaselError => new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`),
+} as const;
 
 export function isEaselError(err: unknown): err is EaselError {
   return err instanceof EaselError;

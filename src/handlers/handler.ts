@@ -1,6 +1,7 @@
 // The handler contract (TorchServe-shaped): initialize → preprocess → inference → postprocess,
 // over a batch of requests, with per-request cancellation, progress and stage timers.
 import type { EaselError } from '../errors/easel-error.js';
+import type { Payload, Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 
 export interface InferenceRequest {
@@ -11,19 +12,13 @@ export interface InferenceRequest {
   readonly accept?: string | undefined;
 }
 
-export interface HandlerResult {
-  readonly contentType: string;
-  readonly data: Uint8Array;
-}
+/** A result's bytes and media type. */
+export type HandlerResult = Payload;
 
 /** A request's result, or its own error (a cancelled request in a batch fails alone). */
 export type HandlerOutcome = HandlerResult | EaselError;
 
-export interface ProgressUpdate {
-  step: number;
-  total: number;
-  preview?: HandlerResult;
-}
+export type ProgressUpdate = Progress;
 
 /** One request's live handle inside a batch. */
 export interface RequestHandle {

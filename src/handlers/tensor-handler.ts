@@ -1,5 +1,5 @@
 // The `tensor` handler: any single ONNX graph, JSON tensors in and out (the KServe v2 shape).
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import { TensorPipeline, type NamedTensor } from '../pipelines/tensor/tensor-pipeline.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
 
@@ -21,7 +21,7 @@ export class TensorHandler implements Handler<Inputs[], NamedTensor[]> {
   async inference(batch: Inputs[], ctx: RequestContext): Promise<NamedTensor[][]> {
     const out: NamedTensor[][] = [];
     for (const [i, inputs] of batch.entries()) {
-      if (ctx.requests[i]?.signal.aborted) throw new EaselError('EASEL_CANCELLED', 'request cancelled');
+      if (ctx.requests[i]?.signal.aborted) throw errors.cancelled();
       out.push(await this.#pipeline!.run(inputs));
     }
     return out;

@@ -1,7 +1,7 @@
 // A synchronous prediction's wait: it was queued in the non-durable lane; its client waits for
 // the result, within the response timeout and the queue timeout, and gives up when it goes
 // away. Giving up takes it out of the queue, or stops it where it runs.
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import { isTerminal, type Job, type JobBackend, type JobStatus, type Payload, type JobError } from './job.js';
 import { eventStatus } from './work-event.js';
 
@@ -45,16 +45,16 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
       const status = eventStatus(e);
       if (status !== undefined && isTerminal(status as JobStatus)) ended(status, (e.data.error as { code: string; message: string } | null) ?? null);
     });
-    const onClientGone = (): void => giveUp(new EaselError('EASEL_CANCELLED', 'the client went away'));
+    const onClientGone = (): void => giveUp(errors.cancelled('the client went away'));
     if (o.signal?.aborted) return onClientGone();
     o.signal?.addEventListener('abort', onClientGone, { once: true });
-    timers.push(setTimeout(() => giveUp(new EaselError('EASEL_TIMEOUT', `${o.model} did not answer within ${o.timeoutMs} ms (responseTimeoutMs)`)), o.timeoutMs));
+    timers.push(setTimeout(() => giveUp(errors.timeout(o.model, o.timeoutMs)), o.timeoutMs));
     if (o.queueTimeoutMs !== undefined) {
       const waited = o.queueTimeoutMs;
       timers.push(
         setTimeout(() => {
           // Only if no worker has taken it: one that runs is not timed out by the queue.
-          const err = new EaselError('EASEL_QUEUE_TIMEOUT', `the request waited ${waited} ms for a worker of ${o.model} (queueTimeoutMs); retry later`, { retryAfterSeconds: 1 });
+          const err = errors.queueTimeout(o.model, waited);
           void queue.withdraw(id, err.toJSON()).then((withdrawn) => {
             if (withdrawn) settle(() => reject(err));
           });

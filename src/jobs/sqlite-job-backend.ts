@@ -149,7 +149,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
 
   /** Tells the listeners about a status change of a held (non-durable) item. */
   #heldChanged(job: Job | undefined): Job | undefined {
-    if (job) this.#announce(job, this.#record(job.id, statusEvent(job)));
+    // Only the waiting request listens: its status and error are all it needs (no public view).
+    if (job) this.#announce(job, this.#record(job.id, { type: 'status', data: { id: job.id, status: job.status, error: job.error } }));
     return job;
   }
 

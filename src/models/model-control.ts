@@ -45,10 +45,11 @@ export interface Health {
   models: { name: string; version: string; liveWorkers: number; minWorkers: number; capacity: number }[];
 }
 
-export interface PredictProgress {
+/** How far a request is (steps, tokens), with an optional preview: one shape from the handler to the queue. */
+export interface Progress {
   step: number;
   total: number;
-  preview?: { contentType: string; data: Uint8Array } | undefined;
+  preview?: Payload | undefined;
 }
 
 /** A result as bytes with their media type. */
@@ -72,7 +73,7 @@ export interface PredictOptions {
   /** Higher runs first (jobs pass their priority). */
   priority?: number | undefined;
   /** Called with the handler's progress reports while the request runs. */
-  onProgress?: ((progress: PredictProgress) => void) | undefined;
+  onProgress?: ((progress: Progress) => void) | undefined;
 }
 
 export interface ModelControl {

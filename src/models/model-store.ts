@@ -6,7 +6,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import { anchoredPatterns, guardedRequest, parseOutboundUrl } from '../net/outbound-guard.js';
 import { extractArchive } from './archive.js';
 import { readModelSpec, type ModelEntry } from './model-spec.js';
@@ -45,7 +45,7 @@ export class ModelStore {
     try {
       s = await stat(local);
     } catch {
-      throw new EaselError('EASEL_MODEL_NOT_FOUND', `"${url}" was not found in the model store`, { field: 'url' });
+      throw errors.modelNotFound(`"${url}" was not found in the model store`, 'url');
     }
     if (s.isDirectory()) return { spec: readModelSpec(local, overrides), dir: local };
     return this.#fromArchive(local, overrides);

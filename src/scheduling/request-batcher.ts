@@ -3,9 +3,10 @@
 // delay (TorchServe's batchSize / maxBatchDelay), of requests with the first one's compatibility
 // key. Admission limits (queue length, queue timeout) belong to the work queue, not here.
 import { randomUUID } from 'node:crypto';
-import { EaselError } from '../errors/easel-error.js';
+import type { EaselError} from '../errors/easel-error.js';
+import { errors } from '../errors/easel-error.js';
 
-import type { Payload, PredictOutcome as Outcome, PredictProgress as QueueProgress } from '../models/model-control.js';
+import type { Payload, PredictOutcome as Outcome, Progress as QueueProgress } from '../models/model-control.js';
 
 export interface QueuedRequest {
   readonly id: string;
@@ -51,7 +52,7 @@ export class RequestBatcher {
 
   /** Enqueues a request and resolves with its outcome (or rejects with an EaselError). */
   submit(lane: string, input: Readonly<Record<string, unknown>>, o: SubmitOptions): Promise<Outcome> {
-    if (this.#closed) return Promise.reject(new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests'));
+    if (this.#closed) return Promise.reject(errors.shuttingDown());
     const queue = this.#lane(lane);
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
@@ -61,12 +62,12 @@ export class RequestBatcher {
         reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
       };
       const timer = setTimeout(() => {
-        controller.abort(new EaselError('EASEL_TIMEOUT', `${lane} did not answer within ${o.timeoutMs} ms (responseTimeoutMs)`));
+        controller.abort(errors.timeout(lane, o.timeoutMs));
         this.#drop(item);
         item.reject(controller.signal.reason);
       }, o.timeoutMs);
       const onClientAbort = (): void => {
-        controller.abort(new EaselError('EASEL_CANCELLED', 'the client went away'));
+        controller.abort(errors.cancelled('the client went away'));
         this.#drop(item);
         item.reject(controller.signal.reason);
       };

@@ -4,7 +4,7 @@
 // each run's progress, and finishes together the runs that are done (VAE decode, detokenize).
 // A run joins at any turn and leaves as soon as it is done or cancelled, whatever the others'
 // lengths. The loop knows nothing of the model: the handler's StepModel says what a step is.
-import { EaselError } from '../errors/easel-error.js';
+import { errors } from '../errors/easel-error.js';
 import type { StepModel, StepRunOptions, StepRunner } from '../handlers/handler.js';
 
 interface Member<Req, State, Out> {
@@ -129,7 +129,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
         list.splice(list.indexOf(m), 1);
         const first = m.states[0];
         const at = first === undefined ? { step: 0, total: m.requests[0] === undefined ? 0 : this.model.length(m.requests[0]) } : this.model.progress(first);
-        m.reject(new EaselError('EASEL_CANCELLED', `request cancelled after ${at.step} of ${at.total} steps`));
+        m.reject(errors.cancelled(`after ${at.step} of ${at.total} steps`));
       }
     }
   }

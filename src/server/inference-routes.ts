@@ -4,7 +4,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { z } from 'zod';
-import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import { awaitPrediction } from '../jobs/prediction.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
@@ -45,7 +45,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     let status = 500;
     let known = false;
     try {
-      if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
+      if (o.isDraining()) throw errors.shuttingDown('requests', 5);
       // The model may be served by another node (distributed mode): 404 only when none serves it,
       // before reading a large body's meaning.
       const spec = localSpec(o.control, model, version);
@@ -62,7 +62,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       const queue = o.jobs.backend;
       const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
       if ((await queue.queuedCount(model, false)) >= limit) {
-        throw new EaselError('EASEL_QUEUE_FULL', `the queue for ${model} is full (${limit} requests waiting); retry later`, { retryAfterSeconds: 1 });
+        throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);
       }
       const timeoutMs = spec?.responseTimeoutMs ?? o.defaultResponseTimeoutMs;
       const { job } = await queue.submit({ durable: false, model, version, input: request, accept: req.headers.accept, deadline: Date.now() + timeoutMs });

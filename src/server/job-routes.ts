@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobStatus } from '../jobs/job.js';
 import { eventStatus, isEventId, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
@@ -87,7 +87,7 @@ function canonicalJson(v: unknown): string {
  * 503 when the model's job queue is full; then answers 202.
  */
 export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: FastifyReply): Promise<FastifyReply> {
-  if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new jobs', { retryAfterSeconds: 5 });
+  if (o.isDraining()) throw errors.shuttingDown('jobs', 5);
   let local = true;
   try {
     o.control.spec(req.model, req.version);
@@ -105,7 +105,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
   if (seen) return answerRepeat(o, seen, hash, reply);
   if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
-    throw new EaselError('EASEL_QUEUE_FULL', `the job queue for ${req.model} is full (${o.maxQueuedJobs} queued jobs); retry later`, { retryAfterSeconds: 5 });
+    throw errors.queueFull(`job queue for ${req.model}`, o.maxQueuedJobs, 'queued jobs', 5);
   }
   const { job, created } = await o.backend.submit({ ...req, input, requestHash: hash });
   if (!created) return answerRepeat(o, job, hash, reply);
@@ -171,7 +171,7 @@ function followJob(o: JobRoutesOptions, jobId: string, send: (e: WorkEvent) => v
 
 async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
   const job = await o.backend.get(id);
-  if (!job) throw new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`);
+  if (!job) throw errors.jobNotFound(id);
   return job;
 }
 

@@ -1,7 +1,7 @@
 // The dispatcher of one model version on this node: feeds each live worker process from the
 // request batcher as the model's batching plan says, sends cancellations, hands results and
 // failures back, and gives a request one more try when its worker dies.
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 import type { QueuedRequest, RequestBatcher } from '../scheduling/request-batcher.js';
 import { WorkerDiedError, type WorkerProcess } from './worker-process.js';
@@ -89,7 +89,7 @@ export class Dispatcher {
       // The supervisor sees the dead process and restarts it; the requests get one more try.
       for (const item of items) {
         if (!this.batcher.retry(item, MAX_ATTEMPTS)) {
-          this.batcher.fail(item, new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${err.detail}) on ${item.attempts} attempts; the request was not completed`));
+          this.batcher.fail(item, errors.workerDied(err.detail, item.attempts));
         }
       }
     } finally {

@@ -138,7 +138,7 @@ export class JobRunner {
       if (controller.signal.aborted || code === 'EASEL_CANCELLED') {
         const at = (await backend.get(job.id))?.progress;
         finished = await backend.fail(job.id, { code: 'EASEL_CANCELLED', message: at ? `cancelled after ${at.step} of ${at.total} steps` : 'cancelled' }, 'cancelled');
-      } else if (this.#closing || code === 'EASEL_NO_WORKERS' || code === 'EASEL_SHUTTING_DOWN') {
+      } else if (this.#closing || (isEaselError(err) && err.requeue)) {
         // Not the job's fault: it goes back to the queue for this or another worker.
         await backend.release(job.id);
       } else {

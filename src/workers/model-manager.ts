@@ -1,7 +1,7 @@
 // The model registry of one node: each registered model version has a supervisor (its worker
 // processes) and a dispatcher (feeding them from the request batcher); the manager answers the
 // management API's questions and predicts through the batcher (ModelControl).
-import { EaselError } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import type { RequestBatcher } from '../scheduling/request-batcher.js';
 import type { Health, ModelControl, ModelDescription, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
@@ -137,7 +137,7 @@ export class ModelManager implements ModelControl {
     model.versions.delete(v);
     if (model.versions.size === 0) this.#models.delete(name);
     else if (model.defaultVersion === v) model.defaultVersion = [...model.versions.keys()][0]!;
-    this.o.queue.drain(mv.lane, new EaselError('EASEL_MODEL_NOT_FOUND', `model ${name} version ${v} was unregistered`));
+    this.o.queue.drain(mv.lane, errors.modelNotFound(`model ${name} version ${v} was unregistered`));
     await mv.close();
   }
 
@@ -178,7 +178,7 @@ export class ModelManager implements ModelControl {
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome> {
     const mv = this.#version(name, version);
     if (mv.slots.length === 0) {
-      return Promise.reject(new EaselError('EASEL_NO_WORKERS', `model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, { retryAfterSeconds: 5 }));
+      return Promise.reject(errors.noWorkers(`model ${name} has no workers; scale it up with PUT /models/${name}?min_worker=1`, 5));
     }
     // Admission limits (queue length, queue timeout) were applied by the work queue: what is
     // claimed for this node's workers waits here only for a free worker.
@@ -213,7 +213,7 @@ export class ModelManager implements ModelControl {
 
   #model(name: string): { versions: Map<string, ModelVersion>; defaultVersion: string } {
     const m = this.#models.get(name);
-    if (!m) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" is not registered`);
+    if (!m) throw errors.modelNotFound(`model "${name}" is not registered`);
     return m;
   }
 
@@ -221,7 +221,7 @@ export class ModelManager implements ModelControl {
     const m = this.#model(name);
     const v = version ?? m.defaultVersion;
     const mv = m.versions.get(v);
-    if (!mv) throw new EaselError('EASEL_MODEL_NOT_FOUND', `model "${name}" has no version "${v}"; registered versions: ${[...m.versions.keys()].join(', ')}`);
+    if (!mv) throw errors.modelNotFound(`model "${name}" has no version "${v}"; registered versions: ${[...m.versions.keys()].join(', ')}`);
     return mv;
   }
 }

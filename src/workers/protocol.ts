@@ -1,6 +1,7 @@
 // The typed messages between the server (parent) and a worker process (child), over Node's
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
 import type { SerializedError } from '../errors/easel-error.js';
+import type { Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 
@@ -23,6 +24,6 @@ export type RequestOutcome =
 export type ChildCommand =
   | { type: 'ready'; notes?: string[] }
   | { type: 'init-failed'; error: SerializedError }
-  | { type: 'progress'; id: string; step: number; total: number; preview?: { contentType: string; data: Uint8Array } }
+  | ({ type: 'progress'; id: string } & Progress)
   | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }
   | { type: 'step'; images: number; seconds: number };

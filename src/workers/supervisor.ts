@@ -2,7 +2,7 @@
 // (restart with backoff), scales them to a count, and stops them with a grace period. While a
 // process is live it lends it to the dispatcher, which feeds it work.
 import type { Logger } from '../handlers/handler.js';
-import type { WorkerStatus } from '../models/model-control.js';
+import type { Progress, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 import type { WorkerLoad } from './dispatcher.js';
@@ -15,7 +15,7 @@ export interface SupervisorOptions {
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
   onRestart?(): void;
-  onProgress?(requestId: string, progress: { step: number; total: number; preview?: { contentType: string; data: Uint8Array } | undefined }): void;
+  onProgress?(requestId: string, progress: Progress): void;
   /** A step of the worker's step loop ran over this many states. */
   onStep?(states: number, seconds: number): void;
   /** Feeds a live worker until it dies or `stop` aborts (the dispatcher). */

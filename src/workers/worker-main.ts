@@ -1,7 +1,7 @@
 // The worker process: loads one model's handler and runs the batches the server sends it.
 // ONNX Runtime's session.run() blocks this process's event loop, which is why it lives here.
 import { pino } from 'pino';
-import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import type { Handler, InferenceRequest, RequestContext, RequestHandle, StageTimers } from '../handlers/handler.js';
 import { loadHandler } from '../handlers/registry.js';
 import { StepLoop } from '../scheduling/step-loop.js';
@@ -66,7 +66,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
       return;
     }
     case 'cancel':
-      controllers.get(m.id)?.abort(new EaselError('EASEL_CANCELLED', 'request cancelled'));
+      controllers.get(m.id)?.abort(errors.cancelled());
       return;
     case 'shutdown':
       await handler?.dispose().catch(() => undefined);
@@ -104,7 +104,7 @@ async function runBatch(requests: WorkRequest[]): Promise<{ outcomes: RequestOut
 }
 
 async function runHandler(requests: WorkRequest[], handles: RequestHandle[], timers: StageTimers): Promise<RequestOutcome[]> {
-  if (!handler) throw new EaselError('EASEL_NO_WORKERS', 'worker has no handler loaded');
+  if (!handler) throw errors.noWorkers('worker has no handler loaded');
   const h = handler;
   const ctx: RequestContext = { requests: handles, logger, timers };
   const reqs: InferenceRequest[] = requests.map((r) => ({ id: r.id, input: r.input, accept: r.accept }));

@@ -1,6 +1,6 @@
 // The server's handle on one worker process: starts it, sends it batches, and notices when it
 // dies (every pending batch then rejects with WorkerDiedError).
-import type { PredictProgress } from '../models/model-control.js';
+import type { Progress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ export interface WorkerProcessOptions {
   batching: BatchingPlan;
   allowCustomHandlers: boolean;
   logLevel: string;
-  onProgress?: (id: string, progress: PredictProgress) => void;
+  onProgress?: (id: string, progress: Progress) => void;
   /** A denoising step (UNet turn) ran over this many images. */
   onStep?: (images: number, seconds: number) => void;
 }
