@@ -118,9 +118,12 @@ export class JobRunner {
         signal: controller.signal,
         priority: job.priority,
         accept: job.accept ?? undefined,
-        onProgress: (p) => {
-          backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
-        },
+        // Nobody follows a synchronous prediction's progress: its client waits for the answer.
+        onProgress: job.durable
+          ? (p) => {
+              backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
+            }
+          : undefined,
       });
       if (!job.durable) {
         finished = await backend.complete(job.id, [], outcome.result);
