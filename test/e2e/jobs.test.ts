@@ -261,33 +261,6 @@ describe('jobs (embedded backend)', () => {
     expect(res.headers.get('location')).toBe(`/v1/jobs/${job.id}`);
     expect((await finished(easel, job.id)).status).toBe('succeeded');
   });
-});
-
-describe('SSE heartbeat', () => {
-  it('sends a comment line every --sse-heartbeat-ms, which event parsers ignore', async () => {
-    const easel = await startServer(['--sse-heartbeat-ms', '100']);
-    try {
-      const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
-      const raw = await (await fetch(`${easel.inference}/v1/jobs/${job.id}/events`)).text();
-      expect(raw.split('\n').filter((l) => l === ': heartbeat').length).toBeGreaterThan(0);
-      expect(raw.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
-      // A client's event parser sees the events of a running job and never a heartbeat.
-      const second = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
-      const events = await readEvents(`${easel.inference}/v1/jobs/${second.id}/events`);
-      expect(new Set(events.map((e) => e.event))).toEqual(new Set(['status', 'progress']));
-      expect(events[events.length - 1]!.data.status).toBe('succeeded');
-    } finally {
-      await easel.stop();
-    }
-  }, 90_000);
-});
-
-describe('SSE resume', () => {
-  let easel: EaselProcess;
-  beforeAll(async () => {
-    easel = await startServer();
-  }, 90_000);
-  afterAll(() => easel?.stop());
 
   it('a client that reconnects with Last-Event-ID gets exactly the events it missed, in order', async () => {
     const job = await submitOk(easel, { prompt: PROMPT, seed: 5, num_inference_steps: 60, preview_every: 10 });
@@ -312,6 +285,25 @@ describe('SSE resume', () => {
     const bad = await fetch(url, { headers: { 'last-event-id': 'yesterday' } });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'Last-Event-ID' });
+  }, 90_000);
+});
+
+describe('SSE heartbeat', () => {
+  it('sends a comment line every --sse-heartbeat-ms, which event parsers ignore', async () => {
+    const easel = await startServer(['--sse-heartbeat-ms', '100']);
+    try {
+      const job = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+      const raw = await (await fetch(`${easel.inference}/v1/jobs/${job.id}/events`)).text();
+      expect(raw.split('\n').filter((l) => l === ': heartbeat').length).toBeGreaterThan(0);
+      expect(raw.trim().split('\n\n').pop()).toMatch(/"status":"succeeded"/);
+      // A client's event parser sees the events of a running job and never a heartbeat.
+      const second = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 100 });
+      const events = await readEvents(`${easel.inference}/v1/jobs/${second.id}/events`);
+      expect(new Set(events.map((e) => e.event))).toEqual(new Set(['status', 'progress']));
+      expect(events[events.length - 1]!.data.status).toBe('succeeded');
+    } finally {
+      await easel.stop();
+    }
   }, 90_000);
 });
 
