@@ -1,0 +1,145 @@
+// Choosing the next token from a sequence's logits, as OpenAI's and vLLM's parameters describe:
+// logit bias, repetition / presence / frequency penalties, then greedy (temperature 0) or a
+// draw from the temperature-scaled distribution cut by top-k, top-p and min-p. Each sequence
+// has its own seeded generator, so its tokens depend only on its request, never on batch-mates.
+
+export interface SamplingParams {
+  /** 0: greedy. */
+  readonly temperature: number;
+  /** 0: no cut. */
+  readonly topK: number;
+  /** 1: no cut. */
+  readonly topP: number;
+  /** 0: no cut. */
+  readonly minP: number;
+  /** 1: none (HF's repetition_penalty, over prompt and output). */
+  readonly repetitionPenalty: number;
+  /** OpenAI's, over the output so far. */
+  readonly presencePenalty: number;
+  readonly frequencyPenalty: number;
+  /** Token id → added to its logit (OpenAI's logit_bias, -100..100). */
+  readonly logitBias: ReadonlyMap<number, number>;
+  /** How many alternatives to report with each token's log-probability (0: none). */
+  readonly topLogprobs: number;
+  readonly logprobs: boolean;
+}
+
+export interface TokenChoice {
+  readonly token: number;
+  /** Log-probability of the chosen token under the processed distribution (before temperature). */
+  readonly logprob: number;
+  readonly top: readonly { token: number; logprob: number }[];
+}
+
+/** A small, fast, seedable generator (SplitMix32 seeding a xoshiro128**): uniforms in [0, 1). */
+export class SequenceRandom {
+  #s0: number;
+  #s1: number;
+  #s2: number;
+  #s3: number;
+
+  constructor(seed: number) {
+    let x = seed >>> 0;
+    const next = (): number => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.#s0 = next();
+    this.#s1 = next();
+    this.#s2 = next();
+    this.#s3 = next();
+  }
+
+  uniform(): number {
+    const result = Math.imul(rotl(Math.imul(this.#s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (this.#s1 << 9) >>> 0;
+    this.#s2 ^= this.#s0;
+    this.#s3 ^= this.#s1;
+    this.#s1 ^= this.#s2;
+    this.#s0 ^= this.#s3;
+    this.#s2 = (this.#s2 ^ t) >>> 0;
+    this.#s3 = rotl(this.#s3, 11);
+    return result / 0x100000000;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/** Applies bias and penalties in place: `seen` counts each token of prompt + output, `generated` of the output. */
+export function processLogits(logits: Float32Array, p: SamplingParams, seen: ReadonlyMap<number, number>, generated: ReadonlyMap<number, number>): void {
+  for (const [token, bias] of p.logitBias) if (token < logits.length) logits[token]! += bias;
+  if (p.repetitionPenalty !== 1) {
+    for (const token of seen.keys()) {
+      const v = logits[token]!;
+      logits[token] = v > 0 ? v / p.repetitionPenalty : v * p.repetitionPenalty;
+    }
+  }
+  if (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
+    for (const [token, count] of generated) logits[token]! -= p.presencePenalty + p.frequencyPenalty * count;
+  }
+}
+
+/** Picks the next token from processed logits. */
+export function chooseToken(logits: Float32Array, p: SamplingParams, random: SequenceRandom): TokenChoice {
+  const logZ = logSumExp(logits, 1);
+  const report = (token: number): TokenChoice => ({ token, logprob: p.logprobs ? logits[token]! - logZ : 0, top: p.topLogprobs > 0 ? topLogprobs(logits, logZ, p.topLogprobs) : [] });
+  if (p.temperature === 0) return report(argmax(logits));
+  // Candidates by descending logit; cuts keep a prefix of them.
+  const order = Array.from(logits.keys());
+  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  let keep = p.topK > 0 ? Math.min(p.topK, order.length) : order.length;
+  const scaled = new Float64Array(keep);
+  const max = logits[order[0]!]! / p.temperature;
+  let total = 0;
+  for (let i = 0; i < keep; i++) total += scaled[i] = Math.exp(logits[order[i]!]! / p.temperature - max);
+  if (p.minP > 0) {
+    // Keep tokens at least minP × the most likely one's probability.
+    const floor = p.minP * (scaled[0]! / total);
+    let k = 1;
+    while (k < keep && scaled[k]! / total >= floor) k++;
+    keep = k;
+  }
+  if (p.topP < 1) {
+    let mass = 0;
+    let k = 0;
+    while (k < keep) {
+      mass += scaled[k]! / total;
+      k++;
+      if (mass >= p.topP) break;
+    }
+    keep = k;
+  }
+  let kept = 0;
+  for (let i = 0; i < keep; i++) kept += scaled[i]!;
+  let u = random.uniform() * kept;
+  for (let i = 0; i < keep; i++) {
+    u -= scaled[i]!;
+    if (u < 0) return report(order[i]!);
+  }
+  return report(order[keep - 1]!);
+}
+
+function argmax(xs: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
+  return best;
+}
+
+function logSumExp(xs: Float32Array, temperature: number): number {
+  let max = -Infinity;
+  for (const x of xs) if (x > max) max = x;
+  let sum = 0;
+  for (const x of xs) sum += Math.exp((x - max) / temperature);
+  return max + Math.log(sum) * temperature;
+}
+
+function topLogprobs(logits: Float32Array, logZ: number, n: number): { token: number; logprob: number }[] {
+  const order = Array.from(logits.keys());
+  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return order.slice(0, n).map((token) => ({ token, logprob: logits[token]! - logZ }));
+}

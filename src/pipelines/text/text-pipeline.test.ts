@@ -1,0 +1,85 @@
+// The decoder with its KV cache against the same model run without a cache, token by token:
+// greedy decoding gives the same tokens alone and inside a batch of 16 sequences of mixed
+// prompt lengths and max_tokens (one decoder call per step for the whole batch), on both demo
+// LMs; seeded sampling gives the same tokens alone and in a batch.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionOptions } from '../../runtime/onnx-runtime.js';
+import type { SamplingParams } from './sampling.js';
+import { TextPipeline, type Sequence, type TextGenerationRequest } from './text-pipeline.js';
+
+const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
+const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
+const PROMPTS = [
+  'Once upon a time, there was a little girl named Lily.',
+  'Tom had a red ball.',
+  '<|im_start|>user\nWhat color is the sky?<|im_end|>\n<|im_start|>assistant\n',
+  'The cat',
+  'One day, Ben went to the park with his mom. They saw a big dog and',
+  '<|im_start|>user\nWhat does a cat say?<|im_end|>\n<|im_start|>assistant\n',
+  'Mia liked to play',
+  'It was a sunny day.',
+  'The little bird',
+  'Lily and Tom',
+];
+
+/** Runs sequences the way the step loop does: begin together, step together until all are done. */
+async function generate(pipeline: TextPipeline, requests: TextGenerationRequest[]): Promise<number[][]> {
+  const states: Sequence[] = await pipeline.begin(requests);
+  while (states.some((s) => !pipeline.isFinished(s))) await pipeline.step(states);
+  return (await pipeline.finish(states)).map((o) => [...o.tokens]);
+}
+
+for (const model of ['tiny-lm', 'tiny-lm-draft']) {
+  describe(`TextPipeline (${model})`, () => {
+    let pipeline: TextPipeline;
+    beforeAll(async () => {
+      pipeline = await TextPipeline.load(path.resolve(import.meta.dirname, '../../../models', model), CPU);
+    });
+    afterAll(() => pipeline.release());
+
+    const request = (prompt: string, maxNewTokens: number, sampling = GREEDY, seed = 0): TextGenerationRequest => ({
+      promptTokens: pipeline.tokenizer.encode(prompt), maxNewTokens, sampling, seed, stopTokenIds: [], stop: [],
+    });
+
+    /** Greedy decoding with no cache: the whole sequence through the model at every step. */
+    async function reference(prompt: string, maxNewTokens: number): Promise<number[]> {
+      const tokens = pipeline.tokenizer.encode(prompt);
+      const out: number[] = [];
+      while (out.length < maxNewTokens) {
+        const logits = await pipeline.logitsWithoutCache(tokens);
+        let best = 0;
+        for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+        if (pipeline.info.eosTokenIds.includes(best)) break;
+        tokens.push(best);
+        out.push(best);
+      }
+      return out;
+    }
+
+    it('reads heads and sizes from the graph', () => {
+      expect(pipeline.info.layers).toBeGreaterThan(0);
+      expect(pipeline.info.vocabSize).toBe(741);
+      expect(pipeline.info.eosTokenIds).toEqual([0, 2]);
+    });
+
+    it('greedy: the same tokens as the model without a cache, alone and in a batch of 16 mixed requests', async () => {
+      const maxTokens = (i: number): number => 8 + ((i * 7) % 17);
+      const expected = await Promise.all(PROMPTS.map((p, i) => reference(p, maxTokens(i))));
+      for (const [i, p] of PROMPTS.entries()) expect((await generate(pipeline, [request(p, maxTokens(i))]))[0], p).toEqual(expected[i]);
+      const batch = Array.from({ length: 16 }, (_, i) => i % PROMPTS.length);
+      const together = await generate(pipeline, batch.map((k) => request(PROMPTS[k]!, maxTokens(k))));
+      for (const [i, k] of batch.entries()) expect(together[i], PROMPTS[k]).toEqual(expected[k]);
+    }, 120_000);
+
+    it('seeded sampling at temperature 0.8: the same tokens alone and in a batch', async () => {
+      const sampled: SamplingParams = { ...GREEDY, temperature: 0.8, topP: 0.95 };
+      const alone = await generate(pipeline, [request(PROMPTS[0]!, 20, sampled, 42)]);
+      const batch = await generate(pipeline, [request(PROMPTS[3]!, 12, sampled, 1), request(PROMPTS[0]!, 20, sampled, 42), request(PROMPTS[4]!, 5, sampled, 7)]);
+      expect(batch[1]).toEqual(alone[0]);
+      // Another seed, another continuation (the seed is used).
+      const other = await generate(pipeline, [request(PROMPTS[0]!, 20, sampled, 43)]);
+      expect(other[0]).not.toEqual(alone[0]);
+    }, 60_000);
+  });
+}

@@ -1,0 +1,61 @@
+// A decoder LM's tokenizer from its tokenizer.json and tokenizer_config.json
+// (@huggingface/tokenizers), with the chat template rendered by @huggingface/jinja.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { EaselError } from '../../errors/easel-error.js';
+
+export interface ChatMessage {
+  readonly role: string;
+  readonly content: string;
+}
+
+export class TextTokenizer {
+  readonly #tokenizer: Tokenizer;
+  readonly #template: Template | undefined;
+  readonly #specials: { bos_token?: string; eos_token?: string };
+
+  private constructor(tokenizer: Tokenizer, config: Record<string, unknown>) {
+    this.#tokenizer = tokenizer;
+    const chat = config.chat_template;
+    this.#template = typeof chat === 'string' ? new Template(chat) : undefined;
+    this.#specials = { bos_token: tokenText(config.bos_token), eos_token: tokenText(config.eos_token) };
+  }
+
+  static load(dir: string): TextTokenizer {
+    const read = (file: string): Record<string, unknown> => {
+      try {
+        return JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
+      } catch (err) {
+        throw new EaselError('EASEL_MODEL_INVALID', `the text model needs a readable ${file}: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    const config = read('tokenizer_config.json');
+    return new TextTokenizer(new Tokenizer(read('tokenizer.json'), config), config);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.#template !== undefined;
+  }
+
+  encode(text: string): number[] {
+    return this.#tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.#tokenizer.decode([...ids], { skip_special_tokens: true });
+  }
+
+  /** The prompt the chat template makes of these messages, ready for the assistant's turn. */
+  chatPrompt(messages: readonly ChatMessage[]): string {
+    if (!this.#template) throw new EaselError('EASEL_INVALID_PARAMETER', 'this model has no chat template (tokenizer_config.json chat_template); use /v1/completions with a prompt', { field: 'messages' });
+    return this.#template.render({ messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: true, ...this.#specials });
+  }
+}
+
+function tokenText(t: unknown): string | undefined {
+  if (typeof t === 'string') return t;
+  if (t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string') return (t as { content: string }).content;
+  return undefined;
+}
