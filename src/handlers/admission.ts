@@ -4,6 +4,7 @@
 // whose easel.yaml cannot make a valid request is refused there. Nothing here loads a session.
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
+import { parseTextGeneration, textGenerationRules } from './text-generation-request.js';
 import { parseTextToImage, textToImageRules } from './text-to-image-request.js';
 
 /** A request's fields as the client sent them → the validated request the worker runs. */
@@ -56,6 +57,17 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
       batching: { modes: ['none', 'request', 'step'], preferred: 'step' },
       // The usual diffusion batcher: same resolution and step count.
       batchKey: (r) => `${String(r.width)}x${String(r.height)}/${String(r.num_inference_steps)}`,
+    },
+  ],
+  [
+    'text-generation',
+    {
+      parser: (spec, dir) => {
+        const rules = textGenerationRules(spec, dir);
+        return (input) => ({ ...parseTextGeneration(input, rules) });
+      },
+      // Iteration-level (continuous) batching by default: the decoder's step API.
+      batching: { modes: ['none', 'request', 'step'], preferred: 'step' },
     },
   ],
 ]);

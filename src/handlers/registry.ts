@@ -8,12 +8,14 @@ import type { ModelSpec } from '../models/model-spec.js';
 import { checkHandler } from './admission.js';
 import type { Handler, HandlerFactory } from './handler.js';
 import { TensorHandler } from './tensor-handler.js';
+import { TextGenerationHandler } from './text-generation-handler.js';
 import { TextToImageHandler } from './text-to-image-handler.js';
 
 // A Map: a user's "constructor" is an unknown name, not Object's constructor.
 const FACTORIES: ReadonlyMap<string, HandlerFactory> = new Map<string, HandlerFactory>([
   ['tensor', () => new TensorHandler()],
   ['text-to-image', () => new TextToImageHandler()],
+  ['text-generation', () => new TextGenerationHandler()],
 ]);
 
 export async function loadHandler(spec: ModelSpec, modelDir: string, allowCustomHandlers: boolean): Promise<Handler> {

@@ -111,7 +111,8 @@ export interface JobBackend {
 
   /** Takes the highest-priority, oldest queued job of one of these models, marking it running. */
   claim(models: readonly string[]): Promise<Job | undefined>;
-  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void>;
+  /** Progress, with a preview image, or the text a text model made since the last report (a token event). */
+  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void>;
   /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */
   complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined>;
   /** A succeeded non-durable job's result, handed over once. */

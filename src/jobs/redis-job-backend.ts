@@ -25,7 +25,7 @@ import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
-import { eventStatus, previewEvent, progressEvent, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
+import { eventStatus, previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
   url: string;
@@ -354,12 +354,13 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return fromStored(claimed.job);
   }
 
-  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {
     // Only a running job takes progress: a late report never overwrites a finished record.
     await this.#update(id, (job) => {
       if (job.status !== 'running') return undefined;
       const next: StoredJob = { ...job, progress: p };
-      return { job: next, ops: [this.#event(next, progressEvent(p)), ...(preview ? [this.#event(next, previewEvent(preview))] : [])] };
+      const events = text !== undefined ? [tokenEvent(p, text)] : [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
+      return { job: next, ops: events.map((e) => this.#event(next, e)) };
     });
   }
 

@@ -7,7 +7,7 @@ import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
 import { MemoryLane } from './memory-lane.js';
-import { previewEvent, progressEvent, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
+import { previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 interface Row {
   seq: number;
@@ -301,10 +301,10 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     }
   }
 
-  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }): Promise<void> {
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {
     if (this.#memory.has(id)) this.#memory.progress(id, p);
     else this.#stmt(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
-    const events = [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
+    const events = text !== undefined ? [tokenEvent(p, text)] : [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
     for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
   }
 

@@ -28,6 +28,11 @@ export function previewEvent(preview: { contentType: string; data: Uint8Array })
   return { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } };
 }
 
+/** Text a text model made: the stream's next chunk, and how many tokens so far. */
+export function tokenEvent(p: JobProgress, text: string): NewWorkEvent {
+  return { type: 'token', data: { text, step: p.step, total: p.total } };
+}
+
 /** The job's status as a status event tells it (terminal statuses end a stream). */
 export function eventStatus(e: WorkEvent | NewWorkEvent): string | undefined {
   return e.type === 'status' && typeof e.data.status === 'string' ? e.data.status : undefined;

@@ -50,6 +50,8 @@ export interface Progress {
   step: number;
   total: number;
   preview?: Payload | undefined;
+  /** Text generation: the text made since the last report (a stream's next chunk). */
+  text?: string | undefined;
 }
 
 /** A result as bytes with their media type. */

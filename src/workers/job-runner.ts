@@ -118,12 +118,11 @@ export class JobRunner {
         signal: controller.signal,
         priority: job.priority,
         accept: job.accept ?? undefined,
-        // Nobody follows a synchronous prediction's progress: its client waits for the answer.
-        onProgress: job.durable
-          ? (p) => {
-              backend.progress(job.id, { step: p.step, total: p.total }, p.preview).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
-            }
-          : undefined,
+        // A synchronous prediction's progress matters only when it streams (text as it is made).
+        onProgress: (p) => {
+          if (!job.durable && p.text === undefined) return;
+          backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
+        },
       });
       if (!job.durable) {
         finished = await backend.complete(job.id, [], outcome.result);

@@ -1,0 +1,121 @@
+// The `text-generation` handler (the job of TorchServe's GPT-Fast handler): a prompt or chat
+// messages in, text out — plain text by default, JSON with the finish reason, token counts and
+// log-probabilities when asked (Accept: application/json). It declares the decoder's step API;
+// the worker's step loop (src/scheduling) runs every active sequence in one decoder call per
+// step, so a request joins at the next step and leaves as soon as it is done or cancelled.
+import { isEaselError, type EaselError } from '../errors/easel-error.js';
+import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
+import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
+import { parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
+
+/** The decoder's step API: begin prefills, a step is one decoder call over all, finish hands back the text. */
+export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationRequest, Sequence, TextOutput> {
+  return {
+    begin: (requests) => pipeline.begin(requests),
+    step: (states) => pipeline.step(states),
+    isFinished: (s) => pipeline.isFinished(s),
+    finish: (states) => pipeline.finish(states),
+    // Every sequence can share a decoder call.
+    group: () => '',
+    progress: (s) => ({ step: s.generated.length, total: s.request.maxNewTokens }),
+    length: (r) => r.maxNewTokens,
+  };
+}
+
+export function generationRequest(p: TextGenerationParameters): TextGenerationRequest {
+  return {
+    promptTokens: p.prompt_tokens,
+    maxNewTokens: p.max_new_tokens,
+    seed: p.seed,
+    stop: p.stop,
+    stopTokenIds: p.stop_token_ids,
+    sampling: {
+      temperature: p.temperature, topK: p.top_k, topP: p.top_p, minP: p.min_p, repetitionPenalty: p.repetition_penalty,
+      presencePenalty: p.presence_penalty, frequencyPenalty: p.frequency_penalty, logitBias: new Map(p.logit_bias),
+      logprobs: p.logprobs, topLogprobs: p.top_logprobs,
+    },
+  };
+}
+
+interface Run {
+  readonly params: TextGenerationParameters;
+  readonly accept: string | undefined;
+}
+
+type Output = { output: TextOutput; run: Run } | EaselError;
+
+export class TextGenerationHandler implements Handler<Run[], Output> {
+  #pipeline: TextPipeline | undefined;
+  #loop: StepRunner<TextGenerationRequest, Sequence, TextOutput> | undefined;
+  #rules: TextGenerationRules | undefined;
+
+  async initialize(ctx: HandlerContext): Promise<void> {
+    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime);
+    this.#rules = textGenerationRules(ctx.spec, ctx.modelDir);
+    this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
+    ctx.logger.info({ ...this.#pipeline.info }, 'text-generation pipeline loaded');
+    if (ctx.spec.runtime.warmup) await this.#loop.run([generationRequest(parseTextGeneration({ prompt: 'Hello', max_new_tokens: 2, seed: 0 }, this.#rules))]);
+  }
+
+  preprocess(requests: readonly InferenceRequest[]): Run[] {
+    return requests.map((r) => ({ params: parseTextGeneration(r.input, this.#rules!), accept: r.accept }));
+  }
+
+  async inference(runs: Run[], ctx: RequestContext): Promise<Output[]> {
+    const loop = this.#loop!;
+    const pipeline = this.#pipeline!;
+    return Promise.all(
+      runs.map(async (run, i): Promise<Output> => {
+        const handle = ctx.requests[i];
+        let sent = 0;
+        try {
+          const [output] = await loop.run([generationRequest(run.params)], {
+            signal: handle?.signal,
+            onStep: (states) => {
+              const s = states[0]!;
+              // What is certain by now (a stop string may still be forming at the end): the
+              // stream's next chunk (token events of jobs and of streamed predictions).
+              const text = pipeline.stableText(s);
+              if (text.length > sent) {
+                handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent) });
+                sent = text.length;
+              }
+            },
+          });
+          if (output!.text.length > sent) handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text: output!.text.slice(sent) });
+          return { output: output!, run };
+        } catch (err) {
+          if (isEaselError(err) && err.code === 'EASEL_CANCELLED') return err;
+          throw err;
+        }
+      }),
+    );
+  }
+
+  postprocess(outputs: Output[]): HandlerOutcome[] {
+    return outputs.map((o) => (isEaselError(o) ? o : this.#respond(o.output, o.run)));
+  }
+
+  #respond(output: TextOutput, run: Run): HandlerResult {
+    if (!run.accept || !/application\/json/.test(run.accept)) return { contentType: 'text/plain; charset=utf-8', data: new TextEncoder().encode(output.text) };
+    const tokenizer = this.#pipeline!.tokenizer;
+    return jsonResult({
+      text: output.text,
+      finish_reason: output.finishReason,
+      seed: run.params.seed,
+      usage: { prompt_tokens: output.promptTokens, completion_tokens: output.tokens.length, total_tokens: output.promptTokens + output.tokens.length },
+      ...(run.params.logprobs
+        ? {
+            logprobs: output.choices.map((c) => ({
+              token: tokenizer.decode([c.token]), token_id: c.token, logprob: c.logprob,
+              top_logprobs: c.top.map((t) => ({ token: tokenizer.decode([t.token]), token_id: t.token, logprob: t.logprob })),
+            })),
+          }
+        : {}),
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.#pipeline?.release();
+  }
+}

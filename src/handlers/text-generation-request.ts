@@ -1,0 +1,157 @@
+// The text-generation request (TorchServe's GPT-Fast contract, with OpenAI's and vLLM's sampling
+// names): a prompt (`prompt`, or `data` as TorchServe sends it) or chat `messages`, and how to
+// sample. Admission tokenizes it (the chat template applied), so a prompt longer than the context
+// is a 400 with the limit, and the worker receives token ids. Defaults: easel.yaml `defaults:`,
+// then generation_config.json, then greedy.
+import { randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { invalidField } from '../errors/easel-error.js';
+import type { ModelSpec } from '../models/model-spec.js';
+import { TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
+
+export interface TextGenerationParameters {
+  /** The prompt as token ids (after the chat template, for messages). */
+  prompt_tokens: number[];
+  max_new_tokens: number;
+  temperature: number;
+  top_k: number;
+  top_p: number;
+  min_p: number;
+  repetition_penalty: number;
+  presence_penalty: number;
+  frequency_penalty: number;
+  /** [token id, bias] pairs. */
+  logit_bias: [number, number][];
+  seed: number;
+  stop: string[];
+  stop_token_ids: number[];
+  logprobs: boolean;
+  top_logprobs: number;
+  /** Tokens reach the client as they are made (progress events carry the text so far). */
+  stream: boolean;
+}
+
+export interface TextGenerationRules {
+  readonly tokenizer: TextTokenizer;
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  readonly defaults: Readonly<Record<string, unknown>>;
+}
+
+const FIELDS = new Set([
+  'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
+  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'logprobs', 'top_logprobs', 'stream', 'prompt_tokens',
+]);
+const MAX_PROMPT_CHARS = 100_000;
+const MAX_STOPS = 8;
+
+function readJson(file: string): Record<string, unknown> {
+  if (!existsSync(file)) return {};
+  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+}
+
+/** Built once per registered model: the tokenizer and the model's limits and defaults. */
+export function textGenerationRules(spec: ModelSpec, dir: string): TextGenerationRules {
+  const config = readJson(path.join(dir, 'config.json'));
+  const generation = readJson(path.join(dir, 'generation_config.json'));
+  const n = (o: Record<string, unknown>, k: string): number | undefined => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
+  const contextLength = n(config, 'max_position_embeddings') ?? n(config, 'n_positions') ?? n(generation, 'max_length') ?? 2048;
+  const fromGeneration: Record<string, unknown> = {};
+  for (const k of ['max_new_tokens', 'temperature', 'top_k', 'top_p', 'repetition_penalty']) if (generation[k] !== undefined) fromGeneration[k] = generation[k];
+  // do_sample false in generation_config.json means greedy unless a request asks otherwise.
+  if (generation.do_sample === false) fromGeneration.temperature = 0;
+  return { tokenizer: TextTokenizer.load(dir), contextLength, vocabSize: n(config, 'vocab_size') ?? Number.MAX_SAFE_INTEGER, defaults: { ...fromGeneration, ...spec.defaults } };
+}
+
+function number(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules, field: string, min: number, max: number, fallback: number, integer = false): number {
+  const v = Object.hasOwn(input, field) ? input[field] : rules.defaults[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
+    throw invalidField(field, `${field} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function messages(value: unknown): ChatMessage[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 256) throw invalidField('messages', 'messages must be a list of 1 to 256 {role, content} objects');
+  return value.map((m: unknown, i) => {
+    const o = m as Record<string, unknown> | null;
+    if (!o || typeof o !== 'object' || typeof o.role !== 'string' || !['system', 'user', 'assistant', 'developer'].includes(o.role)) {
+      throw invalidField(`messages[${i}].role`, 'each message needs a role: system, user, assistant or developer');
+    }
+    const content = typeof o.content === 'string' ? o.content : Array.isArray(o.content) ? o.content.map((p: { type?: unknown; text?: unknown }) => (p?.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('') : undefined;
+    if (content === undefined || content.length > MAX_PROMPT_CHARS) throw invalidField(`messages[${i}].content`, `each message needs text content of at most ${MAX_PROMPT_CHARS} characters`);
+    return { role: o.role === 'developer' ? 'system' : o.role, content };
+  });
+}
+
+/** The validated request, or a 400 naming the field. Idempotent: its output parses to itself. */
+export function parseTextGeneration(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules): TextGenerationParameters {
+  for (const key of Object.keys(input)) if (!FIELDS.has(key)) throw invalidField(key, `unknown field ${key}; allowed: ${[...FIELDS].filter((f) => f !== 'prompt_tokens').join(', ')}`);
+  let tokens: number[];
+  if (Array.isArray(input.prompt_tokens)) {
+    // Already admitted (a job parsed again on the worker node).
+    tokens = input.prompt_tokens.map((t, i) => {
+      if (!Number.isInteger(t) || (t as number) < 0 || (t as number) >= rules.vocabSize) throw invalidField(`prompt_tokens[${i}]`, `token ids must be integers from 0 to ${rules.vocabSize - 1}`);
+      return t as number;
+    });
+  } else {
+    let prompt: string;
+    if (input.messages !== undefined) prompt = rules.tokenizer.chatPrompt(messages(input.messages));
+    else {
+      const text = input.prompt ?? input.data;
+      if (typeof text !== 'string') throw invalidField('prompt', 'send "prompt" (or "data") as a string, or chat "messages"');
+      if (text.length > MAX_PROMPT_CHARS) throw invalidField('prompt', `the prompt has ${text.length} characters; at most ${MAX_PROMPT_CHARS}`);
+      prompt = text;
+    }
+    tokens = rules.tokenizer.encode(prompt);
+  }
+  if (tokens.length === 0) throw invalidField('prompt', 'the prompt is empty');
+  if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `the prompt is ${tokens.length} tokens; this model's context is ${rules.contextLength} tokens, so a prompt may have at most ${rules.contextLength - 1}`);
+  const room = rules.contextLength - tokens.length;
+  const asked = Object.hasOwn(input, 'max_new_tokens') ? 'max_new_tokens' : Object.hasOwn(input, 'max_tokens') ? 'max_tokens' : 'max_new_tokens';
+  const maxNew = number(input, rules, asked, 1, rules.contextLength, Math.min(256, room), true);
+  if (maxNew > room) throw invalidField(asked, `${asked} is ${maxNew} but the prompt (${tokens.length} tokens) leaves room for ${room} in this model's ${rules.contextLength}-token context`);
+  const stop = input.stop === undefined || input.stop === null ? [] : typeof input.stop === 'string' ? [input.stop] : input.stop;
+  if (!Array.isArray(stop) || stop.length > MAX_STOPS || !stop.every((s) => typeof s === 'string' && s.length > 0 && s.length <= 256)) throw invalidField('stop', `stop must be a string or a list of at most ${MAX_STOPS} non-empty strings`);
+  const stopIds = input.stop_token_ids ?? [];
+  if (!Array.isArray(stopIds) || stopIds.length > 64 || !stopIds.every((t) => Number.isInteger(t) && t >= 0 && t < rules.vocabSize)) throw invalidField('stop_token_ids', `stop_token_ids must be a list of token ids from 0 to ${rules.vocabSize - 1}`);
+  const bias = parseBias(input.logit_bias, rules.vocabSize);
+  const logprobs = input.logprobs ?? false;
+  if (typeof logprobs !== 'boolean') throw invalidField('logprobs', 'logprobs must be true or false');
+  const stream = input.stream ?? false;
+  if (typeof stream !== 'boolean') throw invalidField('stream', 'stream must be true or false');
+  return {
+    prompt_tokens: tokens,
+    max_new_tokens: maxNew,
+    temperature: number(input, rules, 'temperature', 0, 2, 0),
+    top_k: number(input, rules, 'top_k', 0, rules.vocabSize, 0, true),
+    top_p: number(input, rules, 'top_p', 0.001, 1, 1),
+    min_p: number(input, rules, 'min_p', 0, 1, 0),
+    repetition_penalty: number(input, rules, 'repetition_penalty', 0.01, 10, 1),
+    presence_penalty: number(input, rules, 'presence_penalty', -2, 2, 0),
+    frequency_penalty: number(input, rules, 'frequency_penalty', -2, 2, 0),
+    logit_bias: bias,
+    seed: number(input, rules, 'seed', 0, 2 ** 32 - 1, randomInt(0, 2 ** 32 - 1), true),
+    stop: stop as string[],
+    stop_token_ids: stopIds as number[],
+    logprobs: logprobs || Object.hasOwn(input, 'top_logprobs'),
+    top_logprobs: number(input, rules, 'top_logprobs', 0, 20, 0, true),
+    stream,
+  };
+}
+
+function parseBias(value: unknown, vocab: number): [number, number][] {
+  if (value === undefined || value === null) return [];
+  // Admitted form: pairs; client form: {"token id": bias} (OpenAI).
+  const entries: [unknown, unknown][] = Array.isArray(value) ? (value as [unknown, unknown][]) : typeof value === 'object' ? Object.entries(value as Record<string, unknown>) : [];
+  if ((!Array.isArray(value) && typeof value !== 'object') || entries.length > 300) throw invalidField('logit_bias', 'logit_bias must map token ids to a bias from -100 to 100 (at most 300 entries)');
+  return entries.map(([k, v]) => {
+    const id = Number(k);
+    if (!Number.isInteger(id) || id < 0 || id >= vocab || typeof v !== 'number' || v < -100 || v > 100) {
+      throw invalidField('logit_bias', `logit_bias maps token ids (0 to ${vocab - 1}) to a bias from -100 to 100; got ${JSON.stringify(k)}: ${JSON.stringify(v)}`);
+    }
+    return [id, v];
+  });
+}
