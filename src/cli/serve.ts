@@ -51,7 +51,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     defaultMaxQueueLength: config.maxQueueLength, defaultResponseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_MS,
     jobs: {
-      backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m),
+      backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m), models: () => jobs.models(),
       webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
       admitElsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),

@@ -3,7 +3,7 @@
 // away. Giving up takes it out of the queue, or stops it where it runs.
 import { EaselError, errors } from '../errors/easel-error.js';
 import { isTerminal, type Job, type JobBackend, type JobStatus, type Payload, type JobError } from './job.js';
-import { eventStatus } from './work-event.js';
+import { eventStatus, type WorkEvent } from './work-event.js';
 
 export interface PredictionWait {
   model: string;
@@ -13,6 +13,8 @@ export interface PredictionWait {
   queueTimeoutMs?: number | undefined;
   /** Aborted when the client goes away. */
   signal?: AbortSignal | undefined;
+  /** Each event of the work while it runs (token events stream a text model's output). */
+  onEvent?: ((e: WorkEvent) => void) | undefined;
 }
 
 export function awaitPrediction(queue: JobBackend, submitted: Job, o: PredictionWait): Promise<Payload> {
@@ -42,6 +44,7 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
         reject(err);
       });
     const off = queue.subscribe(id, (e) => {
+      if (!settled) o.onEvent?.(e);
       const status = eventStatus(e);
       if (status !== undefined && isTerminal(status as JobStatus)) ended(status, (e.data.error as { code: string; message: string } | null) ?? null);
     });

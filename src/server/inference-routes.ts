@@ -5,26 +5,19 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { z } from 'zod';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
-import { awaitPrediction } from '../jobs/prediction.js';
 import type { ModelControl } from '../models/model-control.js';
-import type { ModelSpec } from '../models/model-spec.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
-import { idempotencyKey, submitJob, type JobRoutesOptions } from './job-routes.js';
+import { idempotencyKey, submitJob } from './job-routes.js';
+import { localSpec, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
-export interface InferenceRouteOptions {
-  control: ModelControl;
+export interface InferenceRouteOptions extends PredictOptions {
   metrics: Metrics;
   maxBodyBytes: number;
   json: JsonLimits;
   isDraining(): boolean;
-  /** The work queue (with `Prefer: respond-async` a prediction becomes a job, as in Cog). */
-  jobs: JobRoutesOptions;
-  /** For a model this node does not load: its queue's length limit and response timeout. */
-  defaultMaxQueueLength: number;
-  defaultResponseTimeoutMs: number;
 }
 
 // TorchServe's parameter names, so that its OpenAPI clients find them.
@@ -39,7 +32,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
   // TorchServe clients send text (`curl -d`) and bytes too; other types are refused with 415.
   installPredictionParsers(app);
 
-  const predict = async (req: FastifyRequest<{ Params: { model_name: string; model_version?: string | undefined } }>, reply: FastifyReply): Promise<FastifyReply> => {
+  const onPrediction = async (req: FastifyRequest<{ Params: { model_name: string; model_version?: string | undefined } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const t0 = process.hrtime.bigint();
     const { model_name: model, model_version: version } = req.params;
     let status = 500;
@@ -48,8 +41,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       if (o.isDraining()) throw errors.shuttingDown('requests', 5);
       // The model may be served by another node (distributed mode): 404 only when none serves it,
       // before reading a large body's meaning.
-      const spec = localSpec(o.control, model, version);
-      known = spec !== undefined || (await o.jobs.modelKnown(model));
+      known = localSpec(o.control, model, version) !== undefined || (await o.jobs.modelKnown(model));
       if (!known) o.control.spec(model, version);
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
       if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
@@ -57,20 +49,11 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
         status = reply.statusCode;
         return reply;
       }
-      // Admission: the handler's parse, here in the API process; only its result goes to a worker.
-      const request = spec ? o.control.admit(model, version, input) : (o.jobs.admitElsewhere?.(model, input) ?? input);
-      const queue = o.jobs.backend;
-      const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
-      if ((await queue.queuedCount(model, false)) >= limit) {
-        throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);
-      }
-      const timeoutMs = spec?.responseTimeoutMs ?? o.defaultResponseTimeoutMs;
-      const { job } = await queue.submit({ durable: false, model, version, input: request, accept: req.headers.accept, deadline: Date.now() + timeoutMs });
       const controller = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await awaitPrediction(queue, job, { model, timeoutMs, queueTimeoutMs: spec?.batching.queueTimeoutMs, signal: controller.signal });
+      const result = await predict(o, { model, version, input, accept: req.headers.accept, signal: controller.signal });
       status = 200;
       return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
     } catch (err) {
@@ -84,8 +67,8 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     }
   };
   const schema = (summary: string): FastifySchema => ({ summary, params: predictionParams, body: predictionBody, consumes: [...PREDICTION_MEDIA_TYPES] });
-  app.post('/predictions/:model_name', { schema: schema("Run the model's default version on the request (the result's bytes, with its content type).") }, predict);
-  app.post('/predictions/:model_name/:model_version', { schema: schema('Run a given version of the model.') }, predict);
+  app.post('/predictions/:model_name', { schema: schema("Run the model's default version on the request (the result's bytes, with its content type).") }, onPrediction);
+  app.post('/predictions/:model_name/:model_version', { schema: schema('Run a given version of the model.') }, onPrediction);
   methodNotAllowed(app, '/predictions/:model_name', ['POST']);
   methodNotAllowed(app, '/predictions/:model_name/:model_version', ['POST']);
 
@@ -104,14 +87,6 @@ function knownModel(control: ModelControl, name: string): boolean {
   return localSpec(control, name, undefined) !== undefined;
 }
 
-/** The spec of a model loaded here; undefined when this node does not load it (or that version). */
-function localSpec(control: ModelControl, name: string, version: string | undefined): ModelSpec | undefined {
-  try {
-    return control.spec(name, version);
-  } catch {
-    return undefined;
-  }
-}
 
 /** JSON objects pass through; other JSON, text and bytes become `{data}`. */
 export function bodyInput(body: unknown, json: JsonLimits): Record<string, unknown> {

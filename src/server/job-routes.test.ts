@@ -38,7 +38,7 @@ describe('job routes (inject)', () => {
       control: manager, store: new ModelStore({ storeDir: dir, dataDir: dir, allowedUrls: [], maxArchiveBytes: 1 << 20 }), metrics, logger,
       maxBodyBytes: 1 << 20, json: { maxJsonDepth: 32, maxJsonKeys: 1000 }, isDraining: () => false, defaultMaxQueueLength: 10, defaultResponseTimeoutMs: 1000,
       jobs: {
-        backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false,
+        backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false, models: async () => [],
         secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000,
       },
     });

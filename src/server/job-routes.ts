@@ -23,6 +23,8 @@ export interface JobRoutesOptions {
   maxQueuedJobs: number;
   /** Whether some node serves the model (here, or a worker node in the distributed mode). */
   modelKnown(model: string): Promise<boolean>;
+  /** The models some node serves. */
+  models(): Promise<string[]>;
   /** Seconds one job of the model takes, measured; undefined before the first one finished. */
   secondsPerJob(model: string): number | undefined;
   isDraining(): boolean;

@@ -14,6 +14,7 @@ import { clientErrorResponse, installErrorHandling, methodNotAllowed, sendError,
 import { inferenceRoutes } from './inference-routes.js';
 import { jobRoutes, type JobRoutesOptions } from './job-routes.js';
 import { managementRoutes } from './management-routes.js';
+import { openAiRoutes } from './openai-routes.js';
 
 export interface ServersOptions {
   control: ModelControl;
@@ -77,6 +78,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
   const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs });
     await app.register(jobRoutes, o.jobs);
+    await app.register(openAiRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, isDraining: o.isDraining });
   });
   // OPTIONS / answers the OpenAPI document, as TorchServe's does.
   inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());

@@ -149,7 +149,7 @@ export class WorkerProcess {
       this.#batches.delete(m.batchId);
       b?.resolve({ outcomes: m.outcomes, timings: m.timings });
     } else if (m.type === 'progress') {
-      this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview });
+      this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview, text: m.text });
     } else if (m.type === 'step') {
       this.o.onStep?.(m.images, m.seconds);
     }

@@ -1,0 +1,209 @@
+// OpenAI's API on the inference port, as vLLM serves it: GET /v1/models, POST /v1/completions,
+// POST /v1/chat/completions (stream: true as SSE `data:` chunks ending in `data: [DONE]`) and
+// POST /v1/images/generations for text-to-image models. Each choice is one prediction through
+// the work queue; errors answer in OpenAI's {"error": {message, type, param, code}} shape.
+import { randomUUID } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { EaselError, isEaselError } from '../errors/easel-error.js';
+import type { WorkEvent } from '../jobs/work-event.js';
+import { toEaselError } from './errors.js';
+import { localSpec, predict, type PredictOptions } from './predict.js';
+import { jsonObject, pathName } from './schemas.js';
+
+export interface OpenAiRouteOptions extends PredictOptions {
+  isDraining(): boolean;
+}
+
+/** What a text model's JSON answer carries (the text-generation handler's Accept: application/json form). */
+interface Generated {
+  text: string;
+  finish_reason: 'stop' | 'length';
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  logprobs?: { token: string; token_id: number; logprob: number; top_logprobs: { token: string; token_id: number; logprob: number }[] }[];
+}
+
+const stop = z.union([z.string(), z.array(z.string()).max(8)]).optional().nullable();
+const sampling = {
+  model: pathName.describe('a registered text model'),
+  max_tokens: z.number().int().min(1).optional().nullable(),
+  temperature: z.number().min(0).max(2).optional().nullable(),
+  top_p: z.number().gt(0).max(1).optional().nullable(),
+  top_k: z.number().int().min(-1).optional().nullable(),
+  min_p: z.number().min(0).max(1).optional().nullable(),
+  n: z.number().int().min(1).max(16).optional().nullable(),
+  stream: z.boolean().optional().nullable(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).optional().nullable(),
+  stop,
+  seed: z.number().int().min(0).max(2 ** 32 - 1).optional().nullable(),
+  presence_penalty: z.number().min(-2).max(2).optional().nullable(),
+  frequency_penalty: z.number().min(-2).max(2).optional().nullable(),
+  repetition_penalty: z.number().positive().optional().nullable(),
+  logit_bias: z.record(z.string(), z.number()).optional().nullable(),
+  user: z.string().optional(),
+};
+const completionBody = z.object({ ...sampling, prompt: z.union([z.string(), z.array(z.string()).min(1).max(16)]), logprobs: z.number().int().min(0).max(20).optional().nullable(), echo: z.boolean().optional() });
+const chatBody = z.object({
+  ...sampling,
+  messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
+  max_completion_tokens: z.number().int().min(1).optional().nullable(),
+  logprobs: z.boolean().optional().nullable(),
+  top_logprobs: z.number().int().min(0).max(20).optional().nullable(),
+});
+const imagesBody = z.object({
+  model: pathName,
+  prompt: z.string().min(1).max(4000),
+  n: z.number().int().min(1).max(10).optional(),
+  size: z.string().regex(/^\d{1,5}x\d{1,5}$/, { error: 'size must be WIDTHxHEIGHT, e.g. 64x64' }).optional(),
+  response_format: z.enum(['b64_json']).optional(),
+  seed: z.number().int().min(0).optional(),
+  user: z.string().optional(),
+});
+
+type Sampling = z.infer<typeof completionBody> | z.infer<typeof chatBody>;
+
+/** OpenAI's error shape; the type says whose fault it was. */
+function openAiError(err: EaselError, requestId: string): { error: { message: string; type: string; param: string | null; code: string } } {
+  const type = err.status >= 500 ? 'server_error' : err.status === 404 ? 'not_found_error' : err.status === 401 ? 'authentication_error' : err.status === 503 ? 'overloaded_error' : 'invalid_request_error';
+  return { error: { message: err.status >= 500 && err.code === 'EASEL_INTERNAL' ? `internal error (request ${requestId})` : err.message, type, param: err.field ?? null, code: err.code } };
+}
+
+/** The text-generation fields of one choice. */
+function generationInput(b: Sampling, index: number): Record<string, unknown> {
+  const input: Record<string, unknown> = { stream: true };
+  const set = (key: string, v: unknown): void => {
+    if (v !== undefined && v !== null) input[key] = v;
+  };
+  set('max_new_tokens', ('max_completion_tokens' in b ? b.max_completion_tokens : undefined) ?? b.max_tokens);
+  set('temperature', b.temperature);
+  set('top_p', b.top_p);
+  if (b.top_k !== undefined && b.top_k !== null && b.top_k > 0) input.top_k = b.top_k;
+  set('min_p', b.min_p);
+  set('presence_penalty', b.presence_penalty);
+  set('frequency_penalty', b.frequency_penalty);
+  set('repetition_penalty', b.repetition_penalty);
+  set('logit_bias', b.logit_bias);
+  set('stop', b.stop);
+  // n choices from one seed: each its own, reproducible.
+  if (b.seed !== undefined && b.seed !== null) input.seed = (b.seed + index) % 2 ** 32;
+  return input;
+}
+
+export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions): Promise<void> {
+  // These routes answer errors as OpenAI's clients expect them.
+  app.setErrorHandler((err: FastifyError | EaselError, req, reply) => {
+    const e = isEaselError(err) ? err : (toEaselError(err) ?? new EaselError('EASEL_INTERNAL', 'internal error'));
+    if (!isEaselError(err) && !toEaselError(err)) req.log.error({ err }, 'unexpected error');
+    if (e.retryAfterSeconds !== undefined) void reply.header('retry-after', String(e.retryAfterSeconds));
+    return reply.code(e.status).send(openAiError(e, String(req.id)));
+  });
+
+  app.get('/v1/models', { schema: { summary: 'The models served (OpenAI list shape).' } }, async () => {
+    const names = new Set([...o.control.list().map((m) => m.modelName), ...(await o.jobs.models())]);
+    return { object: 'list', data: [...names].sort().map((id) => ({ id, object: 'model', created: 0, owned_by: 'easel' })) };
+  });
+
+  const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean): Promise<FastifyReply | undefined> => {
+    if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
+    if (!localSpec(o.control, b.model, undefined) && !(await o.jobs.modelKnown(b.model))) o.control.spec(b.model);
+    const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const object = chat ? 'chat.completion' : 'text_completion';
+    const controller = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    const call = (input: Record<string, unknown>, onEvent?: (e: WorkEvent) => void): Promise<Generated> =>
+      predict(o, { model: b.model, input, accept: 'application/json', signal: controller.signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
+    const logprobsOf = (g: Generated): unknown => {
+      if (!g.logprobs) return null;
+      if (chat) return { content: g.logprobs.map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
+      return { tokens: g.logprobs.map((l) => l.token), token_logprobs: g.logprobs.map((l) => l.logprob), top_logprobs: g.logprobs.map((l) => Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob]))), text_offset: [] };
+    };
+    // Each prompt counts once, however many choices (n) it had.
+    const perPrompt = Math.max(1, b.n ?? 1);
+    const usage = (all: Generated[]): Record<string, number> => {
+      const prompt = all.filter((_, i) => i % perPrompt === 0).reduce((n, g) => n + g.usage.prompt_tokens, 0);
+      const completion = all.reduce((n, g) => n + g.usage.completion_tokens, 0);
+      return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+    };
+    if (!b.stream) {
+      const all = await Promise.all(inputs.map((input) => call(input)));
+      return reply.send({
+        id, object, created, model: b.model,
+        choices: all.map((g, index) => (chat ? { index, message: { role: 'assistant', content: g.text }, logprobs: logprobsOf(g), finish_reason: g.finish_reason } : { index, text: g.text, logprobs: logprobsOf(g), finish_reason: g.finish_reason })),
+        usage: usage(all),
+      });
+    }
+    // Streamed: each choice's text deltas as chunks, then its finish reason; usage last if asked.
+    const chunkObject = chat ? 'chat.completion.chunk' : 'text_completion';
+    let started = false;
+    const send = (payload: unknown): void => {
+      if (!started) {
+        started = true;
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      }
+      if (!reply.raw.writableEnded) reply.raw.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
+    };
+    const chunk = (index: number, delta: Record<string, unknown> | string, finish: string | null): unknown =>
+      chat ? { id, object: chunkObject, created, model: b.model, choices: [{ index, delta, logprobs: null, finish_reason: finish }] } : { id, object: chunkObject, created, model: b.model, choices: [{ index, text: delta, logprobs: null, finish_reason: finish }] };
+    try {
+      const all = await Promise.all(
+        inputs.map(async (input, index) => {
+          if (chat) send(chunk(index, { role: 'assistant', content: '' }, null));
+          const g = await call(input, (e) => {
+            if (e.type === 'token' && typeof e.data.text === 'string' && e.data.text.length > 0) send(chunk(index, chat ? { content: e.data.text } : e.data.text, null));
+          });
+          send(chunk(index, chat ? {} : '', g.finish_reason));
+          return g;
+        }),
+      );
+      if (b.stream_options?.include_usage) send({ id, object: chunkObject, created, model: b.model, choices: [], usage: usage(all) });
+      send('[DONE]');
+      reply.raw.end();
+      return undefined;
+    } catch (err) {
+      if (!started) throw err;
+      // Headers are gone: the error travels as a last event, as OpenAI's servers do.
+      const e = isEaselError(err) ? err : new EaselError('EASEL_INTERNAL', 'internal error');
+      send(openAiError(e, String(req.id)));
+      reply.raw.end();
+      return undefined;
+    }
+  };
+
+  app.post('/v1/completions', { schema: { summary: 'Text completion (OpenAI).', body: completionBody } }, async (req, reply) => {
+    const b = req.body as z.infer<typeof completionBody>;
+    const prompts = typeof b.prompt === 'string' ? [b.prompt] : b.prompt;
+    const n = b.n ?? 1;
+    const inputs = prompts.flatMap((prompt) =>
+      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), prompt, ...(b.logprobs ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
+    );
+    return run(req, reply, b, inputs, false);
+  });
+
+  app.post('/v1/chat/completions', { schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {
+    const b = req.body as z.infer<typeof chatBody>;
+    const messages = b.messages.map((m) => ({ role: m.role, content: m.content }));
+    const inputs = Array.from({ length: b.n ?? 1 }, (_, i) => ({
+      ...generationInput(b, i), messages,
+      ...(b.logprobs ? { logprobs: true, ...(b.top_logprobs ? { top_logprobs: b.top_logprobs } : {}) } : {}),
+    }));
+    return run(req, reply, b, inputs, true);
+  });
+
+  app.post('/v1/images/generations', { schema: { summary: 'Images from a text-to-image model (OpenAI): b64_json.', body: imagesBody } }, async (req, reply) => {
+    const b = req.body as z.infer<typeof imagesBody>;
+    if (!localSpec(o.control, b.model, undefined) && !(await o.jobs.modelKnown(b.model))) o.control.spec(b.model);
+    const [width, height] = (b.size ?? '').split('x').map(Number);
+    const input: Record<string, unknown> = { prompt: b.prompt, num_images: b.n ?? 1, output_format: 'png', ...(b.size ? { width, height } : {}), ...(b.seed !== undefined ? { seed: b.seed } : {}) };
+    const controller = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    const result = await predict(o, { model: b.model, input, accept: 'application/json', signal: controller.signal });
+    const body = JSON.parse(Buffer.from(result.data).toString('utf8')) as { images: string[] };
+    return reply.send({ created: Math.floor(Date.now() / 1000), data: body.images.map((b64_json) => ({ b64_json })) });
+  });
+}

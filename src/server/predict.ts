@@ -1,0 +1,57 @@
+// A synchronous prediction through the work queue, for every route that answers with a result
+// (TorchServe's /predictions, OpenAI's completions): admission here in the API process (the
+// handler's parse), the queue's length limit, then the non-durable lane and the wait.
+import { errors } from '../errors/easel-error.js';
+import type { Payload } from '../jobs/job.js';
+import { awaitPrediction } from '../jobs/prediction.js';
+import type { WorkEvent } from '../jobs/work-event.js';
+import type { ModelControl } from '../models/model-control.js';
+import type { ModelSpec } from '../models/model-spec.js';
+import type { JobRoutesOptions } from './job-routes.js';
+
+export interface PredictOptions {
+  control: ModelControl;
+  /** The work queue (with `Prefer: respond-async` a prediction becomes a job, as in Cog). */
+  jobs: JobRoutesOptions;
+  /** For a model this node does not load: its queue's length limit and response timeout. */
+  defaultMaxQueueLength: number;
+  defaultResponseTimeoutMs: number;
+}
+
+export interface PredictCall {
+  model: string;
+  version?: string | undefined;
+  input: Record<string, unknown>;
+  accept?: string | undefined;
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal | undefined;
+  /** The work's events while it runs (a text model's token events, for streaming). */
+  onEvent?: ((e: WorkEvent) => void) | undefined;
+}
+
+/** The spec of a model loaded here; undefined when this node does not load it (or that version). */
+export function localSpec(control: ModelControl, name: string, version: string | undefined): ModelSpec | undefined {
+  try {
+    return control.spec(name, version);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The admitted request: parsed by the model's handler where this node knows it. */
+export function admit(o: PredictOptions, model: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return localSpec(o.control, model, version) ? o.control.admit(model, version, input) : (o.jobs.admitElsewhere?.(model, input) ?? { ...input });
+}
+
+/** Admits, queues and waits for one prediction; any worker of the model, on any node, runs it. */
+export async function predict(o: PredictOptions, call: PredictCall): Promise<Payload> {
+  const { model, version } = call;
+  const spec = localSpec(o.control, model, version);
+  const request = admit(o, model, version, call.input);
+  const queue = o.jobs.backend;
+  const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
+  if ((await queue.queuedCount(model, false)) >= limit) throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);
+  const timeoutMs = spec?.responseTimeoutMs ?? o.defaultResponseTimeoutMs;
+  const { job } = await queue.submit({ durable: false, model, version, input: request, accept: call.accept, deadline: Date.now() + timeoutMs });
+  return awaitPrediction(queue, job, { model, timeoutMs, queueTimeoutMs: spec?.batching.queueTimeoutMs, signal: call.signal, onEvent: call.onEvent });
+}

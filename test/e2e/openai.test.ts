@@ -1,0 +1,84 @@
+// OpenAI's API through the official `openai` client against the real server: models, chat and
+// text completions with and without streaming, n, stop strings, usage that matches the tokenizer,
+// errors in OpenAI's shape, and image generation.
+import path from 'node:path';
+import OpenAI from 'openai';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
+import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+
+const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
+const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
+const QUESTION = [{ role: 'user' as const, content: 'What color is the sky?' }];
+
+describe('OpenAI-compatible API (official client)', () => {
+  let easel: EaselProcess;
+  let client: OpenAI;
+  const tokenizer = TextTokenizer.load(TINY_LM);
+  beforeAll(async () => {
+    easel = await startEasel(['--models', `tiny-lm=${TINY_LM},tiny-sd=${TINY_SD}`]);
+    await waitHealthy(easel, 60_000);
+    client = new OpenAI({ baseURL: `${easel.inference}/v1`, apiKey: 'unused', maxRetries: 0 });
+  }, 90_000);
+  afterAll(() => easel?.stop());
+
+  it('lists the models', async () => {
+    const ids = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    expect(ids).toEqual(expect.arrayContaining(['tiny-lm', 'tiny-sd']));
+  });
+
+  it('chat: an answer with usage that matches the tokenizer; streamed, the same text', async () => {
+    const done = await client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 0, max_tokens: 30 });
+    const answer = done.choices[0]!.message.content!;
+    expect(answer.length).toBeGreaterThan(0);
+    expect(done.choices[0]!.finish_reason).toMatch(/^(stop|length)$/);
+    expect(done.usage!.prompt_tokens).toBe(tokenizer.encode(tokenizer.chatPrompt(QUESTION)).length);
+    expect(done.usage!.completion_tokens).toBe(tokenizer.encode(answer).length);
+    expect(done.usage!.total_tokens).toBe(done.usage!.prompt_tokens + done.usage!.completion_tokens);
+    const stream = await client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 0, max_tokens: 30, stream: true, stream_options: { include_usage: true } });
+    let streamed = '';
+    let chunks = 0;
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      chunks++;
+      streamed += chunk.choices[0]?.delta.content ?? '';
+      usage = chunk.usage ?? usage;
+    }
+    expect(streamed).toBe(answer);
+    expect(chunks).toBeGreaterThan(3);
+    expect(usage).toMatchObject({ prompt_tokens: done.usage!.prompt_tokens, completion_tokens: done.usage!.completion_tokens });
+  }, 60_000);
+
+  it('n: 2 seeded choices, and a stop string ends the text before it', async () => {
+    const two = await client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 0.8, seed: 3, n: 2, max_tokens: 20 });
+    expect(two.choices.map((c) => c.index)).toEqual([0, 1]);
+    const again = await client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 0.8, seed: 3, n: 2, max_tokens: 20 });
+    expect(again.choices.map((c) => c.message.content)).toEqual(two.choices.map((c) => c.message.content));
+    const story = await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', temperature: 0, max_tokens: 40 });
+    const text = story.choices[0]!.text;
+    const word = text.trim().split(/\s+/)[2]!;
+    const cut = await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', temperature: 0, max_tokens: 40, stop: [word] });
+    expect(cut.choices[0]!.text).toBe(text.slice(0, text.indexOf(word)));
+    expect(cut.choices[0]!.finish_reason).toBe('stop');
+    let streamed = '';
+    for await (const chunk of await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', temperature: 0, max_tokens: 40, stop: [word], stream: true })) streamed += chunk.choices[0]?.text ?? '';
+    expect(streamed).toBe(cut.choices[0]!.text);
+  }, 60_000);
+
+  it("answers errors in OpenAI's shape: an unknown model, a parameter out of range, a prompt past the context", async () => {
+    await expect(client.chat.completions.create({ model: 'no-such-model', messages: QUESTION })).rejects.toMatchObject({ status: 404, error: { type: 'not_found_error', code: 'EASEL_MODEL_NOT_FOUND' } });
+    await expect(client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 7 })).rejects.toMatchObject({ status: 400, error: { type: 'invalid_request_error', param: 'temperature' } });
+    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'tom '.repeat(400) })).rejects.toMatchObject({ status: 400, error: { param: 'prompt', message: expect.stringMatching(/context is 256 tokens/) } });
+  });
+
+  it('generates images as b64_json at the asked size', async () => {
+    const res = await client.images.generate({ model: 'tiny-sd', prompt: 'a red circle on a blue background', size: '64x64' as never, n: 2, response_format: 'b64_json' });
+    expect(res.data).toHaveLength(2);
+    for (const d of res.data ?? []) {
+      const meta = await sharp(Buffer.from(d.b64_json!, 'base64')).metadata();
+      expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+    }
+  }, 60_000);
+});
