@@ -5,6 +5,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import { z } from 'zod';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
+import type { WorkEvent } from '../jobs/work-event.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
@@ -53,9 +54,35 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await predict(o, { model, version, input, accept: req.headers.accept, signal: controller.signal });
-      status = 200;
-      return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
+      // A text model asked to stream answers in chunks as the text is made (TorchServe's
+      // streaming responses); the status line goes out with the first chunk.
+      let streaming = false;
+      const onEvent = input.stream === true && !/application\/json/.test(String(req.headers.accept ?? ''))
+        ? (e: WorkEvent): void => {
+            if (e.type !== 'token' || typeof e.data.text !== 'string' || e.data.text === '') return;
+            if (!streaming) {
+              streaming = true;
+              reply.hijack();
+              reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+            }
+            reply.raw.write(e.data.text);
+          }
+        : undefined;
+      try {
+        const result = await predict(o, { model, version, input, accept: req.headers.accept, signal: controller.signal, onEvent });
+        status = 200;
+        if (streaming) {
+          reply.raw.end();
+          return reply;
+        }
+        return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
+      } catch (err) {
+        if (!streaming) throw err;
+        // Too late for a status: the stream ends early, and the log says why.
+        req.log.warn({ err }, 'a streamed prediction failed after its first chunk');
+        reply.raw.end();
+        return reply;
+      }
     } catch (err) {
       status = err instanceof EaselError ? err.status : 500;
       throw err;

@@ -1,0 +1,65 @@
+// The text-generation handler through the real server with tiny-lm: TorchServe's GPT-Fast
+// contract on /predictions (text back; streamed in chunks when asked), and jobs whose token
+// events stream over SSE and whose text is stored as the output.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+
+const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
+const PROMPT = 'Once upon a time, there was a little girl named Lily.';
+
+describe('text generation (tiny-lm)', () => {
+  let easel: EaselProcess;
+  beforeAll(async () => {
+    easel = await serveModel('tiny-lm', TINY_LM);
+  }, 90_000);
+  afterAll(() => easel?.stop());
+
+  const predict = (body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(`${easel.inference}/predictions/tiny-lm`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+  it('answers TorchServe-style with the text; streamed, the same text in several chunks', async () => {
+    const res = await predict({ data: PROMPT, max_new_tokens: 60, temperature: 0 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    const text = await res.text();
+    expect(text.length).toBeGreaterThan(20);
+    const streamed = await predict({ data: PROMPT, max_new_tokens: 60, temperature: 0, stream: true });
+    expect(streamed.status).toBe(200);
+    const chunks: string[] = [];
+    const decoder = new TextDecoder();
+    for await (const chunk of streamed.body!) chunks.push(decoder.decode(chunk as Uint8Array, { stream: true }));
+    expect(chunks.join('')).toBe(text);
+    expect(chunks.length).toBeGreaterThan(1);
+    // JSON when asked: the finish reason and the token counts.
+    const json = (await (await predict({ data: PROMPT, max_new_tokens: 60, temperature: 0 }, { accept: 'application/json' })).json()) as { text: string; finish_reason: string; usage: { completion_tokens: number } };
+    expect(json.text).toBe(text);
+    expect(json.usage.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('refuses what it cannot do with a 400 naming the field', async () => {
+    const long = await predict({ data: 'tom '.repeat(400) });
+    expect(long.status).toBe(400);
+    expect(await long.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'prompt', message: expect.stringMatching(/context is 256 tokens/) });
+    const hot = await predict({ data: PROMPT, temperature: 9 });
+    expect(await hot.json()).toMatchObject({ field: 'temperature' });
+    const unknown = await predict({ data: PROMPT, num_inference_steps: 3 });
+    expect(await unknown.json()).toMatchObject({ field: 'num_inference_steps' });
+  });
+
+  it('a job streams token events over SSE and stores the text as its output', async () => {
+    const res = await fetch(`${easel.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-lm', input: { prompt: PROMPT, max_new_tokens: 40, temperature: 0 } }) });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const events = await (await fetch(`${easel.inference}/v1/jobs/${id}/events`, { headers: { 'last-event-id': '0' } })).text();
+    const tokens = [...events.matchAll(/event: token\ndata: (.*)\n/g)].map((m) => (JSON.parse(m[1]!) as { text: string }).text);
+    expect(tokens.length).toBeGreaterThan(1);
+    let job: { status: string; outputs: { url: string; content_type: string }[] } | undefined;
+    await waitFor(async () => (job = (await (await fetch(`${easel.inference}/v1/jobs/${id}`)).json()) as typeof job)!.status === 'succeeded', 20_000, 'the job to finish');
+    expect(job!.outputs[0]!.content_type).toMatch(/^text\/plain/);
+    const stored = await (await fetch(`${easel.inference}${job!.outputs[0]!.url}`)).text();
+    expect(tokens.join('')).toBe(stored);
+    const direct = await (await predict({ data: PROMPT, max_new_tokens: 40, temperature: 0 })).text();
+    expect(stored).toBe(direct);
+  });
+});
