@@ -50,6 +50,12 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
   const runner = new JobRunner({
     backend, control, artifacts, logger,
     onStarted: (job) => webhooks.track(job),
+    onTokens: (model, t) => {
+      if (t.firstTokenSeconds !== undefined) metrics?.timeToFirstToken.observe({ model }, t.firstTokenSeconds);
+      if (t.interTokenSeconds !== undefined) metrics?.interTokenLatency.observe({ model }, t.interTokenSeconds);
+      if (t.promptTokens !== undefined) metrics?.promptTokens.inc({ model }, t.promptTokens);
+      if (t.generatedTokens !== undefined) metrics?.generationTokens.inc({ model }, t.generatedTokens);
+    },
     onFinished: (job, seconds) => {
       metrics?.jobs.inc({ model: job.model, status: job.status });
       if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);

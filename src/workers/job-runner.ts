@@ -19,6 +19,8 @@ export interface JobRunnerOptions {
   onStarted?: (job: Job) => void;
   /** A job ended (for metrics and throughput estimates). */
   onFinished?: (job: Job, runSeconds: number) => void;
+  /** Text generation: the first text of a run (seconds since submission), a later chunk (seconds per token since the last), and a run's token counts at its end. */
+  onTokens?: (model: string, o: { firstTokenSeconds?: number; interTokenSeconds?: number; promptTokens?: number; generatedTokens?: number }) => void;
 }
 
 /** The outputs of one result: each image of a JSON `{images: [base64]}` answer, else the result itself. */
@@ -110,6 +112,8 @@ export class JobRunner {
     if (job.durable) logger.info({ job: job.id, model: job.model, attempt: job.attempts }, 'job started');
     else logger.debug({ request: job.id, model: job.model, attempt: job.attempts }, 'prediction started');
     let finished: Job | undefined;
+    let lastText: number | undefined;
+    let lastStep = 0;
     try {
       // Admitted where it was submitted when that node knew the model; parsing again is idempotent
       // and covers jobs queued by an API node that does not load the model (distributed mode).
@@ -120,10 +124,18 @@ export class JobRunner {
         accept: job.accept ?? undefined,
         // A synchronous prediction's progress matters only when it streams (text as it is made).
         onProgress: (p) => {
+          if (p.text !== undefined) {
+            const now = Date.now();
+            if (lastText === undefined) this.#o.onTokens?.(job.model, { firstTokenSeconds: (now - job.createdAt) / 1000 });
+            else if (p.step > lastStep) this.#o.onTokens?.(job.model, { interTokenSeconds: (now - lastText) / 1000 / (p.step - lastStep) });
+            lastText = now;
+            lastStep = p.step;
+          }
           if (!job.durable && p.text === undefined) return;
           backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
         },
       });
+      if (lastText !== undefined) this.#o.onTokens?.(job.model, { promptTokens: Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0, generatedTokens: lastStep });
       if (!job.durable) {
         finished = await backend.complete(job.id, [], outcome.result);
         return;

@@ -35,6 +35,11 @@ describe('text generation (tiny-lm)', () => {
     const json = (await (await predict({ data: PROMPT, max_new_tokens: 60, temperature: 0 }, { accept: 'application/json' })).json()) as { text: string; finish_reason: string; usage: { completion_tokens: number } };
     expect(json.text).toBe(text);
     expect(json.usage.completion_tokens).toBeGreaterThan(0);
+    // Time to first token, time per token and token counts are exported.
+    const metrics = await (await fetch(`${easel.metrics}/metrics`)).text();
+    expect(metrics).toMatch(/easel_time_to_first_token_seconds_count\{model="tiny-lm"\} [1-9]/);
+    expect(metrics).toMatch(/easel_inter_token_latency_seconds_count\{model="tiny-lm"\} [1-9]/);
+    expect(Number(/easel_generation_tokens_total\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(json.usage.completion_tokens);
   });
 
   it('refuses what it cannot do with a 400 naming the field', async () => {

@@ -1,0 +1,123 @@
+// bench/text-generation: tiny-lm through the real server against ONNX Runtime called directly,
+// in one run. First the machine's ceiling: the decoder's time per decode step for 1 sequence and
+// for 16 sequences in one batch (tokens/s = sequences / step time), with nothing else. Then
+// Easel with 1, 4 and 16 concurrent streams (POST /v1/completions, stream: true), continuous
+// batching (step mode, the default) against one sequence at a time (mode none): aggregate
+// tokens/s, time to first token p50/p95, inter-token gap p50/p95, and Easel as a fraction of the
+// ceiling. Not a test: it asserts nothing.
+//   npm run bench:text-generation [-- --requests 6 --tokens 64]
+import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { createParser } from 'eventsource-parser';
+import { fromTypedArray, OnnxSession, tensorToFloat32, type Tensor } from '../../src/runtime/onnx-runtime.js';
+import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' } } });
+const REQUESTS = Number(values.requests);
+const TOKENS = Number(values.tokens);
+const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
+const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a red ball.', 'One day, Ben went to the park with his mom.', 'The cat', 'Mia liked to play'];
+
+/** ms per decode step of `batch` sequences whose caches hold `past` positions, ONNX Runtime alone. */
+async function rawStep(batch: number, past: number, steps: number): Promise<number> {
+  const session = await OnnxSession.create(path.join(TINY_LM, 'onnx', 'model.onnx'), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 0, interOpThreads: 0 });
+  const kv = session.inputs.filter((i) => i.name.startsWith('past_key_values.'));
+  const [H, D] = [Number(kv[0]!.shape[1]), Number(kv[0]!.shape[3])];
+  let L = past;
+  let caches: Map<string, Float32Array> = new Map(kv.map((i) => [i.name, new Float32Array(batch * H * L * D).fill(0.01)]));
+  let total = 0;
+  for (let s = 0; s < steps + 3; s++) {
+    const feeds: Record<string, Tensor> = {
+      input_ids: fromTypedArray('int64', new BigInt64Array(batch).fill(5n), [batch, 1]),
+      attention_mask: fromTypedArray('int64', new BigInt64Array(batch * (L + 1)).fill(1n), [batch, L + 1]),
+      position_ids: fromTypedArray('int64', new BigInt64Array(batch).fill(BigInt(L)), [batch, 1]),
+    };
+    for (const [name, data] of caches) feeds[name] = fromTypedArray('float32', data, [batch, H, L, D]);
+    const t0 = performance.now();
+    const out = await session.run(feeds);
+    if (s >= 3) total += performance.now() - t0;
+    caches = new Map(kv.map((i) => [i.name, tensorToFloat32(out[i.name.replace('past_key_values', 'present')]!)]));
+    L += 1;
+  }
+  await session.release();
+  return total / steps;
+}
+
+interface Result { tokensPerSecond: number; ttft: number[]; gaps: number[] }
+
+/** `clients` concurrent streams, each running REQUESTS completions of TOKENS tokens one after another. */
+async function load(e: EaselProcess, clients: number): Promise<Result> {
+  const ttft: number[] = [];
+  const gaps: number[] = [];
+  let tokens = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let r = 0; r < REQUESTS; r++) {
+        const start = performance.now();
+        const res = await fetch(`${e.inference}/v1/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny-lm', prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r, stream: true, stream_options: { include_usage: true } }),
+        });
+        let last: number | undefined;
+        const parser = createParser({
+          onEvent: (ev) => {
+            if (ev.data === '[DONE]') return;
+            const chunk = JSON.parse(ev.data) as { choices: { text: string }[]; usage?: { completion_tokens: number } };
+            if (chunk.usage) tokens += chunk.usage.completion_tokens;
+            if (!chunk.choices[0]?.text) return;
+            const now = performance.now();
+            if (last === undefined) ttft.push(now - start);
+            else gaps.push(now - last);
+            last = now;
+          },
+        });
+        const decoder = new TextDecoder();
+        for await (const part of res.body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+      }
+    }),
+  );
+  return { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
+}
+
+const q = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
+};
+
+const one = await rawStep(1, 64, 200);
+const sixteen = await rawStep(16, 64, 100);
+console.log('\nbench/text-generation — tiny-lm, CPU\n');
+console.log(`ceiling (ONNX Runtime alone, past 64): 1 sequence ${one.toFixed(3)} ms/step = ${(1000 / one).toFixed(0)} tokens/s; 16 in one batch ${sixteen.toFixed(3)} ms/step = ${((16 * 1000) / sixteen).toFixed(0)} tokens/s`);
+
+const dir = mkdtempSync(path.join(tmpdir(), 'easel-bench-lm-'));
+const sequential = path.join(dir, 'tiny-lm');
+cpSync(TINY_LM, sequential, { recursive: true });
+appendFileSync(path.join(sequential, 'easel.yaml'), '\nbatching:\n  mode: none\n');
+const rows: string[] = [];
+try {
+  for (const [mode, modelDir] of [['continuous (step)', TINY_LM], ['one at a time (none)', sequential]] as const) {
+    const e = await serveModel('tiny-lm', modelDir);
+    try {
+      await load(e, 1); // warm-up
+      for (const clients of [1, 4, 16]) {
+        const r = await load(e, clients);
+        const ceiling = clients === 1 ? 1000 / one : (16 * 1000) / sixteen;
+        rows.push(
+          [mode.padEnd(22), String(clients).padStart(7), r.tokensPerSecond.toFixed(0).padStart(9), (r.tokensPerSecond / ceiling).toFixed(2).padStart(10),
+            q(r.ttft, 0.5).toFixed(1).padStart(9), q(r.ttft, 0.95).toFixed(1).padStart(9), q(r.gaps, 0.5).toFixed(2).padStart(9), q(r.gaps, 0.95).toFixed(2).padStart(9)].join(' '),
+        );
+      }
+    } finally {
+      await e.stop();
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(`\n${'mode'.padEnd(22)} ${'streams'.padStart(7)} ${'tokens/s'.padStart(9)} ${'÷ceiling'.padStart(10)} ${'TTFT p50'.padStart(9)} ${'TTFT p95'.padStart(9)} ${'gap p50'.padStart(9)} ${'gap p95'.padStart(9)}   (ms)`);
+for (const r of rows) console.log(r);
+console.log('\n÷ceiling: against 1 sequence alone for 1 stream, against the 16-sequence batch otherwise.');
