@@ -118,6 +118,10 @@ const ROUTES: Route[] = [
   { port: 'inference', method: 'OPTIONS', path: () => '/' },
   { port: 'inference', method: 'GET', path: () => '/openapi.json' },
   { port: 'inference', method: 'PATCH', path: (n) => `/${n}` },
+  { port: 'inference', method: 'GET', path: (_n, q) => `/v1/models${q}` },
+  { port: 'inference', method: 'POST', path: () => '/v1/completions' },
+  { port: 'inference', method: 'POST', path: () => '/v1/chat/completions' },
+  { port: 'inference', method: 'POST', path: () => '/v1/images/generations' },
   { port: 'management', method: 'POST', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (n) => `/models/${n}` },
@@ -179,7 +183,12 @@ const request = fc.record({ route: fc.constantFrom(...ROUTES), name, query, body
 /** An error body: Easel's shape, no stack, no path of this machine. */
 function expectErrorShape(status: number, type: string | null, text: string, what: string): void {
   expect(type, what).toMatch(/^application\/json/);
-  const body = JSON.parse(text) as Record<string, unknown>;
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  // OpenAI's routes answer in OpenAI's shape: {"error": {message, type, param, code}}.
+  const openAi = /\/v1\/(completions|chat\/completions|images\/generations|models)\b/.test(what.split(' ')[1] ?? '');
+  const body = (openAi ? parsed.error : parsed) as Record<string, unknown>;
+  expect(body && typeof body === 'object', `${what}: ${text}`).toBe(true);
+  if (openAi) expect(typeof body.type, `${what}: ${text}`).toBe('string');
   expect(typeof body.code === 'string' && body.code.startsWith('EASEL_'), `${what}: ${text}`).toBe(true);
   expect(typeof body.message, what).toBe('string');
   expect(text, what).not.toContain(ROOT);

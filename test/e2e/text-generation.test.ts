@@ -15,8 +15,8 @@ describe('text generation (tiny-lm)', () => {
   }, 90_000);
   afterAll(() => easel?.stop());
 
-  const predict = (body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Response> =>
-    fetch(`${easel.inference}/predictions/tiny-lm`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const predict = (body: Record<string, unknown>, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> =>
+    fetch(`${easel.inference}/predictions/tiny-lm`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal });
 
   it('answers TorchServe-style with the text; streamed, the same text in several chunks', async () => {
     const res = await predict({ data: PROMPT, max_new_tokens: 60, temperature: 0 });
@@ -66,5 +66,21 @@ describe('text generation (tiny-lm)', () => {
     expect(tokens.join('')).toBe(stored);
     const direct = await (await predict({ data: PROMPT, max_new_tokens: 40, temperature: 0 })).text();
     expect(stored).toBe(direct);
+  });
+
+  it('a client that disconnects mid-stream frees its sequence at the next iteration', async () => {
+    const stepped = async (): Promise<number> => Number(/easel_step_batch_size_sum\{model="tiny-lm"\} ([\d.e+]+)/.exec(await (await fetch(`${easel.metrics}/metrics`)).text())?.[1] ?? 0);
+    const before = await stepped();
+    const controller = new AbortController();
+    // End-of-text banned: left alone, it would run all 200 steps.
+    const res = await predict({ data: PROMPT, max_new_tokens: 200, temperature: 0.8, seed: 5, stream: true, logit_bias: { '0': -100, '2': -100 } }, {}, controller.signal);
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+    const idle = async (): Promise<boolean> => ((await (await fetch(`${easel.management}/models/tiny-lm`)).json()) as { workers: { status: string }[] }[])[0]!.workers[0]!.status === 'READY';
+    await waitFor(idle, 10_000, 'the worker to be idle again');
+    // The sequence left after a few steps, far from its 200.
+    expect((await stepped()) - before).toBeLessThan(100);
   });
 });
