@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { Metrics } from '../metrics/metrics.js';
-import { checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
+import { checkHandler, requestParser, TASKS, type RequestParser } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
@@ -43,7 +43,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       },
     },
   });
-  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
+  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   let draining = false;
   const jobs = createJobSystem(config, manager, logger, metrics);
   const servers = await createServers({

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { pino } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
+import { TASKS } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
@@ -21,7 +22,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
   });
-  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes });
+  const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   const jobs = createJobSystem(config, manager, logger);
   await registerStartupModels(config, store, manager, logger);
   await startJobSystem(jobs, manager);

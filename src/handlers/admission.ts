@@ -74,6 +74,12 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
 
 export const BUILT_IN_HANDLER_NAMES: readonly string[] = [...BUILT_INS.keys()];
 
+/** DeepSpeed-MII's task names (setup_config.json) → the handler that serves each. */
+export const TASKS: ReadonlyMap<string, string> = new Map([
+  ['text-generation', 'text-generation'],
+  ['text-to-image', 'text-to-image'],
+]);
+
 export function isCustomHandler(name: string): boolean {
   return /\.(m?js)$/.test(name);
 }

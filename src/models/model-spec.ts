@@ -114,6 +114,8 @@ export function fromTorchServeConfig(ts: Record<string, unknown>): Record<string
 
 /** What a directory without easel.yaml looks like it is. */
 export function detectLayout(dir: string): Record<string, unknown> {
+  // DeepSpeed-MII's layout: the model store resolves it to the model and task it names.
+  if (existsSync(path.join(dir, 'setup_config.json'))) return { handler: 'task' };
   if (existsSync(path.join(dir, 'model_index.json'))) return { handler: 'text-to-image' };
   if (existsSync(path.join(dir, 'config.json')) && existsSync(path.join(dir, 'onnx'))) return { handler: 'text-generation' };
   const onnx = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.onnx')) : [];

@@ -1,7 +1,7 @@
 // The model store: turns what an operator names (a store-relative directory or archive, or an
 // allow-listed http(s) URL) into a model directory on disk with its spec.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -17,6 +17,11 @@ export interface ModelStoreOptions {
   dataDir: string;
   allowedUrls: readonly string[];
   maxArchiveBytes: number;
+  /**
+   * DeepSpeed-MII's tasks (`setup_config.json` `{model_name, task}`, handler `task`) → the handler
+   * that serves each; the handlers declare it, the CLI passes it here.
+   */
+  tasks?: ReadonlyMap<string, string> | undefined;
 }
 
 /** A download that stalls this long (no bytes, no answer) is abandoned. */
@@ -47,8 +52,37 @@ export class ModelStore {
     } catch {
       throw errors.modelNotFound(`"${url}" was not found in the model store`, 'url');
     }
-    if (s.isDirectory()) return { spec: readModelSpec(local, overrides), dir: local };
-    return this.#fromArchive(local, overrides);
+    if (s.isDirectory()) return this.#task({ spec: readModelSpec(local, overrides), dir: local }, overrides);
+    return this.#task(await this.#fromArchive(local, overrides), overrides);
+  }
+
+  /**
+   * A `task` model (an archive or folder with DeepSpeed-MII's setup_config.json) becomes the model
+   * its `model_name` names — a folder inside it, else a model in the store, never a download —
+   * served by the handler of its `task`. Other models pass unchanged.
+   */
+  #task(entry: ModelEntry, overrides: Record<string, unknown>): ModelEntry {
+    if (entry.spec.handler !== 'task') return entry;
+    const file = path.join(entry.dir, 'setup_config.json');
+    let setup: { model_name?: unknown; task?: unknown };
+    try {
+      setup = JSON.parse(readFileSync(file, 'utf8')) as typeof setup;
+    } catch (err) {
+      throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: the task handler needs a setup_config.json with model_name and task (${(err as Error).message})`, { field: 'setup_config.json' });
+    }
+    const tasks = this.#o.tasks ?? new Map<string, string>();
+    const handler = typeof setup.task === 'string' ? tasks.get(setup.task) : undefined;
+    if (!handler) throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: unknown task ${JSON.stringify(setup.task)} in setup_config.json; known tasks: ${[...tasks.keys()].join(', ')}`, { field: 'task' });
+    const name = setup.model_name;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/.test(name) || name.split('/').includes('..')) {
+      throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: setup_config.json model_name must name a folder inside the archive or a model in the store, got ${JSON.stringify(name)}`, { field: 'model_name' });
+    }
+    const inside = path.join(entry.dir, name);
+    const inStore = path.join(path.resolve(this.#o.storeDir), name);
+    const dir = [inside, inStore].find((d) => existsSync(d) && statSync(d).isDirectory());
+    if (!dir) throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: model_name "${name}" is neither a folder inside it nor a model in the store (models are never downloaded by name)`, { field: 'model_name' });
+    // The task model keeps its own name and version; files and settings are the named model's.
+    return { spec: readModelSpec(dir, { ...overrides, name: entry.spec.name, version: entry.spec.version, handler }), dir };
   }
 
   #localPath(url: string, trusted: boolean): string {
