@@ -1,5 +1,7 @@
 // The client commands: `easel generate` (submit a job, show a live progress bar fed by the job's
-// event stream, save the image) and `easel jobs list|get|cancel`. They use the public HTTP API only.
+// event stream — or, for a text model, print its tokens as they come — and save the result),
+// `easel chat` (a chat completion streamed to the terminal) and `easel jobs list|get|cancel`.
+// They use the public HTTP API only.
 import { writeFile } from 'node:fs/promises';
 import { SingleBar } from 'cli-progress';
 import { createParser } from 'eventsource-parser';
@@ -26,6 +28,8 @@ export interface GenerateOptions {
   height?: number | undefined;
   scheduler?: string | undefined;
   negativePrompt?: string | undefined;
+  maxTokens?: number | undefined;
+  temperature?: number | undefined;
 }
 
 export class ClientError extends Error {}
@@ -43,14 +47,16 @@ async function call<T>(url: string, init?: RequestInit): Promise<T> {
 }
 
 /** Follows a job's SSE stream until it ends; returns its final state. */
-async function follow(url: string, id: string, onProgress: (step: number, total: number) => void): Promise<JobView> {
-  const res = await fetch(`${url}/v1/jobs/${id}/events`, { headers: { accept: 'text/event-stream' } });
+async function follow(url: string, id: string, onProgress: (step: number, total: number) => void, onToken: (text: string) => void): Promise<JobView> {
+  // From the job's first event: a fast text model may have made tokens before this connected.
+  const res = await fetch(`${url}/v1/jobs/${id}/events`, { headers: { accept: 'text/event-stream', 'last-event-id': '0' } });
   if (!res.ok || !res.body) throw new ClientError(`cannot follow job ${id}: HTTP ${res.status}`);
   let last: JobView | undefined;
   const parser = createParser({
     onEvent(event) {
       const data = JSON.parse(event.data) as Record<string, unknown>;
       if (event.event === 'progress') onProgress(data.step as number, data.total as number);
+      if (event.event === 'token' && typeof data.text === 'string') onToken(data.text);
       if (event.event === 'status') last = data as unknown as JobView;
     },
   });
@@ -69,6 +75,8 @@ export async function generate(prompt: string, o: GenerateOptions): Promise<stri
     ['height', o.height],
     ['scheduler', o.scheduler],
     ['negative_prompt', o.negativePrompt],
+    ['max_new_tokens', o.maxTokens],
+    ['temperature', o.temperature],
   ];
   for (const [key, value] of fields) if (value !== undefined) input[key] = value;
   const job = await call<JobView>(`${o.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: o.model, input }) });
@@ -86,18 +94,29 @@ export async function generate(prompt: string, o: GenerateOptions): Promise<stri
     hideCursor: true,
   });
   let started = false;
+  let streamed = false;
   let final: JobView;
   try {
-    final = await follow(o.url, job.id, (step, total) => {
-      if (!started) {
-        bar.start(total, 0);
-        started = true;
-      }
-      bar.setTotal(total);
-      bar.update(step);
-    });
+    final = await follow(
+      o.url,
+      job.id,
+      (step, total) => {
+        if (!started) {
+          bar.start(total, 0);
+          started = true;
+        }
+        bar.setTotal(total);
+        bar.update(step);
+      },
+      // A text model: its tokens, as they are made.
+      (text) => {
+        streamed = true;
+        process.stdout.write(text);
+      },
+    );
   } finally {
     if (started) bar.stop();
+    if (streamed) process.stdout.write('\n');
     process.off('SIGINT', onInterrupt);
   }
   if (final.status !== 'succeeded') {
@@ -107,10 +126,51 @@ export async function generate(prompt: string, o: GenerateOptions): Promise<stri
   if (!output) throw new ClientError(`job ${job.id} succeeded without an output`);
   const res = await fetch(`${o.url}${output.url}`);
   if (!res.ok) throw new ClientError(`cannot fetch ${output.url}: HTTP ${res.status}`);
-  const extension = output.content_type.split('/')[1]?.replace('jpeg', 'jpg') ?? 'bin';
+  const subtype = output.content_type.split(';')[0]!.split('/')[1];
+  const extension = subtype === 'plain' ? 'txt' : (subtype?.replace('jpeg', 'jpg') ?? 'bin');
   const file = o.output ?? `easel-${job.id.slice(0, 8)}.${extension}`;
   await writeFile(file, new Uint8Array(await res.arrayBuffer()));
   return file;
+}
+
+export interface ChatOptions {
+  url: string;
+  model: string;
+  system?: string | undefined;
+  maxTokens?: number | undefined;
+  temperature?: number | undefined;
+  seed?: number | undefined;
+}
+
+/** One chat turn through POST /v1/chat/completions, its tokens printed as they arrive. Returns the answer's usage line. */
+export async function chat(message: string, o: ChatOptions): Promise<string> {
+  const messages = [...(o.system ? [{ role: 'system', content: o.system }] : []), { role: 'user', content: message }];
+  const body = { model: o.model, messages, stream: true, stream_options: { include_usage: true }, max_tokens: o.maxTokens, temperature: o.temperature, seed: o.seed };
+  let res: Response;
+  try {
+    res = await fetch(`${o.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  } catch (err) {
+    throw new ClientError(`cannot reach ${o.url}: ${(err as Error).message}; is \`easel serve\` running there (--url)?`);
+  }
+  if (!res.ok || !res.body) {
+    const e = ((await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } }).error;
+    throw new ClientError(`${res.status} ${e?.code ?? ''}: ${e?.message ?? res.statusText}`);
+  }
+  let usage = '';
+  const parser = createParser({
+    onEvent(event) {
+      if (event.data === '[DONE]') return;
+      const chunk = JSON.parse(event.data) as { choices: { delta: { content?: string } }[]; usage?: { prompt_tokens: number; completion_tokens: number }; error?: { message: string } };
+      if (chunk.error) throw new ClientError(chunk.error.message);
+      const text = chunk.choices[0]?.delta.content;
+      if (text) process.stdout.write(text);
+      if (chunk.usage) usage = `(${chunk.usage.prompt_tokens} prompt tokens, ${chunk.usage.completion_tokens} generated)`;
+    },
+  });
+  const decoder = new TextDecoder();
+  for await (const part of res.body) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+  process.stdout.write('\n');
+  return usage;
 }
 
 export async function listJobs(url: string, filter: { status?: string | undefined; model?: string | undefined; limit?: number | undefined }): Promise<string> {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configSchema, envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
 import { createArchive, type ArchiveFormat } from '../models/archive.js';
-import { cancelJob, ClientError, generate, getJob, listJobs } from './client.js';
+import { cancelJob, chat, ClientError, generate, getJob, listJobs } from './client.js';
 import { serve } from './serve.js';
 import { work } from './worker.js';
 
@@ -133,8 +133,8 @@ export function buildProgram(): Command {
     });
   program
     .command('generate')
-    .description('Generate an image through a running server: submits a job, shows its progress, saves the result.')
-    .argument('<prompt>', 'what to draw')
+    .description('Generate through a running server: submits a job, shows its progress (a text model\'s tokens as they come), saves the result.')
+    .argument('<prompt>', 'what to draw (or the text to continue)')
     .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
     .option('--model <name>', 'a text-to-image model on that server', 'tiny-sd')
     .option('-o, --output <file>', 'where to save the image (default easel-<job id>.png)')
@@ -145,8 +145,23 @@ export function buildProgram(): Command {
     .option('--height <px>', 'height', int)
     .option('--scheduler <name>', 'ddim, euler, euler_a, dpmpp_2m, lcm or pndm')
     .option('--negative-prompt <text>', 'what not to draw')
-    .action(async (prompt: string, opts: { url: string; model: string; output?: string; steps?: number; seed?: number; guidance?: number; width?: number; height?: number; scheduler?: string; negativePrompt?: string }) => {
+    .option('--max-tokens <n>', 'text models: max_new_tokens', int)
+    .option('--temperature <t>', 'text models: temperature (0: greedy)', num)
+    .action(async (prompt: string, opts: { url: string; model: string; output?: string; steps?: number; seed?: number; guidance?: number; width?: number; height?: number; scheduler?: string; negativePrompt?: string; maxTokens?: number; temperature?: number }) => {
       await client(async () => `saved ${await generate(prompt, opts)}`);
+    });
+  program
+    .command('chat')
+    .description('Chat with a text model of a running server: the answer streams to the terminal (POST /v1/chat/completions).')
+    .argument('<message...>', 'what to say')
+    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .option('--model <name>', 'a text model on that server', 'tiny-lm')
+    .option('--system <text>', 'a system prompt')
+    .option('--max-tokens <n>', 'max_tokens', int)
+    .option('--temperature <t>', 'temperature (0: greedy)', num)
+    .option('--seed <n>', 'seed', int)
+    .action(async (words: string[], opts: { url: string; model: string; system?: string; maxTokens?: number; temperature?: number; seed?: number }) => {
+      await client(() => chat(words.join(' '), opts));
     });
 
   const jobs = program.command('jobs').description('List, inspect and cancel jobs on a running server.');

@@ -1,9 +1,15 @@
 // The text-generation handler through the real server with tiny-lm: TorchServe's GPT-Fast
 // contract on /predictions (text back; streamed in chunks when asked), and jobs whose token
 // events stream over SSE and whose text is stored as the output.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { CLI, ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+
+const run = promisify(execFile);
 
 const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
 const PROMPT = 'Once upon a time, there was a little girl named Lily.';
@@ -83,4 +89,25 @@ describe('text generation (tiny-lm)', () => {
     // The sequence left after a few steps, far from its 200.
     expect((await stepped()) - before).toBeLessThan(100);
   });
+
+  it('easel chat and easel generate print the tokens as they come', async () => {
+    const api = (await (await fetch(`${easel.inference}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-lm', messages: [{ role: 'user', content: 'What color is the sky?' }], temperature: 0, max_tokens: 30 }),
+    })).json()) as { choices: { message: { content: string } }[] };
+    const chat = await run(process.execPath, [CLI, 'chat', 'What', 'color', 'is', 'the', 'sky?', '--url', easel.inference, '--temperature', '0', '--max-tokens', '30']);
+    const [answer, usage] = chat.stdout.split('\n');
+    expect(answer).toBe(api.choices[0]!.message.content);
+    expect(usage).toMatch(/\(\d+ prompt tokens, \d+ generated\)/);
+    const dir = mkdtempSync(path.join(tmpdir(), 'easel-cli-lm-'));
+    try {
+      const file = path.join(dir, 'story.txt');
+      const gen = await run(process.execPath, [CLI, 'generate', PROMPT, '--model', 'tiny-lm', '--url', easel.inference, '--max-tokens', '30', '--temperature', '0', '-o', file]);
+      const saved = readFileSync(file, 'utf8');
+      expect(gen.stdout).toBe(`${saved}\nsaved ${file}\n`);
+      expect(saved).toBe(await (await predict({ data: PROMPT, max_new_tokens: 30, temperature: 0 })).text());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
