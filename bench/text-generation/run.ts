@@ -6,12 +6,13 @@
 // tokens/s, time to first token p50/p95, inter-token gap p50/p95, and Easel as a fraction of the
 // ceiling. Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --requests 6 --tokens 64]
-import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { fromTypedArray, OnnxSession, tensorToFloat32, type Tensor } from '../../src/runtime/onnx-runtime.js';
 import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
@@ -96,7 +97,9 @@ console.log(`ceiling (ONNX Runtime alone, past 64): 1 sequence ${one.toFixed(3)}
 const dir = mkdtempSync(path.join(tmpdir(), 'easel-bench-lm-'));
 const sequential = path.join(dir, 'tiny-lm');
 cpSync(TINY_LM, sequential, { recursive: true });
-appendFileSync(path.join(sequential, 'easel.yaml'), '\nbatching:\n  mode: none\n');
+const yamlFile = path.join(sequential, 'easel.yaml');
+const spec = parseYaml(readFileSync(yamlFile, 'utf8')) as Record<string, unknown>;
+writeFileSync(yamlFile, stringifyYaml({ ...spec, batching: { ...(spec.batching as object), mode: 'none', batchSize: 1 } }));
 const rows: string[] = [];
 try {
   for (const [mode, modelDir] of [['continuous (step)', TINY_LM], ['one at a time (none)', sequential]] as const) {
