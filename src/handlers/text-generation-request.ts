@@ -111,7 +111,9 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `the prompt is ${tokens.length} tokens; this model's context is ${rules.contextLength} tokens, so a prompt may have at most ${rules.contextLength - 1}`);
   const room = rules.contextLength - tokens.length;
   const asked = Object.hasOwn(input, 'max_new_tokens') ? 'max_new_tokens' : Object.hasOwn(input, 'max_tokens') ? 'max_tokens' : 'max_new_tokens';
-  const maxNew = number(input, rules, asked, 1, rules.contextLength, Math.min(256, room), true);
+  const explicit = Object.hasOwn(input, asked);
+  // A default (easel.yaml, generation_config.json) gives way to a long prompt; a request's own does not.
+  const maxNew = explicit ? number(input, rules, asked, 1, rules.contextLength, room, true) : Math.min(room, number(input, rules, asked, 1, rules.contextLength, Math.min(256, room), true));
   if (maxNew > room) throw invalidField(asked, `${asked} is ${maxNew} but the prompt (${tokens.length} tokens) leaves room for ${room} in this model's ${rules.contextLength}-token context`);
   const stop = input.stop === undefined || input.stop === null ? [] : typeof input.stop === 'string' ? [input.stop] : input.stop;
   if (!Array.isArray(stop) || stop.length > MAX_STOPS || !stop.every((s) => typeof s === 'string' && s.length > 0 && s.length <= 256)) throw invalidField('stop', `stop must be a string or a list of at most ${MAX_STOPS} non-empty strings`);
@@ -120,6 +122,7 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   const bias = parseBias(input.logit_bias, rules.vocabSize);
   const logprobs = input.logprobs ?? false;
   if (typeof logprobs !== 'boolean') throw invalidField('logprobs', 'logprobs must be true or false');
+  const topLogprobs = number(input, rules, 'top_logprobs', 0, 20, 0, true);
   const stream = input.stream ?? false;
   if (typeof stream !== 'boolean') throw invalidField('stream', 'stream must be true or false');
   return {
@@ -136,8 +139,9 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     seed: number(input, rules, 'seed', 0, 2 ** 32 - 1, randomInt(0, 2 ** 32 - 1), true),
     stop: stop as string[],
     stop_token_ids: stopIds as number[],
-    logprobs: logprobs || Object.hasOwn(input, 'top_logprobs'),
-    top_logprobs: number(input, rules, 'top_logprobs', 0, 20, 0, true),
+    // Asking for alternatives asks for log-probabilities.
+    logprobs: logprobs || topLogprobs > 0,
+    top_logprobs: topLogprobs,
     stream,
   };
 }
