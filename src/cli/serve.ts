@@ -37,9 +37,11 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),
       queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
       workerRestart: (model) => metrics.workerRestarts.inc({ model }),
-      step: (model, images, seconds) => {
-        metrics.stepBatchSize.observe({ model }, images);
+      step: (model, states, seconds, memoryBytes) => {
+        metrics.stepBatchSize.observe({ model }, states);
         metrics.stepDuration.observe({ model }, seconds);
+        metrics.activeSequences.set({ model }, states);
+        if (memoryBytes !== undefined) metrics.stepMemory.set({ model }, memoryBytes);
       },
     },
   });

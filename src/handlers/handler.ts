@@ -66,6 +66,8 @@ export interface StepModel<Req, State, Out> {
   progress(state: State): { step: number; total: number };
   /** How many steps a request will take. */
   length(request: Req): number;
+  /** Bytes the model holds for its active states (an LM's KV cache), when it knows. */
+  memoryBytes?(): number;
 }
 
 export interface StepRunOptions<State> {

@@ -19,6 +19,7 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     group: () => '',
     progress: (s) => ({ step: s.generated.length, total: s.request.maxNewTokens }),
     length: (r) => r.maxNewTokens,
+    memoryBytes: () => pipeline.cacheBytes(),
   };
 }
 

@@ -22,8 +22,8 @@ export interface StepLoopOptions {
    * alone in its group.
    */
   maxBatchSize?: number | undefined;
-  /** States stepped by each turn, and how long the turn's model calls took. */
-  onTurn?(states: number, seconds: number): void;
+  /** States stepped by each turn, how long the turn's model calls took, and the model's memory for them. */
+  onTurn?(states: number, seconds: number, memoryBytes: number | undefined): void;
 }
 
 export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
@@ -83,7 +83,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
     const stepped = all.filter((s) => !model.isFinished(s)).length;
     const t0 = performance.now();
     await model.step(all);
-    this.options.onTurn?.(stepped, (performance.now() - t0) / 1000);
+    this.options.onTurn?.(stepped, (performance.now() - t0) / 1000, model.memoryBytes?.());
     for (const m of stepping) await m.options.onStep?.(m.states);
     const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
     if (finished.length === 0) return;

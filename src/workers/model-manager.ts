@@ -13,8 +13,8 @@ import { Supervisor, type Slot } from './supervisor.js';
 
 export interface ManagerObserver extends DispatchObserver {
   workerRestart(model: string): void;
-  /** One model step (UNet turn) over `images` requests' images. */
-  step?(model: string, images: number, seconds: number): void;
+  /** One step of a worker's step loop (a UNet turn, a decoder call) over `states` images or sequences; the model's memory for them. */
+  step?(model: string, states: number, seconds: number, memoryBytes: number | undefined): void;
 }
 
 export interface ModelManagerOptions {
@@ -48,7 +48,7 @@ class ModelVersion {
       logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
       onRestart: () => observer?.workerRestart(model),
       onProgress: (id, progress) => m.queue.progress(id, progress),
-      onStep: (states, seconds) => observer?.step?.(model, states, seconds),
+      onStep: (states, seconds, memoryBytes) => observer?.step?.(model, states, seconds, memoryBytes),
       serve: (proc, load, stop) => this.dispatcher.serve(proc, load, stop),
     });
   }

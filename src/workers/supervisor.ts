@@ -17,7 +17,7 @@ export interface SupervisorOptions {
   onRestart?(): void;
   onProgress?(requestId: string, progress: Progress): void;
   /** A step of the worker's step loop ran over this many states. */
-  onStep?(states: number, seconds: number): void;
+  onStep?(states: number, seconds: number, memoryBytes: number | undefined): void;
   /** Feeds a live worker until it dies or `stop` aborts (the dispatcher). */
   serve(proc: WorkerProcess, load: WorkerLoad, stop: AbortSignal): Promise<void>;
 }
@@ -103,7 +103,7 @@ export class Supervisor {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (states, seconds) => this.m.onStep?.(states, seconds) });
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (states, seconds, memoryBytes) => this.m.onStep?.(states, seconds, memoryBytes) });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {

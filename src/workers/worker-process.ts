@@ -23,7 +23,7 @@ export interface WorkerProcessOptions {
   logLevel: string;
   onProgress?: (id: string, progress: Progress) => void;
   /** A denoising step (UNet turn) ran over this many images. */
-  onStep?: (images: number, seconds: number) => void;
+  onStep?: (images: number, seconds: number, memoryBytes: number | undefined) => void;
 }
 
 const isTs = import.meta.url.endsWith('.ts');
@@ -151,7 +151,7 @@ export class WorkerProcess {
     } else if (m.type === 'progress') {
       this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview, text: m.text });
     } else if (m.type === 'step') {
-      this.o.onStep?.(m.images, m.seconds);
+      this.o.onStep?.(m.images, m.seconds, m.memoryBytes);
     }
   }
 

@@ -46,6 +46,10 @@ describe('text generation (tiny-lm)', () => {
     expect(metrics).toMatch(/easel_time_to_first_token_seconds_count\{model="tiny-lm"\} [1-9]/);
     expect(metrics).toMatch(/easel_inter_token_latency_seconds_count\{model="tiny-lm"\} [1-9]/);
     expect(Number(/easel_generation_tokens_total\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(json.usage.completion_tokens);
+    expect(metrics).toMatch(/easel_active_sequences\{model="tiny-lm"\} \d+/);
+    // tiny-lm: 4 layers × keys and values × 4 heads × 32 × float32 per cached position.
+    expect(Number(/easel_kv_cache_bytes\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1]) % (4 * 2 * 4 * 32 * 4)).toBe(0);
+    expect(Number(/easel_kv_cache_bytes\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
   });
 
   it('refuses what it cannot do with a 400 naming the field', async () => {

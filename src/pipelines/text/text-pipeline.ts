@@ -178,6 +178,12 @@ export class TextPipeline {
     }
   }
 
+  /** Bytes of the batch's KV cache (keys and values of every layer), as float32. */
+  cacheBytes(): number {
+    const b = this.#batch;
+    return b ? b.keys.reduce((n, k) => n + k.byteLength, 0) * 2 : 0;
+  }
+
   isFinished(s: Sequence): boolean {
     return s.finishReason !== undefined;
   }
