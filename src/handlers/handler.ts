@@ -68,6 +68,8 @@ export interface StepModel<Req, State, Out> {
   length(request: Req): number;
   /** Bytes the model holds for its active states (an LM's KV cache), when it knows. */
   memoryBytes?(): number;
+  /** The most memory a request can come to need (its KV cache at full length), for a memory budget. */
+  memoryFor?(request: Req): number;
 }
 
 export interface StepRunOptions<State> {

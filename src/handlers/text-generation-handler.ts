@@ -20,6 +20,7 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     progress: (s) => ({ step: s.generated.length, total: s.request.maxNewTokens }),
     length: (r) => r.maxNewTokens,
     memoryBytes: () => pipeline.cacheBytes(),
+    memoryFor: (r) => pipeline.cacheBytesPerPosition() * (r.promptTokens.length + r.maxNewTokens),
   };
 }
 

@@ -28,6 +28,8 @@ const batchingSchema = z
     maxBatchDelayMs: z.number().int().min(0).max(60_000).default(0),
     /** A request still waiting for a worker after this fails with 503 EASEL_QUEUE_TIMEOUT. */
     queueTimeoutMs: z.number().int().positive().optional(),
+    /** Step mode: the most memory the active set may need (an LM's KV cache at full length); newcomers wait for room. */
+    maxMemoryBytes: z.number().int().positive().optional(),
   })
   .strict();
 

@@ -18,6 +18,8 @@ export interface BatchingPlan {
   /** Request mode: the most requests in one batch; none mode: 1. */
   readonly batchSize: number;
   readonly maxBatchDelayMs: number;
+  /** Step mode: the memory budget of the active set (bytes), when easel.yaml sets one. */
+  readonly maxMemoryBytes?: number | undefined;
   /** Step mode: the most states of one group in one model call (batchSize; 8 when unset). */
   readonly stepBatchSize: number;
   /** How many requests one worker takes at once: in step mode its active set, else the batch size. */
@@ -28,5 +30,5 @@ export function batchingPlan(spec: ModelSpec): BatchingPlan {
   const { batchSize, maxBatchDelayMs } = spec.batching;
   const mode = spec.batching.mode ?? handlerBatching(spec.handler).preferred ?? (batchSize > 1 ? 'request' : 'none');
   const stepBatchSize = batchSize === 1 ? DEFAULT_STEP_BATCH : batchSize;
-  return { mode, batchSize, maxBatchDelayMs, stepBatchSize, requestsPerWorker: mode === 'step' ? STEP_INTAKE * stepBatchSize : batchSize };
+  return { mode, batchSize, maxBatchDelayMs, stepBatchSize, requestsPerWorker: mode === 'step' ? STEP_INTAKE * stepBatchSize : batchSize, maxMemoryBytes: spec.batching.maxMemoryBytes };
 }

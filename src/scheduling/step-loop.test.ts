@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffusionSteps } from '../handlers/text-to-image-handler.js';
 import { DiffusionPipeline, stepsDone, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
 import type { SessionOptions } from '../runtime/onnx-runtime.js';
+import type { StepModel } from '../handlers/handler.js';
 import { StepLoop } from './step-loop.js';
 
 const TINY_SD = path.resolve(import.meta.dirname, '../../models/tiny-sd');
@@ -51,3 +52,39 @@ describe('StepLoop', () => {
 function sameImages(a: RgbImage[], b: RgbImage[]): boolean {
   return a.length === b.length && a.every((im, k) => Buffer.from(im.data).equals(Buffer.from(b[k]!.data)));
 }
+
+describe('StepLoop memory budget', () => {
+  // A model whose runs take `steps` steps and need `memory` bytes each; it records who began when.
+  interface Run { name: string; steps: number; memory: number }
+  const began: string[][] = [];
+  const counting: StepModel<Run, { run: Run; done: number }, string> = {
+    begin: async (runs) => {
+      began.push(runs.map((r) => r.name));
+      return runs.map((run) => ({ run, done: 0 }));
+    },
+    step: async (states) => {
+      for (const s of states) if (s.done < s.run.steps) s.done++;
+    },
+    isFinished: (s) => s.done >= s.run.steps,
+    finish: async (states) => states.map((s) => s.run.name),
+    group: () => '',
+    progress: (s) => ({ step: s.done, total: s.run.steps }),
+    length: (r) => r.steps,
+    memoryFor: (r) => r.memory,
+  };
+
+  it('admits runs while their memory fits the budget, in arrival order; one too large alone still runs', async () => {
+    began.length = 0;
+    const loop = new StepLoop(counting, { maxMemoryBytes: 10 });
+    const runs: Run[] = [
+      { name: 'a', steps: 3, memory: 6 },
+      { name: 'b', steps: 2, memory: 6 },
+      { name: 'c', steps: 1, memory: 3 },
+      { name: 'huge', steps: 1, memory: 50 },
+    ];
+    const out = await Promise.all(runs.map((r) => loop.run([r])));
+    expect(out).toEqual([['a'], ['b'], ['c'], ['huge']]);
+    // a alone; b (6 + 6 > 10) waits and c may not pass it; then b and c together; huge alone last.
+    expect(began).toEqual([['a'], ['b', 'c'], ['huge']]);
+  });
+});

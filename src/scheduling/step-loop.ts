@@ -22,6 +22,11 @@ export interface StepLoopOptions {
    * alone in its group.
    */
   maxBatchSize?: number | undefined;
+  /**
+   * The most memory the active set may come to need (the model's memoryFor of each run); a run
+   * that would pass it waits for room, and one that needs more on its own still runs alone.
+   */
+  maxMemoryBytes?: number | undefined;
   /** States stepped by each turn, how long the turn's model calls took, and the model's memory for them. */
   onTurn?(states: number, seconds: number, memoryBytes: number | undefined): void;
 }
@@ -99,10 +104,15 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
   /** Takes the waiting runs that fit beside the active set, in arrival order, per group. */
   #admit(): Member<Req, State, Out>[] {
     const limit = this.options.maxBatchSize ?? Infinity;
+    const budget = this.options.maxMemoryBytes ?? Infinity;
+    const need = (m: Member<Req, State, Out>): number => m.requests.reduce((n, r) => n + (this.model.memoryFor?.(r) ?? 0), 0);
+    let memory = this.#active.reduce((n, m) => n + need(m), 0);
     const counts = new Map<string, number>();
     for (const m of this.#active) counts.set(this.#group(m), (counts.get(this.#group(m)) ?? 0) + m.requests.length);
     const admitted: Member<Req, State, Out>[] = [];
     for (const m of [...this.#waiting]) {
+      // Arrival order across the memory budget: nothing passes a run that waits for memory.
+      if ((this.#active.length > 0 || admitted.length > 0) && memory + need(m) > budget) break;
       const key = this.#group(m);
       const count = counts.get(key) ?? 0;
       // Later runs of a group never pass an earlier one that is still waiting.
@@ -111,6 +121,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
         continue;
       }
       counts.set(key, count + m.requests.length);
+      memory += need(m);
       this.#waiting.splice(this.#waiting.indexOf(m), 1);
       admitted.push(m);
     }

@@ -178,6 +178,11 @@ export class TextPipeline {
     }
   }
 
+  /** Bytes of KV cache one position of one sequence takes (keys and values of every layer, float32). */
+  cacheBytesPerPosition(): number {
+    return this.info.layers * 2 * this.info.kvHeads * this.info.headDim * 4;
+  }
+
   /** Bytes of the batch's KV cache (keys and values of every layer), as float32. */
   cacheBytes(): number {
     const b = this.#batch;
