@@ -118,21 +118,48 @@ export class TextPipeline {
     return new TextPipeline(session, TextTokenizer.load(dir), info);
   }
 
-  /** Prefills each newcomer's prompt and chooses its first token. */
+  /** Prefills the newcomers' prompts in one call (left-padded, masked) and chooses each one's first token. */
   async begin(requests: readonly TextGenerationRequest[]): Promise<Sequence[]> {
-    const out: Sequence[] = [];
-    for (const request of requests) {
+    if (requests.length === 0) return [];
+    const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
+    const B = requests.length;
+    const T = Math.max(...requests.map((r) => r.promptTokens.length));
+    const ids = new BigInt64Array(B * T);
+    const mask = new BigInt64Array(B * T);
+    const positions = new BigInt64Array(B * T);
+    for (const [b, r] of requests.entries()) {
+      const pad = T - r.promptTokens.length;
+      for (const [i, token] of r.promptTokens.entries()) {
+        ids[b * T + pad + i] = BigInt(token);
+        mask[b * T + pad + i] = 1n;
+        positions[b * T + pad + i] = BigInt(i);
+      }
+    }
+    const feeds: Record<string, Tensor> = {
+      input_ids: fromTypedArray('int64', ids, [B, T]),
+      attention_mask: fromTypedArray('int64', mask, [B, T]),
+    };
+    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', positions, [B, T]);
+    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [0], [1]);
+    for (let l = 0; l < layers; l++) {
+      feeds[`past_key_values.${l}.key`] = floatTensor(this.info.cacheType, new Float32Array(0), [B, H, 0, D]);
+      feeds[`past_key_values.${l}.value`] = floatTensor(this.info.cacheType, new Float32Array(0), [B, H, 0, D]);
+    }
+    const out = await this.session.run(feeds);
+    const logits = tensorToFloat32(out.logits!);
+    const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
+    const batch: BatchCache = { members: [], keys: presents('key'), values: presents('value'), length: T };
+    return requests.map((request, b) => {
       const seq: Sequence = {
         request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
-        seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined, own: undefined, pastLength: 0,
+        seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined, own: undefined, pastLength: request.promptTokens.length,
       };
-      const { keys, values, logits } = await this.#prefill(request.promptTokens);
-      seq.own = { keys, values };
-      seq.pastLength = request.promptTokens.length;
-      this.#accept(seq, logits);
-      out.push(seq);
-    }
-    return out;
+      batch.members.push(seq);
+      // Its own cache: its row of the presents, less the padding on the left.
+      seq.own = this.#extract(batch, b);
+      this.#accept(seq, logits.slice((b * T + T - 1) * V, (b * T + T) * V));
+      return seq;
+    });
   }
 
   /** One decoder call over every unfinished sequence: each gets its next token. */
