@@ -3,8 +3,8 @@
 // Redis from its pub/sub channel), keep each job's events for replay, and inherit the
 // subscription half of the contract.
 import { EventEmitter } from 'node:events';
-import { isTerminal, type Job, type JobStatus } from './job.js';
-import { compareEventIds, eventStatus, statusEvent, type WorkEvent } from './work-event.js';
+import { isTerminal, type Job } from './job.js';
+import { compareEventIds, isFinalEvent, statusEvent, type WorkEvent } from './work-event.js';
 
 export abstract class JobEvents {
   readonly #events = new EventEmitter().setMaxListeners(0);
@@ -54,7 +54,7 @@ export abstract class JobEvents {
     const deliver = (e: WorkEvent): void => {
       if (stopped || ended || compareEventIds(e.id, last) <= 0) return;
       last = e.id;
-      ended = isTerminal((eventStatus(e) ?? 'queued') as JobStatus);
+      ended = isFinalEvent(e);
       listener(e);
     };
     // Live events wait while the past is read: none falls between the two.

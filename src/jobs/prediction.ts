@@ -2,8 +2,8 @@
 // the result, within the response timeout and the queue timeout, and gives up when it goes
 // away. Giving up takes it out of the queue, or stops it where it runs.
 import { EaselError, errors } from '../errors/easel-error.js';
-import { isTerminal, type Job, type JobBackend, type JobStatus, type Payload, type JobError } from './job.js';
-import { eventStatus, type WorkEvent } from './work-event.js';
+import { isTerminal, type Job, type JobBackend, type Payload, type JobError } from './job.js';
+import { eventStatus, isFinalEvent, type WorkEvent } from './work-event.js';
 
 export interface PredictionWait {
   model: string;
@@ -46,7 +46,7 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
     const off = queue.subscribe(id, (e) => {
       if (!settled) o.onEvent?.(e);
       const status = eventStatus(e);
-      if (status !== undefined && isTerminal(status as JobStatus)) ended(status, (e.data.error as { code: string; message: string } | null) ?? null);
+      if (status !== undefined && isFinalEvent(e)) ended(status, (e.data.error as JobError | null) ?? null);
     });
     const onClientGone = (): void => giveUp(errors.cancelled('the client went away'));
     if (o.signal?.aborted) return onClientGone();

@@ -25,7 +25,7 @@ import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
-import { eventStatus, previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
+import { eventStatus, isFinalEvent, previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
   url: string;
@@ -133,7 +133,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     this.emitJob(jobId, { id: eventId, ...e });
     const status = eventStatus(e);
     // Local listeners of queue-wide happenings get the record (the event carries the public view).
-    if (status === 'queued' || (status !== undefined && isTerminal(status as JobStatus))) {
+    if (status === 'queued' || isFinalEvent(e)) {
       void this.get(jobId).then((job) => {
         if (!job) return;
         if (job.status === 'queued') this.emitQueued(job);

@@ -7,9 +7,9 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { isEaselError } from '../errors/easel-error.js';
 import { guardedRequest, parseOutboundUrl, readCapped, type OutboundPolicy } from '../net/outbound-guard.js';
-import { isTerminal, type Job, type JobBackend, type JobStatus } from './job.js';
+import type { Job, JobBackend } from './job.js';
 import { publicJob } from './job-view.js';
-import { eventStatus } from './work-event.js';
+import { isFinalEvent } from './work-event.js';
 
 export const WEBHOOK_EVENTS = ['start', 'output', 'completed'] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
@@ -65,7 +65,7 @@ export class WebhookNotifier {
         .catch((err: unknown) => this.#o.logger.warn({ job: job.id, event, err: (err as Error).message }, 'webhook delivery abandoned'));
     };
     const off = this.#o.backend.subscribe(job.id, (e) => {
-      if (isTerminal((eventStatus(e) ?? 'running') as JobStatus)) {
+      if (isFinalEvent(e)) {
         deliver('completed', async () => e.data);
         this.#tracked.get(job.id)?.();
       } else if (e.type === 'progress') {

@@ -1,6 +1,6 @@
 // The one event type of a unit of work, in its wire form: what the backends store and publish
 // (the SQLite event table, the Redis stream) is exactly what SSE, WebSocket and webhooks send.
-import type { Job, JobProgress } from './job.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobProgress, type JobStatus } from './job.js';
 import { publicJob } from './job-view.js';
 
 export const WORK_EVENT_TYPES = ['status', 'progress', 'preview', 'token', 'output', 'error'] as const;
@@ -34,8 +34,15 @@ export function tokenEvent(p: JobProgress, text: string): NewWorkEvent {
 }
 
 /** The job's status as a status event tells it (terminal statuses end a stream). */
-export function eventStatus(e: WorkEvent | NewWorkEvent): string | undefined {
-  return e.type === 'status' && typeof e.data.status === 'string' ? e.data.status : undefined;
+export function eventStatus(e: WorkEvent | NewWorkEvent): JobStatus | undefined {
+  const status = e.type === 'status' ? e.data.status : undefined;
+  return typeof status === 'string' && (JOB_STATUSES as readonly string[]).includes(status) ? (status as JobStatus) : undefined;
+}
+
+/** A status event that ends the job's stream (succeeded, failed, cancelled). */
+export function isFinalEvent(e: WorkEvent | NewWorkEvent): boolean {
+  const status = eventStatus(e);
+  return status !== undefined && isTerminal(status);
 }
 
 /**

@@ -6,8 +6,8 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EaselError, errors } from '../errors/easel-error.js';
-import { isTerminal, JOB_STATUSES, type Job, type JobBackend, type JobStatus } from '../jobs/job.js';
-import { eventStatus, isEventId, type WorkEvent } from '../jobs/work-event.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobBackend } from '../jobs/job.js';
+import { isEventId, isFinalEvent, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
 import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
 import type { ModelControl } from '../models/model-control.js';
@@ -164,7 +164,7 @@ function followJob(o: JobRoutesOptions, jobId: string, send: (e: WorkEvent) => v
     (e) => {
       if (stopped) return;
       send(e);
-      if (isTerminal((eventStatus(e) ?? 'running') as JobStatus)) stop();
+      if (isFinalEvent(e)) stop();
     },
     afterEventId,
   );
