@@ -6,12 +6,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } fro
 import { z } from 'zod';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import type { WorkEvent } from '../jobs/work-event.js';
-import type { ModelControl } from '../models/model-control.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
 import { idempotencyKey, submitJob } from './job-routes.js';
-import { localSpec, predict, type PredictOptions } from './predict.js';
+import { assertServed, localSpec, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface InferenceRouteOptions extends PredictOptions {
@@ -42,8 +41,8 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       if (o.isDraining()) throw errors.shuttingDown('requests', 5);
       // The model may be served by another node (distributed mode): 404 only when none serves it,
       // before reading a large body's meaning.
-      known = localSpec(o.control, model, version) !== undefined || (await o.jobs.modelKnown(model));
-      if (!known) o.control.spec(model, version);
+      await assertServed(o, model, version);
+      known = true;
       const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
       if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
         await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
@@ -88,7 +87,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
       throw err;
     } finally {
       // Unknown names are not labels: clients must not grow the metric's cardinality.
-      const label = known || knownModel(o.control, model) ? model : '_unknown';
+      const label = known || localSpec(o.control, model, undefined) ? model : '_unknown';
       o.metrics.requests.inc({ model: label, status: String(status) });
       o.metrics.requestDuration.observe({ model: label }, Number(process.hrtime.bigint() - t0) / 1e9);
     }
@@ -107,11 +106,6 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     return reply.code(health.healthy ? 200 : 503).send({ status, models: health.models });
   });
   methodNotAllowed(app, '/ping', ['GET']);
-}
-
-/** Only reached on the error path: a successful prediction already looked its model up. */
-function knownModel(control: ModelControl, name: string): boolean {
-  return localSpec(control, name, undefined) !== undefined;
 }
 
 

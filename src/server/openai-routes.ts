@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { WorkEvent } from '../jobs/work-event.js';
 import { toEaselError } from './errors.js';
-import { localSpec, predict, type PredictOptions } from './predict.js';
+import { assertServed, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
@@ -105,7 +105,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean): Promise<FastifyReply | undefined> => {
     if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
-    if (!localSpec(o.control, b.model, undefined) && !(await o.jobs.modelKnown(b.model))) o.control.spec(b.model);
+    await assertServed(o, b.model, undefined);
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const object = chat ? 'chat.completion' : 'text_completion';
@@ -195,7 +195,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   app.post('/v1/images/generations', { schema: { summary: 'Images from a text-to-image model (OpenAI): b64_json.', body: imagesBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof imagesBody>;
-    if (!localSpec(o.control, b.model, undefined) && !(await o.jobs.modelKnown(b.model))) o.control.spec(b.model);
+    await assertServed(o, b.model, undefined);
     const [width, height] = (b.size ?? '').split('x').map(Number);
     const input: Record<string, unknown> = { prompt: b.prompt, num_images: b.n ?? 1, output_format: 'png', ...(b.size ? { width, height } : {}), ...(b.seed !== undefined ? { seed: b.seed } : {}) };
     const controller = new AbortController();

@@ -38,6 +38,14 @@ export function localSpec(control: ModelControl, name: string, version: string |
   }
 }
 
+/**
+ * Throws the 404 unless some node serves the model: loaded here, or (distributed mode) announced
+ * by a worker node. Called before a large body is read for its meaning.
+ */
+export async function assertServed(o: PredictOptions, model: string, version: string | undefined): Promise<void> {
+  if (localSpec(o.control, model, version) === undefined && !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
+}
+
 /** The admitted request: parsed by the model's handler where this node knows it. */
 export function admit(o: PredictOptions, model: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
   return localSpec(o.control, model, version) ? o.control.admit(model, version, input) : (o.jobs.admitElsewhere?.(model, input) ?? { ...input });
