@@ -4,10 +4,9 @@
 // is a 400 with the limit, and the worker receives token ids. Defaults: easel.yaml `defaults:`,
 // then generation_config.json, then greedy.
 import { randomInt } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { invalidField } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
+import { readTextLayout } from '../pipelines/text/text-layout.js';
 import { TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
 
 export interface TextGenerationParameters {
@@ -46,22 +45,10 @@ const FIELDS = new Set([
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
 
-function readJson(file: string): Record<string, unknown> {
-  if (!existsSync(file)) return {};
-  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-}
-
 /** Built once per registered model: the tokenizer and the model's limits and defaults. */
 export function textGenerationRules(spec: ModelSpec, dir: string): TextGenerationRules {
-  const config = readJson(path.join(dir, 'config.json'));
-  const generation = readJson(path.join(dir, 'generation_config.json'));
-  const n = (o: Record<string, unknown>, k: string): number | undefined => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
-  const contextLength = n(config, 'max_position_embeddings') ?? n(config, 'n_positions') ?? n(generation, 'max_length') ?? 2048;
-  const fromGeneration: Record<string, unknown> = {};
-  for (const k of ['max_new_tokens', 'temperature', 'top_k', 'top_p', 'repetition_penalty']) if (generation[k] !== undefined) fromGeneration[k] = generation[k];
-  // do_sample false in generation_config.json means greedy unless a request asks otherwise.
-  if (generation.do_sample === false) fromGeneration.temperature = 0;
-  return { tokenizer: TextTokenizer.load(dir), contextLength, vocabSize: n(config, 'vocab_size') ?? Number.MAX_SAFE_INTEGER, defaults: { ...fromGeneration, ...spec.defaults } };
+  const layout = readTextLayout(dir);
+  return { tokenizer: TextTokenizer.load(dir), contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
 }
 
 function number(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules, field: string, min: number, max: number, fallback: number, integer = false): number {

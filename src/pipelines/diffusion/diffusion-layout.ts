@@ -1,7 +1,7 @@
 // What a diffusers/optimum layout's JSON configs say about the requests it can serve, read
 // without loading a session: admission in the API process checks requests against it.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { readJsonConfig } from '../json-config.js';
 import { parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
 
 export interface DiffusionLayout {
@@ -14,15 +14,6 @@ export interface DiffusionLayout {
   readonly schedulerConfig: Partial<SchedulerConfig>;
   /** The VAE decoder's config.json (scaling factor, latent channels). */
   readonly vaeConfig: Readonly<Record<string, unknown>>;
-}
-
-export function readJsonConfig(file: string): Record<string, unknown> {
-  try {
-    const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
-    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }
 
 export function readDiffusionLayout(dir: string): DiffusionLayout {

@@ -7,11 +7,12 @@
 // ONE decoder call over every active sequence (their caches left-padded to a common length, the
 // padding masked out by the attention mask, each at its own position), `finish` returns the text.
 // The batch's cache is kept between steps and rebuilt only when its membership changes.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
 import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { chooseToken, processLogits, SequenceRandom, type SamplingParams, type TokenChoice } from './sampling.js';
+import { readTextLayout } from './text-layout.js';
 import { TextTokenizer } from './text-tokenizer.js';
 
 export interface TextGenerationRequest {
@@ -91,8 +92,7 @@ export class TextPipeline {
     const file = findTextModel(dir);
     if (!file) throw new EaselError('EASEL_MODEL_INVALID', `no decoder graph in the model directory; looked for ${MODEL_FILES.join(', ')}`);
     const session = await OnnxSession.create(file, options);
-    const config = readJson(path.join(dir, 'config.json')) ?? {};
-    const generation = readJson(path.join(dir, 'generation_config.json')) ?? {};
+    const layout = readTextLayout(dir);
     const inputs = new Map(session.inputs.map((i) => [i.name, i]));
     const layers = session.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i.name)).length;
     const past = inputs.get('past_key_values.0.key');
@@ -102,15 +102,14 @@ export class TextPipeline {
     const heads = Number(past.shape[1]);
     const headDim = Number(past.shape[3]);
     const logits = session.outputs.find((o) => o.name === 'logits');
-    const vocabSize = Number(logits?.shape[2]) || num(config, 'vocab_size');
+    const vocabSize = Number(logits?.shape[2]) || (layout.vocabSize ?? NaN);
     if (!Number.isInteger(heads) || !Number.isInteger(headDim) || !Number.isInteger(vocabSize)) {
       throw new EaselError('EASEL_MODEL_INVALID', 'could not read the number of key/value heads, the head size or the vocabulary size from the graph and config.json');
     }
-    const eos = generation.eos_token_id ?? config.eos_token_id;
     const info: TextModelInfo = {
       layers, kvHeads: heads, headDim, vocabSize,
-      contextLength: num(config, 'max_position_embeddings') || num(config, 'n_positions') || num(generation, 'max_length') || 2048,
-      eosTokenIds: (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).map(Number),
+      contextLength: layout.contextLength,
+      eosTokenIds: layout.eosTokenIds,
       positionIds: inputs.has('position_ids'),
       useCacheBranch: inputs.has('use_cache_branch'),
       cacheType: past.type,
@@ -121,34 +120,9 @@ export class TextPipeline {
   /** Prefills the newcomers' prompts in one call (left-padded, masked) and chooses each one's first token. */
   async begin(requests: readonly TextGenerationRequest[]): Promise<Sequence[]> {
     if (requests.length === 0) return [];
-    const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
-    const B = requests.length;
-    const T = Math.max(...requests.map((r) => r.promptTokens.length));
-    const ids = new BigInt64Array(B * T);
-    const mask = new BigInt64Array(B * T);
-    const positions = new BigInt64Array(B * T);
-    for (const [b, r] of requests.entries()) {
-      const pad = T - r.promptTokens.length;
-      for (const [i, token] of r.promptTokens.entries()) {
-        ids[b * T + pad + i] = BigInt(token);
-        mask[b * T + pad + i] = 1n;
-        positions[b * T + pad + i] = BigInt(i);
-      }
-    }
-    const feeds: Record<string, Tensor> = {
-      input_ids: fromTypedArray('int64', ids, [B, T]),
-      attention_mask: fromTypedArray('int64', mask, [B, T]),
-    };
-    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', positions, [B, T]);
-    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [0], [1]);
-    for (let l = 0; l < layers; l++) {
-      feeds[`past_key_values.${l}.key`] = floatTensor(this.info.cacheType, new Float32Array(0), [B, H, 0, D]);
-      feeds[`past_key_values.${l}.value`] = floatTensor(this.info.cacheType, new Float32Array(0), [B, H, 0, D]);
-    }
-    const out = await this.session.run(feeds);
-    const logits = tensorToFloat32(out.logits!);
-    const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
-    const batch: BatchCache = { members: [], keys: presents('key'), values: presents('value'), length: T };
+    const V = this.info.vocabSize;
+    const { out, T } = await this.#prefill(requests.map((r) => r.promptTokens));
+    const batch: BatchCache = { members: [], keys: out.keys, values: out.values, length: T };
     return requests.map((request, b) => {
       const seq: Sequence = {
         request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
@@ -157,7 +131,7 @@ export class TextPipeline {
       batch.members.push(seq);
       // Its own cache: its row of the presents, less the padding on the left.
       seq.own = this.#extract(batch, b);
-      this.#accept(seq, logits.slice((b * T + T - 1) * V, (b * T + T) * V));
+      this.#accept(seq, out.logits.slice((b * T + T - 1) * V, (b * T + T) * V));
       return seq;
     });
   }
@@ -169,7 +143,6 @@ export class TextPipeline {
     const batch = this.#batchFor(active);
     const B = active.length;
     const L = batch.length;
-    const { layers, kvHeads: H, headDim: D } = this.info;
     const ids = new BigInt64Array(B);
     const mask = new BigInt64Array(B * (L + 1));
     const positions = new BigInt64Array(B);
@@ -179,29 +152,13 @@ export class TextPipeline {
       for (let t = L - s.pastLength; t <= L; t++) mask[b * (L + 1) + t] = 1n;
       positions[b] = BigInt(s.pastLength);
     }
-    const feeds: Record<string, Tensor> = {
-      input_ids: fromTypedArray('int64', ids, [B, 1]),
-      attention_mask: fromTypedArray('int64', mask, [B, L + 1]),
-    };
-    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', positions, [B, 1]);
-    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [1], [1]);
-    for (let l = 0; l < layers; l++) {
-      feeds[`past_key_values.${l}.key`] = floatTensor(this.info.cacheType, batch.keys[l]!, [B, H, L, D]);
-      feeds[`past_key_values.${l}.value`] = floatTensor(this.info.cacheType, batch.values[l]!, [B, H, L, D]);
-    }
-    const out = await this.session.run(feeds);
-    const logits = tensorToFloat32(out.logits!);
-    const V = this.info.vocabSize;
+    const out = await this.#run(B, 1, ids, mask, positions, batch);
     // The presents are the next step's cache as they are: the same members, one position longer.
-    this.#batch = {
-      members: active,
-      keys: Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.key`]!)),
-      values: Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.value`]!)),
-      length: L + 1,
-    };
+    this.#batch = { members: active, keys: out.keys, values: out.values, length: L + 1 };
+    const V = this.info.vocabSize;
     for (const [b, s] of active.entries()) {
       s.pastLength += 1;
-      this.#accept(s, logits.slice(b * V, (b + 1) * V));
+      this.#accept(s, out.logits.slice(b * V, (b + 1) * V));
     }
   }
 
@@ -321,32 +278,47 @@ export class TextPipeline {
     return { keys: take(batch.keys), values: take(batch.values) };
   }
 
-  /** Runs a prompt alone with an empty cache: its cache and the logits of its last position. */
-  async #prefill(prompt: readonly number[]): Promise<{ keys: Float32Array[]; values: Float32Array[]; logits: Float32Array }> {
-    const T = prompt.length;
-    const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
-    const feeds: Record<string, Tensor> = {
-      input_ids: fromTypedArray('int64', BigInt64Array.from(prompt, BigInt), [1, T]),
-      attention_mask: fromTypedArray('int64', new BigInt64Array(T).fill(1n), [1, T]),
-    };
-    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(i)), [1, T]);
-    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [0], [1]);
-    for (let l = 0; l < layers; l++) {
-      feeds[`past_key_values.${l}.key`] = floatTensor(this.info.cacheType, new Float32Array(0), [1, H, 0, D]);
-      feeds[`past_key_values.${l}.value`] = floatTensor(this.info.cacheType, new Float32Array(0), [1, H, 0, D]);
+  /** Prompts through the decoder with an empty cache, left-padded to the longest (T) and masked. */
+  #prefill(prompts: readonly (readonly number[])[]): Promise<{ out: { logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }; T: number }> {
+    const B = prompts.length;
+    const T = Math.max(...prompts.map((p) => p.length));
+    const ids = new BigInt64Array(B * T);
+    const mask = new BigInt64Array(B * T);
+    const positions = new BigInt64Array(B * T);
+    for (const [b, prompt] of prompts.entries()) {
+      const at = b * T + T - prompt.length;
+      for (const [i, token] of prompt.entries()) {
+        ids[at + i] = BigInt(token);
+        mask[at + i] = 1n;
+        positions[at + i] = BigInt(i);
+      }
     }
-    const out = await this.session.run(feeds);
-    const logits = tensorToFloat32(out.logits!);
-    return {
-      keys: Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.key`]!)),
-      values: Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.value`]!)),
-      logits: logits.slice((T - 1) * V, T * V),
-    };
+    return this.#run(B, T, ids, mask, positions, undefined).then((out) => ({ out, T }));
   }
 
-  /** Logits of every position of `tokens`, run whole with no cache: the reference for tests. */
+  /** One decoder call: `T` new tokens per row after `cache` (none: an empty cache); logits and presents as float32. */
+  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+    const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
+    const L = cache?.length ?? 0;
+    const feeds: Record<string, Tensor> = {
+      input_ids: fromTypedArray('int64', ids, [B, T]),
+      attention_mask: fromTypedArray('int64', mask, [B, L + T]),
+    };
+    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', positions, [B, T]);
+    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [cache ? 1 : 0], [1]);
+    for (let l = 0; l < layers; l++) {
+      feeds[`past_key_values.${l}.key`] = floatTensor(cacheType, cache?.keys[l] ?? new Float32Array(0), [B, H, L, D]);
+      feeds[`past_key_values.${l}.value`] = floatTensor(cacheType, cache?.values[l] ?? new Float32Array(0), [B, H, L, D]);
+    }
+    const out = await this.session.run(feeds);
+    const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
+    return { logits: tensorToFloat32(out.logits!), keys: presents('key'), values: presents('value') };
+  }
+
+  /** The logits of the last position of `tokens`, run whole with no cache: the reference for tests. */
   async logitsWithoutCache(tokens: readonly number[]): Promise<Float32Array> {
-    return (await this.#prefill(tokens)).logits;
+    const { out, T } = await this.#prefill([tokens]);
+    return out.logits.slice((T - 1) * this.info.vocabSize, T * this.info.vocabSize);
   }
 }
 
@@ -354,14 +326,4 @@ function countTokens(tokens: readonly number[]): Map<number, number> {
   const m = new Map<number, number>();
   for (const t of tokens) m.set(t, (m.get(t) ?? 0) + 1);
   return m;
-}
-
-function readJson(file: string): Record<string, unknown> | undefined {
-  if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-}
-
-function num(o: Record<string, unknown>, key: string): number {
-  const v = o[key];
-  return typeof v === 'number' ? v : 0;
 }
