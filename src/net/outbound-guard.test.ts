@@ -48,7 +48,11 @@ describe('outbound guard', () => {
     await expect(checkOutbound(new URL('http://rebind.example/'), evil, 'webhook')).rejects.toThrow(/resolves to 127\.0\.0\.1, an internal address/);
     await expect(guardedRequest(new URL('http://rebind.example/'), evil, { method: 'POST', timeoutMs: 1000, field: 'webhook' })).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });
     expect(connect).not.toHaveBeenCalled();
-    await expect(checkOutbound(new URL('http://localhost:9/'), { allowedHosts: [] }, 'webhook')).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });
+    // localhost names are refused by name: not even a lookup is made.
+    const noLookup: OutboundPolicy = { allowedHosts: [], resolve: async () => { throw new Error('a lookup was attempted'); } };
+    for (const host of ['localhost', 'LOCALHOST.', 'api.localhost']) {
+      await expect(checkOutbound(new URL(`http://${host}:9/`), noLookup, 'webhook'), host).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED', message: expect.stringMatching(/loopback name/) });
+    }
   });
 
   it('refuses other schemes and credentials in the URL', () => {

@@ -72,6 +72,8 @@ export async function checkOutbound(url: URL, policy: OutboundPolicy, field: str
     if (!hostAllowed(url, policy) && !isPublicAddress(host)) throw refused(field, `${field} points at ${host}, an internal address (loopback, private, link-local or reserved); only public addresses are allowed unless the operator allow-lists the host`);
     return [address];
   }
+  // localhost names are loopback by definition (RFC 6761): refused by name, nothing is resolved.
+  if (!hostAllowed(url, policy) && /(^|\.)localhost\.?$/i.test(host)) throw refused(field, `${field} points at ${host}, a loopback name; only public addresses are allowed unless the operator allow-lists the host`);
   let addresses: ResolvedAddress[];
   try {
     addresses = await (policy.resolve ?? defaultResolve)(host);
