@@ -149,7 +149,9 @@ export class WorkerProcess {
       this.#batches.delete(m.batchId);
       b?.resolve({ outcomes: m.outcomes, timings: m.timings });
     } else if (m.type === 'progress') {
-      this.o.onProgress?.(m.id, { step: m.step, total: m.total, preview: m.preview, text: m.text });
+      // The report as the handler made it: a field added to Progress travels without a change here.
+      const { type: _type, id, ...progress } = m;
+      this.o.onProgress?.(id, progress);
     } else if (m.type === 'step') {
       this.o.onStep?.(m.images, m.seconds, m.memoryBytes);
     }
