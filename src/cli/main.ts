@@ -62,6 +62,14 @@ function configFrom(opts: Record<string, unknown>): ReturnType<typeof loadConfig
 
 const DEFAULT_URL = process.env.EASEL_URL ?? 'http://localhost:8080';
 
+/** Where the client commands find the server. */
+const urlOption = (): Option => new Option('--url <url>', "the server's inference API (or EASEL_URL)").default(DEFAULT_URL);
+
+/** What `generate` and `chat` share for text models. */
+function samplingOptions(command: Command, maxTokensHelp: string): Command {
+  return command.addOption(urlOption()).option('--max-tokens <n>', maxTokensHelp, int).option('--temperature <t>', 'text models: temperature (0: greedy)', num);
+}
+
 /** Runs a client command, turning its errors into one line on stderr and exit code 1. */
 async function client(run: () => Promise<string>): Promise<void> {
   try {
@@ -131,12 +139,10 @@ export function buildProgram(): Command {
       });
       console.log(out);
     });
-  program
-    .command('generate')
+  samplingOptions(program.command('generate'), 'text models: max_new_tokens')
     .description('Generate through a running server: submits a job, shows its progress (a text model\'s tokens as they come), saves the result.')
     .argument('<prompt>', 'what to draw (or the text to continue)')
-    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
-    .option('--model <name>', 'a text-to-image model on that server', 'tiny-sd')
+    .option('--model <name>', 'a model on that server (text-to-image or text)', 'tiny-sd')
     .option('-o, --output <file>', 'where to save the image (default easel-<job id>.png)')
     .option('--steps <n>', 'num_inference_steps', int)
     .option('--seed <n>', 'seed (same seed, same image)', int)
@@ -145,20 +151,14 @@ export function buildProgram(): Command {
     .option('--height <px>', 'height', int)
     .option('--scheduler <name>', 'ddim, euler, euler_a, dpmpp_2m, lcm or pndm')
     .option('--negative-prompt <text>', 'what not to draw')
-    .option('--max-tokens <n>', 'text models: max_new_tokens', int)
-    .option('--temperature <t>', 'text models: temperature (0: greedy)', num)
     .action(async (prompt: string, opts: { url: string; model: string; output?: string; steps?: number; seed?: number; guidance?: number; width?: number; height?: number; scheduler?: string; negativePrompt?: string; maxTokens?: number; temperature?: number }) => {
       await client(async () => `saved ${await generate(prompt, opts)}`);
     });
-  program
-    .command('chat')
+  samplingOptions(program.command('chat'), 'max_tokens')
     .description('Chat with a text model of a running server: the answer streams to the terminal (POST /v1/chat/completions).')
     .argument('<message...>', 'what to say')
-    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
     .option('--model <name>', 'a text model on that server', 'tiny-lm')
     .option('--system <text>', 'a system prompt')
-    .option('--max-tokens <n>', 'max_tokens', int)
-    .option('--temperature <t>', 'temperature (0: greedy)', num)
     .option('--seed <n>', 'seed', int)
     .action(async (words: string[], opts: { url: string; model: string; system?: string; maxTokens?: number; temperature?: number; seed?: number }) => {
       await client(() => chat(words.join(' '), opts));
@@ -167,7 +167,7 @@ export function buildProgram(): Command {
   const jobs = program.command('jobs').description('List, inspect and cancel jobs on a running server.');
   jobs
     .command('list')
-    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .addOption(urlOption())
     .option('--status <status>', 'queued, running, succeeded, failed or cancelled')
     .option('--model <name>', 'only this model\'s jobs')
     .option('--limit <n>', 'how many (newest first)', int, 20)
@@ -175,12 +175,12 @@ export function buildProgram(): Command {
   jobs
     .command('get')
     .argument('<id>')
-    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .addOption(urlOption())
     .action(async (id: string, opts: { url: string }) => client(() => getJob(opts.url, id)));
   jobs
     .command('cancel')
     .argument('<id>')
-    .option('--url <url>', 'the server\'s inference API (or EASEL_URL)', DEFAULT_URL)
+    .addOption(urlOption())
     .action(async (id: string, opts: { url: string }) => client(() => cancelJob(opts.url, id)));
   return program;
 }
