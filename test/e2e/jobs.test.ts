@@ -307,58 +307,53 @@ describe('SSE heartbeat', () => {
   }, 90_000);
 });
 
-describe('one work queue, two lanes', () => {
-  it('a full queue of synchronous requests answers 503 with Retry-After, while a durable job submitted then is accepted and waits', async () => {
-    const easel = await startServer(['--max-queue-length', '1']);
-    try {
-      const predict = (steps: number): Promise<Response> =>
-        fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, num_inference_steps: steps }) });
-      const queueLength = async (): Promise<number> => Number(/easel_queue_length\{model="tiny-sd"\} (\d+)/.exec(await (await fetch(`${easel.metrics}/metrics`)).text())?.[1] ?? 0);
-      // The node claims what its one worker runs; the second request waits in the work queue,
-      // which is then at its limit (1).
-      const accepted = [predict(100), predict(100)];
-      await waitFor(async () => (await queueLength()) >= 1, 20_000, 'a request to wait in the queue');
-      const [refused, job] = await Promise.all([predict(2), submit(easel, { prompt: PROMPT, num_inference_steps: 2 })]);
-      expect(refused.status).toBe(503);
-      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
-      expect(await refused.json()).toMatchObject({ code: 'EASEL_QUEUE_FULL' });
-      expect(job.status).toBe(202);
-      const queuedJob = (await job.json()) as JobView;
-      expect(queuedJob.status).toBe('queued');
-      for (const res of await Promise.all(accepted)) expect(res.status).toBe(200);
-      expect((await finished(easel, queuedJob.id)).status).toBe('succeeded');
-    } finally {
-      await easel.stop();
-    }
+describe('admission limits: one work queue, two lanes', () => {
+  // One worker running one request at a time: at most 1 synchronous request and 2 jobs may wait.
+  let easel: EaselProcess;
+  beforeAll(async () => {
+    easel = await startServer(['--max-queue-length', '1', '--max-queued-jobs', '2']);
   }, 90_000);
-});
+  afterAll(() => easel?.stop());
 
-describe('job admission', () => {
+  it('a full queue of synchronous requests answers 503 with Retry-After, while a durable job submitted then is accepted and waits', async () => {
+    const predict = (steps: number): Promise<Response> =>
+      fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: PROMPT, num_inference_steps: steps }) });
+    const queueLength = async (): Promise<number> => Number(/easel_queue_length\{model="tiny-sd"\} (\d+)/.exec(await (await fetch(`${easel.metrics}/metrics`)).text())?.[1] ?? 0);
+    // The node claims what its one worker runs; the second request waits in the work queue,
+    // which is then at its limit (1).
+    const accepted = [predict(100), predict(100)];
+    await waitFor(async () => (await queueLength()) >= 1, 20_000, 'a request to wait in the queue');
+    const [refused, job] = await Promise.all([predict(2), submit(easel, { prompt: PROMPT, num_inference_steps: 2 })]);
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await refused.json()).toMatchObject({ code: 'EASEL_QUEUE_FULL' });
+    expect(job.status).toBe(202);
+    const queuedJob = (await job.json()) as JobView;
+    expect(queuedJob.status).toBe('queued');
+    for (const res of await Promise.all(accepted)) expect(res.status).toBe(200);
+    expect((await finished(easel, queuedJob.id)).status).toBe('succeeded');
+  }, 90_000);
+
   it('answers 503 with Retry-After beyond --max-queued-jobs, and runs everything it accepted', async () => {
-    const easel = await startServer(['--max-queued-jobs', '2']);
-    try {
-      const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 60 });
-      await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
-      const keyed = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
-      expect(keyed.status).toBe(202);
-      const accepted = [await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }), (await keyed.json()) as JobView];
-      const refused = await submit(easel, { prompt: PROMPT });
-      expect(refused.status).toBe(503);
-      expect(refused.headers.get('retry-after')).toBeTruthy();
-      expect(((await refused.json()) as { code: string }).code).toBe('EASEL_QUEUE_FULL');
-      // A fresh idempotency key is a new job: refused too. A repeated one with the same request
-      // gets its job back; with another request it is refused (422, IETF idempotency-key draft).
-      expect((await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-2' })).status).toBe(503);
-      const reused = await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-1' });
-      expect(reused.status).toBe(422);
-      expect(((await reused.json()) as { code: string }).code).toBe('EASEL_IDEMPOTENCY_KEY_REUSED');
-      const repeat = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
-      expect(repeat.status).toBe(200);
-      expect(((await repeat.json()) as JobView).id).toBe(accepted[1]!.id);
-      for (const job of [busy, ...accepted]) expect((await finished(easel, job.id)).status).toBe('succeeded');
-    } finally {
-      await easel.stop();
-    }
+    const busy = await submitOk(easel, { prompt: PROMPT, num_inference_steps: 60 });
+    await waitFor(async () => (await getJob(easel, busy.id)).status === 'running', 20_000, 'the first job to run');
+    const keyed = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
+    expect(keyed.status).toBe(202);
+    const accepted = [await submitOk(easel, { prompt: PROMPT, num_inference_steps: 2 }), (await keyed.json()) as JobView];
+    const refused = await submit(easel, { prompt: PROMPT });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+    expect(((await refused.json()) as { code: string }).code).toBe('EASEL_QUEUE_FULL');
+    // A fresh idempotency key is a new job: refused too. A repeated one with the same request
+    // gets its job back; with another request it is refused (422, IETF idempotency-key draft).
+    expect((await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-2' })).status).toBe(503);
+    const reused = await submit(easel, { prompt: PROMPT }, {}, { 'idempotency-key': 'adm-1' });
+    expect(reused.status).toBe(422);
+    expect(((await reused.json()) as { code: string }).code).toBe('EASEL_IDEMPOTENCY_KEY_REUSED');
+    const repeat = await submit(easel, { prompt: PROMPT, num_inference_steps: 2 }, {}, { 'idempotency-key': 'adm-1' });
+    expect(repeat.status).toBe(200);
+    expect(((await repeat.json()) as JobView).id).toBe(accepted[1]!.id);
+    for (const job of [busy, ...accepted]) expect((await finished(easel, job.id)).status).toBe('succeeded');
   }, 90_000);
 });
 
