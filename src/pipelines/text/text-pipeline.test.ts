@@ -57,10 +57,10 @@ for (const model of ['tiny-lm', 'tiny-lm-draft']) {
       return out;
     }
 
-    it('reads heads and sizes from the graph', () => {
-      expect(pipeline.info.layers).toBeGreaterThan(0);
-      expect(pipeline.info.vocabSize).toBe(741);
-      expect(pipeline.info.eosTokenIds).toEqual([0, 2]);
+    it('reads layers, heads and sizes from the graph, EOS ids and context from the configs', () => {
+      // The model cards: tiny-lm 4 layers × 4 heads of 32; tiny-lm-draft 1 layer × 2 heads of 32.
+      const [layers, heads] = model === 'tiny-lm' ? [4, 4] : [1, 2];
+      expect(pipeline.info).toMatchObject({ layers, kvHeads: heads, headDim: 32, vocabSize: 741, contextLength: 256, eosTokenIds: [0, 2], positionIds: true, useCacheBranch: false });
     });
 
     it('greedy: the same tokens as the model without a cache, alone and in a batch of 16 mixed requests', async () => {
