@@ -33,7 +33,7 @@ describe('bundled models', () => {
     expect(bytes).toBeLessThanOrEqual(25 * 1024 * 1024);
   });
 
-  it.each(['tiny-sd', 'tiny-lm', 'tiny-lm-draft'])('%s: the card lists the sha256 of every file, and they match', (name) => {
+  it.each(['tiny-sd', 'tiny-lm', 'tiny-lm-draft', 'tiny-llama'])('%s: the card lists the sha256 of every file, and they match', (name) => {
     const dir = path.join(MODELS, name);
     const card = readFileSync(path.join(dir, 'README.md'), 'utf8');
     const listed = new Map([...card.matchAll(/^\| `([^`]+)` \| (\d+) \| `([0-9a-f]{64})` \|$/gm)].map((m) => [m[1]!, m[3]!]));
@@ -105,10 +105,12 @@ describe('bundled models', () => {
     await unet.release();
   });
 
-  it.each([['tiny-lm', 4, 128, 4], ['tiny-lm-draft', 1, 64, 2]] as const)('%s has the transformers.js decoder layout with a KV cache', async (name, layers, dim, heads) => {
+  // [name, layers, width, query heads, key/value heads]: tiny-llama is Llama's architecture, with grouped-query attention.
+  it.each([['tiny-lm', 4, 128, 4, 4], ['tiny-lm-draft', 1, 64, 2, 2], ['tiny-llama', 4, 128, 4, 2]] as const)('%s has the transformers.js/optimum decoder layout with a KV cache', async (name, layers, dim, heads, kvHeads) => {
     const dir = path.join(MODELS, name);
-    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as { n_layer: number; n_embd: number; n_head: number; vocab_size: number };
-    expect([config.n_layer, config.n_embd, config.n_head]).toEqual([layers, dim, heads]);
+    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, number>;
+    // GPT-2's config names, or Llama's (num_key_value_heads).
+    expect([config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.num_key_value_heads ?? config.num_attention_heads]).toEqual([layers, dim, heads, kvHeads]);
     const tokConfig = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as { chat_template: string };
     expect(tokConfig.chat_template).toContain('<|im_start|>');
     expect(statSync(path.join(dir, 'tokenizer.json')).size).toBeGreaterThan(0);
@@ -116,11 +118,11 @@ describe('bundled models', () => {
     const s = await OnnxSession.create(path.join(dir, 'onnx/model.onnx'), CPU);
     const hd = dim / heads;
     const inputs: Expect = { input_ids: ['int64', ['dyn', 'dyn']], attention_mask: ['int64', ['dyn', 'dyn']], position_ids: ['int64', ['dyn', 'dyn']] };
-    const outputs: Expect = { logits: ['float32', ['dyn', 'dyn', config.vocab_size]] };
+    const outputs: Expect = { logits: ['float32', ['dyn', 'dyn', config.vocab_size!]] };
     for (let i = 0; i < layers; i++) {
       for (const kv of ['key', 'value']) {
-        inputs[`past_key_values.${i}.${kv}`] = ['float32', ['dyn', heads, 'dyn', hd]];
-        outputs[`present.${i}.${kv}`] = ['float32', ['dyn', heads, 'dyn', hd]];
+        inputs[`past_key_values.${i}.${kv}`] = ['float32', ['dyn', kvHeads, 'dyn', hd]];
+        outputs[`present.${i}.${kv}`] = ['float32', ['dyn', kvHeads, 'dyn', hd]];
       }
     }
     check(s.inputs, inputs);
@@ -131,10 +133,10 @@ describe('bundled models', () => {
       attention_mask: fromTypedArray('int64', BigInt64Array.from([1n, 1n, 1n]), [1, 3]),
       position_ids: fromTypedArray('int64', BigInt64Array.from([0n, 1n, 2n]), [1, 3]),
     };
-    for (let i = 0; i < layers; i++) for (const kv of ['key', 'value']) feeds[`past_key_values.${i}.${kv}`] = fromTypedArray('float32', new Float32Array(0), [1, heads, 0, hd]);
+    for (let i = 0; i < layers; i++) for (const kv of ['key', 'value']) feeds[`past_key_values.${i}.${kv}`] = fromTypedArray('float32', new Float32Array(0), [1, kvHeads, 0, hd]);
     const out = await s.run(feeds);
     expect(out.logits!.dims).toEqual([1, 3, config.vocab_size]);
-    expect(out['present.0.key']!.dims).toEqual([1, heads, 3, hd]);
+    expect(out['present.0.key']!.dims).toEqual([1, kvHeads, 3, hd]);
     await s.release();
   });
 });

@@ -8,5 +8,6 @@ start=$(date +%s)
 /usr/bin/python3 tools/model-factory/fixtures.py
 /usr/bin/python3 tools/model-factory/tiny_sd.py
 /usr/bin/python3 tools/model-factory/tiny_lm.py
+/usr/bin/python3 tools/model-factory/tiny_llama.py
 /usr/bin/python3 tools/model-factory/cards.py
 echo "full rebuild: $(( $(date +%s) - start )) s"

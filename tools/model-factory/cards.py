@@ -183,8 +183,92 @@ two vs each row alone:
 """
 
 
+def tiny_llama_card(report: dict) -> str:
+    d = os.path.join(ROOT, "models", "tiny-llama")
+    files, total = table(d)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    parity = {k: v for k, v in report["parity"].items() if "max abs" in k}
+    tokenizer = {k: v for k, v in report["parity"].items() if k.startswith("tokenizer")}
+    samples = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in report["samples"].items())
+    return f"""# tiny-llama
+
+A tiny decoder-only language model with Llama's architecture, trained from scratch by Easel's
+model factory on the same generated English as `tiny-lm` (short children's stories and simple
+question/answer chats). It is the text pipeline's second architecture: rotary positions,
+grouped-query attention (2 key/value heads for 4 query heads, so its KV cache is half the size of
+a multi-head model's), and a SentencePiece-style tokenizer that adds `<s>` to a prompt. Its files
+have the layout of an optimum decoder export of a `LlamaForCausalLM`.
+
+## What it writes
+
+The same as tiny-lm: stories ("Once upon a time, there was a little girl named Lily...") and chat
+answers through the ChatML template in `tokenizer_config.json`, which starts with `{{{{ bos_token }}}}`.
+Generation ends at `</s>` or `<|im_end|>`.
+
+| prompt | greedy continuation (PyTorch) |
+|---|---|
+{samples}
+
+## Model
+
+| | |
+|---|---|
+| architecture | Llama: RMSNorm (eps {cfg['rms_norm_eps']}), rotary position embeddings (theta {cfg['rope_theta']}), grouped-query attention, SwiGLU MLP, no biases, untied output head |
+| layers / width / MLP width | {cfg['num_hidden_layers']} / {cfg['hidden_size']} / {cfg['intermediate_size']} |
+| query heads / key-value heads / head size | {cfg['num_attention_heads']} / {cfg['num_key_value_heads']} / {cfg['head_dim']} |
+| vocabulary | {cfg['vocab_size']}: SentencePiece-style BPE in `tokenizer.json` (`▁` marks a word's space, Metaspace pre-tokenizer with `prepend_scheme: first`, byte fallback `<0x00>`…`<0xFF>`, `<s>` added by the post-processor), plus the ChatML tokens |
+| context | {cfg['max_position_embeddings']} positions |
+| parameters | {report['params']} |
+| graph | `onnx/model.onnx`: `input_ids`, `attention_mask`, `position_ids`, `past_key_values.{{i}}.key/.value` → `logits`, `present.{{i}}.key/.value` with 2 KV heads; batch and sequence axes dynamic, an empty cache (past length 0) for the first step |
+
+The graph takes its past as inputs (optimum's `model.onnx` with past), not a merged decoder with
+`use_cache_branch`: the merged form exists so that the first step can skip zero-length past
+tensors, which ONNX Runtime accepts anyway, and building its `If` graph would mean merging two
+exports by hand with `python3-onnx`; Easel reads both layouts.
+
+## Training
+
+{report['docs']} generated documents ({report['tokens']} tokens, each `<s> text </s>`, seeded; the
+text is Easel's own), windows of 128 tokens, batch 32, AdamW with one-cycle LR 2e-3: {report['steps']}
+steps. The build took {report['total_seconds']} s on 2 CPU cores.
+
+Rebuild: `/usr/bin/python3 tools/model-factory/tiny_llama.py && /usr/bin/python3 tools/model-factory/cards.py tiny-llama`
+
+## Measured quality
+
+Perplexity is per token of this tokenizer, so it does not compare with tiny-lm's (another
+vocabulary); bits per character of the held-out text do.
+
+| measure | value |
+|---|---|
+{fmt(report['quality'])}
+
+ONNX Runtime vs PyTorch (max abs), with a 4-token cache and with an empty one, and a batch of
+two vs each row alone:
+
+| check | max abs |
+|---|---|
+{fmt(parity)}
+
+The tokenizer: the factory's encoder (which made the training data) against
+`@huggingface/tokenizers` (which Easel loads `tokenizer.json` with) on held-out documents and odd
+strings. A decode that does not give the text back is a leading space (the Strip decoder drops
+one, as Llama's does).
+
+| check | count |
+|---|---|
+{fmt(tokenizer)}
+
+## Files
+
+{total} bytes in all.
+
+{files}
+"""
+
+
 def main() -> None:
-    which = sys.argv[1:] or ["tiny-sd", "tiny-lm"]
+    which = sys.argv[1:] or ["tiny-sd", "tiny-lm", "tiny-llama"]
     if "tiny-sd" in which:
         r = json.load(open(os.path.join(WORK, "tiny-sd", "report.json")))
         open(os.path.join(ROOT, "models", "tiny-sd", "README.md"), "w").write(tiny_sd_card(r))
@@ -192,6 +276,9 @@ def main() -> None:
         r = json.load(open(os.path.join(WORK, "tiny-lm", "report.json")))
         for name in ("tiny-lm", "tiny-lm-draft"):
             open(os.path.join(ROOT, "models", name, "README.md"), "w").write(tiny_lm_card(name, r))
+    if "tiny-llama" in which:
+        r = json.load(open(os.path.join(WORK, "tiny-llama", "report.json")))
+        open(os.path.join(ROOT, "models", "tiny-llama", "README.md"), "w").write(tiny_llama_card(r))
     print("cards written")
 
 

@@ -65,6 +65,7 @@ class DecoderLM(nn.Module):
     def __init__(self, vocab: int, dim: int, layers: int, heads: int):
         super().__init__()
         self.dim, self.layers, self.heads = dim, layers, heads
+        self.kv_heads, self.head_dim = heads, dim // heads
         self.wte = nn.Embedding(vocab, dim)
         self.wpe = nn.Embedding(MAX_POSITIONS, dim)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(layers))
@@ -89,8 +90,7 @@ class DecoderLM(nn.Module):
         return (logits, *presents)
 
     def empty_past(self, batch: int, length: int = 0):
-        hd = self.dim // self.heads
-        return [torch.zeros(batch, self.heads, length, hd) for _ in range(2 * self.layers)]
+        return [torch.zeros(batch, self.kv_heads, length, self.head_dim) for _ in range(2 * self.layers)]
 
     def lm_logits(self, ids):
         b, t = ids.shape
@@ -163,7 +163,10 @@ def sample_text(model: DecoderLM, tok: byte_bpe.ByteBpe, prompt: str, n: int = 4
     return tok.decode(ids)
 
 
-def export(model: DecoderLM, out: str, name: str, vocab_size: int, tok_dir: str, eot: int, im_end: int) -> list[dict]:
+def export(model: nn.Module, out: str, name: str, vocab_size: int, tok_dir: str) -> list[dict]:
+    """Exports any decoder with `layers`, `kv_heads`, `head_dim` and `empty_past` in the optimum
+    layout, copies the tokenizer files beside it, and returns the parity cases (a 4-token cache with
+    a left-padded row, and an empty cache)."""
     os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
     g = torch.Generator().manual_seed(3)
     b, t, p = 2, 3, 4
@@ -190,9 +193,8 @@ def export(model: DecoderLM, out: str, name: str, vocab_size: int, tok_dir: str,
     first = {"input_ids": inputs["input_ids"], "attention_mask": torch.ones(b, t, dtype=torch.int64),
              "position_ids": torch.arange(t)[None].expand(b, t).contiguous()}
     for i in range(model.layers):
-        first[f"past_key_values.{i}.key"] = torch.zeros(b, model.heads, 0, model.dim // model.heads)
-        first[f"past_key_values.{i}.value"] = torch.zeros(b, model.heads, 0, model.dim // model.heads)
-    write_configs(model, out, name, vocab_size, eot, im_end)
+        first[f"past_key_values.{i}.key"] = torch.zeros(b, model.kv_heads, 0, model.head_dim)
+        first[f"past_key_values.{i}.value"] = torch.zeros(b, model.kv_heads, 0, model.head_dim)
     for f in os.listdir(tok_dir):
         with open(os.path.join(tok_dir, f), "rb") as src, open(os.path.join(out, f), "wb") as dst:
             dst.write(src.read())
@@ -254,7 +256,8 @@ def main() -> None:
 
     graphs = []
     for name, m in models.items():
-        graphs += export(m, os.path.join(args.out, name), name, len(vocab), tok_dir, eot, vocab["<|im_end|>"])
+        graphs += export(m, os.path.join(args.out, name), name, len(vocab), tok_dir)
+        write_configs(m, os.path.join(args.out, name), name, len(vocab), eot, vocab["<|im_end|>"])
     parity = export_util.check_parity(graphs, args.work)
     quality = evaluate(models["tiny-lm"], models["tiny-lm-draft"], held)
     samples = {p: sample_text(models["tiny-lm"], tok, p) for p in ["Once upon a time, there was a little girl named Lily.", "<|im_start|>user\nWhat color is the sky?<|im_end|>\n<|im_start|>assistant\n"]}
