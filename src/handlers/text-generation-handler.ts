@@ -109,8 +109,8 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
       ...(run.params.logprobs
         ? {
             logprobs: output.choices.map((c) => ({
-              token: tokenizer.decode([c.token]), token_id: c.token, logprob: c.logprob,
-              top_logprobs: c.top.map((t) => ({ token: tokenizer.decode([t.token]), token_id: t.token, logprob: t.logprob })),
+              token: tokenizer.tokenText(c.token), token_id: c.token, logprob: c.logprob,
+              top_logprobs: c.top.map((t) => ({ token: tokenizer.tokenText(t.token), token_id: t.token, logprob: t.logprob })),
             })),
           }
         : {}),

@@ -22,6 +22,18 @@ describe('parseTextGeneration', () => {
     expect(p.prompt_tokens).toEqual(rules.tokenizer.encode('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n'));
   });
 
+  it('a Llama tokenizer: one <s> before a prompt, and one before a chat (the template writes it, encoding adds none)', () => {
+    const dir = path.resolve(import.meta.dirname, '../../models/tiny-llama');
+    const llama = textGenerationRules(readModelSpec(dir), dir);
+    const bos = 1;
+    const prompt = parseTextGeneration({ prompt: 'Once upon a time' }, llama).prompt_tokens;
+    expect(prompt[0]).toBe(bos);
+    expect(llama.tokenizer.decode(prompt)).toBe('Once upon a time');
+    const chat = parseTextGeneration({ messages: [{ role: 'user', content: 'Hi' }] }, llama).prompt_tokens;
+    expect(chat.filter((t) => t === bos)).toEqual([bos]);
+    expect(chat[0]).toBe(bos);
+  });
+
   it('keeps prompt + tokens within the context: a default gives way, a request\'s own is a 400', () => {
     const long = 'tom '.repeat(120);
     const n = rules.tokenizer.encode(long).length;

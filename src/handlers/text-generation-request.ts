@@ -84,15 +84,13 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
       return t as number;
     });
   } else {
-    let prompt: string;
-    if (input.messages !== undefined) prompt = rules.tokenizer.chatPrompt(messages(input.messages));
+    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages));
     else {
       const text = input.prompt ?? input.data;
       if (typeof text !== 'string') throw invalidField('prompt', 'send "prompt" (or "data") as a string, or chat "messages"');
       if (text.length > MAX_PROMPT_CHARS) throw invalidField('prompt', `the prompt has ${text.length} characters; at most ${MAX_PROMPT_CHARS}`);
-      prompt = text;
+      tokens = rules.tokenizer.encode(text);
     }
-    tokens = rules.tokenizer.encode(prompt);
   }
   if (tokens.length === 0) throw invalidField('prompt', 'the prompt is empty');
   if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `the prompt is ${tokens.length} tokens; this model's context is ${rules.contextLength} tokens, so a prompt may have at most ${rules.contextLength - 1}`);

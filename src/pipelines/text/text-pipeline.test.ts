@@ -1,7 +1,8 @@
 // The decoder with its KV cache against the same model run without a cache, token by token:
 // greedy decoding gives the same tokens alone and inside a batch of 16 sequences of mixed
-// prompt lengths and max_tokens (one decoder call per step for the whole batch), on both demo
-// LMs; seeded sampling gives the same tokens alone and in a batch.
+// prompt lengths and max_tokens (one decoder call per step for the whole batch), on the demo LMs
+// of both architectures (GPT-2: tiny-lm, tiny-lm-draft; Llama: tiny-llama, with RoPE and
+// grouped-query attention); seeded sampling gives the same tokens alone and in a batch.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
@@ -30,7 +31,14 @@ async function generate(pipeline: TextPipeline, requests: TextGenerationRequest[
   return (await pipeline.finish(states)).map((o) => [...o.tokens]);
 }
 
-for (const model of ['tiny-lm', 'tiny-lm-draft']) {
+/** What each model card says: layers, KV heads × head size, vocabulary, EOS ids. */
+const CARDS = new Map([
+  ['tiny-lm', { layers: 4, kvHeads: 4, headDim: 32, vocabSize: 741, eosTokenIds: [0, 2] }],
+  ['tiny-lm-draft', { layers: 1, kvHeads: 2, headDim: 32, vocabSize: 741, eosTokenIds: [0, 2] }],
+  ['tiny-llama', { layers: 4, kvHeads: 2, headDim: 32, vocabSize: 837, eosTokenIds: [2, 836] }],
+]);
+
+for (const [model, card] of CARDS) {
   describe(`TextPipeline (${model})`, () => {
     let pipeline: TextPipeline;
     beforeAll(async () => {
@@ -58,9 +66,7 @@ for (const model of ['tiny-lm', 'tiny-lm-draft']) {
     }
 
     it('reads layers, heads and sizes from the graph, EOS ids and context from the configs', () => {
-      // The model cards: tiny-lm 4 layers × 4 heads of 32; tiny-lm-draft 1 layer × 2 heads of 32.
-      const [layers, heads] = model === 'tiny-lm' ? [4, 4] : [1, 2];
-      expect(pipeline.info).toMatchObject({ layers, kvHeads: heads, headDim: 32, vocabSize: 741, contextLength: 256, eosTokenIds: [0, 2], positionIds: true, useCacheBranch: false });
+      expect(pipeline.info).toMatchObject({ ...card, contextLength: 256, positionIds: true, useCacheBranch: false });
     });
 
     it('greedy: the same tokens as the model without a cache, alone and in a batch of 16 mixed requests', async () => {
@@ -71,6 +77,16 @@ for (const model of ['tiny-lm', 'tiny-lm-draft']) {
       const together = await generate(pipeline, batch.map((k) => request(PROMPTS[k]!, maxTokens(k))));
       for (const [i, k] of batch.entries()) expect(together[i], PROMPTS[k]).toEqual(expected[k]);
     }, 120_000);
+
+    it('the text reads on from the prompt: prompt + text is the decoded prompt and generated tokens together', async () => {
+      const plain = PROMPTS.filter((p) => !p.includes('<|'));
+      const states = await pipeline.begin(plain.map((p) => request(p, 24)));
+      while (states.some((st) => !pipeline.isFinished(st))) await pipeline.step(states);
+      for (const [i, out] of (await pipeline.finish(states)).entries()) {
+        expect(out.text.length, plain[i]).toBeGreaterThan(0);
+        expect(plain[i]! + out.text).toBe(pipeline.tokenizer.decode([...pipeline.tokenizer.encode(plain[i]!), ...out.tokens]));
+      }
+    }, 60_000);
 
     it('seeded sampling at temperature 0.8: the same tokens alone and in a batch', async () => {
       const sampled: SamplingParams = { ...GREEDY, temperature: 0.8, topP: 0.95 };

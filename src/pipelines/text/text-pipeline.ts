@@ -48,6 +48,10 @@ export interface Sequence {
   readonly counts: Map<number, number>;
   /** Text of the generated tokens so far (cut at a stop string when one appeared). */
   text: string;
+  /** Incremental detokenization (as vLLM's): `text` up to the last complete character, and the window of tokens it was decoded in. */
+  committed: string;
+  prefixOffset: number;
+  readOffset: number;
   finishReason: FinishReason | undefined;
   /** This sequence's own cache when it is not in the batch cache: per layer [heads, pastLength, headDim]. */
   own: { keys: Float32Array[]; values: Float32Array[] } | undefined;
@@ -72,6 +76,9 @@ interface BatchCache {
   values: Float32Array[];
   length: number;
 }
+
+/** Prompt tokens decoded before the first generated one, so that its text reads as it does after them. */
+const DETOKENIZE_CONTEXT = 4;
 
 const MODEL_FILES = ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx', 'decoder_model_merged.onnx', 'model.onnx'];
 
@@ -127,6 +134,7 @@ export class TextPipeline {
       const seq: Sequence = {
         request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
         seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined, own: undefined, pastLength: request.promptTokens.length,
+        committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
       };
       batch.members.push(seq);
       // Its own cache: its row of the presents, less the padding on the left.
@@ -221,9 +229,10 @@ export class TextPipeline {
     s.choices.push(choice);
     s.seen.set(token, (s.seen.get(token) ?? 0) + 1);
     s.counts.set(token, (s.counts.get(token) ?? 0) + 1);
-    s.text = this.tokenizer.decode(s.generated);
+    const before = s.committed.length;
+    this.#detokenize(s);
     for (const stop of s.request.stop) {
-      const at = s.text.indexOf(stop);
+      const at = s.text.indexOf(stop, Math.max(0, before - stop.length + 1));
       if (at >= 0) {
         s.text = s.text.slice(0, at);
         s.finishReason = 'stop';
@@ -231,6 +240,22 @@ export class TextPipeline {
       }
     }
     if (s.generated.length >= s.request.maxNewTokens || s.tokens.length >= this.info.contextLength) s.finishReason = 'length';
+  }
+
+  /**
+   * Appends the newest token's text: decoded together with the few tokens before it (a
+   * SentencePiece decoder drops a word's leading space at the start of a decode, and a character
+   * may span byte tokens), never the whole text again.
+   */
+  #detokenize(s: Sequence): void {
+    const prefix = this.tokenizer.decode(s.tokens.slice(s.prefixOffset, s.readOffset));
+    const tail = this.tokenizer.decode(s.tokens.slice(s.prefixOffset)).slice(prefix.length);
+    s.text = s.committed + tail;
+    // An incomplete character waits for the bytes that complete it.
+    if (tail.endsWith('\uFFFD')) return;
+    s.committed = s.text;
+    s.prefixOffset = s.readOffset;
+    s.readOffset = s.tokens.length;
   }
 
   /** The batch cache for exactly these members, in this order: the last step's, or rebuilt. */

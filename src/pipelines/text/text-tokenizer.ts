@@ -15,12 +15,15 @@ export class TextTokenizer {
   readonly #tokenizer: Tokenizer;
   readonly #template: Template | undefined;
   readonly #specials: { bos_token?: string; eos_token?: string };
+  /** An ordinary token: a token's own text is what it adds after this one (SentencePiece decoders drop a leading space). */
+  readonly #anchor: number;
 
   private constructor(tokenizer: Tokenizer, config: Record<string, unknown>) {
     this.#tokenizer = tokenizer;
     const chat = config.chat_template;
     this.#template = typeof chat === 'string' ? new Template(chat) : undefined;
     this.#specials = { bos_token: tokenText(config.bos_token), eos_token: tokenText(config.eos_token) };
+    this.#anchor = tokenizer.encode('a', { add_special_tokens: false }).ids.at(-1) ?? 0;
   }
 
   static load(dir: string): TextTokenizer {
@@ -39,15 +42,29 @@ export class TextTokenizer {
     return this.#template !== undefined;
   }
 
-  encode(text: string): number[] {
-    return this.#tokenizer.encode(text, { add_special_tokens: false }).ids;
+  /**
+   * A prompt's tokens, by default with the special tokens the tokenizer adds (a Llama tokenizer's
+   * `<s>`; none for GPT-2's), as transformers and vLLM encode a completion prompt.
+   */
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** The chat template's prompt for these messages, ready for the assistant's turn: the template writes its own special tokens. */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    return this.encode(this.chatPrompt(messages), false);
   }
 
   decode(ids: readonly number[]): string {
-    return this.#tokenizer.decode([...ids], { skip_special_tokens: true });
+    return ids.length === 0 ? '' : this.#tokenizer.decode([...ids], { skip_special_tokens: true });
   }
 
-  /** The prompt the chat template makes of these messages, ready for the assistant's turn. */
+  /** One token's text as it reads inside a sequence (`▁The` is " The", where decode([id]) gives "The"). */
+  tokenText(id: number): string {
+    return this.decode([this.#anchor, id]).slice(this.decode([this.#anchor]).length);
+  }
+
+  /** The text the chat template makes of these messages, ready for the assistant's turn. */
   chatPrompt(messages: readonly ChatMessage[]): string {
     if (!this.#template) throw new EaselError('EASEL_INVALID_PARAMETER', 'this model has no chat template (tokenizer_config.json chat_template); use /v1/completions with a prompt', { field: 'messages' });
     return this.#template.render({ messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: true, ...this.#specials });
