@@ -86,13 +86,13 @@ export function processLogits(logits: Float32Array, p: SamplingParams, seen: Rea
 
 /** Picks the next token from processed logits. */
 export function chooseToken(logits: Float32Array, p: SamplingParams, random: SequenceRandom): TokenChoice {
-  const logZ = logSumExp(logits, 1);
+  const logZ = p.logprobs || p.topLogprobs > 0 ? logSumExp(logits, 1) : 0;
   const report = (token: number): TokenChoice => ({ token, logprob: p.logprobs ? logits[token]! - logZ : 0, top: p.topLogprobs > 0 ? topLogprobs(logits, logZ, p.topLogprobs) : [] });
   if (p.temperature === 0) return report(argmax(logits));
-  // Candidates by descending logit; cuts keep a prefix of them.
-  const order = Array.from(logits.keys());
-  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  let keep = p.topK > 0 ? Math.min(p.topK, order.length) : order.length;
+  if (p.topK === 0 && p.topP >= 1 && p.minP === 0) return report(drawAll(logits, p.temperature, random));
+  // Candidates by descending logit (only the top k of them when top-k cuts); the cuts keep a prefix.
+  const order = p.topK > 0 ? topK(logits, p.topK) : byLogit(logits, logits.length);
+  let keep = order.length;
   const scaled = new Float64Array(keep);
   const max = logits[order[0]!]! / p.temperature;
   let total = 0;
@@ -124,6 +124,66 @@ export function chooseToken(logits: Float32Array, p: SamplingParams, random: Seq
   return report(order[keep - 1]!);
 }
 
+/** A draw from the whole temperature-scaled distribution, in vocabulary order: no sort when nothing is cut. */
+function drawAll(logits: Float32Array, temperature: number, random: SequenceRandom): number {
+  let max = -Infinity;
+  for (const x of logits) if (x > max) max = x;
+  const scaled = new Float64Array(logits.length);
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += scaled[i] = Math.exp((logits[i]! - max) / temperature);
+  let u = random.uniform() * total;
+  let last = 0;
+  for (let i = 0; i < scaled.length; i++) {
+    if (scaled[i] === 0) continue;
+    last = i;
+    u -= scaled[i]!;
+    if (u < 0) return i;
+  }
+  return last;
+}
+
+/** The k highest logits' token ids, best first (ties: lower id first), in O(V log k). */
+function topK(logits: Float32Array, k: number): number[] {
+  if (k >= logits.length) return byLogit(logits, logits.length);
+  const better = (a: number, b: number): boolean => logits[a]! > logits[b]! || (logits[a] === logits[b] && a < b);
+  // A min-heap of the best k so far: its root is the worst of them.
+  const heap: number[] = [];
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let worst = i;
+      if (l < heap.length && better(heap[worst]!, heap[l]!)) worst = l;
+      if (r < heap.length && better(heap[worst]!, heap[r]!)) worst = r;
+      if (worst === i) return;
+      [heap[i], heap[worst]] = [heap[worst]!, heap[i]!];
+      i = worst;
+    }
+  };
+  for (let t = 0; t < logits.length; t++) {
+    if (heap.length < k) {
+      heap.push(t);
+      for (let i = heap.length - 1; i > 0; ) {
+        const parent = (i - 1) >> 1;
+        if (!better(heap[parent]!, heap[i]!)) break;
+        [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+        i = parent;
+      }
+    } else if (better(t, heap[0]!)) {
+      heap[0] = t;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => (better(a, b) ? -1 : 1));
+}
+
+/** Token ids by descending logit (ties: lower id first), the first n. */
+function byLogit(logits: Float32Array, n: number): number[] {
+  const order = Array.from(logits.keys());
+  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return n < order.length ? order.slice(0, n) : order;
+}
+
 function argmax(xs: Float32Array): number {
   let best = 0;
   for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
@@ -139,7 +199,5 @@ function logSumExp(xs: Float32Array, temperature: number): number {
 }
 
 function topLogprobs(logits: Float32Array, logZ: number, n: number): { token: number; logprob: number }[] {
-  const order = Array.from(logits.keys());
-  order.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  return order.slice(0, n).map((token) => ({ token, logprob: logits[token]! - logZ }));
+  return topK(logits, n).map((token) => ({ token, logprob: logits[token]! - logZ }));
 }
