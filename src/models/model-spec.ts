@@ -15,6 +15,8 @@ const runtimeSchema = z
     graphOptimizationLevel: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
     intraOpThreads: z.number().int().min(0).default(0),
     interOpThreads: z.number().int().min(0).default(0),
+    /** ONNX Runtime's idle threads spin (its default) or sleep; see SessionOptions.spinning. */
+    spinning: z.boolean().default(true),
     warmup: z.boolean().default(true),
     /** A prepared variant beside the fp32 files (`fp16` → model.fp16.onnx), chosen by name. */
     variant: z.string().optional(),

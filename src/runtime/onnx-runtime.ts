@@ -13,6 +13,11 @@ export interface SessionOptions {
   graphOptimizationLevel: 'disabled' | 'basic' | 'extended' | 'all';
   intraOpThreads: number;
   interOpThreads: number;
+  /**
+   * Whether ONNX Runtime's idle intra-op threads spin waiting for work (its default) or sleep:
+   * spinning wins on a machine to itself, sleeping where the HTTP process shares the cores.
+   */
+  spinning?: boolean | undefined;
   /** `fp16` → prefer `model.fp16.onnx` beside `model.onnx` when it exists. */
   variant?: string | undefined;
 }
@@ -40,6 +45,7 @@ export class OnnxSession {
         graphOptimizationLevel: options.graphOptimizationLevel,
         ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
         ...(options.interOpThreads > 0 ? { interOpNumThreads: options.interOpThreads } : {}),
+        ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
       });
       return new OnnxSession(session, chosen);
     } catch (err) {

@@ -78,6 +78,21 @@ for (const [model, card] of CARDS) {
       for (const [i, k] of batch.entries()) expect(together[i], PROMPTS[k]).toEqual(expected[k]);
     }, 120_000);
 
+    it('greedy: sequences that join and leave a running batch (rows moved, appended, re-padded) get the reference tokens', async () => {
+      const maxTokens = (i: number): number => 4 + ((i * 11) % 40);
+      const expected = await Promise.all(PROMPTS.map((p, i) => reference(p, maxTokens(i))));
+      const states: Sequence[] = [];
+      // Arrivals at steps 0, 3, 9 and 30: the later ones join a batch whose earlier members have left or run long.
+      const arrivals = new Map([[0, [0, 1, 2]], [3, [3, 4]], [9, [5, 6, 7]], [30, [8, 9]]]);
+      for (let step = 0; step < 200 && (states.length < PROMPTS.length || states.some((st) => !pipeline.isFinished(st))); step++) {
+        const come = arrivals.get(step) ?? [];
+        states.push(...(await pipeline.begin(come.map((k) => request(PROMPTS[k]!, maxTokens(k))))));
+        await pipeline.step(states);
+      }
+      const outputs = await pipeline.finish(states);
+      for (const [i, out] of outputs.entries()) expect(out.tokens, PROMPTS[i]).toEqual(expected[i]);
+    }, 120_000);
+
     it('the text reads on from the prompt: prompt + text is the decoded prompt and generated tokens together', async () => {
       const plain = PROMPTS.filter((p) => !p.includes('<|'));
       const states = await pipeline.begin(plain.map((p) => request(p, 24)));

@@ -6,7 +6,8 @@
 // It exposes the step API the scheduling layer drives: `begin` prefills newcomers, `step` runs
 // ONE decoder call over every active sequence (their caches left-padded to a common length, the
 // padding masked out by the attention mask, each at its own position), `finish` returns the text.
-// The batch's cache is kept between steps and rebuilt only when its membership changes.
+// The batch's cache is kept between steps. When a sequence leaves, the last row moves into its
+// place; newcomers are appended; the rows are re-padded only when the padding grows wasteful.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
@@ -76,6 +77,9 @@ interface BatchCache {
   values: Float32Array[];
   length: number;
 }
+
+/** Positions of padding beyond what the longest member needs before the batch cache is re-padded. */
+const REPAD_SLACK = 32;
 
 /** Prompt tokens decoded before the first generated one, so that its text reads as it does after them. */
 const DETOKENIZE_CONTEXT = 4;
@@ -149,12 +153,14 @@ export class TextPipeline {
     const active = states.filter((s) => !this.isFinished(s));
     if (active.length === 0) return;
     const batch = this.#batchFor(active);
-    const B = active.length;
+    // The rows' order is the batch cache's, not the caller's.
+    const rows = batch.members;
+    const B = rows.length;
     const L = batch.length;
     const ids = new BigInt64Array(B);
     const mask = new BigInt64Array(B * (L + 1));
     const positions = new BigInt64Array(B);
-    for (const [b, s] of active.entries()) {
+    for (const [b, s] of rows.entries()) {
       ids[b] = BigInt(s.tokens[s.tokens.length - 1]!);
       // Left padding: the first L - pastLength positions of the row are not this sequence's.
       for (let t = L - s.pastLength; t <= L; t++) mask[b * (L + 1) + t] = 1n;
@@ -162,9 +168,9 @@ export class TextPipeline {
     }
     const out = await this.#run(B, 1, ids, mask, positions, batch);
     // The presents are the next step's cache as they are: the same members, one position longer.
-    this.#batch = { members: active, keys: out.keys, values: out.values, length: L + 1 };
+    this.#batch = { members: rows, keys: out.keys, values: out.values, length: L + 1 };
     const V = this.info.vocabSize;
-    for (const [b, s] of active.entries()) {
+    for (const [b, s] of rows.entries()) {
       s.pastLength += 1;
       this.#accept(s, out.logits.slice(b * V, (b + 1) * V));
     }
@@ -258,34 +264,70 @@ export class TextPipeline {
     s.readOffset = s.tokens.length;
   }
 
-  /** The batch cache for exactly these members, in this order: the last step's, or rebuilt. */
+  /** The batch cache for exactly these members (in its own row order): the last step's, changed as little as it can be. */
   #batchFor(members: Sequence[]): BatchCache {
     const current = this.#batch;
-    if (current && current.members.length === members.length && current.members.every((m, i) => m === members[i])) return current;
-    // Membership changed: every member's own cache, left-padded to the longest.
+    if (!current) return this.#rebuild(members, undefined);
+    const wanted = new Set(members);
+    const held = new Set(current.members);
+    const leaving = current.members.filter((m) => !wanted.has(m));
+    const joining = members.filter((m) => !held.has(m));
+    if (leaving.length === 0 && joining.length === 0) return current;
+    const longest = Math.max(...members.map((m) => m.pastLength));
+    // Padding every row to a length that no member needs any more costs attention on each step.
+    if (longest > current.length || current.length - longest > REPAD_SLACK) return this.#rebuild(members, current);
+    const rowSize = this.info.kvHeads * current.length * this.info.headDim;
+    const rows = [...current.members];
+    for (const m of leaving) {
+      // The last row takes the leaving one's place: one row copied, not the batch.
+      const at = rows.indexOf(m);
+      const last = rows.length - 1;
+      if (at !== last) {
+        for (const a of [...current.keys, ...current.values]) a.copyWithin(at * rowSize, last * rowSize, (last + 1) * rowSize);
+        rows[at] = rows[last]!;
+      }
+      rows.pop();
+    }
+    const size = (rows.length + joining.length) * rowSize;
+    const grow = (a: Float32Array): Float32Array => {
+      if (joining.length === 0) return a.subarray(0, size);
+      const out = new Float32Array(size);
+      out.set(a.subarray(0, rows.length * rowSize));
+      return out;
+    };
+    const batch: BatchCache = { members: rows, keys: current.keys.map(grow), values: current.values.map(grow), length: current.length };
+    for (const m of joining) this.#place(batch, rows.push(m) - 1, m);
+    this.#batch = batch;
+    return batch;
+  }
+
+  /** A batch cache for these members made afresh: each row padded on the left to the longest. */
+  #rebuild(members: Sequence[], current: BatchCache | undefined): BatchCache {
     for (const [row, m] of (current?.members ?? []).entries()) if (m.own === undefined && members.includes(m)) m.own = this.#extract(current!, row);
     const { layers, kvHeads: H, headDim: D } = this.info;
     const L = Math.max(...members.map((m) => m.pastLength));
-    const B = members.length;
-    const keys = Array.from({ length: layers }, () => new Float32Array(B * H * L * D));
-    const values = Array.from({ length: layers }, () => new Float32Array(B * H * L * D));
-    for (const [b, m] of members.entries()) {
-      const own = m.own!;
-      const pad = L - m.pastLength;
-      for (let l = 0; l < layers; l++) {
-        for (let h = 0; h < H; h++) {
-          const from = h * m.pastLength * D;
-          const to = ((b * H + h) * L + pad) * D;
-          keys[l]!.set(own.keys[l]!.subarray(from, from + m.pastLength * D), to);
-          values[l]!.set(own.values[l]!.subarray(from, from + m.pastLength * D), to);
-        }
-      }
-      // Its cache now lives in the batch; the next rebuild takes it from there.
-      m.own = undefined;
-    }
-    const batch = { members, keys, values, length: L };
+    const size = members.length * H * L * D;
+    const batch: BatchCache = { members, keys: Array.from({ length: layers }, () => new Float32Array(size)), values: Array.from({ length: layers }, () => new Float32Array(size)), length: L };
+    for (const [row, m] of members.entries()) this.#place(batch, row, m);
     this.#batch = batch;
     return batch;
+  }
+
+  /** Writes a sequence's own cache into a row of the batch cache, padded on the left; the batch holds it from then on. */
+  #place(batch: BatchCache, row: number, m: Sequence): void {
+    const own = m.own!;
+    const { kvHeads: H, headDim: D } = this.info;
+    const L = batch.length;
+    const pad = L - m.pastLength;
+    for (let l = 0; l < this.info.layers; l++) {
+      for (let h = 0; h < H; h++) {
+        const from = h * m.pastLength * D;
+        const to = ((row * H + h) * L + pad) * D;
+        batch.keys[l]!.set(own.keys[l]!.subarray(from, from + m.pastLength * D), to);
+        batch.values[l]!.set(own.values[l]!.subarray(from, from + m.pastLength * D), to);
+      }
+    }
+    m.own = undefined;
   }
 
   /** One row's cache out of a batch cache, without its padding. */
