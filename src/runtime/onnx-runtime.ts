@@ -68,11 +68,18 @@ export class OnnxSession {
   /** Seconds spent inside run() so far (for the share of time outside ONNX Runtime). */
   runSeconds = 0;
 
-  /** Blocks the calling thread: only worker processes call this. */
-  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  /**
+   * Blocks the calling thread: only worker processes call this. `into` names outputs to write
+   * into tensors the caller allocated (of the exact output shape), so that nothing is allocated
+   * for them; ONNX Runtime allocates the others.
+   */
+  async run(feeds: Record<string, ort.Tensor>, into?: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
     const t0 = performance.now();
     try {
-      return await this.session.run(feeds);
+      if (!into) return await this.session.run(feeds);
+      const fetches: Record<string, ort.Tensor | null> = {};
+      for (const name of this.session.outputNames) fetches[name] = into[name] ?? null;
+      return { ...(await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType)), ...into };
     } finally {
       this.runSeconds += (performance.now() - t0) / 1000;
     }

@@ -71,10 +71,13 @@ export interface TextModelInfo {
   readonly cacheType: string;
 }
 
-interface BatchCache {
-  members: Sequence[];
+interface KvArrays {
   keys: Float32Array[];
   values: Float32Array[];
+}
+
+interface BatchCache extends KvArrays {
+  members: Sequence[];
   length: number;
 }
 
@@ -92,6 +95,13 @@ export function findTextModel(dir: string): string | undefined {
 
 export class TextPipeline {
   #batch: BatchCache | undefined;
+  /**
+   * The other of the two buffers (per layer, keys and values) that a float32 batch cache lives in
+   * by turns: each step's presents are written into it, and the step's past becomes the spare.
+   * Nothing is allocated per step, so the garbage collector is not driven by the cache.
+   */
+  #spare: KvArrays | undefined;
+  readonly #buffers = new WeakSet<ArrayBufferLike>();
 
   private constructor(
     private readonly session: OnnxSession,
@@ -166,7 +176,9 @@ export class TextPipeline {
       for (let t = L - s.pastLength; t <= L; t++) mask[b * (L + 1) + t] = 1n;
       positions[b] = BigInt(s.pastLength);
     }
-    const out = await this.#run(B, 1, ids, mask, positions, batch);
+    const into = this.info.cacheType === 'float32' ? this.#takeSpare(B * this.info.kvHeads * (L + 1) * this.info.headDim) : undefined;
+    const out = await this.#run(B, 1, ids, mask, positions, batch, into);
+    if (into) this.#giveBack(batch);
     // The presents are the next step's cache as they are: the same members, one position longer.
     this.#batch = { members: rows, keys: out.keys, values: out.values, length: L + 1 };
     const V = this.info.vocabSize;
@@ -217,6 +229,7 @@ export class TextPipeline {
 
   async release(): Promise<void> {
     this.#batch = undefined;
+    this.#spare = undefined;
     await this.session.release();
   }
 
@@ -289,25 +302,47 @@ export class TextPipeline {
       rows.pop();
     }
     const size = (rows.length + joining.length) * rowSize;
-    const grow = (a: Float32Array): Float32Array => {
-      if (joining.length === 0) return a.subarray(0, size);
-      const out = new Float32Array(size);
-      out.set(a.subarray(0, rows.length * rowSize));
-      return out;
-    };
-    const batch: BatchCache = { members: rows, keys: current.keys.map(grow), values: current.values.map(grow), length: current.length };
+    let arrays: KvArrays = { keys: current.keys.map((a) => a.subarray(0, size)), values: current.values.map((a) => a.subarray(0, size)) };
+    if (joining.length > 0) {
+      // The rows that stay, as one block, into the spare buffers; newcomers after them.
+      arrays = this.#takeSpare(size);
+      for (const [l, a] of arrays.keys.entries()) a.set(current.keys[l]!.subarray(0, rows.length * rowSize));
+      for (const [l, a] of arrays.values.entries()) a.set(current.values[l]!.subarray(0, rows.length * rowSize));
+      this.#giveBack(current);
+    }
+    const batch: BatchCache = { members: rows, ...arrays, length: current.length };
     for (const m of joining) this.#place(batch, rows.push(m) - 1, m);
     this.#batch = batch;
     return batch;
   }
 
+  /** Per-layer key and value arrays of `size` floats in the spare buffers (made larger when they are too small). */
+  #takeSpare(size: number): KvArrays {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    const fit = (a: Float32Array | undefined): Float32Array => {
+      if (a && a.length >= size) return a.subarray(0, size);
+      // Room to grow a little before the next allocation.
+      const fresh = new Float32Array(Math.ceil(size * 1.25));
+      this.#buffers.add(fresh.buffer);
+      return fresh.subarray(0, size);
+    };
+    return { keys: Array.from({ length: this.info.layers }, (_, l) => fit(spare?.keys[l])), values: Array.from({ length: this.info.layers }, (_, l) => fit(spare?.values[l])) };
+  }
+
+  /** A batch cache's buffers become the spare ones, when they are this pipeline's own (not ONNX Runtime's). */
+  #giveBack(arrays: KvArrays): void {
+    const whole = (a: Float32Array): Float32Array => new Float32Array(a.buffer, 0, a.buffer.byteLength / 4);
+    if ([...arrays.keys, ...arrays.values].every((a) => this.#buffers.has(a.buffer))) this.#spare = { keys: arrays.keys.map(whole), values: arrays.values.map(whole) };
+  }
+
   /** A batch cache for these members made afresh: each row padded on the left to the longest. */
   #rebuild(members: Sequence[], current: BatchCache | undefined): BatchCache {
     for (const [row, m] of (current?.members ?? []).entries()) if (m.own === undefined && members.includes(m)) m.own = this.#extract(current!, row);
-    const { layers, kvHeads: H, headDim: D } = this.info;
     const L = Math.max(...members.map((m) => m.pastLength));
-    const size = members.length * H * L * D;
-    const batch: BatchCache = { members, keys: Array.from({ length: layers }, () => new Float32Array(size)), values: Array.from({ length: layers }, () => new Float32Array(size)), length: L };
+    // Padding is masked out: whatever the spare buffers held there is never attended to.
+    const batch: BatchCache = { members, ...this.#takeSpare(members.length * this.info.kvHeads * L * this.info.headDim), length: L };
+    if (current) this.#giveBack(current);
     for (const [row, m] of members.entries()) this.#place(batch, row, m);
     this.#batch = batch;
     return batch;
@@ -364,7 +399,7 @@ export class TextPipeline {
   }
 
   /** One decoder call: `T` new tokens per row after `cache` (none: an empty cache); logits and presents as float32. */
-  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined, into?: KvArrays): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
     const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
     const L = cache?.length ?? 0;
     const feeds: Record<string, Tensor> = {
@@ -377,7 +412,14 @@ export class TextPipeline {
       feeds[`past_key_values.${l}.key`] = floatTensor(cacheType, cache?.keys[l] ?? new Float32Array(0), [B, H, L, D]);
       feeds[`past_key_values.${l}.value`] = floatTensor(cacheType, cache?.values[l] ?? new Float32Array(0), [B, H, L, D]);
     }
-    const out = await this.session.run(feeds);
+    // Presents written into the caller's arrays (float32 caches), or allocated by ONNX Runtime.
+    const outputs: Record<string, Tensor> = {};
+    for (let l = 0; l < layers && into; l++) {
+      outputs[`present.${l}.key`] = floatTensor('float32', into.keys[l]!, [B, H, L + T, D]);
+      outputs[`present.${l}.value`] = floatTensor('float32', into.values[l]!, [B, H, L + T, D]);
+    }
+    const out = await this.session.run(feeds, into ? outputs : undefined);
+    if (into) return { logits: tensorToFloat32(out.logits!), ...into };
     const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
     return { logits: tensorToFloat32(out.logits!), keys: presents('key'), values: presents('value') };
   }
