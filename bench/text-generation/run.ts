@@ -1,11 +1,11 @@
-// bench/text-generation: tiny-lm through the real server against ONNX Runtime called directly,
+// bench/text-generation: a demo LM (tiny-lm, or --model tiny-llama) through the real server against ONNX Runtime called directly,
 // in one run. First the machine's ceiling: the decoder's time per decode step for 1 sequence and
 // for 16 sequences in one batch (tokens/s = sequences / step time), with nothing else. Then
 // Easel with 1, 4 and 16 concurrent streams (POST /v1/completions, stream: true), continuous
 // batching (step mode, the default) against one sequence at a time (mode none): aggregate
 // tokens/s, time to first token p50/p95, inter-token gap p50/p95, and Easel as a fraction of the
 // ceiling. Not a test: it asserts nothing.
-//   npm run bench:text-generation [-- --requests 6 --tokens 64]
+//   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,15 +16,16 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { fromTypedArray, OnnxSession, tensorToFloat32, type Tensor } from '../../src/runtime/onnx-runtime.js';
 import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' } } });
+const { values } = parseArgs({ options: { model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' } } });
+const MODEL = values.model;
 const REQUESTS = Number(values.requests);
 const TOKENS = Number(values.tokens);
-const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
+const MODEL_DIR = path.join(ROOT, 'models', MODEL);
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a red ball.', 'One day, Ben went to the park with his mom.', 'The cat', 'Mia liked to play'];
 
 /** ms per decode step of `batch` sequences whose caches hold `past` positions, ONNX Runtime alone. */
 async function rawStep(batch: number, past: number, steps: number): Promise<number> {
-  const session = await OnnxSession.create(path.join(TINY_LM, 'onnx', 'model.onnx'), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 0, interOpThreads: 0 });
+  const session = await OnnxSession.create(path.join(MODEL_DIR, 'onnx', 'model.onnx'), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 0, interOpThreads: 0 });
   const kv = session.inputs.filter((i) => i.name.startsWith('past_key_values.'));
   const [H, D] = [Number(kv[0]!.shape[1]), Number(kv[0]!.shape[3])];
   let L = past;
@@ -61,7 +62,7 @@ async function load(e: EaselProcess, clients: number): Promise<Result> {
         const start = performance.now();
         const res = await fetch(`${e.inference}/v1/completions`, {
           method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'tiny-lm', prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r, stream: true, stream_options: { include_usage: true } }),
+          body: JSON.stringify({ model: MODEL, prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r, stream: true, stream_options: { include_usage: true } }),
         });
         let last: number | undefined;
         const parser = createParser({
@@ -91,19 +92,19 @@ const q = (xs: number[], p: number): number => {
 
 const one = await rawStep(1, 64, 150);
 const sixteen = await rawStep(16, 64, 100);
-console.log('\nbench/text-generation — tiny-lm, CPU\n');
+console.log(`\nbench/text-generation — ${MODEL}, CPU\n`);
 console.log(`ceiling (ONNX Runtime alone, past 64): 1 sequence ${one.toFixed(3)} ms/step = ${(1000 / one).toFixed(0)} tokens/s; 16 in one batch ${sixteen.toFixed(3)} ms/step = ${((16 * 1000) / sixteen).toFixed(0)} tokens/s`);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'easel-bench-lm-'));
-const sequential = path.join(dir, 'tiny-lm');
-cpSync(TINY_LM, sequential, { recursive: true });
+const sequential = path.join(dir, MODEL);
+cpSync(MODEL_DIR, sequential, { recursive: true });
 const yamlFile = path.join(sequential, 'easel.yaml');
 const spec = parseYaml(readFileSync(yamlFile, 'utf8')) as Record<string, unknown>;
 writeFileSync(yamlFile, stringifyYaml({ ...spec, batching: { ...(spec.batching as object), mode: 'none', batchSize: 1 } }));
 const rows: string[] = [];
 try {
-  for (const [mode, modelDir] of [['continuous (step)', TINY_LM], ['one at a time (none)', sequential]] as const) {
-    const e = await serveModel('tiny-lm', modelDir);
+  for (const [mode, modelDir] of [['continuous (step)', MODEL_DIR], ['one at a time (none)', sequential]] as const) {
+    const e = await serveModel(MODEL, modelDir);
     try {
       await load(e, 1); // warm-up
       for (const clients of [1, 4, 16]) {
