@@ -128,18 +128,26 @@ export function chooseToken(logits: Float32Array, p: SamplingParams, random: Seq
 function drawAll(logits: Float32Array, temperature: number, random: SequenceRandom): number {
   let max = -Infinity;
   for (const x of logits) if (x > max) max = x;
-  const scaled = new Float64Array(logits.length);
+  const scaled = scratch(logits.length);
   let total = 0;
   for (let i = 0; i < logits.length; i++) total += scaled[i] = Math.exp((logits[i]! - max) / temperature);
   let u = random.uniform() * total;
   let last = 0;
-  for (let i = 0; i < scaled.length; i++) {
+  for (let i = 0; i < logits.length; i++) {
     if (scaled[i] === 0) continue;
     last = i;
     u -= scaled[i]!;
     if (u < 0) return i;
   }
   return last;
+}
+
+let scratchBuffer = new Float64Array(0);
+
+/** A reused buffer of at least n values (a draw per token per sequence would otherwise allocate one each time). */
+function scratch(n: number): Float64Array {
+  if (scratchBuffer.length < n) scratchBuffer = new Float64Array(n);
+  return scratchBuffer;
 }
 
 /** The k highest logits' token ids, best first (ties: lower id first), in O(V log k). */

@@ -153,7 +153,7 @@ export class TextPipeline {
       batch.members.push(seq);
       // Its own cache: its row of the presents, less the padding on the left.
       seq.own = this.#extract(batch, b);
-      this.#accept(seq, out.logits.slice((b * T + T - 1) * V, (b * T + T) * V));
+      this.#accept(seq, out.logits.subarray((b * T + T - 1) * V, (b * T + T) * V));
       return seq;
     });
   }
@@ -184,7 +184,7 @@ export class TextPipeline {
     const V = this.info.vocabSize;
     for (const [b, s] of rows.entries()) {
       s.pastLength += 1;
-      this.#accept(s, out.logits.slice(b * V, (b + 1) * V));
+      this.#accept(s, out.logits.subarray(b * V, (b + 1) * V));
     }
   }
 
@@ -233,7 +233,7 @@ export class TextPipeline {
     await this.session.release();
   }
 
-  /** Chooses a sequence's next token from its logits and applies the ways a generation ends. */
+  /** Chooses a sequence's next token from its logits (its own row of this call's output, changed in place) and applies the ways a generation ends. */
   #accept(s: Sequence, logits: Float32Array): void {
     const p = s.request.sampling;
     processLogits(logits, p, s.seen, s.counts);
