@@ -26,6 +26,16 @@ export interface WorkerProcessOptions {
   onStep?: (images: number, seconds: number, memoryBytes: number | undefined) => void;
 }
 
+/**
+ * Workers still running when this process exits (a shutdown past its grace period, a second
+ * signal) are killed with it: one stuck in a long ONNX Runtime call cannot notice that its
+ * server is gone, and would keep a core busy until the call returns.
+ */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 const isTs = import.meta.url.endsWith('.ts');
 const ENTRY = fileURLToPath(new URL(isTs ? './worker-main.ts' : './worker-main.js', import.meta.url));
 
@@ -49,8 +59,10 @@ export class WorkerProcess {
       execArgv: isTs ? ['--import', 'tsx'] : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    live.add(this.#child);
     this.exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
+        live.delete(this.#child);
         const err = new WorkerDiedError(signal ? `killed by ${signal}` : `exited with code ${code}`);
         this.#exitController.abort(err);
         for (const b of this.#batches.values()) b.reject(err);

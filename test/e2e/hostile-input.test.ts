@@ -275,11 +275,16 @@ describe('lifecycle tells the truth', () => {
     }
   }, 60_000);
 
-  it('exits within --shutdown-grace-ms of SIGTERM though a request still runs, and at once on a second signal', async () => {
+  it('exits within --shutdown-grace-ms of SIGTERM though a request still runs, and at once on a second signal, taking its busy worker with it', async () => {
     for (const second of [false, true]) {
       const e = await serveModel('slow', path.join(FIXTURES, 'slow'), ['--shutdown-grace-ms', '1000']);
       const pending = fetch(`${e.inference}/predictions/slow`, { method: 'POST', headers: json, body: JSON.stringify({ inputs: { x: [5], iterations: 50_000_000 } }) }).catch(() => undefined);
-      await waitFor(async () => ((await (await fetch(`${e.management}/models/slow`)).json()) as { workers: { status: string }[] }[])[0]!.workers.some((w) => w.status === 'BUSY'), 10_000, 'the request to run');
+      let worker = 0;
+      await waitFor(async () => {
+        const busy = ((await (await fetch(`${e.management}/models/slow`)).json()) as { workers: { status: string; pid: number }[] }[])[0]!.workers.find((w) => w.status === 'BUSY');
+        worker = busy?.pid ?? 0;
+        return worker > 0;
+      }, 10_000, 'the request to run');
       const exited = new Promise<number | null>((r) => e.child.once('exit', (code) => r(code)));
       const t0 = Date.now();
       e.child.kill('SIGTERM');
@@ -288,8 +293,19 @@ describe('lifecycle tells the truth', () => {
       const seconds = (Date.now() - t0) / 1000;
       expect(seconds, `second signal ${second}`).toBeLessThan(second ? 1.5 : 1 + 2 + 1.5);
       if (second) expect(code).toBe(130);
+      // The worker is inside a call that would run for minutes: it must not outlive the server.
+      await waitFor(() => Promise.resolve(!alive(worker)), 3_000, `worker ${worker} to be gone`);
       await pending;
       await e.stop();
     }
   }, 60_000);
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
