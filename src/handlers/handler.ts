@@ -76,6 +76,8 @@ export interface StepRunOptions<State> {
   signal?: AbortSignal | undefined;
   /** After each step of this run (all its states stepped once). */
   onStep?: ((states: readonly State[]) => void | Promise<void>) | undefined;
+  /** After this run's states are begun, before the turn's step (an LM's prefill has chosen each first token). */
+  onBegin?: ((states: readonly State[]) => void | Promise<void>) | undefined;
 }
 
 /** Runs requests through the worker's step loop; a cancelled run rejects with EASEL_CANCELLED. */

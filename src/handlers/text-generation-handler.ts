@@ -71,19 +71,18 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
         const handle = ctx.requests[i];
         let sent = 0;
         try {
-          const [output] = await loop.run([generationRequest(run.params)], {
-            signal: handle?.signal,
-            onStep: (states) => {
-              const s = states[0]!;
-              // What is certain by now (a stop string may still be forming at the end): the
-              // stream's next chunk (token events of jobs and of streamed predictions).
-              const text = pipeline.stableText(s);
-              if (text.length > sent) {
-                handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent) });
-                sent = text.length;
-              }
-            },
-          });
+          // What is certain by now (a stop string may still be forming at the end): the stream's
+          // next chunk (token events of jobs and of streamed predictions). The first token comes
+          // from the prefill, at once.
+          const report = (states: readonly Sequence[]): void => {
+            const s = states[0]!;
+            const text = pipeline.stableText(s);
+            if (text.length > sent) {
+              handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent) });
+              sent = text.length;
+            }
+          };
+          const [output] = await loop.run([generationRequest(run.params)], { signal: handle?.signal, onStep: report, onBegin: report });
           if (output!.text.length > sent) handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text: output!.text.slice(sent) });
           return { output: output!, run };
         } catch (err) {

@@ -35,12 +35,16 @@ describe('StepLoop', () => {
       // Larger than the cap on its own: it runs, alone at its resolution.
       ['wide', [request(5, 96), request(6, 96), request(7, 96)]],
     ];
-    const together = await Promise.all(runs.map(([name, requests]) => loop.run(requests, { onStep: (states) => void log.push(`${name}${stepsDone(states[0]!)}`) })));
+    const together = await Promise.all(runs.map(([name, requests]) => loop.run(requests, {
+      onStep: (states) => void log.push(`${name}${stepsDone(states[0]!)}`),
+      // Begun (prompts encoded), before the turn's step.
+      onBegin: (states) => void log.push(`${name}+${stepsDone(states[0]!)}`),
+    })));
 
     // a starts the loop alone; b (64²), big (128²) and wide (3 × 96²) join it at the next turn;
     // c (64²) waits until a leaves, then steps beside b, big and wide's last step, then alone.
     expect(turns).toEqual([1, 6, 6, 6, 1, 1]);
-    expect(log.join(' ')).toBe('a1 a2 b1 big1 wide1 a3 b2 big2 wide2 b3 big3 wide3 c1 c2 c3');
+    expect(log.join(' ')).toBe('a+0 a1 b+0 big+0 wide+0 a2 b1 big1 wide1 a3 b2 big2 wide2 c+0 b3 big3 wide3 c1 c2 c3');
     // Waiting changed nothing: every image is the one its request gets alone.
     for (const [i, [name, requests]] of runs.entries()) {
       const alone = await new StepLoop(diffusionSteps(pipeline)).run(requests);

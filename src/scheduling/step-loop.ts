@@ -80,6 +80,8 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
         at += m.requests.length;
         this.#active.push(m);
       }
+      // A newcomer's first output goes out now, not after the turn's step over everyone.
+      for (const m of newcomers) await m.options.onBegin?.(m.states);
       this.#dropCancelled();
     }
     if (this.#active.length === 0) return;
