@@ -1,0 +1,42 @@
+// ONNX Runtime sessions as Easel creates them: with sleeping idle threads (runtime.spinning false)
+// and with outputs written into arrays the caller allocated — the same numbers either way.
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fromTypedArray, OnnxSession, type SessionOptions, type Tensor } from './onnx-runtime.js';
+
+const MODEL = path.resolve(import.meta.dirname, '../../models/tiny-lm/onnx/model.onnx');
+const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
+
+function feeds(): Record<string, Tensor> {
+  const f: Record<string, Tensor> = {
+    input_ids: fromTypedArray('int64', BigInt64Array.from([5n, 9n]), [2, 1]),
+    attention_mask: fromTypedArray('int64', new BigInt64Array(2 * 4).fill(1n), [2, 4]),
+    position_ids: fromTypedArray('int64', BigInt64Array.from([3n, 3n]), [2, 1]),
+  };
+  for (let l = 0; l < 4; l++) for (const kv of ['key', 'value']) f[`past_key_values.${l}.${kv}`] = fromTypedArray('float32', Float32Array.from({ length: 2 * 4 * 3 * 32 }, (_, i) => Math.sin(i + l)), [2, 4, 3, 32]);
+  return f;
+}
+
+describe('OnnxSession', () => {
+  it('runs with sleeping idle threads (spinning: false) and gives the same outputs', async () => {
+    const spinning = await OnnxSession.create(MODEL, { ...CPU, intraOpThreads: 2 });
+    const sleeping = await OnnxSession.create(MODEL, { ...CPU, intraOpThreads: 2, spinning: false });
+    const a = await spinning.run(feeds());
+    const b = await sleeping.run(feeds());
+    expect(Array.from(b.logits!.data as Float32Array)).toEqual(Array.from(a.logits!.data as Float32Array));
+    await Promise.all([spinning.release(), sleeping.release()]);
+  });
+
+  it('writes the outputs named in `into` into the caller\'s arrays, in place', async () => {
+    const session = await OnnxSession.create(MODEL, CPU);
+    const plain = await session.run(feeds());
+    const buffer = new Float32Array(10_000).fill(Number.NaN);
+    const view = buffer.subarray(16, 16 + 2 * 4 * 4 * 32);
+    const out = await session.run(feeds(), { 'present.0.key': fromTypedArray('float32', view, [2, 4, 4, 32]) });
+    expect(Array.from(view)).toEqual(Array.from(plain['present.0.key']!.data as Float32Array));
+    // Only the view was written; the rest of the buffer is as it was.
+    expect(Number.isNaN(buffer[15]!) && Number.isNaN(buffer[16 + view.length]!)).toBe(true);
+    expect(Array.from(out.logits!.data as Float32Array)).toEqual(Array.from(plain.logits!.data as Float32Array));
+    await session.release();
+  });
+});
