@@ -12,7 +12,6 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
@@ -187,20 +186,7 @@ def sample_text(model: TinyLlama, tok: sp_bpe.SpBpe, prompt: str, add_bos: bool,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models/tiny-llama")
-    ap.add_argument("--work", default="tools/model-factory/.work/tiny-llama")
-    ap.add_argument("--docs", type=int, default=40000)
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.work, exist_ok=True)
-    started = time.time()
-
-    docs = stories.corpus(args.docs, args.seed)
-    heldout = stories.corpus(2000, args.seed + 1)
+    args, docs, heldout, started = tiny_lm.start("models/tiny-llama", "tools/model-factory/.work/tiny-llama", "steps")
     vocab, merges = sp_bpe.train(docs[:8000], 1024, ADDED)
     tok = sp_bpe.SpBpe(vocab, merges, ADDED)
     tok_dir = os.path.join(args.work, "tokenizer")

@@ -218,22 +218,25 @@ def write_configs(model: DecoderLM, out: str, name: str, vocab_size: int, eot: i
         json.dump(gen, f, indent=2)
 
 
-def main() -> None:
+def start(out: str, work: str, *steps: str) -> tuple[argparse.Namespace, list[str], list[str], float]:
+    """The factory's LM command line (output and work folders, corpus size, training steps for each
+    of `steps`, threads, seed), and the seeded training and held-out stories and chats."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models")
-    ap.add_argument("--work", default="tools/model-factory/.work/tiny-lm")
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--work", default=work)
     ap.add_argument("--docs", type=int, default=40000)
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--draft-steps", type=int, default=1200)
+    for name in steps:
+        ap.add_argument(f"--{name}", type=int, default=1200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
-    started = time.time()
+    return args, stories.corpus(args.docs, args.seed), stories.corpus(2000, args.seed + 1), time.time()
 
-    docs = stories.corpus(args.docs, args.seed)
-    heldout = stories.corpus(2000, args.seed + 1)
+
+def main() -> None:
+    args, docs, heldout, started = start("models", "tools/model-factory/.work/tiny-lm", "steps", "draft-steps")
     vocab, merges = byte_bpe.train(docs[:8000], 1024, SPECIALS)
     tok = byte_bpe.ByteBpe(vocab, merges, SPECIALS)
     tok_dir = os.path.join(args.work, "tokenizer")
