@@ -71,15 +71,17 @@ class ByteBpe:
         return out.decode("utf-8", errors="replace")
 
 
+def added_tokens(vocab: dict[str, int], specials: list[str]) -> list[dict]:
+    """tokenizer.json's added_tokens: special, matched before normalisation."""
+    return [{"id": vocab[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True} for s in specials]
+
+
 def save_tokenizer_json(path: str, vocab: dict[str, int], merges: list[tuple[str, str]], specials: list[str]) -> None:
     tok = {
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [
-            {"id": vocab[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
-            for s in specials
-        ],
+        "added_tokens": added_tokens(vocab, specials),
         "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
         "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},

@@ -13,6 +13,7 @@ import collections
 import json
 import re
 
+from byte_bpe import added_tokens
 from clip_bpe import apply_merges, learn_merges
 
 SPACE = "\u2581"
@@ -102,10 +103,7 @@ def save_tokenizer_json(path: str, vocab: dict[str, int], merges: list[tuple[str
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [
-            {"id": vocab[s], "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
-            for s in specials
-        ],
+        "added_tokens": added_tokens(vocab, specials),
         "normalizer": None,
         "pre_tokenizer": {"type": "Metaspace", "replacement": SPACE, "prepend_scheme": "first", "split": False},
         "post_processor": {

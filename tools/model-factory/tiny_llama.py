@@ -97,16 +97,12 @@ class TinyLlama(nn.Module):
         self.register_buffer("inv_freq", 1.0 / rope_theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim), persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
-        b, t = input_ids.shape
-        total = attention_mask.shape[1]
+        t = input_ids.shape[1]
         x = self.embed_tokens(input_ids)
         freqs = position_ids[:, None, :, None].float() * self.inv_freq  # [b, 1, t, hd/2]
         angles = torch.cat([freqs, freqs], dim=-1)
         cos, sin = angles.cos(), angles.sin()
-        q_pos = torch.arange(t)[:, None] + (total - t)
-        k_pos = torch.arange(total)[None, :]
-        allowed = (k_pos <= q_pos)[None, None] & (attention_mask[:, None, None, :] > 0)
-        bias = torch.where(allowed, torch.zeros(()), torch.full((), -1e9))
+        bias = tiny_lm.attention_bias(attention_mask, t)
         presents = []
         for i, blk in enumerate(self.blocks):
             x, k, v = blk(x, cos, sin, bias, past[2 * i], past[2 * i + 1])

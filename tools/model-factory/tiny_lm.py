@@ -59,6 +59,16 @@ class Block(nn.Module):
         return x, k, v
 
 
+def attention_bias(attention_mask, t: int):
+    """[b, 1, t, total] additive bias for t new tokens after total - t cached ones: key j is
+    visible to query i when j <= (total - t) + i and attention_mask[:, j] is 1."""
+    total = attention_mask.shape[1]
+    q_pos = torch.arange(t)[:, None] + (total - t)
+    k_pos = torch.arange(total)[None, :]
+    allowed = (k_pos <= q_pos)[None, None] & (attention_mask[:, None, None, :] > 0)
+    return torch.where(allowed, torch.zeros(()), torch.full((), -1e9))
+
+
 class DecoderLM(nn.Module):
     """GPT-2-like: learned positions, pre-LayerNorm blocks, tied embeddings, a KV cache."""
 
@@ -77,11 +87,7 @@ class DecoderLM(nn.Module):
         b, t = input_ids.shape
         total = attention_mask.shape[1]
         x = self.wte(input_ids) + self.wpe(position_ids)
-        # Key j is visible to query i when j <= (total - t) + i and attention_mask[:, j] is 1.
-        q_pos = torch.arange(t)[:, None] + (total - t)
-        k_pos = torch.arange(total)[None, :]
-        allowed = (k_pos <= q_pos)[None, None] & (attention_mask[:, None, None, :] > 0)
-        bias = torch.where(allowed, torch.zeros(()), torch.full((), -1e9))
+        bias = attention_bias(attention_mask, t)
         presents = []
         for i, blk in enumerate(self.blocks):
             x, k, v = blk(x, bias, past[2 * i], past[2 * i + 1])
