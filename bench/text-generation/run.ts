@@ -4,7 +4,8 @@
 // Easel with 1, 4 and 16 concurrent streams (POST /v1/completions, stream: true), continuous
 // batching (step mode, the default) against one sequence at a time (mode none): aggregate
 // tokens/s, time to first token p50/p95, inter-token gap p50/p95, and Easel as a fraction of the
-// ceiling. Not a test: it asserts nothing.
+// ceiling; and first the same load on the engine alone (pipeline and step loop in this process, no
+// HTTP). Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,12 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { generationRequest, textSteps } from '../../src/handlers/text-generation-handler.js';
+import { parseTextGeneration, textGenerationRules } from '../../src/handlers/text-generation-request.js';
+import { readModelSpec } from '../../src/models/model-spec.js';
+import { TextPipeline } from '../../src/pipelines/text/text-pipeline.js';
 import { fromTypedArray, OnnxSession, tensorToFloat32, type Tensor } from '../../src/runtime/onnx-runtime.js';
+import { StepLoop } from '../../src/scheduling/step-loop.js';
 import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' } } });
@@ -85,6 +91,46 @@ async function load(e: EaselProcess, clients: number): Promise<Result> {
   return { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
 }
 
+/**
+ * The same load on Easel's engine alone, in this process: the model's easel.yaml runtime, the
+ * text pipeline and the worker's step loop, no HTTP, IPC or queue. It separates what the engine
+ * costs from what serving costs (on a 2-core machine the server and the load generator share the
+ * cores that the ceiling has to itself).
+ */
+async function engine(clients: number): Promise<Result> {
+  const spec = readModelSpec(MODEL_DIR);
+  const rules = textGenerationRules(spec, MODEL_DIR);
+  const pipeline = await TextPipeline.load(MODEL_DIR, spec.runtime);
+  const loop = new StepLoop(textSteps(pipeline), { maxBatchSize: 16 });
+  const ttft: number[] = [];
+  const gaps: number[] = [];
+  let tokens = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let r = 0; r < REQUESTS; r++) {
+        const start = performance.now();
+        let last: number | undefined;
+        let seen = 0;
+        const note = (states: readonly { generated: number[] }[]): void => {
+          if (states[0]!.generated.length === seen) return;
+          seen = states[0]!.generated.length;
+          const now = performance.now();
+          if (last === undefined) ttft.push(now - start);
+          else gaps.push(now - last);
+          last = now;
+        };
+        const params = parseTextGeneration({ prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r }, rules);
+        const [out] = await loop.run([generationRequest(params)], { onBegin: note, onStep: note });
+        tokens += out!.tokens.length;
+      }
+    }),
+  );
+  const result = { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
+  await pipeline.release();
+  return result;
+}
+
 const q = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
@@ -102,18 +148,20 @@ const yamlFile = path.join(sequential, 'easel.yaml');
 const spec = parseYaml(readFileSync(yamlFile, 'utf8')) as Record<string, unknown>;
 writeFileSync(yamlFile, stringifyYaml({ ...spec, batching: { ...(spec.batching as object), mode: 'none', batchSize: 1 } }));
 const rows: string[] = [];
+const row = (mode: string, clients: number, r: Result): string => {
+  const ceiling = clients === 1 ? 1000 / one : (16 * 1000) / sixteen;
+  return [mode.padEnd(22), String(clients).padStart(7), r.tokensPerSecond.toFixed(0).padStart(9), (r.tokensPerSecond / ceiling).toFixed(2).padStart(10),
+    q(r.ttft, 0.5).toFixed(1).padStart(9), q(r.ttft, 0.95).toFixed(1).padStart(9), q(r.gaps, 0.5).toFixed(2).padStart(9), q(r.gaps, 0.95).toFixed(2).padStart(9)].join(' ');
+};
+await engine(1); // warm-up
+for (const clients of [1, 4, 16]) rows.push(row('engine alone (no HTTP)', clients, await engine(clients)));
 try {
   for (const [mode, modelDir] of [['continuous (step)', MODEL_DIR], ['one at a time (none)', sequential]] as const) {
     const e = await serveModel(MODEL, modelDir);
     try {
       await load(e, 1); // warm-up
       for (const clients of [1, 4, 16]) {
-        const r = await load(e, clients);
-        const ceiling = clients === 1 ? 1000 / one : (16 * 1000) / sixteen;
-        rows.push(
-          [mode.padEnd(22), String(clients).padStart(7), r.tokensPerSecond.toFixed(0).padStart(9), (r.tokensPerSecond / ceiling).toFixed(2).padStart(10),
-            q(r.ttft, 0.5).toFixed(1).padStart(9), q(r.ttft, 0.95).toFixed(1).padStart(9), q(r.gaps, 0.5).toFixed(2).padStart(9), q(r.gaps, 0.95).toFixed(2).padStart(9)].join(' '),
-        );
+        rows.push(row(mode, clients, await load(e, clients)));
       }
     } finally {
       await e.stop();
