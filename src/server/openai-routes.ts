@@ -118,7 +118,10 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const logprobsOf = (g: Generated): unknown => {
       if (!g.logprobs) return null;
       if (chat) return { content: g.logprobs.map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
-      return { tokens: g.logprobs.map((l) => l.token), token_logprobs: g.logprobs.map((l) => l.logprob), top_logprobs: g.logprobs.map((l) => Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob]))), text_offset: [] };
+      // Each token's character offset in the completion's text (as vLLM's, without echo).
+      let offset = 0;
+      const textOffset = g.logprobs.map((l) => (offset += l.token.length) - l.token.length);
+      return { tokens: g.logprobs.map((l) => l.token), token_logprobs: g.logprobs.map((l) => l.logprob), top_logprobs: g.logprobs.map((l) => Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob]))), text_offset: textOffset };
     };
     // Each prompt counts once, however many choices (n) it had.
     const perPrompt = Math.max(1, b.n ?? 1);

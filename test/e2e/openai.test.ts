@@ -71,6 +71,25 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(streamed).toBe(cut.choices[0]!.text);
   }, 60_000);
 
+  it('logprobs: the tokens spell the text, each with its offset, log-probability and the asked alternatives (tiny-llama: a word keeps its space)', async () => {
+    const done = await client.completions.create({ model: 'tiny-llama', prompt: 'Once upon a time', temperature: 0, max_tokens: 8, logprobs: 2 });
+    const { text, logprobs } = done.choices[0]!;
+    expect(logprobs!.tokens!.join('')).toBe(text);
+    expect(logprobs!.tokens![1]).toMatch(/^ \S/);
+    expect(logprobs!.text_offset).toEqual(logprobs!.tokens!.map((_, i) => logprobs!.tokens!.slice(0, i).join('').length));
+    for (const [i, lp] of logprobs!.token_logprobs!.entries()) {
+      expect(lp).toBeLessThanOrEqual(0);
+      // Greedy: the chosen token is the best of its alternatives.
+      const top = logprobs!.top_logprobs![i]!;
+      expect(Object.keys(top)).toHaveLength(2);
+      expect(Math.max(...Object.values(top))).toBeCloseTo(lp, 6);
+    }
+    const chat = await client.chat.completions.create({ model: 'tiny-llama', messages: QUESTION, temperature: 0, max_tokens: 8, logprobs: true, top_logprobs: 1 });
+    const content = chat.choices[0]!.logprobs!.content!;
+    expect(content.map((c) => c.token).join('')).toBe(chat.choices[0]!.message.content);
+    expect(content.every((c) => c.top_logprobs.length === 1 && c.top_logprobs[0]!.token === c.token)).toBe(true);
+  });
+
   it("answers errors in OpenAI's shape: an unknown model, a parameter out of range, a prompt past the context", async () => {
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: QUESTION })).rejects.toMatchObject({ status: 404, error: { type: 'not_found_error', code: 'EASEL_MODEL_NOT_FOUND' } });
     await expect(client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 7 })).rejects.toMatchObject({ status: 400, error: { type: 'invalid_request_error', param: 'temperature' } });
