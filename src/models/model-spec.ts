@@ -17,6 +17,10 @@ const runtimeSchema = z
     interOpThreads: z.number().int().min(0).default(0),
     /** ONNX Runtime's idle threads spin (its default) or sleep; see SessionOptions.spinning. */
     spinning: z.boolean().default(true),
+    /** ONNX Runtime's CPU memory arena and memory pattern planning (both its defaults: on). */
+    memArena: z.boolean().default(true),
+    memPattern: z.boolean().default(true),
+    executionMode: z.enum(['sequential', 'parallel']).default('sequential'),
     warmup: z.boolean().default(true),
     /** A prepared variant beside the fp32 files (`fp16` → model.fp16.onnx), chosen by name. */
     variant: z.string().optional(),

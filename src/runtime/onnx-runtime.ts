@@ -18,6 +18,12 @@ export interface SessionOptions {
    * spinning wins on a machine to itself, sleeping where the HTTP process shares the cores.
    */
   spinning?: boolean | undefined;
+  /** ONNX Runtime's CPU memory arena (its default: on). */
+  memArena?: boolean | undefined;
+  /** ONNX Runtime's memory pattern planning (its default: on; it helps when shapes repeat). */
+  memPattern?: boolean | undefined;
+  /** Run independent graph branches in parallel (inter-op threads) or one node at a time (the default). */
+  executionMode?: 'sequential' | 'parallel' | undefined;
   /** `fp16` → prefer `model.fp16.onnx` beside `model.onnx` when it exists. */
   variant?: string | undefined;
 }
@@ -45,6 +51,9 @@ export class OnnxSession {
         graphOptimizationLevel: options.graphOptimizationLevel,
         ...(options.intraOpThreads > 0 ? { intraOpNumThreads: options.intraOpThreads } : {}),
         ...(options.interOpThreads > 0 ? { interOpNumThreads: options.interOpThreads } : {}),
+        ...(options.memArena === false ? { enableCpuMemArena: false } : {}),
+        ...(options.memPattern === false ? { enableMemPattern: false } : {}),
+        ...(options.executionMode ? { executionMode: options.executionMode } : {}),
         ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
       });
       return new OnnxSession(session, chosen);
