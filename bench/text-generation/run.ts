@@ -62,8 +62,12 @@ async function rawStep(batch: number, past: number, steps: number): Promise<numb
 
 interface Result { tokensPerSecond: number; ttft: number[]; gaps: number[] }
 
-/** `clients` concurrent streams, each running REQUESTS completions of TOKENS tokens one after another. */
-async function load(e: EaselProcess, clients: number): Promise<Result> {
+/**
+ * `clients` concurrent streams, each running REQUESTS requests of TOKENS tokens one after another:
+ * `request(prompt, seed, arrived)` runs one, calls `arrived()` as each piece of text comes, and
+ * resolves to the tokens it generated.
+ */
+async function closedLoop(clients: number, request: (prompt: string, seed: number, arrived: () => void) => Promise<number>): Promise<Result> {
   const ttft: number[] = [];
   const gaps: number[] = [];
   let tokens = 0;
@@ -72,29 +76,41 @@ async function load(e: EaselProcess, clients: number): Promise<Result> {
     Array.from({ length: clients }, async (_, c) => {
       for (let r = 0; r < REQUESTS; r++) {
         const start = performance.now();
-        const res = await fetch(`${e.inference}/v1/completions`, {
-          method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: MODEL, prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r, stream: true, stream_options: { include_usage: true } }),
-        });
         let last: number | undefined;
-        const parser = createParser({
-          onEvent: (ev) => {
-            if (ev.data === '[DONE]') return;
-            const chunk = JSON.parse(ev.data) as { choices: { text: string }[]; usage?: { completion_tokens: number } };
-            if (chunk.usage) tokens += chunk.usage.completion_tokens;
-            if (!chunk.choices[0]?.text) return;
-            const now = performance.now();
-            if (last === undefined) ttft.push(now - start);
-            else gaps.push(now - last);
-            last = now;
-          },
+        const generated = await request(PROMPTS[(c + r) % PROMPTS.length]!, c * 100 + r, () => {
+          const now = performance.now();
+          if (last === undefined) ttft.push(now - start);
+          else gaps.push(now - last);
+          last = now;
         });
-        const decoder = new TextDecoder();
-        for await (const part of res.body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+        // Added after the await: `tokens += await …` would add to the count read before it.
+        tokens += generated;
       }
     }),
   );
   return { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
+}
+
+/** The server: POST /v1/completions with stream: true. */
+function load(e: EaselProcess, clients: number): Promise<Result> {
+  return closedLoop(clients, async (prompt, seed, arrived) => {
+    const res = await fetch(`${e.inference}/v1/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt, max_tokens: TOKENS, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } }),
+    });
+    let tokens = 0;
+    const parser = createParser({
+      onEvent: (ev) => {
+        if (ev.data === '[DONE]') return;
+        const chunk = JSON.parse(ev.data) as { choices: { text: string }[]; usage?: { completion_tokens: number } };
+        if (chunk.usage) tokens = chunk.usage.completion_tokens;
+        if (chunk.choices[0]?.text) arrived();
+      },
+    });
+    const decoder = new TextDecoder();
+    for await (const part of res.body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+    return tokens;
+  });
 }
 
 /**
@@ -108,31 +124,16 @@ async function engine(clients: number): Promise<Result> {
   const rules = textGenerationRules(spec, MODEL_DIR);
   const pipeline = await TextPipeline.load(MODEL_DIR, spec.runtime);
   const loop = new StepLoop(textSteps(pipeline), { maxBatchSize: 16 });
-  const ttft: number[] = [];
-  const gaps: number[] = [];
-  let tokens = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let r = 0; r < REQUESTS; r++) {
-        const start = performance.now();
-        let last: number | undefined;
-        let seen = 0;
-        const note = (states: readonly { generated: number[] }[]): void => {
-          if (states[0]!.generated.length === seen) return;
-          seen = states[0]!.generated.length;
-          const now = performance.now();
-          if (last === undefined) ttft.push(now - start);
-          else gaps.push(now - last);
-          last = now;
-        };
-        const params = parseTextGeneration({ prompt: PROMPTS[(c + r) % PROMPTS.length], max_tokens: TOKENS, temperature: 0.8, seed: c * 100 + r }, rules);
-        const [out] = await loop.run([generationRequest(params)], { onBegin: note, onStep: note });
-        tokens += out!.tokens.length;
-      }
-    }),
-  );
-  const result = { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
+  const result = await closedLoop(clients, async (prompt, seed, arrived) => {
+    let seen = 0;
+    const note = (states: readonly { generated: number[] }[]): void => {
+      if (states[0]!.generated.length === seen) return;
+      seen = states[0]!.generated.length;
+      arrived();
+    };
+    const [out] = await loop.run([generationRequest(parseTextGeneration({ prompt, max_tokens: TOKENS, temperature: 0.8, seed }, rules))], { onBegin: note, onStep: note });
+    return out!.tokens.length;
+  });
   await pipeline.release();
   return result;
 }
