@@ -103,7 +103,8 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     return { object: 'list', data: [...names].sort().map((id) => ({ id, object: 'model', created: 0, owned_by: 'easel' })) };
   });
 
-  const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean): Promise<FastifyReply | undefined> => {
+  /** `echoes[i]`: text that choice i starts with (a completion's prompt, with `echo`). */
+  const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean, echoes: readonly string[] = []): Promise<FastifyReply | undefined> => {
     if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
     await assertServed(o, b.model, undefined);
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
@@ -134,7 +135,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       const all = await Promise.all(inputs.map((input) => call(input)));
       return reply.send({
         id, object, created, model: b.model,
-        choices: all.map((g, index) => (chat ? { index, message: { role: 'assistant', content: g.text }, logprobs: logprobsOf(g), finish_reason: g.finish_reason } : { index, text: g.text, logprobs: logprobsOf(g), finish_reason: g.finish_reason })),
+        choices: all.map((g, index) => (chat ? { index, message: { role: 'assistant', content: g.text }, logprobs: logprobsOf(g), finish_reason: g.finish_reason } : { index, text: (echoes[index] ?? '') + g.text, logprobs: logprobsOf(g), finish_reason: g.finish_reason })),
         usage: usage(all),
       });
     }
@@ -155,6 +156,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       const all = await Promise.all(
         inputs.map(async (input, index) => {
           if (chat) send(chunk(index, { role: 'assistant', content: '' }, null));
+          if (echoes[index]) send(chunk(index, echoes[index], null));
           const g = await call(input, (e) => {
             if (e.type === 'token' && typeof e.data.text === 'string' && e.data.text.length > 0) send(chunk(index, chat ? { content: e.data.text } : e.data.text, null));
           });
@@ -180,10 +182,12 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const b = req.body as z.infer<typeof completionBody>;
     const prompts = typeof b.prompt === 'string' ? [b.prompt] : b.prompt;
     const n = b.n ?? 1;
+    // Prompt log-probabilities are not computed: echo gives the prompt's text, not its logprobs.
+    if (b.echo && b.logprobs !== undefined && b.logprobs !== null) throw new EaselError('EASEL_INVALID_PARAMETER', 'echo with logprobs is not supported (the prompt\'s log-probabilities are not computed); use echo or logprobs', { field: 'echo' });
     const inputs = prompts.flatMap((prompt) =>
       Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), prompt, ...(b.logprobs ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
     );
-    return run(req, reply, b, inputs, false);
+    return run(req, reply, b, inputs, false, b.echo ? prompts.flatMap((prompt) => Array.from({ length: n }, () => prompt)) : []);
   });
 
   app.post('/v1/chat/completions', { schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {

@@ -90,6 +90,16 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(content.every((c) => c.top_logprobs.length === 1 && c.top_logprobs[0]!.token === c.token)).toBe(true);
   });
 
+  it('echo: the completion starts with its prompt, streamed or not; with logprobs it is a 400 naming echo', async () => {
+    const plain = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12 });
+    const echoed = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12, echo: true });
+    expect(echoed.choices[0]!.text).toBe(`Tom had${plain.choices[0]!.text}`);
+    let streamed = '';
+    for await (const chunk of await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12, echo: true, stream: true })) streamed += chunk.choices[0]?.text ?? '';
+    expect(streamed).toBe(echoed.choices[0]!.text);
+    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', echo: true, logprobs: 1 })).rejects.toMatchObject({ status: 400, error: { param: 'echo' } });
+  });
+
   it("answers errors in OpenAI's shape: an unknown model, a parameter out of range, a prompt past the context", async () => {
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: QUESTION })).rejects.toMatchObject({ status: 404, error: { type: 'not_found_error', code: 'EASEL_MODEL_NOT_FOUND' } });
     await expect(client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 7 })).rejects.toMatchObject({ status: 400, error: { type: 'invalid_request_error', param: 'temperature' } });
