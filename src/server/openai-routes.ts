@@ -185,7 +185,8 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     // Prompt log-probabilities are not computed: echo gives the prompt's text, not its logprobs.
     if (b.echo && b.logprobs !== undefined && b.logprobs !== null) throw new EaselError('EASEL_INVALID_PARAMETER', 'echo with logprobs is not supported (the prompt\'s log-probabilities are not computed); use echo or logprobs', { field: 'echo' });
     const inputs = prompts.flatMap((prompt) =>
-      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), prompt, ...(b.logprobs ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
+      // logprobs: 0 asks for the chosen tokens' log-probabilities with no alternatives.
+      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), prompt, ...(b.logprobs !== undefined && b.logprobs !== null ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
     );
     return run(req, reply, b, inputs, false, b.echo ? prompts.flatMap((prompt) => Array.from({ length: n }, () => prompt)) : []);
   });

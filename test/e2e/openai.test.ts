@@ -84,6 +84,12 @@ describe('OpenAI-compatible API (official client)', () => {
       expect(Object.keys(top)).toHaveLength(2);
       expect(Math.max(...Object.values(top))).toBeCloseTo(lp, 6);
     }
+    // logprobs: 0: the chosen tokens' log-probabilities, no alternatives.
+    const bare = (await client.completions.create({ model: 'tiny-llama', prompt: 'Once upon a time', temperature: 0, max_tokens: 8, logprobs: 0 })).choices[0]!.logprobs!;
+    // The same tokens; their log-probabilities to float32 rounding (masked padding left by earlier requests changes the order of sums).
+    expect(bare.tokens).toEqual(logprobs!.tokens);
+    bare.token_logprobs!.forEach((lp, i) => expect(lp).toBeCloseTo(logprobs!.token_logprobs![i]!, 4));
+    expect(bare.top_logprobs!.every((t) => Object.keys(t).length === 0)).toBe(true);
     const chat = await client.chat.completions.create({ model: 'tiny-llama', messages: QUESTION, temperature: 0, max_tokens: 8, logprobs: true, top_logprobs: 1 });
     const content = chat.choices[0]!.logprobs!.content!;
     expect(content.map((c) => c.token).join('')).toBe(chat.choices[0]!.message.content);
