@@ -25,7 +25,7 @@ import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
-import { eventStatus, isFinalEvent, previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
+import { eventStatus, isFinalEvent, progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
   url: string;
@@ -359,8 +359,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     await this.#update(id, (job) => {
       if (job.status !== 'running') return undefined;
       const next: StoredJob = { ...job, progress: p };
-      const events = text !== undefined ? [tokenEvent(p, text)] : [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
-      return { job: next, ops: events.map((e) => this.#event(next, e)) };
+      return { job: next, ops: progressEvents(p, preview, text).map((e) => this.#event(next, e)) };
     });
   }
 

@@ -7,7 +7,7 @@ import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
 import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
 import { MemoryLane } from './memory-lane.js';
-import { previewEvent, progressEvent, statusEvent, tokenEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
+import { progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 interface Row {
   seq: number;
@@ -170,8 +170,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   /** Gives an event its id; a durable job's is stored for replay. */
   #record(id: string, e: NewWorkEvent): WorkEvent {
     if (this.#memory.has(id)) return { id: String(this.#memory.nextEventId(id)), ...e };
-    const { n } = this.#db
-      .prepare('INSERT INTO job_events (job_id, n, type, data) SELECT ?, COALESCE(MAX(n), 0) + 1, ?, ? FROM job_events WHERE job_id = ? RETURNING n')
+    const { n } = this.#stmt('INSERT INTO job_events (job_id, n, type, data) SELECT ?, COALESCE(MAX(n), 0) + 1, ?, ? FROM job_events WHERE job_id = ? RETURNING n')
       .get(id, e.type, JSON.stringify(e.data), id) as { n: number };
     return { id: String(n), ...e };
   }
@@ -302,9 +301,14 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {
-    if (this.#memory.has(id)) this.#memory.progress(id, p);
-    else this.#stmt(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
-    const events = text !== undefined ? [tokenEvent(p, text)] : [progressEvent(p), ...(preview ? [previewEvent(preview)] : [])];
+    const events = progressEvents(p, preview, text);
+    if (this.#memory.has(id)) {
+      // A held prediction (a streamed one's tokens): its events live in memory, no transaction.
+      this.#memory.progress(id, p);
+      for (const e of events) this.emitJob(id, this.#record(id, e));
+      return;
+    }
+    this.#stmt(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
     for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
   }
 

@@ -20,17 +20,14 @@ export function statusEvent(job: Job): NewWorkEvent {
   return { type: 'status', data: publicJob(job) };
 }
 
-export function progressEvent(p: JobProgress): NewWorkEvent {
-  return { type: 'progress', data: { step: p.step, total: p.total, fraction: p.total > 0 ? p.step / p.total : 0 } };
-}
-
-export function previewEvent(preview: { contentType: string; data: Uint8Array }): NewWorkEvent {
-  return { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } };
-}
-
-/** Text a text model made: the stream's next chunk, and how many tokens so far. */
-export function tokenEvent(p: JobProgress, text: string): NewWorkEvent {
-  return { type: 'token', data: { text, step: p.step, total: p.total } };
+/**
+ * The events of one progress report: a text model's new text as a token event, otherwise the
+ * progress and, with a preview image, a preview event.
+ */
+export function progressEvents(p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): NewWorkEvent[] {
+  if (text !== undefined) return [{ type: 'token', data: { text, step: p.step, total: p.total } }];
+  const progress: NewWorkEvent = { type: 'progress', data: { step: p.step, total: p.total, fraction: p.total > 0 ? p.step / p.total : 0 } };
+  return preview ? [progress, { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } }] : [progress];
 }
 
 /** The job's status as a status event tells it (terminal statuses end a stream). */
