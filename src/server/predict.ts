@@ -46,16 +46,12 @@ export async function assertServed(o: PredictOptions, model: string, version: st
   if (localSpec(o.control, model, version) === undefined && !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
 }
 
-/** The admitted request: parsed by the model's handler where this node knows it. */
-export function admit(o: PredictOptions, model: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  return localSpec(o.control, model, version) ? o.control.admit(model, version, input) : (o.jobs.admitElsewhere?.(model, input) ?? { ...input });
-}
-
 /** Admits, queues and waits for one prediction; any worker of the model, on any node, runs it. */
 export async function predict(o: PredictOptions, call: PredictCall): Promise<Payload> {
   const { model, version } = call;
   const spec = localSpec(o.control, model, version);
-  const request = admit(o, model, version, call.input);
+  // Admission: parsed by the model's handler where this node knows it.
+  const request = spec ? o.control.admit(model, version, call.input) : (o.jobs.admitElsewhere?.(model, call.input) ?? { ...call.input });
   const queue = o.jobs.backend;
   const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
   if ((await queue.queuedCount(model, false)) >= limit) throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);
