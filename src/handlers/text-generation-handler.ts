@@ -53,7 +53,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
 
   async initialize(ctx: HandlerContext): Promise<void> {
     this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime);
-    this.#rules = textGenerationRules(ctx.spec, ctx.modelDir);
+    this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
     ctx.logger.info({ ...this.#pipeline.info }, 'text-generation pipeline loaded');
     if (ctx.spec.runtime.warmup) await this.#loop.run([generationRequest(parseTextGeneration({ prompt: 'Hello', max_new_tokens: 2, seed: 0 }, this.#rules))]);

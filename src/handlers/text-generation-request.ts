@@ -45,10 +45,10 @@ const FIELDS = new Set([
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
 
-/** Built once per registered model: the tokenizer and the model's limits and defaults. */
-export function textGenerationRules(spec: ModelSpec, dir: string): TextGenerationRules {
+/** Built once per registered model: the tokenizer (the pipeline's, where one is loaded) and the model's limits and defaults. */
+export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = TextTokenizer.load(dir)): TextGenerationRules {
   const layout = readTextLayout(dir);
-  return { tokenizer: TextTokenizer.load(dir), contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
+  return { tokenizer, contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
 }
 
 function number(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules, field: string, min: number, max: number, fallback: number, integer = false): number {

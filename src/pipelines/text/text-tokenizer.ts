@@ -15,15 +15,16 @@ export class TextTokenizer {
   readonly #tokenizer: Tokenizer;
   readonly #template: Template | undefined;
   readonly #specials: { bos_token?: string; eos_token?: string };
-  /** An ordinary token: a token's own text is what it adds after this one (SentencePiece decoders drop a leading space). */
-  readonly #anchor: number;
+  /** An ordinary token and its text: a token's own text is what it adds after this one (SentencePiece decoders drop a leading space). */
+  readonly #anchor: { id: number; text: string };
 
   private constructor(tokenizer: Tokenizer, config: Record<string, unknown>) {
     this.#tokenizer = tokenizer;
     const chat = config.chat_template;
     this.#template = typeof chat === 'string' ? new Template(chat) : undefined;
     this.#specials = { bos_token: tokenText(config.bos_token), eos_token: tokenText(config.eos_token) };
-    this.#anchor = tokenizer.encode('a', { add_special_tokens: false }).ids.at(-1) ?? 0;
+    const anchor = tokenizer.encode('a', { add_special_tokens: false }).ids.at(-1) ?? 0;
+    this.#anchor = { id: anchor, text: this.decode([anchor]) };
   }
 
   static load(dir: string): TextTokenizer {
@@ -61,7 +62,7 @@ export class TextTokenizer {
 
   /** One token's text as it reads inside a sequence (`▁The` is " The", where decode([id]) gives "The"). */
   tokenText(id: number): string {
-    return this.decode([this.#anchor, id]).slice(this.decode([this.#anchor]).length);
+    return this.decode([this.#anchor.id, id]).slice(this.#anchor.text.length);
   }
 
   /** The text the chat template makes of these messages, ready for the assistant's turn. */
