@@ -26,4 +26,4 @@ export type ChildCommand =
   | { type: 'init-failed'; error: SerializedError }
   | ({ type: 'progress'; id: string } & Progress)
   | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }
-  | { type: 'step'; images: number; seconds: number; memoryBytes?: number | undefined };
+  | { type: 'step'; states: number; seconds: number; memoryBytes?: number | undefined };

@@ -44,7 +44,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
           modelDir: m.modelDir, spec, logger,
           // In step mode the loop holds up to the batch size per group; otherwise the batch this
           // worker was sent runs whole.
-          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (states, seconds, memoryBytes) => send({ type: 'step', images: states, seconds, memoryBytes }) }),
+          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (states, seconds, memoryBytes) => send({ type: 'step', states, seconds, memoryBytes }) }),
         });
         send({ type: 'ready', notes: handler.notes?.() ?? [] });
       } catch (err) {

@@ -22,8 +22,8 @@ export interface WorkerProcessOptions {
   allowCustomHandlers: boolean;
   logLevel: string;
   onProgress?: (id: string, progress: Progress) => void;
-  /** A denoising step (UNet turn) ran over this many images. */
-  onStep?: (images: number, seconds: number, memoryBytes: number | undefined) => void;
+  /** A step of the worker's step loop (a UNet turn, a decoder call) ran over this many images or sequences. */
+  onStep?: (states: number, seconds: number, memoryBytes: number | undefined) => void;
 }
 
 /**
@@ -165,7 +165,7 @@ export class WorkerProcess {
       const { type: _type, id, ...progress } = m;
       this.o.onProgress?.(id, progress);
     } else if (m.type === 'step') {
-      this.o.onStep?.(m.images, m.seconds, m.memoryBytes);
+      this.o.onStep?.(m.states, m.seconds, m.memoryBytes);
     }
   }
 
