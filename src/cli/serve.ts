@@ -37,12 +37,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),
       queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
       workerRestart: (model) => metrics.workerRestarts.inc({ model }),
-      step: (model, states, seconds, memoryBytes) => {
-        metrics.stepBatchSize.observe({ model }, states);
-        metrics.stepDuration.observe({ model }, seconds);
-        metrics.activeSequences.set({ model }, states);
-        if (memoryBytes !== undefined) metrics.stepMemory.set({ model }, memoryBytes);
-      },
+      step: (model, report) => metrics.turn(model, report),
     },
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
@@ -106,7 +101,7 @@ async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: L
     try {
       const entry = await store.resolve(url, name ? { name } : {}, true);
       checkHandler(entry.spec, config.allowCustomHandlers);
-      parsers.set(entry.spec.name, requestParser(entry.spec, entry.dir));
+      parsers.set(entry.spec.name, requestParser(entry));
     } catch (err) {
       logger.warn({ model: name, dir: url, reason: (err as Error).message }, 'no admission rules for this model here; its jobs are checked by the worker node');
     }

@@ -3,8 +3,8 @@
 // the field. Built from the model's spec and its files' JSON configs at registration, so a model
 // whose easel.yaml cannot make a valid request is refused there. Nothing here loads a session.
 import { EaselError, invalidField } from '../errors/easel-error.js';
-import type { ModelSpec } from '../models/model-spec.js';
-import { parseTextGeneration, textGenerationRules } from './text-generation-request.js';
+import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
+import { checkDraft, parseTextGeneration, textGenerationRules } from './text-generation-request.js';
 import { parseTextToImage, textToImageRules } from './text-to-image-request.js';
 
 /** A request's fields as the client sent them → the validated request the worker runs. */
@@ -20,7 +20,7 @@ export interface HandlerBatching {
 }
 
 interface BuiltInAdmission {
-  parser(spec: ModelSpec, dir: string): RequestParser;
+  parser(entry: ModelEntry): RequestParser;
   batching: HandlerBatching;
   /** Request-level batching: requests batch together only with equal keys. */
   batchKey?(request: Readonly<Record<string, unknown>>): string;
@@ -49,7 +49,7 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
   [
     'text-to-image',
     {
-      parser: (spec, dir) => {
+      parser: ({ spec, dir }) => {
         const rules = textToImageRules(spec, dir);
         return (input) => ({ ...parseTextToImage(input, rules) });
       },
@@ -62,8 +62,10 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
   [
     'text-generation',
     {
-      parser: (spec, dir) => {
-        const rules = textGenerationRules(spec, dir);
+      parser: (entry) => {
+        // A draft model is checked against this one when the model is registered.
+        if (entry.spec.speculative) checkDraft(entry);
+        const rules = textGenerationRules(entry.spec, entry.dir);
         return (input) => ({ ...parseTextGeneration(input, rules) });
       },
       // Iteration-level (continuous) batching by default: the decoder's step API.
@@ -90,6 +92,9 @@ export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): voi
   if (mode !== undefined && !handlerBatching(spec.handler).modes.includes(mode)) {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: the ${spec.handler} handler does not support batching mode "${mode}"; it supports ${handlerBatching(spec.handler).modes.join(', ')}`, { field: 'batching.mode' });
   }
+  if (spec.speculative && spec.handler !== 'text-generation') {
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: speculative decoding is for the text-generation handler, not ${spec.handler}`, { field: 'speculative' });
+  }
   if (BUILT_INS.has(spec.handler)) return;
   if (!isCustomHandler(spec.handler)) {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, { field: 'handler' });
@@ -103,9 +108,9 @@ export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): voi
  * The model's request parser. A custom handler's code runs only in its workers, so its requests
  * pass here as the JSON the body parser bounded (depth, keys, size), and its preprocess validates.
  */
-export function requestParser(spec: ModelSpec, dir: string): RequestParser {
-  const builtIn = BUILT_INS.get(spec.handler);
-  return builtIn ? builtIn.parser(spec, dir) : (input) => ({ ...input });
+export function requestParser(entry: ModelEntry): RequestParser {
+  const builtIn = BUILT_INS.get(entry.spec.handler);
+  return builtIn ? builtIn.parser(entry) : (input) => ({ ...input });
 }
 
 /** The batching modes a handler supports. */

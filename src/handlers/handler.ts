@@ -68,8 +68,21 @@ export interface StepModel<Req, State, Out> {
   length(request: Req): number;
   /** Bytes the model holds for its active states (an LM's KV cache), when it knows. */
   memoryBytes?(): number;
+  /** Named counts since the last turn, for the metrics (speculative decoding's proposed and accepted tokens). */
+  counters?(): Readonly<Record<string, number>> | undefined;
   /** The most memory a request can come to need (its KV cache at full length), for a memory budget. */
   memoryFor?(request: Req): number;
+}
+
+/** What one turn of a worker's step loop did, for the metrics. */
+export interface TurnReport {
+  /** States stepped. */
+  readonly states: number;
+  /** How long the turn's model calls took. */
+  readonly seconds: number;
+  /** The model's memory for its active states, when it knows. */
+  readonly memoryBytes?: number | undefined;
+  readonly counters?: Readonly<Record<string, number>> | undefined;
 }
 
 export interface StepRunOptions<State> {
@@ -87,6 +100,8 @@ export interface StepRunner<Req, State, Out> {
 
 export interface HandlerContext {
   readonly modelDir: string;
+  /** The speculative draft model's directory (spec.speculative), found by the model store. */
+  readonly draftDir?: string | undefined;
   readonly spec: ModelSpec;
   readonly logger: Logger;
   /**

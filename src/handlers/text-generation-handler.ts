@@ -3,7 +3,7 @@
 // log-probabilities when asked (Accept: application/json). It declares the decoder's step API;
 // the worker's step loop (src/scheduling) runs every active sequence in one decoder call per
 // step, so a request joins at the next step and leaves as soon as it is done or cancelled.
-import { isEaselError, type EaselError } from '../errors/easel-error.js';
+import { EaselError, isEaselError } from '../errors/easel-error.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
 import { parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
@@ -21,6 +21,7 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     length: (r) => r.maxNewTokens,
     memoryBytes: () => pipeline.cacheBytes(),
     memoryFor: (r) => pipeline.cacheBytesPerPosition() * (r.promptTokens.length + r.maxNewTokens),
+    counters: () => (pipeline.speculative ? { ...pipeline.takeCounts() } : undefined),
   };
 }
 
@@ -52,10 +53,12 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   #rules: TextGenerationRules | undefined;
 
   async initialize(ctx: HandlerContext): Promise<void> {
-    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime);
+    const speculative = ctx.spec.speculative;
+    if (speculative && !ctx.draftDir) throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft ${JSON.stringify(speculative.draft)} is neither a folder inside the model nor a model in the model store`, { field: 'speculative.draft' });
+    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch });
     this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
-    ctx.logger.info({ ...this.#pipeline.info }, 'text-generation pipeline loaded');
+    ctx.logger.info({ ...this.#pipeline.info, speculative: this.#pipeline.speculative }, 'text-generation pipeline loaded');
     if (ctx.spec.runtime.warmup) await this.#loop.run([generationRequest(parseTextGeneration({ prompt: 'Hello', max_new_tokens: 2, seed: 0 }, this.#rules))]);
   }
 

@@ -4,10 +4,10 @@
 // is a 400 with the limit, and the worker receives token ids. Defaults: easel.yaml `defaults:`,
 // then generation_config.json, then greedy.
 import { randomInt } from 'node:crypto';
-import { invalidField } from '../errors/easel-error.js';
-import type { ModelSpec } from '../models/model-spec.js';
+import { EaselError, invalidField } from '../errors/easel-error.js';
+import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { readTextLayout } from '../pipelines/text/text-layout.js';
-import { TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
+import { sameTokenizer, TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
 
 export interface TextGenerationParameters {
   /** The prompt as token ids (after the chat template, for messages). */
@@ -49,6 +49,20 @@ const MAX_STOPS = 8;
 export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = TextTokenizer.load(dir)): TextGenerationRules {
   const layout = readTextLayout(dir);
   return { tokenizer, contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
+}
+
+/** A speculative draft model must be there and read text as the target does: the same tokenizer, the same vocabulary size. */
+export function checkDraft(entry: ModelEntry): void {
+  const name = entry.spec.name;
+  const draft = entry.spec.speculative?.draft;
+  const refuse = (why: string): never => {
+    throw new EaselError('EASEL_MODEL_INVALID', `model ${name}: speculative.draft ${JSON.stringify(draft)} ${why}`, { field: 'speculative.draft' });
+  };
+  if (!entry.draftDir) return refuse('is neither a folder inside the model nor a model in the model store');
+  const differs = sameTokenizer(entry.dir, entry.draftDir);
+  if (differs) refuse(`must share the target's tokenizer, and ${differs}`);
+  const [target, own] = [readTextLayout(entry.dir).vocabSize, readTextLayout(entry.draftDir).vocabSize];
+  if (target !== own) refuse(`must share the target's vocabulary: config.json vocab_size ${own}, the target's ${target}`);
 }
 
 function number(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules, field: string, min: number, max: number, fallback: number, integer = false): number {

@@ -1,5 +1,6 @@
 // The Prometheus registry and every metric Easel exports, in base units.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { TurnReport } from '../handlers/handler.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -29,8 +30,18 @@ export class Metrics {
   readonly activeSequences = new Gauge({ name: 'easel_active_sequences', help: 'Images or sequences stepped by the last turn of a worker\'s step loop.', labelNames: ['model'] as const, registers: [this.registry] });
   readonly stepMemory = new Gauge({ name: 'easel_kv_cache_bytes', help: 'Text generation: bytes of KV cache a worker held at its last step.', labelNames: ['model'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'easel_worker_restarts_total', help: 'Worker processes restarted after dying.', labelNames: ['model'] as const, registers: [this.registry] });
+  /** Speculative decoding, by the names a worker's turn counts them (as vLLM's spec_decode metrics). */
+  readonly #speculation = new Map<string, Counter<'model'>>([
+    ['proposed', new Counter({ name: 'easel_spec_decode_draft_tokens_total', help: 'Speculative decoding: tokens the draft model proposed.', labelNames: ['model'] as const, registers: [this.registry] })],
+    ['accepted', new Counter({ name: 'easel_spec_decode_accepted_tokens_total', help: 'Speculative decoding: proposed tokens the target model kept.', labelNames: ['model'] as const, registers: [this.registry] })],
+    ['emitted', new Counter({ name: 'easel_spec_decode_emitted_tokens_total', help: 'Speculative decoding: tokens the verify calls gave (kept proposals plus the target\'s own).', labelNames: ['model'] as const, registers: [this.registry] })],
+    ['verified', new Counter({ name: 'easel_spec_decode_verifications_total', help: 'Speculative decoding: sequences verified (one per sequence per target call); emitted ÷ this is tokens per target call.', labelNames: ['model'] as const, registers: [this.registry] })],
+  ]);
+  /** Running totals per model, for the rates. */
+  readonly #speculated = new Map<string, Map<string, number>>();
 
   constructor(sources: MetricsSources) {
+    const speculated = this.#speculated;
     collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
     new Gauge({
       name: 'easel_queue_length', help: 'Synchronous requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
@@ -46,6 +57,24 @@ export class Metrics {
         for (const w of sources.liveWorkers()) this.set({ model: w.model }, w.live);
       },
     });
+    const rate = (model: string, of: string, per: string): number | undefined => {
+      const t = this.#speculated.get(model);
+      return t?.get(per) ? t.get(of)! / t.get(per)! : undefined;
+    };
+    new Gauge({
+      name: 'easel_spec_decode_acceptance_rate', help: 'Speculative decoding: accepted ÷ proposed draft tokens since start.', labelNames: ['model'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const model of speculated.keys()) this.set({ model }, rate(model, 'accepted', 'proposed') ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'easel_spec_decode_tokens_per_target_call', help: 'Speculative decoding: tokens each sequence got per target model call since start (1 without speculation).', labelNames: ['model'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const model of speculated.keys()) this.set({ model }, rate(model, 'emitted', 'verified') ?? 0);
+      },
+    });
     new Gauge({
       name: 'easel_jobs_queued', help: 'Jobs queued per model.', labelNames: ['model'] as const, registers: [this.registry],
       async collect() {
@@ -53,5 +82,21 @@ export class Metrics {
         for (const q of await sources.queuedJobs()) this.set({ model: q.model }, q.queued);
       },
     });
+  }
+
+  /** One turn of a worker's step loop. */
+  turn(model: string, r: TurnReport): void {
+    this.stepBatchSize.observe({ model }, r.states);
+    this.stepDuration.observe({ model }, r.seconds);
+    this.activeSequences.set({ model }, r.states);
+    if (r.memoryBytes !== undefined) this.stepMemory.set({ model }, r.memoryBytes);
+    for (const [name, n] of Object.entries(r.counters ?? {})) {
+      const counter = this.#speculation.get(name);
+      if (!counter || !(n > 0)) continue;
+      counter.inc({ model }, n);
+      const totals = this.#speculated.get(model) ?? new Map<string, number>();
+      totals.set(name, (totals.get(name) ?? 0) + n);
+      this.#speculated.set(model, totals);
+    }
   }
 }

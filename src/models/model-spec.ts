@@ -39,6 +39,17 @@ const batchingSchema = z
   })
   .strict();
 
+/** Speculative decoding (text generation): a draft model proposes k tokens per round, the model verifies them in one call. */
+const speculativeSchema = z
+  .object({
+    /** A folder inside this model's directory, else a model folder in the model store; it must share this model's tokenizer. */
+    draft: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/, 'a folder inside the model or a model in the store: letters, digits, _ . - /').refine((d) => !d.split('/').includes('..'), 'may not contain ..'),
+    k: z.number().int().min(1).max(16).default(4),
+    /** Above this many active sequences a step decodes plainly (batching already fills the machine); unset: always speculate. */
+    maxBatch: z.number().int().min(1).optional(),
+  })
+  .strict();
+
 export const modelSpecSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'),
@@ -59,6 +70,7 @@ export const modelSpecSchema = z
     limits: z.record(z.string(), z.unknown()).default({}),
     /** Free-form settings for the handler (TorchServe's model-config.yaml `handler:` block). */
     handlerConfig: z.record(z.string(), z.unknown()).default({}),
+    speculative: speculativeSchema.optional(),
   })
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });
@@ -69,6 +81,8 @@ export type ModelSpec = z.infer<typeof modelSpecSchema>;
 export interface ModelEntry {
   readonly spec: ModelSpec;
   readonly dir: string;
+  /** The speculative draft model's directory, when the spec names one that was found. */
+  readonly draftDir?: string | undefined;
 }
 
 export const MANIFEST_PATH = 'EASEL-INF/MANIFEST.json';
@@ -116,7 +130,12 @@ export function fromTorchServeConfig(ts: Record<string, unknown>): Record<string
   if (typeof ts.maxBatchDelay === 'number') batching.maxBatchDelayMs = ts.maxBatchDelay;
   if (Object.keys(batching).length > 0) out.batching = { ...batching, mode: (batching.batchSize as number) > 1 ? 'request' : 'none' };
   if (typeof ts.responseTimeout === 'number') out.responseTimeoutMs = ts.responseTimeout * 1000;
-  if (ts.handler && typeof ts.handler === 'object') out.handlerConfig = ts.handler;
+  if (ts.handler && typeof ts.handler === 'object') {
+    out.handlerConfig = ts.handler;
+    // GPT-Fast's handler settings: a draft checkpoint and how many tokens it speculates.
+    const h = ts.handler as Record<string, unknown>;
+    if (h.draft_checkpoint_path !== undefined) out.speculative = { draft: h.draft_checkpoint_path, ...(h.speculate_k !== undefined ? { k: h.speculate_k } : {}) };
+  }
   return out;
 }
 

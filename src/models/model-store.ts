@@ -41,6 +41,13 @@ export class ModelStore {
    * operator's own config or flags, or an allow-listed remote URL) to a model.
    */
   async resolve(url: string, overrides: Record<string, unknown> = {}, trusted = false): Promise<ModelEntry> {
+    const entry = await this.#locate(url, overrides, trusted);
+    // A speculative draft is found the way a task's model is; whether it fits is the handler's check at registration.
+    const draft = entry.spec.speculative?.draft;
+    return draft === undefined ? entry : { ...entry, draftDir: this.#folder(entry.dir, draft) };
+  }
+
+  async #locate(url: string, overrides: Record<string, unknown>, trusted: boolean): Promise<ModelEntry> {
     if (/^https?:\/\//i.test(url)) return this.#fromRemote(url, overrides);
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
       throw new EaselError('EASEL_INVALID_PARAMETER', `url scheme of "${url}" is not supported; use a path in the model store or an http(s) URL`, { field: 'url' });
@@ -77,12 +84,15 @@ export class ModelStore {
     if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/.test(name) || name.split('/').includes('..')) {
       throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: setup_config.json model_name must name a folder inside the archive or a model in the store, got ${JSON.stringify(name)}`, { field: 'model_name' });
     }
-    const inside = path.join(entry.dir, name);
-    const inStore = path.join(path.resolve(this.#o.storeDir), name);
-    const dir = [inside, inStore].find((d) => existsSync(d) && statSync(d).isDirectory());
+    const dir = this.#folder(entry.dir, name);
     if (!dir) throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: model_name "${name}" is neither a folder inside it nor a model in the store (models are never downloaded by name)`, { field: 'model_name' });
     // The task model keeps its own name and version; files and settings are the named model's.
     return { spec: readModelSpec(dir, { ...overrides, name: entry.spec.name, version: entry.spec.version, handler }), dir };
+  }
+
+  /** A folder inside a model's directory, else a model folder in the store (names are checked by the caller: no .., not absolute). */
+  #folder(modelDir: string, name: string): string | undefined {
+    return [path.join(modelDir, name), path.join(path.resolve(this.#o.storeDir), name)].find((d) => existsSync(d) && statSync(d).isDirectory());
   }
 
   #localPath(url: string, trusted: boolean): string {

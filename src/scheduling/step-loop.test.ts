@@ -25,7 +25,7 @@ describe('StepLoop', () => {
 
   it('steps at most maxBatchSize images per resolution; later requests of that resolution wait, others do not', async () => {
     const turns: number[] = [];
-    const loop = new StepLoop(diffusionSteps(pipeline), { maxBatchSize: 2, onTurn: (images) => turns.push(images) });
+    const loop = new StepLoop(diffusionSteps(pipeline), { maxBatchSize: 2, onTurn: (turn) => turns.push(turn.states) });
     const log: string[] = [];
     const runs: [string, GenerationRequest[]][] = [
       ['a', [request(1)]],

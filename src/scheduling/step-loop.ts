@@ -5,7 +5,7 @@
 // A run joins at any turn and leaves as soon as it is done or cancelled, whatever the others'
 // lengths. The loop knows nothing of the model: the handler's StepModel says what a step is.
 import { errors } from '../errors/easel-error.js';
-import type { StepModel, StepRunOptions, StepRunner } from '../handlers/handler.js';
+import type { StepModel, StepRunOptions, StepRunner, TurnReport } from '../handlers/handler.js';
 
 interface Member<Req, State, Out> {
   readonly requests: readonly Req[];
@@ -27,8 +27,8 @@ export interface StepLoopOptions {
    * that would pass it waits for room, and one that needs more on its own still runs alone.
    */
   maxMemoryBytes?: number | undefined;
-  /** States stepped by each turn, how long the turn's model calls took, and the model's memory for them. */
-  onTurn?(states: number, seconds: number, memoryBytes: number | undefined): void;
+  /** What each turn did. */
+  onTurn?(report: TurnReport): void;
 }
 
 export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
@@ -90,7 +90,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
     const stepped = all.filter((s) => !model.isFinished(s)).length;
     const t0 = performance.now();
     await model.step(all);
-    this.options.onTurn?.(stepped, (performance.now() - t0) / 1000, model.memoryBytes?.());
+    this.options.onTurn?.({ states: stepped, seconds: (performance.now() - t0) / 1000, memoryBytes: model.memoryBytes?.(), counters: model.counters?.() });
     for (const m of stepping) await m.options.onStep?.(m.states);
     const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
     if (finished.length === 0) return;

@@ -6,7 +6,7 @@ import type { RequestBatcher } from '../scheduling/request-batcher.js';
 import type { Health, ModelControl, ModelDescription, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { batchingPlan, type BatchingPlan } from '../scheduling/batching.js';
-import type { Logger } from '../handlers/handler.js';
+import type { Logger, TurnReport } from '../handlers/handler.js';
 import { batchKey, checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
 import { Dispatcher, type DispatchObserver } from './dispatcher.js';
 import { Supervisor, type Slot } from './supervisor.js';
@@ -14,7 +14,7 @@ import { Supervisor, type Slot } from './supervisor.js';
 export interface ManagerObserver extends DispatchObserver {
   workerRestart(model: string): void;
   /** One step of a worker's step loop (a UNet turn, a decoder call) over `states` images or sequences; the model's memory for them. */
-  step?(model: string, states: number, seconds: number, memoryBytes: number | undefined): void;
+  step?(model: string, report: TurnReport): void;
 }
 
 export interface ModelManagerOptions {
@@ -48,7 +48,7 @@ class ModelVersion {
       logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
       onRestart: () => observer?.workerRestart(model),
       onProgress: (id, progress) => m.queue.progress(id, progress),
-      onStep: (states, seconds, memoryBytes) => observer?.step?.(model, states, seconds, memoryBytes),
+      onStep: (report) => observer?.step?.(model, report),
       serve: (proc, load, stop) => this.dispatcher.serve(proc, load, stop),
     });
   }
@@ -89,6 +89,8 @@ class ModelVersion {
       maxBatchDelay: s.batching.maxBatchDelayMs, responseTimeout: Math.round(s.responseTimeoutMs / 1000),
       description: s.description,
       batchingMode: plan.mode,
+      // Speculative decoding's settings (a draft model, tokens proposed per round), when set.
+      ...(s.speculative ? { speculative: { draft: s.speculative.draft, k: s.speculative.k, maxBatch: s.speculative.maxBatch ?? null } } : {}),
       notes: this.slots.find((slot) => slot.proc?.ready)?.proc?.notes ?? [],
       workers: this.slots.map((slot): WorkerDescription => ({
         id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.shownStatus : slot.status === 'STOPPING' ? 'STOPPING' : slot.failures > 0 ? 'DEAD' : 'STARTING',
@@ -113,7 +115,7 @@ export class ModelManager implements ModelControl {
     // Refused up front what every worker would refuse at start (and restart forever).
     checkHandler(entry.spec, this.o.allowCustomHandlers);
     // Builds the handler's admission rules: an easel.yaml that cannot make a valid request is refused here.
-    const mv = new ModelVersion(entry, options.url, requestParser(entry.spec, entry.dir), this.o);
+    const mv = new ModelVersion(entry, options.url, requestParser(entry), this.o);
     if (model) model.versions.set(version, mv);
     else this.#models.set(name, { versions: new Map([[version, mv]]), defaultVersion: version });
     const workers = options.initialWorkers ?? entry.spec.minWorkers;

@@ -1,5 +1,6 @@
 // The typed messages between the server (parent) and a worker process (child), over Node's
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
+import type { TurnReport } from '../handlers/handler.js';
 import type { SerializedError } from '../errors/easel-error.js';
 import type { Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
@@ -12,7 +13,7 @@ export interface WorkRequest {
 }
 
 export type ParentCommand =
-  | { type: 'init'; workerId: string; modelDir: string; spec: ModelSpec; batching: BatchingPlan; allowCustomHandlers: boolean; logLevel: string }
+  | { type: 'init'; workerId: string; modelDir: string; draftDir?: string | undefined; spec: ModelSpec; batching: BatchingPlan; allowCustomHandlers: boolean; logLevel: string }
   | { type: 'run'; batchId: number; requests: WorkRequest[] }
   | { type: 'cancel'; id: string }
   | { type: 'shutdown' };
@@ -26,4 +27,4 @@ export type ChildCommand =
   | { type: 'init-failed'; error: SerializedError }
   | ({ type: 'progress'; id: string } & Progress)
   | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }
-  | { type: 'step'; states: number; seconds: number; memoryBytes?: number | undefined };
+  | ({ type: 'step' } & TurnReport);

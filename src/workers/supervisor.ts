@@ -1,7 +1,7 @@
 // The supervisor of one model version's worker processes: starts them, keeps them alive
 // (restart with backoff), scales them to a count, and stops them with a grace period. While a
 // process is live it lends it to the dispatcher, which feeds it work.
-import type { Logger } from '../handlers/handler.js';
+import type { Logger, TurnReport } from '../handlers/handler.js';
 import type { Progress, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
@@ -17,7 +17,7 @@ export interface SupervisorOptions {
   onRestart?(): void;
   onProgress?(requestId: string, progress: Progress): void;
   /** A step of the worker's step loop ran over this many states. */
-  onStep?(states: number, seconds: number, memoryBytes: number | undefined): void;
+  onStep?(report: TurnReport): void;
   /** Feeds a live worker until it dies or `stop` aborts (the dispatcher). */
   serve(proc: WorkerProcess, load: WorkerLoad, stop: AbortSignal): Promise<void>;
 }
@@ -103,7 +103,7 @@ export class Supervisor {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (states, seconds, memoryBytes) => this.m.onStep?.(states, seconds, memoryBytes) });
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (report) => this.m.onStep?.(report) });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {

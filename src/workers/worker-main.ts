@@ -41,10 +41,10 @@ async function onCommand(m: ParentCommand): Promise<void> {
         handler = await loadHandler(m.spec, m.modelDir, m.allowCustomHandlers);
         const spec = m.spec;
         await handler.initialize({
-          modelDir: m.modelDir, spec, logger,
+          modelDir: m.modelDir, draftDir: m.draftDir, spec, logger,
           // In step mode the loop holds up to the batch size per group; otherwise the batch this
           // worker was sent runs whole.
-          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (states, seconds, memoryBytes) => send({ type: 'step', states, seconds, memoryBytes }) }),
+          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (report) => send({ type: 'step', ...report }) }),
         });
         send({ type: 'ready', notes: handler.notes?.() ?? [] });
       } catch (err) {

@@ -1,5 +1,6 @@
 // The server's handle on one worker process: starts it, sends it batches, and notices when it
 // dies (every pending batch then rejects with WorkerDiedError).
+import type { TurnReport } from '../handlers/handler.js';
 import type { Progress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ export interface WorkerProcessOptions {
   logLevel: string;
   onProgress?: (id: string, progress: Progress) => void;
   /** A step of the worker's step loop (a UNet turn, a decoder call) ran over this many images or sequences. */
-  onStep?: (states: number, seconds: number, memoryBytes: number | undefined) => void;
+  onStep?: (report: TurnReport) => void;
 }
 
 /**
@@ -115,7 +116,7 @@ export class WorkerProcess {
       };
       this.#child.on('message', onMessage);
       this.#exitController.signal.addEventListener('abort', onExit, { once: true });
-      this.#send({ type: 'init', workerId: this.id, modelDir: this.o.entry.dir, spec: this.o.entry.spec, batching: this.o.batching, allowCustomHandlers: this.o.allowCustomHandlers, logLevel: this.o.logLevel });
+      this.#send({ type: 'init', workerId: this.id, modelDir: this.o.entry.dir, draftDir: this.o.entry.draftDir, spec: this.o.entry.spec, batching: this.o.batching, allowCustomHandlers: this.o.allowCustomHandlers, logLevel: this.o.logLevel });
     });
   }
 
@@ -165,7 +166,8 @@ export class WorkerProcess {
       const { type: _type, id, ...progress } = m;
       this.o.onProgress?.(id, progress);
     } else if (m.type === 'step') {
-      this.o.onStep?.(m.states, m.seconds, m.memoryBytes);
+      const { type: _, ...report } = m;
+      this.o.onStep?.(report);
     }
   }
 

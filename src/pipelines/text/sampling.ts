@@ -86,11 +86,68 @@ export function processLogits(logits: Float32Array, p: SamplingParams, seen: Rea
 
 /** Picks the next token from processed logits. */
 export function chooseToken(logits: Float32Array, p: SamplingParams, random: SequenceRandom): TokenChoice {
+  if (p.temperature === 0) return describeChoice(logits, p, argmax(logits));
+  if (!cuts(p)) return describeChoice(logits, p, drawAll(logits, p.temperature, random));
+  const { order, scaled, keep } = candidates(logits, p);
+  let kept = 0;
+  for (let i = 0; i < keep; i++) kept += scaled[i]!;
+  let u = random.uniform() * kept;
+  for (let i = 0; i < keep; i++) {
+    u -= scaled[i]!;
+    if (u < 0) return describeChoice(logits, p, order[i]!);
+  }
+  return describeChoice(logits, p, order[keep - 1]!);
+}
+
+/** A chosen token with its log-probability (and the top alternatives) under processed logits, as the request asked. */
+export function describeChoice(logits: Float32Array, p: SamplingParams, token: number): TokenChoice {
   const logZ = p.logprobs || p.topLogprobs > 0 ? logSumExp(logits, 1) : 0;
-  const report = (token: number): TokenChoice => ({ token, logprob: p.logprobs ? logits[token]! - logZ : 0, top: p.topLogprobs > 0 ? topLogprobs(logits, logZ, p.topLogprobs) : [] });
-  if (p.temperature === 0) return report(argmax(logits));
-  if (p.topK === 0 && p.topP >= 1 && p.minP === 0) return report(drawAll(logits, p.temperature, random));
-  // Candidates by descending logit (only the top k of them when top-k cuts); the cuts keep a prefix.
+  return { token, logprob: p.logprobs ? logits[token]! - logZ : 0, top: p.topLogprobs > 0 ? topLogprobs(logits, logZ, p.topLogprobs) : [] };
+}
+
+/**
+ * The distribution chooseToken draws from, per token id, written into `out` (greedy: all of it
+ * on the argmax): what speculative decoding's acceptance rule compares.
+ */
+export function tokenProbabilities(logits: Float32Array, p: SamplingParams, out: Float64Array): Float64Array {
+  out.fill(0);
+  if (p.temperature === 0) {
+    out[argmax(logits)] = 1;
+    return out;
+  }
+  if (!cuts(p)) temperatureWeights(logits, p.temperature, out);
+  else {
+    const { order, scaled, keep } = candidates(logits, p);
+    for (let i = 0; i < keep; i++) out[order[i]!] = scaled[i]!;
+  }
+  let total = 0;
+  for (const w of out) total += w;
+  for (let i = 0; i < out.length; i++) out[i]! /= total;
+  return out;
+}
+
+/** A draw from weights per token id (not necessarily summing to 1), in vocabulary order. */
+export function drawFrom(weights: Float64Array, random: SequenceRandom): number {
+  let total = 0;
+  for (const w of weights) total += w;
+  let u = random.uniform() * total;
+  let last = 0;
+  for (let i = 0; i < weights.length; i++) {
+    if (weights[i] === 0) continue;
+    last = i;
+    u -= weights[i]!;
+    if (u < 0) return i;
+  }
+  return last;
+}
+
+function cuts(p: SamplingParams): boolean {
+  return p.topK > 0 || p.topP < 1 || p.minP > 0;
+}
+
+/** The candidates of a cut draw: token ids by descending logit, their weights (unnormalised), and how many of them the top-k, min-p and top-p cuts keep. */
+function candidates(logits: Float32Array, p: SamplingParams): { order: number[]; scaled: Float64Array; keep: number } {
+  // Only the top k are candidates when top-k cuts; the other cuts keep a prefix.
   const order = p.topK > 0 ? topK(logits, p.topK) : byLogit(logits, logits.length);
   let keep = order.length;
   const scaled = new Float64Array(keep);
@@ -114,32 +171,20 @@ export function chooseToken(logits: Float32Array, p: SamplingParams, random: Seq
     }
     keep = k;
   }
-  let kept = 0;
-  for (let i = 0; i < keep; i++) kept += scaled[i]!;
-  let u = random.uniform() * kept;
-  for (let i = 0; i < keep; i++) {
-    u -= scaled[i]!;
-    if (u < 0) return report(order[i]!);
-  }
-  return report(order[keep - 1]!);
+  return { order, scaled, keep };
 }
 
 /** A draw from the whole temperature-scaled distribution, in vocabulary order: no sort when nothing is cut. */
 function drawAll(logits: Float32Array, temperature: number, random: SequenceRandom): number {
+  return drawFrom(temperatureWeights(logits, temperature, scratch(logits.length).subarray(0, logits.length)), random);
+}
+
+/** exp((logit - max) / temperature) per token id, into `out`. */
+function temperatureWeights(logits: Float32Array, temperature: number, out: Float64Array): Float64Array {
   let max = -Infinity;
   for (const x of logits) if (x > max) max = x;
-  const scaled = scratch(logits.length);
-  let total = 0;
-  for (let i = 0; i < logits.length; i++) total += scaled[i] = Math.exp((logits[i]! - max) / temperature);
-  let u = random.uniform() * total;
-  let last = 0;
-  for (let i = 0; i < logits.length; i++) {
-    if (scaled[i] === 0) continue;
-    last = i;
-    u -= scaled[i]!;
-    if (u < 0) return i;
-  }
-  return last;
+  for (let i = 0; i < logits.length; i++) out[i] = Math.exp((logits[i]! - max) / temperature);
+  return out;
 }
 
 let scratchBuffer = new Float64Array(0);
@@ -192,7 +237,7 @@ function byLogit(logits: Float32Array, n: number): number[] {
   return n < order.length ? order.slice(0, n) : order;
 }
 
-function argmax(xs: Float32Array): number {
+export function argmax(xs: Float32Array): number {
   let best = 0;
   for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
   return best;

@@ -1,20 +1,22 @@
-// A decoder-only language model on ONNX Runtime with a KV cache, in the layouts optimum and
-// transformers.js write (`onnx/model.onnx` or a merged decoder with `use_cache_branch`;
-// `past_key_values.{i}.key/value` in, `present.{i}.key/value` out; `position_ids` optional;
-// heads and head size read from the graph, so multi-head and grouped-query attention alike).
+// Text generation over a decoder and its KV cache (kv-decoder.ts), in the step API the
+// scheduling layer drives: `begin` prefills newcomers and chooses each one's first token, `step`
+// gives every active sequence its next token(s), `finish` returns the text.
 //
-// It exposes the step API the scheduling layer drives: `begin` prefills newcomers, `step` runs
-// ONE decoder call over every active sequence (their caches left-padded to a common length, the
-// padding masked out by the attention mask, each at its own position), `finish` returns the text.
-// The batch's cache is kept between steps. When a sequence leaves, the last row moves into its
-// place; newcomers are appended; the rows are re-padded only when the padding grows wasteful.
-import { existsSync } from 'node:fs';
-import path from 'node:path';
+// A step is ONE decoder call over every active sequence, or, with a draft model (speculative
+// decoding), one round: the draft proposes up to k tokens per sequence (k small calls over the
+// batch), the target scores every sequence's last token and proposals in one call, and each
+// sequence keeps the longest prefix the target agrees with plus one token of the target's own —
+// a different number per sequence; both caches forget what was not kept. Greedy requests keep
+// exactly the tokens of plain decoding; sampled ones follow the acceptance rule of Leviathan et
+// al. and Chen et al. (accept a proposal with min(1, p/q), else draw from the residual
+// max(0, p - q)), so their tokens are distributed as the target's.
 import { EaselError } from '../../errors/easel-error.js';
-import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
-import { chooseToken, processLogits, SequenceRandom, type SamplingParams, type TokenChoice } from './sampling.js';
-import { readTextLayout } from './text-layout.js';
-import { TextTokenizer } from './text-tokenizer.js';
+import type { SessionOptions } from '../../runtime/onnx-runtime.js';
+import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
+import { argmax, chooseToken, describeChoice, drawFrom, processLogits, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
+import { sameTokenizer, TextTokenizer } from './text-tokenizer.js';
+
+export type { TextModelInfo } from './kv-decoder.js';
 
 export interface TextGenerationRequest {
   readonly promptTokens: readonly number[];
@@ -54,149 +56,184 @@ export interface Sequence {
   prefixOffset: number;
   readOffset: number;
   finishReason: FinishReason | undefined;
-  /** This sequence's own cache when it is not in the batch cache: per layer [heads, pastLength, headDim]. */
-  own: { keys: Float32Array[]; values: Float32Array[] } | undefined;
-  pastLength: number;
+  /** Its place in the target's cache, and in the draft's (speculative decoding). */
+  readonly row: CacheRow;
+  readonly draftRow: CacheRow | undefined;
 }
 
-export interface TextModelInfo {
-  readonly layers: number;
-  readonly kvHeads: number;
-  readonly headDim: number;
-  readonly vocabSize: number;
-  readonly contextLength: number;
-  readonly eosTokenIds: readonly number[];
-  readonly positionIds: boolean;
-  readonly useCacheBranch: boolean;
-  readonly cacheType: string;
+/** Speculative decoding: a draft model that shares the target's tokenizer, and how many tokens it proposes per round. */
+export interface SpeculativeOptions {
+  readonly draftDir: string;
+  readonly k: number;
+  /** Rounds fall back to plain decoding steps while more sequences than this are active (batching already fills the machine). */
+  readonly maxBatch?: number | undefined;
 }
 
-interface KvArrays {
-  keys: Float32Array[];
-  values: Float32Array[];
+/** Counts since the last `takeCounts()`: what speculative decoding's metrics are made of. */
+export interface SpeculationCounts {
+  /** Draft tokens proposed, and those the target kept. */
+  proposed: number;
+  accepted: number;
+  /** Tokens the verify calls gave (kept proposals plus the target's own), over the sequences verified (one per sequence per call). */
+  emitted: number;
+  verified: number;
 }
-
-interface BatchCache extends KvArrays {
-  members: Sequence[];
-  length: number;
-}
-
-/** Positions of padding beyond what the longest member needs before the batch cache is re-padded. */
-const REPAD_SLACK = 32;
 
 /** Prompt tokens decoded before the first generated one, so that its text reads as it does after them. */
 const DETOKENIZE_CONTEXT = 4;
 
-const MODEL_FILES = ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx', 'decoder_model_merged.onnx', 'model.onnx'];
-
-export function findTextModel(dir: string): string | undefined {
-  return MODEL_FILES.map((f) => path.join(dir, f)).find((f) => existsSync(f));
-}
-
 export class TextPipeline {
-  #batch: BatchCache | undefined;
-  /**
-   * The other of the two buffers (per layer, keys and values) that a float32 batch cache lives in
-   * by turns: each step's presents are written into it, and the step's past becomes the spare.
-   * Nothing is allocated per step, so the garbage collector is not driven by the cache.
-   */
-  #spare: KvArrays | undefined;
-  readonly #buffers = new WeakSet<ArrayBufferLike>();
+  readonly #counts: SpeculationCounts = { proposed: 0, accepted: 0, emitted: 0, verified: 0 };
+  /** Per sequence, the draft's distribution behind each proposal of the round (sampled requests). */
+  readonly #draftProbabilities = new WeakMap<Sequence, Float64Array[]>();
 
   private constructor(
-    private readonly session: OnnxSession,
+    private readonly target: KvDecoder,
     readonly tokenizer: TextTokenizer,
-    readonly info: TextModelInfo,
+    private readonly speculation: { readonly draft: KvDecoder; readonly k: number; readonly maxBatch: number } | undefined,
   ) {}
 
-  static async load(dir: string, options: SessionOptions): Promise<TextPipeline> {
-    const file = findTextModel(dir);
-    if (!file) throw new EaselError('EASEL_MODEL_INVALID', `no decoder graph in the model directory; looked for ${MODEL_FILES.join(', ')}`);
-    const session = await OnnxSession.create(file, options);
-    const layout = readTextLayout(dir);
-    const inputs = new Map(session.inputs.map((i) => [i.name, i]));
-    const layers = session.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i.name)).length;
-    const past = inputs.get('past_key_values.0.key');
-    if (layers === 0 || !past || !inputs.has('input_ids') || !inputs.has('attention_mask')) {
-      throw new EaselError('EASEL_MODEL_INVALID', 'the decoder graph must take input_ids, attention_mask and past_key_values.{i}.key/value (an optimum/transformers.js export with past)');
+  static async load(dir: string, options: SessionOptions, speculative?: SpeculativeOptions): Promise<TextPipeline> {
+    const target = await KvDecoder.load(dir, options);
+    if (!speculative) return new TextPipeline(target, TextTokenizer.load(dir), undefined);
+    const differs = sameTokenizer(dir, speculative.draftDir);
+    if (differs) throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's tokenizer: ${differs}`, { field: 'speculative.draft' });
+    const draft = await KvDecoder.load(speculative.draftDir, options);
+    if (draft.info.vocabSize !== target.info.vocabSize) {
+      throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's vocabulary: its logits have ${draft.info.vocabSize} entries, the target's ${target.info.vocabSize}`, { field: 'speculative.draft' });
     }
-    const heads = Number(past.shape[1]);
-    const headDim = Number(past.shape[3]);
-    const logits = session.outputs.find((o) => o.name === 'logits');
-    const vocabSize = Number(logits?.shape[2]) || (layout.vocabSize ?? NaN);
-    if (!Number.isInteger(heads) || !Number.isInteger(headDim) || !Number.isInteger(vocabSize)) {
-      throw new EaselError('EASEL_MODEL_INVALID', 'could not read the number of key/value heads, the head size or the vocabulary size from the graph and config.json');
-    }
-    const info: TextModelInfo = {
-      layers, kvHeads: heads, headDim, vocabSize,
-      contextLength: layout.contextLength,
-      eosTokenIds: layout.eosTokenIds,
-      positionIds: inputs.has('position_ids'),
-      useCacheBranch: inputs.has('use_cache_branch'),
-      cacheType: past.type,
-    };
-    return new TextPipeline(session, TextTokenizer.load(dir), info);
+    return new TextPipeline(target, TextTokenizer.load(dir), { draft, k: speculative.k, maxBatch: speculative.maxBatch ?? Infinity });
   }
 
-  /** Prefills the newcomers' prompts in one call (left-padded, masked) and chooses each one's first token. */
+  get info(): TextModelInfo {
+    return this.target.info;
+  }
+
+  /** Prefills the newcomers' prompts in one call (the draft's too) and chooses each one's first token. */
   async begin(requests: readonly TextGenerationRequest[]): Promise<Sequence[]> {
     if (requests.length === 0) return [];
-    const V = this.info.vocabSize;
-    const { out, T } = await this.#prefill(requests.map((r) => r.promptTokens));
-    const batch: BatchCache = { members: [], keys: out.keys, values: out.values, length: T };
-    return requests.map((request, b) => {
-      const seq: Sequence = {
-        request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
-        seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined, own: undefined, pastLength: request.promptTokens.length,
-        committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
-      };
-      batch.members.push(seq);
-      // Its own cache: its row of the presents, less the padding on the left.
-      seq.own = this.#extract(batch, b);
-      this.#accept(seq, out.logits.subarray((b * T + T - 1) * V, (b * T + T) * V));
-      return seq;
-    });
+    const prompts = requests.map((r) => r.promptTokens);
+    const seqs = requests.map((request): Sequence => ({
+      request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
+      seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined,
+      committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
+      row: new CacheRow(), draftRow: this.speculation ? new CacheRow() : undefined,
+    }));
+    const logits = await this.target.prefill(seqs.map((s) => s.row), prompts);
+    if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), prompts);
+    for (const [i, s] of seqs.entries()) this.#accept(s, this.#choose(s, logits[i]!));
+    return seqs;
   }
 
-  /** One decoder call over every unfinished sequence: each gets its next token. */
+  /** Every unfinished sequence gets its next token (one decoder call), or its next tokens (a speculative round). */
   async step(states: readonly Sequence[]): Promise<void> {
     const active = states.filter((s) => !this.isFinished(s));
     if (active.length === 0) return;
-    const batch = this.#batchFor(active);
-    // The rows' order is the batch cache's, not the caller's.
-    const rows = batch.members;
-    const B = rows.length;
-    const L = batch.length;
-    const ids = new BigInt64Array(B);
-    const mask = new BigInt64Array(B * (L + 1));
-    const positions = new BigInt64Array(B);
-    for (const [b, s] of rows.entries()) {
-      ids[b] = BigInt(s.tokens[s.tokens.length - 1]!);
-      // Left padding: the first L - pastLength positions of the row are not this sequence's.
-      for (let t = L - s.pastLength; t <= L; t++) mask[b * (L + 1) + t] = 1n;
-      positions[b] = BigInt(s.pastLength);
+    if (this.speculation && active.length <= this.speculation.maxBatch) return this.#speculate(active, this.speculation.draft, this.speculation.k);
+    const logits = await this.target.feed(active.map((s) => s.row), active.map((s) => [s.tokens.at(-1)!]));
+    for (const [i, s] of active.entries()) this.#accept(s, this.#choose(s, logits[i]![0]!));
+  }
+
+  /**
+   * One speculative round: up to k draft calls, one target call, and for each sequence the
+   * proposals the target keeps plus one token of its own.
+   */
+  async #speculate(active: Sequence[], draft: KvDecoder, k: number): Promise<void> {
+    // Each proposes at most what it may still generate, less the target's own token, and only
+    // positions the model has.
+    const room = active.map((s) => Math.max(0, Math.min(k, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
+    const proposals = active.map((): number[] => []);
+    const rounds = Math.max(...room);
+    for (let j = 0; j < rounds; j++) {
+      // The first call also gives the draft what it has not seen (the target's last token, and a
+      // proposal kept last round that the draft never fed).
+      const fed = active.map((s, i) => (room[i]! <= j ? [] : j === 0 ? s.tokens.slice(s.draftRow!.pastLength) : [proposals[i]![j - 1]!]));
+      const logits = await draft.feed(active.map((s) => s.draftRow!), fed);
+      for (const [i, s] of active.entries()) {
+        if (room[i]! <= j) continue;
+        const l = logits[i]!.at(-1)!;
+        const p = s.request.sampling;
+        // The penalties see the proposals so far, as they would have seen them as tokens.
+        processLogits(l, p, s.seen, s.counts);
+        let token: number;
+        if (p.temperature === 0) token = argmax(l);
+        else {
+          const q = tokenProbabilities(l, p, new Float64Array(l.length));
+          token = drawFrom(q, s.random);
+          const qs = j === 0 ? [] : this.#draftProbabilities.get(s)!;
+          qs.push(q);
+          this.#draftProbabilities.set(s, qs);
+        }
+        proposals[i]!.push(token);
+        countToken(s, token, 1);
+      }
     }
-    const into = this.info.cacheType === 'float32' ? this.#takeSpare(B * this.info.kvHeads * (L + 1) * this.info.headDim) : undefined;
-    const out = await this.#run(B, 1, ids, mask, positions, batch, into);
-    if (into) this.#giveBack(batch);
-    // The presents are the next step's cache as they are: the same members, one position longer.
-    this.#batch = { members: rows, keys: out.keys, values: out.values, length: L + 1 };
-    const V = this.info.vocabSize;
-    for (const [b, s] of rows.entries()) {
-      s.pastLength += 1;
-      this.#accept(s, out.logits.subarray(b * V, (b + 1) * V));
+    for (const [i, s] of active.entries()) for (const token of proposals[i]!) countToken(s, token, -1);
+
+    const logits = await this.target.feed(active.map((s) => s.row), active.map((s, i) => [s.tokens.at(-1)!, ...proposals[i]!]));
+    const counts = this.#counts;
+    for (const [i, s] of active.entries()) {
+      const proposed = proposals[i]!;
+      const before = s.generated.length;
+      const qs = this.#draftProbabilities.get(s);
+      this.#draftProbabilities.delete(s);
+      let j = 0;
+      for (; j < proposed.length && !this.isFinished(s); j++) {
+        const l = logits[i]![j]!;
+        const p = s.request.sampling;
+        processLogits(l, p, s.seen, s.counts);
+        const d = proposed[j]!;
+        if (p.temperature === 0) {
+          const best = argmax(l);
+          this.#accept(s, describeChoice(l, p, best));
+          if (best !== d) break;
+          counts.accepted++;
+          continue;
+        }
+        const target = tokenProbabilities(l, p, new Float64Array(l.length));
+        const q = qs![j]!;
+        if (s.random.uniform() * q[d]! < target[d]!) {
+          counts.accepted++;
+          this.#accept(s, describeChoice(l, p, d));
+          continue;
+        }
+        // Rejected: the target's own token, from what its distribution has beyond the draft's.
+        for (let t = 0; t < target.length; t++) target[t] = Math.max(0, target[t]! - q[t]!);
+        this.#accept(s, describeChoice(l, p, target.some((w) => w > 0) ? drawFrom(target, s.random) : d));
+        break;
+      }
+      // Every proposal kept: the target's token after them comes free with the same call.
+      if (j === proposed.length && !this.isFinished(s)) this.#accept(s, this.#choose(s, logits[i]![j]!));
+      counts.proposed += proposed.length;
+      counts.emitted += s.generated.length - before;
+      counts.verified++;
+      // Each cache keeps what precedes the last token, and forgets the rest.
+      this.target.rollback(s.row, s.row.pastLength - (s.tokens.length - 1));
+      if (s.draftRow!.pastLength > s.tokens.length - 1) draft.rollback(s.draftRow!, s.draftRow!.pastLength - (s.tokens.length - 1));
     }
   }
 
-  /** Bytes of KV cache one position of one sequence takes (keys and values of every layer, float32). */
+  /** The counts since the last call (zero without a draft model), reset. */
+  takeCounts(): SpeculationCounts {
+    const out = { ...this.#counts };
+    Object.assign(this.#counts, { proposed: 0, accepted: 0, emitted: 0, verified: 0 });
+    return out;
+  }
+
+  /** The speculative settings in effect, or undefined. */
+  get speculative(): { k: number; maxBatch: number | null } | undefined {
+    const s = this.speculation;
+    return s ? { k: s.k, maxBatch: Number.isFinite(s.maxBatch) ? s.maxBatch : null } : undefined;
+  }
+
+  /** Bytes of KV cache one position of one sequence takes (keys and values of every layer, float32; the draft's too). */
   cacheBytesPerPosition(): number {
-    return this.info.layers * 2 * this.info.kvHeads * this.info.headDim * 4;
+    return this.target.cacheBytesPerPosition() + (this.speculation?.draft.cacheBytesPerPosition() ?? 0);
   }
 
   /** Bytes of the batch's KV cache (keys and values of every layer), as float32. */
   cacheBytes(): number {
-    const b = this.#batch;
-    return b ? b.keys.reduce((n, k) => n + k.byteLength, 0) * 2 : 0;
+    return this.target.cacheBytes() + (this.speculation?.draft.cacheBytes() ?? 0);
   }
 
   isFinished(s: Sequence): boolean {
@@ -204,7 +241,10 @@ export class TextPipeline {
   }
 
   async finish(states: readonly Sequence[]): Promise<TextOutput[]> {
-    for (const s of states) s.own = undefined;
+    for (const s of states) {
+      this.target.release(s.row);
+      if (s.draftRow) this.speculation?.draft.release(s.draftRow);
+    }
     return states.map((s) => ({ text: s.text, tokens: [...s.generated], promptTokens: s.request.promptTokens.length, finishReason: s.finishReason ?? 'length', choices: [...s.choices] }));
   }
 
@@ -228,16 +268,18 @@ export class TextPipeline {
   }
 
   async release(): Promise<void> {
-    this.#batch = undefined;
-    this.#spare = undefined;
-    await this.session.release();
+    await this.target.close();
+    await this.speculation?.draft.close();
   }
 
-  /** Chooses a sequence's next token from its logits (its own row of this call's output, changed in place) and applies the ways a generation ends. */
-  #accept(s: Sequence, logits: Float32Array): void {
-    const p = s.request.sampling;
-    processLogits(logits, p, s.seen, s.counts);
-    const choice = chooseToken(logits, p, s.random);
+  /** The next token from a sequence's logits (its own row of a call's output, changed in place). */
+  #choose(s: Sequence, logits: Float32Array): TokenChoice {
+    processLogits(logits, s.request.sampling, s.seen, s.counts);
+    return chooseToken(logits, s.request.sampling, s.random);
+  }
+
+  /** Appends a chosen token and applies the ways a generation ends. */
+  #accept(s: Sequence, choice: TokenChoice): void {
     const token = choice.token;
     if (s.request.stopTokenIds.includes(token) || this.info.eosTokenIds.includes(token)) {
       s.finishReason = 'stop';
@@ -246,8 +288,7 @@ export class TextPipeline {
     s.tokens.push(token);
     s.generated.push(token);
     s.choices.push(choice);
-    s.seen.set(token, (s.seen.get(token) ?? 0) + 1);
-    s.counts.set(token, (s.counts.get(token) ?? 0) + 1);
+    countToken(s, token, 1);
     const before = s.committed.length;
     this.#detokenize(s);
     for (const stop of s.request.stop) {
@@ -277,157 +318,18 @@ export class TextPipeline {
     s.readOffset = s.tokens.length;
   }
 
-  /** The batch cache for exactly these members (in its own row order): the last step's, changed as little as it can be. */
-  #batchFor(members: Sequence[]): BatchCache {
-    const current = this.#batch;
-    if (!current) return this.#rebuild(members, undefined);
-    const wanted = new Set(members);
-    const held = new Set(current.members);
-    const leaving = current.members.filter((m) => !wanted.has(m));
-    const joining = members.filter((m) => !held.has(m));
-    if (leaving.length === 0 && joining.length === 0) return current;
-    const longest = Math.max(...members.map((m) => m.pastLength));
-    // Padding every row to a length that no member needs any more costs attention on each step.
-    if (longest > current.length || current.length - longest > REPAD_SLACK) return this.#rebuild(members, current);
-    const rowSize = this.info.kvHeads * current.length * this.info.headDim;
-    const rows = [...current.members];
-    for (const m of leaving) {
-      // The last row takes the leaving one's place: one row copied, not the batch.
-      const at = rows.indexOf(m);
-      const last = rows.length - 1;
-      if (at !== last) {
-        for (const a of [...current.keys, ...current.values]) a.copyWithin(at * rowSize, last * rowSize, (last + 1) * rowSize);
-        rows[at] = rows[last]!;
-      }
-      rows.pop();
-    }
-    const size = (rows.length + joining.length) * rowSize;
-    let arrays: KvArrays = { keys: current.keys.map((a) => a.subarray(0, size)), values: current.values.map((a) => a.subarray(0, size)) };
-    if (joining.length > 0) {
-      // The rows that stay, as one block, into the spare buffers; newcomers after them.
-      arrays = this.#takeSpare(size);
-      for (const [l, a] of arrays.keys.entries()) a.set(current.keys[l]!.subarray(0, rows.length * rowSize));
-      for (const [l, a] of arrays.values.entries()) a.set(current.values[l]!.subarray(0, rows.length * rowSize));
-      this.#giveBack(current);
-    }
-    const batch: BatchCache = { members: rows, ...arrays, length: current.length };
-    for (const m of joining) this.#place(batch, rows.push(m) - 1, m);
-    this.#batch = batch;
-    return batch;
-  }
-
-  /** Per-layer key and value arrays of `size` floats in the spare buffers (made larger when they are too small). */
-  #takeSpare(size: number): KvArrays {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    const fit = (a: Float32Array | undefined): Float32Array => {
-      if (a && a.length >= size) return a.subarray(0, size);
-      // Room to grow a little before the next allocation.
-      const fresh = new Float32Array(Math.ceil(size * 1.25));
-      this.#buffers.add(fresh.buffer);
-      return fresh.subarray(0, size);
-    };
-    return { keys: Array.from({ length: this.info.layers }, (_, l) => fit(spare?.keys[l])), values: Array.from({ length: this.info.layers }, (_, l) => fit(spare?.values[l])) };
-  }
-
-  /** A batch cache's buffers become the spare ones, when they are this pipeline's own (not ONNX Runtime's). */
-  #giveBack(arrays: KvArrays): void {
-    const whole = (a: Float32Array): Float32Array => new Float32Array(a.buffer, 0, a.buffer.byteLength / 4);
-    if ([...arrays.keys, ...arrays.values].every((a) => this.#buffers.has(a.buffer))) this.#spare = { keys: arrays.keys.map(whole), values: arrays.values.map(whole) };
-  }
-
-  /** A batch cache for these members made afresh: each row padded on the left to the longest. */
-  #rebuild(members: Sequence[], current: BatchCache | undefined): BatchCache {
-    for (const [row, m] of (current?.members ?? []).entries()) if (m.own === undefined && members.includes(m)) m.own = this.#extract(current!, row);
-    const L = Math.max(...members.map((m) => m.pastLength));
-    // Padding is masked out: whatever the spare buffers held there is never attended to.
-    const batch: BatchCache = { members, ...this.#takeSpare(members.length * this.info.kvHeads * L * this.info.headDim), length: L };
-    if (current) this.#giveBack(current);
-    for (const [row, m] of members.entries()) this.#place(batch, row, m);
-    this.#batch = batch;
-    return batch;
-  }
-
-  /** Writes a sequence's own cache into a row of the batch cache, padded on the left; the batch holds it from then on. */
-  #place(batch: BatchCache, row: number, m: Sequence): void {
-    const own = m.own!;
-    const { kvHeads: H, headDim: D } = this.info;
-    const L = batch.length;
-    const pad = L - m.pastLength;
-    for (let l = 0; l < this.info.layers; l++) {
-      for (let h = 0; h < H; h++) {
-        const from = h * m.pastLength * D;
-        const to = ((row * H + h) * L + pad) * D;
-        batch.keys[l]!.set(own.keys[l]!.subarray(from, from + m.pastLength * D), to);
-        batch.values[l]!.set(own.values[l]!.subarray(from, from + m.pastLength * D), to);
-      }
-    }
-    m.own = undefined;
-  }
-
-  /** One row's cache out of a batch cache, without its padding. */
-  #extract(batch: BatchCache, row: number): { keys: Float32Array[]; values: Float32Array[] } {
-    const m = batch.members[row]!;
-    const { kvHeads: H, headDim: D } = this.info;
-    const L = batch.length;
-    const pad = L - m.pastLength;
-    const take = (arrays: Float32Array[]): Float32Array[] =>
-      arrays.map((a) => {
-        const out = new Float32Array(H * m.pastLength * D);
-        for (let h = 0; h < H; h++) out.set(a.subarray(((row * H + h) * L + pad) * D, ((row * H + h) * L + L) * D), h * m.pastLength * D);
-        return out;
-      });
-    return { keys: take(batch.keys), values: take(batch.values) };
-  }
-
-  /** Prompts through the decoder with an empty cache, left-padded to the longest (T) and masked. */
-  #prefill(prompts: readonly (readonly number[])[]): Promise<{ out: { logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }; T: number }> {
-    const B = prompts.length;
-    const T = Math.max(...prompts.map((p) => p.length));
-    const ids = new BigInt64Array(B * T);
-    const mask = new BigInt64Array(B * T);
-    const positions = new BigInt64Array(B * T);
-    for (const [b, prompt] of prompts.entries()) {
-      const at = b * T + T - prompt.length;
-      for (const [i, token] of prompt.entries()) {
-        ids[at + i] = BigInt(token);
-        mask[at + i] = 1n;
-        positions[at + i] = BigInt(i);
-      }
-    }
-    return this.#run(B, T, ids, mask, positions, undefined).then((out) => ({ out, T }));
-  }
-
-  /** One decoder call: `T` new tokens per row after `cache` (none: an empty cache); logits and presents as float32. */
-  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined, into?: KvArrays): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
-    const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
-    const L = cache?.length ?? 0;
-    const feeds: Record<string, Tensor> = {
-      input_ids: fromTypedArray('int64', ids, [B, T]),
-      attention_mask: fromTypedArray('int64', mask, [B, L + T]),
-    };
-    if (this.info.positionIds) feeds.position_ids = fromTypedArray('int64', positions, [B, T]);
-    if (this.info.useCacheBranch) feeds.use_cache_branch = makeTensor('bool', [cache ? 1 : 0], [1]);
-    for (let l = 0; l < layers; l++) {
-      feeds[`past_key_values.${l}.key`] = floatTensor(cacheType, cache?.keys[l] ?? new Float32Array(0), [B, H, L, D]);
-      feeds[`past_key_values.${l}.value`] = floatTensor(cacheType, cache?.values[l] ?? new Float32Array(0), [B, H, L, D]);
-    }
-    // Presents written into the caller's arrays (float32 caches), or allocated by ONNX Runtime.
-    const outputs: Record<string, Tensor> = {};
-    for (let l = 0; l < layers && into; l++) {
-      outputs[`present.${l}.key`] = floatTensor('float32', into.keys[l]!, [B, H, L + T, D]);
-      outputs[`present.${l}.value`] = floatTensor('float32', into.values[l]!, [B, H, L + T, D]);
-    }
-    const out = await this.session.run(feeds, into ? outputs : undefined);
-    if (into) return { logits: tensorToFloat32(out.logits!), ...into };
-    const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
-    return { logits: tensorToFloat32(out.logits!), keys: presents('key'), values: presents('value') };
-  }
-
   /** The logits of the last position of `tokens`, run whole with no cache: the reference for tests. */
-  async logitsWithoutCache(tokens: readonly number[]): Promise<Float32Array> {
-    const { out, T } = await this.#prefill([tokens]);
-    return out.logits.slice((T - 1) * this.info.vocabSize, T * this.info.vocabSize);
+  logitsWithoutCache(tokens: readonly number[]): Promise<Float32Array> {
+    return this.target.logitsWithoutCache(tokens);
+  }
+}
+
+/** A token counted in (or, for a proposal not yet kept, out of) the counts the penalties read. */
+function countToken(s: Sequence, token: number, by: 1 | -1): void {
+  for (const m of [s.seen, s.counts]) {
+    const n = (m.get(token) ?? 0) + by;
+    if (n === 0) m.delete(token);
+    else m.set(token, n);
   }
 }
 

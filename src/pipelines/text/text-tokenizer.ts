@@ -77,3 +77,30 @@ function tokenText(t: unknown): string | undefined {
   if (t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string') return (t as { content: string }).content;
   return undefined;
 }
+
+/**
+ * What makes two models' tokenizers give different ids for the same text (undefined: nothing):
+ * their tokenizer.json vocabularies, merges, special tokens, normalizers and pre-tokenizers.
+ */
+export function sameTokenizer(dirA: string, dirB: string): string | undefined {
+  const read = (dir: string): Record<string, unknown> => {
+    try {
+      return JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new EaselError('EASEL_MODEL_INVALID', `the text model needs a readable tokenizer.json: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const [a, b] = [read(dirA), read(dirB)];
+  const model = (t: Record<string, unknown>): Record<string, unknown> => (t.model ?? {}) as Record<string, unknown>;
+  const parts = new Map<string, (t: Record<string, unknown>) => unknown>([
+    ['the vocabulary', (t) => model(t).vocab],
+    ['the merges', (t) => model(t).merges],
+    ['the tokenizer model', (t) => ({ ...model(t), vocab: undefined, merges: undefined })],
+    ['the special (added) tokens', (t) => t.added_tokens],
+    ['the normalizer', (t) => t.normalizer],
+    ['the pre-tokenizer', (t) => t.pre_tokenizer],
+    ['the post-processor', (t) => t.post_processor],
+  ]);
+  const differ = [...parts].filter(([, part]) => JSON.stringify(part(a)) !== JSON.stringify(part(b))).map(([name]) => name);
+  return differ.length === 0 ? undefined : `the tokenizer.json files differ in ${differ.join(', ')}`;
+}
