@@ -1,25 +1,29 @@
 // bench/runtime-options: each ONNX Runtime option of easel.yaml's `runtime:` measured on and off,
-// in one run, for the demo LMs: session creation (cold start), then the text pipeline decoding
-// one sequence and 16 at once (tokens/s; the engine alone, no HTTP). The first row of each model
-// is its easel.yaml as shipped; each other row changes one option. Not a test: it asserts nothing.
-//   npm run bench:runtime-options [-- --models tiny-lm,tiny-llama --tokens 64 --rounds 3]
+// in one run, for the demo models: session creation (cold start), then the text pipeline decoding
+// one sequence and 16 at once (tokens/s), or tiny-sd making one image and 4 at once (images/s,
+// 20 steps; the engine alone, no HTTP), and what the option does to the output: the largest
+// difference from the shipped setting's logits (LMs, one prompt) or pixels (tiny-sd, same seeds).
+// The first row of each model is its easel.yaml as shipped; each other row changes one option.
+// Not a test: it asserts nothing.
+//   npm run bench:runtime-options [-- --models tiny-lm,tiny-llama,tiny-sd --tokens 64 --rounds 3]
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { readModelSpec, type ModelSpec } from '../../src/models/model-spec.js';
+import { DiffusionPipeline, isFinished } from '../../src/pipelines/diffusion/diffusion-pipeline.js';
 import type { SamplingParams } from '../../src/pipelines/text/sampling.js';
 import { TextPipeline, type Sequence } from '../../src/pipelines/text/text-pipeline.js';
 import { ROOT } from '../../test/helpers/easel-process.js';
 
-const { values } = parseArgs({ options: { models: { type: 'string', default: 'tiny-lm,tiny-llama' }, tokens: { type: 'string', default: '64' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { models: { type: 'string', default: 'tiny-lm,tiny-llama,tiny-sd' }, tokens: { type: 'string', default: '64' }, rounds: { type: 'string', default: '3' } } });
 const TOKENS = Number(values.tokens);
 const ROUNDS = Number(values.rounds);
 const SAMPLING: SamplingParams = { temperature: 0.8, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
 
 type Runtime = ModelSpec['runtime'];
-const VARIANTS: [string, Partial<Runtime>][] = [
+const variants = (shipped: Runtime): [string, Partial<Runtime>][] => [
   ['as shipped', {}],
-  ['intraOpThreads 0 (one per core)', { intraOpThreads: 0 }],
+  shipped.intraOpThreads === 1 ? ['intraOpThreads 0 (one per core)', { intraOpThreads: 0 }] : ['intraOpThreads 1', { intraOpThreads: 1 }],
   ['spinning false', { spinning: false }],
   ['memArena false', { memArena: false }],
   ['memPattern false', { memPattern: false }],
@@ -41,22 +45,63 @@ async function decode(pipeline: TextPipeline, batch: number): Promise<number> {
   return (tokens / (performance.now() - t0)) * 1000;
 }
 
+/** images/s of `batch` tiny-sd images made together, 20 steps, ROUNDS times; and the last round's pixels. */
+async function paint(pipeline: DiffusionPipeline, batch: number): Promise<{ perSecond: number; pixels: Uint8Array[] }> {
+  const t0 = performance.now();
+  let pixels: Uint8Array[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const states = await pipeline.begin(Array.from({ length: batch }, (_, i) => ({ prompt: 'a red circle on a blue background', negativePrompt: '', steps: 20, guidanceScale: 7.5, width: 64, height: 64, seed: i + 1, scheduler: 'ddim' })));
+    while (!states.every(isFinished)) await pipeline.denoise(states);
+    pixels = (await pipeline.finish(states)).map((image) => image.data);
+  }
+  return { perSecond: ((batch * ROUNDS) / (performance.now() - t0)) * 1000, pixels };
+}
+
+/** The largest absolute difference between two lists of equal arrays. */
+function maxDiff(a: ArrayLike<number>[], b: ArrayLike<number>[]): number {
+  let max = 0;
+  for (const [i, x] of a.entries()) for (let j = 0; j < x.length; j++) max = Math.max(max, Math.abs(x[j]! - b[i]![j]!));
+  return max;
+}
+
 console.log('\nbench/runtime-options — the engine alone, CPU\n');
-console.log(`${'model'.padEnd(11)} ${'runtime'.padEnd(33)} ${'create ms'.padStart(9)} ${'1 seq tok/s'.padStart(11)} ${'16 seq tok/s'.padStart(12)}   (÷ as shipped)`);
+console.log(`${'model'.padEnd(11)} ${'runtime'.padEnd(33)} ${'create ms'.padStart(9)} ${'1 at once'.padStart(10)} ${'many'.padStart(10)} ${'÷ shipped'.padStart(12)} ${'max |Δ| output'.padStart(15)}`);
 for (const model of values.models.split(',')) {
   const dir = path.join(ROOT, 'models', model);
   const shipped = readModelSpec(dir).runtime;
-  let base: [number, number] | undefined;
-  for (const [name, change] of VARIANTS) {
+  const diffusion = readModelSpec(dir).handler === 'text-to-image';
+  let base: { one: number; many: number; output: ArrayLike<number>[] } | undefined;
+  for (const [name, change] of variants(shipped)) {
     const t0 = performance.now();
-    const pipeline = await TextPipeline.load(dir, { ...shipped, ...change });
-    const create = performance.now() - t0;
-    await decode(pipeline, 1); // warm-up
-    const one = await decode(pipeline, 1);
-    const sixteen = await decode(pipeline, 16);
-    await pipeline.release();
-    base ??= [one, sixteen];
-    console.log(`${model.padEnd(11)} ${name.padEnd(33)} ${create.toFixed(0).padStart(9)} ${one.toFixed(0).padStart(11)} ${sixteen.toFixed(0).padStart(12)}   (${(one / base[0]).toFixed(2)} / ${(sixteen / base[1]).toFixed(2)})`);
+    let one: number;
+    let many: number;
+    let output: ArrayLike<number>[];
+    if (diffusion) {
+      const pipeline = await DiffusionPipeline.load(dir, { ...shipped, ...change });
+      const create = performance.now() - t0;
+      await paint(pipeline, 1); // warm-up
+      one = (await paint(pipeline, 1)).perSecond;
+      const four = await paint(pipeline, 4);
+      [many, output] = [four.perSecond, four.pixels];
+      await pipeline.release();
+      base ??= { one, many, output };
+      row(model, name, create, one, many, base, maxDiff(output, base.output).toFixed(0) + ' (0-255)');
+    } else {
+      const pipeline = await TextPipeline.load(dir, { ...shipped, ...change });
+      const create = performance.now() - t0;
+      await decode(pipeline, 1); // warm-up
+      one = await decode(pipeline, 1);
+      many = await decode(pipeline, 16);
+      output = [await pipeline.logitsWithoutCache(pipeline.tokenizer.encode('Once upon a time, there was a little girl named Lily. She loved to play with'))];
+      await pipeline.release();
+      base ??= { one, many, output };
+      row(model, name, create, one, many, base, maxDiff(output, base.output).toExponential(1) + ' logit');
+    }
   }
 }
+
+function row(model: string, name: string, create: number, one: number, many: number, base: { one: number; many: number }, quality: string): void {
+  console.log(`${model.padEnd(11)} ${name.padEnd(33)} ${create.toFixed(0).padStart(9)} ${one.toFixed(one < 100 ? 1 : 0).padStart(10)} ${many.toFixed(many < 100 ? 1 : 0).padStart(10)} ${`${(one / base.one).toFixed(2)} / ${(many / base.many).toFixed(2)}`.padStart(12)} ${quality.padStart(15)}`);
+}
+console.log('\n1 at once, many: LMs tokens/s of 1 and 16 sequences decoded together; tiny-sd images/s of 1 and 4 images made together (20 steps, 64x64).');
 console.log('\nEach row changes one option of the model\'s easel.yaml runtime; the machine is shared, so compare rows of one run only.');

@@ -6,8 +6,13 @@
 // batching (step mode, the default) against one sequence at a time (mode none): aggregate
 // tokens/s, time to first token p50/p95, inter-token gap p50/p95, and Easel as a fraction of the
 // ceiling; and first the same load on the engine alone (pipeline and step loop in this process, no
-// HTTP). Not a test: it asserts nothing.
+// HTTP). Then speculative decoding (greedy, the model's draft), in the same run: a raw ONNX Runtime
+// speculative loop against a raw plain loop (the technique's ceiling on this machine: its gain),
+// then Easel plain and speculative, the engine alone and through the server, at 1 and 16 streams,
+// with the acceptance rate and tokens per target call. Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
+//   npm run bench:text-generation -- --speculative-only [--k 4,2,3,5 --pairs 5 --draft tiny-lm-draft]
+//   (the first k is also run at 16 streams and through the server; "2+": k adapts, from 2)
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,15 +23,23 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { generationRequest, textSteps } from '../../src/handlers/text-generation-handler.js';
 import { parseTextGeneration, textGenerationRules } from '../../src/handlers/text-generation-request.js';
 import { readModelSpec } from '../../src/models/model-spec.js';
-import { TextPipeline } from '../../src/pipelines/text/text-pipeline.js';
+import { readTextLayout } from '../../src/pipelines/text/text-layout.js';
+import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
+import { TextPipeline, type SpeculationCounts, type SpeculativeOptions } from '../../src/pipelines/text/text-pipeline.js';
 import { fromTypedArray, OnnxSession, tensorToFloat32, type Tensor } from '../../src/runtime/onnx-runtime.js';
 import { StepLoop } from '../../src/scheduling/step-loop.js';
-import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
+import { ROOT, serveModel, waitModelLive, type EaselProcess } from '../../test/helpers/easel-process.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' },
+    draft: { type: 'string', default: 'tiny-lm-draft' }, k: { type: 'string', default: '4,2,3,5,2+' }, pairs: { type: 'string', default: '5' }, 'speculative-only': { type: 'boolean', default: false },
+  },
+});
 const MODEL = values.model;
 const REQUESTS = Number(values.requests);
 const TOKENS = Number(values.tokens);
+const PAIRS = Number(values.pairs);
 const MODEL_DIR = path.join(ROOT, 'models', MODEL);
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a red ball.', 'One day, Ben went to the park with his mom.', 'The cat', 'Mia liked to play'];
 
@@ -92,11 +105,11 @@ async function closedLoop(clients: number, request: (prompt: string, seed: numbe
 }
 
 /** The server: POST /v1/completions with stream: true. */
-function load(e: EaselProcess, clients: number): Promise<Result> {
+function load(e: EaselProcess, clients: number, temperature = 0.8, model = MODEL): Promise<Result> {
   return closedLoop(clients, async (prompt, seed, arrived) => {
     const res = await fetch(`${e.inference}/v1/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: MODEL, prompt, max_tokens: TOKENS, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({ model, prompt, max_tokens: TOKENS, temperature, seed, stream: true, stream_options: { include_usage: true } }),
     });
     let tokens = 0;
     const parser = createParser({
@@ -119,11 +132,15 @@ function load(e: EaselProcess, clients: number): Promise<Result> {
  * costs from what serving costs (on a 2-core machine the server and the load generator share the
  * cores that the ceiling has to itself).
  */
-async function engine(clients: number): Promise<Result> {
+async function engine(clients: number, options: { temperature?: number; speculative?: SpeculativeOptions } = {}): Promise<Result & { counts: SpeculationCounts }> {
   const spec = readModelSpec(MODEL_DIR);
   const rules = textGenerationRules(spec, MODEL_DIR);
-  const pipeline = await TextPipeline.load(MODEL_DIR, spec.runtime);
+  const key = JSON.stringify(options.speculative ?? {});
+  // One pipeline per setting for the whole run: a fresh session is slow for its first calls at each new shape.
+  const pipeline = pipelines.get(key) ?? (await TextPipeline.load(MODEL_DIR, spec.runtime, options.speculative));
+  pipelines.set(key, pipeline);
   const loop = new StepLoop(textSteps(pipeline), { maxBatchSize: 16 });
+  const temperature = options.temperature ?? 0.8;
   const result = await closedLoop(clients, async (prompt, seed, arrived) => {
     let seen = 0;
     const note = (states: readonly { generated: number[] }[]): void => {
@@ -131,55 +148,269 @@ async function engine(clients: number): Promise<Result> {
       seen = states[0]!.generated.length;
       arrived();
     };
-    const [out] = await loop.run([generationRequest(parseTextGeneration({ prompt, max_tokens: TOKENS, temperature: 0.8, seed }, rules))], { onBegin: note, onStep: note });
+    const [out] = await loop.run([generationRequest(parseTextGeneration({ prompt, max_tokens: TOKENS, temperature, seed }, rules))], { onBegin: note, onStep: note });
     return out!.tokens.length;
   });
-  await pipeline.release();
-  return result;
+  return { ...result, counts: pipeline.takeCounts() };
 }
+
+const pipelines = new Map<string, TextPipeline>();
 
 const q = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
 };
 
-const one = await rawStep(1, 64, 150);
-const sixteen = await rawStep(16, 64, 100);
-console.log(`\nbench/text-generation — ${MODEL}, CPU\n`);
-console.log(`ceiling (ONNX Runtime alone, past 64, the faster of 1 thread and 1 per core): 1 sequence ${one.toFixed(3)} ms/step = ${(1000 / one).toFixed(0)} tokens/s; 16 in one batch ${sixteen.toFixed(3)} ms/step = ${((16 * 1000) / sixteen).toFixed(0)} tokens/s`);
+async function plainSections(): Promise<void> {
+  const one = await rawStep(1, 64, 150);
+  const sixteen = await rawStep(16, 64, 100);
+  console.log(`\nbench/text-generation — ${MODEL}, CPU\n`);
+  console.log(`ceiling (ONNX Runtime alone, past 64, the faster of 1 thread and 1 per core): 1 sequence ${one.toFixed(3)} ms/step = ${(1000 / one).toFixed(0)} tokens/s; 16 in one batch ${sixteen.toFixed(3)} ms/step = ${((16 * 1000) / sixteen).toFixed(0)} tokens/s`);
 
-const dir = mkdtempSync(path.join(tmpdir(), 'easel-bench-lm-'));
-const sequential = path.join(dir, MODEL);
-cpSync(MODEL_DIR, sequential, { recursive: true });
-const yamlFile = path.join(sequential, 'easel.yaml');
-const spec = parseYaml(readFileSync(yamlFile, 'utf8')) as Record<string, unknown>;
-writeFileSync(yamlFile, stringifyYaml({ ...spec, batching: { ...(spec.batching as object), mode: 'none', batchSize: 1 } }));
-const rows: string[] = [];
-const row = (mode: string, clients: number, r: Result): string => {
-  const ceiling = clients === 1 ? 1000 / one : (16 * 1000) / sixteen;
-  return [mode.padEnd(22), String(clients).padStart(7), r.tokensPerSecond.toFixed(0).padStart(9), (r.tokensPerSecond / ceiling).toFixed(2).padStart(10),
-    q(r.ttft, 0.5).toFixed(1).padStart(9), q(r.ttft, 0.95).toFixed(1).padStart(9), q(r.gaps, 0.5).toFixed(2).padStart(9), q(r.gaps, 0.95).toFixed(2).padStart(9)].join(' ');
-};
-await engine(1); // warm-up
-for (const clients of [1, 4, 16]) rows.push(row('engine alone (no HTTP)', clients, await engine(clients)));
-try {
-  for (const [mode, modelDir] of [['continuous (step)', MODEL_DIR], ['one at a time (none)', sequential]] as const) {
-    const e = await serveModel(MODEL, modelDir);
-    try {
-      await load(e, 1); // warm-up
-      for (const clients of [1, 4, 16]) {
-        rows.push(row(mode, clients, await load(e, clients)));
+  const dir = mkdtempSync(path.join(tmpdir(), 'easel-bench-lm-'));
+  const sequential = path.join(dir, MODEL);
+  cpSync(MODEL_DIR, sequential, { recursive: true });
+  const yamlFile = path.join(sequential, 'easel.yaml');
+  const spec = parseYaml(readFileSync(yamlFile, 'utf8')) as Record<string, unknown>;
+  writeFileSync(yamlFile, stringifyYaml({ ...spec, batching: { ...(spec.batching as object), mode: 'none', batchSize: 1 } }));
+  const rows: string[] = [];
+  const row = (mode: string, clients: number, r: Result): string => {
+    const ceiling = clients === 1 ? 1000 / one : (16 * 1000) / sixteen;
+    return [mode.padEnd(22), String(clients).padStart(7), r.tokensPerSecond.toFixed(0).padStart(9), (r.tokensPerSecond / ceiling).toFixed(2).padStart(10),
+      q(r.ttft, 0.5).toFixed(1).padStart(9), q(r.ttft, 0.95).toFixed(1).padStart(9), q(r.gaps, 0.5).toFixed(2).padStart(9), q(r.gaps, 0.95).toFixed(2).padStart(9)].join(' ');
+  };
+  await engine(1); // warm-up
+  for (const clients of [1, 4, 16]) rows.push(row('engine alone (no HTTP)', clients, await engine(clients)));
+  try {
+    for (const [mode, modelDir] of [['continuous (step)', MODEL_DIR], ['one at a time (none)', sequential]] as const) {
+      const e = await serveModel(MODEL, modelDir);
+      try {
+        await load(e, 1); // warm-up
+        for (const clients of [1, 4, 16]) {
+          rows.push(row(mode, clients, await load(e, clients)));
+        }
+      } finally {
+        await e.stop();
       }
-    } finally {
-      await e.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(`\n${'mode'.padEnd(22)} ${'streams'.padStart(7)} ${'tokens/s'.padStart(9)} ${'÷ceiling'.padStart(10)} ${'TTFT p50'.padStart(9)} ${'TTFT p95'.padStart(9)} ${'gap p50'.padStart(9)} ${'gap p95'.padStart(9)}   (ms)`);
+  for (const r of rows) console.log(r);
+  console.log('\n÷ceiling: against 1 sequence alone for 1 stream, against the 16-sequence batch otherwise.');
+  // The ceiling again: how far this machine drifted during the run (shared VMs do, by tens of %).
+  const [oneAfter, sixteenAfter] = [await rawStep(1, 64, 150), await rawStep(16, 64, 100)];
+  console.log(`ceiling again after the run: 1 sequence ${oneAfter.toFixed(3)} ms/step (${((oneAfter / one - 1) * 100).toFixed(0)}%), 16 in one batch ${sixteenAfter.toFixed(3)} ms/step (${((sixteenAfter / sixteen - 1) * 100).toFixed(0)}%)`);
+}
+
+/** A decoder called directly, one sequence, its cache in plain arrays: the raw loops' model. */
+class RawLm {
+  #cache = new Map<string, Float32Array>();
+  #length = 0;
+  private constructor(
+    private readonly session: OnnxSession,
+    private readonly heads: number,
+    private readonly headDim: number,
+  ) {}
+
+  static async load(dir: string): Promise<RawLm> {
+    const session = await OnnxSession.create(path.join(dir, 'onnx', 'model.onnx'), readModelSpec(dir).runtime);
+    const past = session.inputs.find((i) => i.name === 'past_key_values.0.key')!;
+    return new RawLm(session, Number(past.shape[1]), Number(past.shape[3]));
+  }
+
+  /** Appends tokens; the logits after each. */
+  async feed(tokens: readonly number[]): Promise<Float32Array[]> {
+    const [T, L, H, D] = [tokens.length, this.#length, this.heads, this.headDim];
+    const feeds: Record<string, Tensor> = {
+      input_ids: fromTypedArray('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
+      attention_mask: fromTypedArray('int64', new BigInt64Array(L + T).fill(1n), [1, L + T]),
+      position_ids: fromTypedArray('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(L + i)), [1, T]),
+    };
+    for (const i of this.session.inputs) if (i.name.startsWith('past_key_values.')) feeds[i.name] = fromTypedArray('float32', this.#cache.get(i.name) ?? new Float32Array(0), [1, H, L, D]);
+    const out = await this.session.run(feeds);
+    for (const name of Object.keys(feeds)) if (name.startsWith('past_key_values.')) this.#cache.set(name, tensorToFloat32(out[name.replace('past_key_values', 'present')]!));
+    this.#length = L + T;
+    const logits = tensorToFloat32(out.logits!);
+    const V = logits.length / T;
+    return tokens.map((_, i) => logits.subarray(i * V, (i + 1) * V));
+  }
+
+  /** Keeps the first n positions. */
+  truncate(n: number): void {
+    if (n >= this.#length) return;
+    const [L, H, D] = [this.#length, this.heads, this.headDim];
+    for (const [name, a] of this.#cache) {
+      const kept = new Float32Array(H * n * D);
+      for (let h = 0; h < H; h++) kept.set(a.subarray(h * L * D, (h * L + n) * D), h * n * D);
+      this.#cache.set(name, kept);
+    }
+    this.#length = n;
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  reset(): void {
+    this.#cache.clear();
+    this.#length = 0;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+function argmax(xs: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
+  return best;
+}
+
+/**
+ * Greedy decoding of every prompt REQUESTS times, one sequence at a time, ONNX Runtime called
+ * directly: plainly, or with the draft proposing k tokens that the target checks in one call.
+ */
+async function rawLoop(target: RawLm, draft: RawLm | undefined, setting: KSetting): Promise<{ tokensPerSecond: number; proposed: number; accepted: number; calls: number }> {
+  const eos = new Set(readTextLayout(MODEL_DIR).eosTokenIds);
+  const tokenizer = TextTokenizer.load(MODEL_DIR);
+  let [generated, proposed, accepted, calls] = [0, 0, 0, 0];
+  const t0 = performance.now();
+  for (let r = 0; r < REQUESTS; r++) {
+    for (const prompt of PROMPTS) {
+      target.reset();
+      draft?.reset();
+      const tokens = tokenizer.encode(prompt);
+      const start = tokens.length;
+      let next = argmax((await target.feed(tokens)).at(-1)!);
+      if (draft) await draft.feed(tokens);
+      let k = setting.k;
+      while (!eos.has(next) && tokens.length - start < TOKENS) {
+        tokens.push(next);
+        const room = Math.min(k, TOKENS - (tokens.length - start));
+        const proposals: number[] = [];
+        if (draft && room > 0) {
+          let fed = tokens.slice(draft.length);
+          for (let j = 0; j < room; j++) {
+            proposals.push(argmax((await draft.feed(fed)).at(-1)!));
+            fed = [proposals.at(-1)!];
+          }
+        }
+        const logits = await target.feed([tokens.at(-1)!, ...proposals]);
+        calls++;
+        proposed += proposals.length;
+        let j = 0;
+        while (j < proposals.length && argmax(logits[j]!) === proposals[j] && !eos.has(proposals[j]!) && tokens.length - start < TOKENS) tokens.push(proposals[j++]!);
+        accepted += j;
+        if (setting.adaptive) k = j === k ? Math.min(k + 2, 8) : Math.max(1, k - 1);
+        next = argmax(logits[j]!);
+        target.truncate(tokens.length);
+        draft?.truncate(tokens.length);
+      }
+      generated += tokens.length - start;
     }
   }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+  return { tokensPerSecond: (generated / (performance.now() - t0)) * 1000, proposed, accepted, calls };
 }
-console.log(`\n${'mode'.padEnd(22)} ${'streams'.padStart(7)} ${'tokens/s'.padStart(9)} ${'÷ceiling'.padStart(10)} ${'TTFT p50'.padStart(9)} ${'TTFT p95'.padStart(9)} ${'gap p50'.padStart(9)} ${'gap p95'.padStart(9)}   (ms)`);
-for (const r of rows) console.log(r);
-console.log('\n÷ceiling: against 1 sequence alone for 1 stream, against the 16-sequence batch otherwise.');
-// The ceiling again: how far this machine drifted during the run (shared VMs do, by tens of %).
-const [oneAfter, sixteenAfter] = [await rawStep(1, 64, 150), await rawStep(16, 64, 100)];
-console.log(`ceiling again after the run: 1 sequence ${oneAfter.toFixed(3)} ms/step (${((oneAfter / one - 1) * 100).toFixed(0)}%), 16 in one batch ${sixteenAfter.toFixed(3)} ms/step (${((sixteenAfter / sixteen - 1) * 100).toFixed(0)}%)`);
+
+/** The median of some numbers. */
+const median = (xs: number[]): number => q(xs, 0.5);
+
+interface KSetting { k: number; adaptive: boolean; label: string }
+
+interface Counts { proposed: number; accepted: number; emitted: number; verified: number }
+
+/**
+ * Plain and speculative runs of one kind, taken in turns PAIRS times: on a shared, noisy machine
+ * a ratio of neighbours drifts far less than two separate means. The medians of each and of the ratios.
+ */
+async function interleaved(plain: () => Promise<number>, speculative: () => Promise<{ tokensPerSecond: number; counts: Counts }>): Promise<{ plain: number; speculative: number; gain: number; counts: Counts }> {
+  const [p, s, gains] = [[] as number[], [] as number[], [] as number[]];
+  const counts: Counts = { proposed: 0, accepted: 0, emitted: 0, verified: 0 };
+  for (let i = 0; i < PAIRS; i++) {
+    const a = await plain();
+    const b = await speculative();
+    p.push(a);
+    s.push(b.tokensPerSecond);
+    gains.push(b.tokensPerSecond / a);
+    for (const k of Object.keys(counts) as (keyof Counts)[]) counts[k] += b.counts[k];
+  }
+  return { plain: median(p), speculative: median(s), gain: median(gains), counts };
+}
+
+async function speculativeSection(): Promise<void> {
+  // "4": k = 4; "4+": adaptive, from 4.
+  const ks: KSetting[] = values.k.split(',').map((v) => ({ k: Number.parseInt(v, 10), adaptive: v.endsWith('+'), label: v }));
+  const draftDir = path.join(ROOT, 'models', values.draft);
+  console.log(`\nspeculative decoding — ${MODEL}, draft ${values.draft}, greedy, ${TOKENS} tokens, ${PROMPTS.length * REQUESTS} requests per run; plain and speculative runs in turns, ${PAIRS} pairs, medians; the model's easel.yaml runtime throughout\n`);
+  console.log(`${'run'.padEnd(30)} ${'k'.padStart(3)} ${'streams'.padStart(7)} ${'plain'.padStart(9)} ${'specul.'.padStart(9)} ${'gain'.padStart(7)} ${'÷ raw gain'.padStart(11)} ${'accepted'.padStart(9)} ${'tok/call'.padStart(9)}`);
+  const row = (what: string, k: string, streams: number, r: { plain: number; speculative: number; gain: number; counts: Counts }, rawGain: number): void => {
+    const c = r.counts;
+    console.log([what.padEnd(30), k.padStart(3), String(streams).padStart(7), r.plain.toFixed(0).padStart(9), r.speculative.toFixed(0).padStart(9), r.gain.toFixed(2).padStart(7),
+      (r.gain / rawGain).toFixed(2).padStart(11), (c.accepted / c.proposed).toFixed(2).padStart(9), (c.emitted / c.verified).toFixed(2).padStart(9)].join(' '));
+  };
+  const [target, draft] = [await RawLm.load(MODEL_DIR), await RawLm.load(draftDir)];
+  await rawLoop(target, draft, ks[0]!); // warm-up
+  const rawGains = new Map<string, number>();
+  for (const k of ks) {
+    const raw = await interleaved(async () => (await rawLoop(target, undefined, k)).tokensPerSecond, async () => {
+      const r = await rawLoop(target, draft, k);
+      return { tokensPerSecond: r.tokensPerSecond, counts: { proposed: r.proposed, accepted: r.accepted, emitted: r.accepted + r.calls, verified: r.calls } };
+    });
+    rawGains.set(k.label, raw.gain);
+    row('raw ONNX Runtime loop', k.label, 1, raw, raw.gain);
+  }
+  await Promise.all([target.release(), draft.release()]);
+  await engine(1, { temperature: 0, speculative: { draftDir, k: ks[0]!.k } }); // warm-up
+  for (const k of ks) {
+    const speculative: SpeculativeOptions = { draftDir, k: k.k, adaptive: k.adaptive };
+    for (const streams of k === ks[0] ? [1, 16] : [1]) {
+      row('engine alone', k.label, streams, await interleaved(async () => (await engine(streams, { temperature: 0 })).tokensPerSecond, () => engine(streams, { temperature: 0, speculative })), rawGains.get(k.label)!);
+    }
+  }
+  // Through the server, for the first k: the model plainly and with its draft (speculative in its
+  // easel.yaml), both served at once from one model store and loaded in turns.
+  const k = ks[0]!;
+  const store = mkdtempSync(path.join(tmpdir(), 'easel-bench-spec-'));
+  let e: EaselProcess | undefined;
+  try {
+    cpSync(MODEL_DIR, path.join(store, MODEL), { recursive: true });
+    cpSync(draftDir, path.join(store, values.draft), { recursive: true });
+    const fast = `${MODEL}-speculative`;
+    cpSync(MODEL_DIR, path.join(store, fast), { recursive: true });
+    const yaml = parseYaml(readFileSync(path.join(store, fast, 'easel.yaml'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(path.join(store, fast, 'easel.yaml'), stringifyYaml({ ...yaml, name: fast, speculative: { draft: values.draft, k: k.k, adaptive: k.adaptive } }));
+    e = await serveModel(MODEL, path.join(store, MODEL), ['--model-store', store, '--models', `${fast}=${fast}`]);
+    await waitModelLive(e, fast);
+    const server = e;
+    await load(server, 1, 0, fast); // warm-up
+    for (const streams of [1, 16]) {
+      row('server', k.label, streams, await interleaved(async () => (await load(server, streams, 0)).tokensPerSecond, async () => {
+        const before = await speculationMetrics(server, fast);
+        const r = await load(server, streams, 0, fast);
+        const after = await speculationMetrics(server, fast);
+        return { tokensPerSecond: r.tokensPerSecond, counts: { proposed: after.proposed - before.proposed, accepted: after.accepted - before.accepted, emitted: after.emitted - before.emitted, verified: after.verified - before.verified } };
+      }), rawGains.get(k.label)!);
+    }
+  } finally {
+    await e?.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+  console.log('\nplain, specul.: tokens/s (medians); gain: speculative ÷ plain (median of the pairs); ÷ raw gain: that gain over the raw loop\'s gain for the same k; accepted: accepted ÷ proposed draft tokens; tok/call: tokens each sequence got per target call.');
+}
+
+/** The server's speculative decoding counters for the model. */
+async function speculationMetrics(e: EaselProcess, model: string): Promise<Counts> {
+  const text = await (await fetch(`${e.metrics}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name}\\{model="${model}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    proposed: value('easel_spec_decode_draft_tokens_total'), accepted: value('easel_spec_decode_accepted_tokens_total'),
+    emitted: value('easel_spec_decode_emitted_tokens_total'), verified: value('easel_spec_decode_verifications_total'),
+  };
+}
+
+if (!values['speculative-only']) await plainSections();
+await speculativeSection();
+for (const pipeline of pipelines.values()) await pipeline.release();

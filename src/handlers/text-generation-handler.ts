@@ -55,7 +55,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   async initialize(ctx: HandlerContext): Promise<void> {
     const speculative = ctx.spec.speculative;
     if (speculative && !ctx.draftDir) throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft ${JSON.stringify(speculative.draft)} is neither a folder inside the model nor a model in the model store`, { field: 'speculative.draft' });
-    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch });
+    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch, adaptive: speculative.adaptive });
     this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
     ctx.logger.info({ ...this.#pipeline.info, speculative: this.#pipeline.speculative }, 'text-generation pipeline loaded');

@@ -47,6 +47,8 @@ const speculativeSchema = z
     k: z.number().int().min(1).max(16).default(4),
     /** Above this many active sequences a step decodes plainly (batching already fills the machine); unset: always speculate. */
     maxBatch: z.number().int().min(1).optional(),
+    /** Each sequence's k follows its acceptance, starting at k (transformers' heuristic schedule). */
+    adaptive: z.boolean().default(false),
   })
   .strict();
 

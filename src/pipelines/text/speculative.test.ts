@@ -50,10 +50,11 @@ async function generate(pipeline: TextPipeline, requests: TextGenerationRequest[
 
 describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
   let plain: TextPipeline;
-  const speculative = new Map<number, TextPipeline>();
+  /** By k; "2+": k adapts per sequence, from 2. */
+  const speculative = new Map<string, TextPipeline>();
   beforeAll(async () => {
     plain = await TextPipeline.load(path.join(MODELS, 'tiny-lm'), CPU);
-    for (const k of [1, 4, 7]) speculative.set(k, await TextPipeline.load(path.join(MODELS, 'tiny-lm'), CPU, { draftDir: path.join(MODELS, 'tiny-lm-draft'), k }));
+    for (const k of ['1', '4', '7', '2+']) speculative.set(k, await TextPipeline.load(path.join(MODELS, 'tiny-lm'), CPU, { draftDir: path.join(MODELS, 'tiny-lm-draft'), k: Number.parseInt(k, 10), adaptive: k.endsWith('+') }));
   });
   afterAll(async () => {
     await plain.release();
@@ -65,7 +66,7 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
   });
   const maxTokens = (i: number): number => 6 + ((i * 13) % 48);
 
-  it('greedy: the tokens of plain decoding on 20 prompts, alone and in a batch of 16, for k = 1, 4 and 7', async () => {
+  it('greedy: the tokens of plain decoding on 20 prompts, alone and in a batch of 16, for k = 1, 4, 7 and adaptive', async () => {
     const expected = await generate(plain, PROMPTS.map((p, i) => request(p, maxTokens(i))));
     for (const [k, pipeline] of speculative) {
       for (const [i, p] of PROMPTS.entries()) expect((await generate(pipeline, [request(p, maxTokens(i))]))[0], `k=${k} alone: ${p}`).toEqual(expected[i]);
@@ -81,7 +82,7 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
   }, 300_000);
 
   it('greedy: sequences that join and leave a running speculative batch get the tokens of plain decoding', async () => {
-    const pipeline = speculative.get(4)!;
+    const pipeline = speculative.get('4')!;
     const expected = await generate(plain, PROMPTS.map((p, i) => request(p, maxTokens(i))));
     const states: Sequence[] = [];
     const arrivals = new Map([[0, [0, 1, 2, 3]], [2, [4, 5, 6]], [5, [7, 8, 9, 10, 11]], [12, [12, 13, 14]], [20, [15, 16, 17, 18, 19]]]);
@@ -98,7 +99,7 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
    * given the tokens before it.
    */
   async function pValue(sampling: SamplingParams, position: number, n: number): Promise<{ p: number; cells: number }> {
-    const pipeline = speculative.get(4)!;
+    const pipeline = speculative.get('4')!;
     const prompt = request(CHI_PROMPT, position + 3, sampling);
     const samples: number[][] = [];
     for (let at = 0; at < n; at += 16) samples.push(...(await generate(pipeline, Array.from({ length: 16 }, (_, i) => ({ ...prompt, seed: 1000 + at + i })))));

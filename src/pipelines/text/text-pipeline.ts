@@ -59,6 +59,8 @@ export interface Sequence {
   /** Its place in the target's cache, and in the draft's (speculative decoding). */
   readonly row: CacheRow;
   readonly draftRow: CacheRow | undefined;
+  /** Tokens the draft proposes for it next round (its own, when k adapts). */
+  draftK: number;
 }
 
 /** Speculative decoding: a draft model that shares the target's tokenizer, and how many tokens it proposes per round. */
@@ -67,6 +69,11 @@ export interface SpeculativeOptions {
   readonly k: number;
   /** Rounds fall back to plain decoding steps while more sequences than this are active (batching already fills the machine). */
   readonly maxBatch?: number | undefined;
+  /**
+   * Each sequence's k follows its acceptance (transformers' "heuristic" schedule): two more after
+   * a round that kept every proposal, one fewer (at least 1) after one that did not; k is where it starts.
+   */
+  readonly adaptive?: boolean | undefined;
 }
 
 /** Counts since the last `takeCounts()`: what speculative decoding's metrics are made of. */
@@ -79,6 +86,9 @@ export interface SpeculationCounts {
   verified: number;
 }
 
+/** The most tokens an adaptive k grows to. */
+const MAX_ADAPTIVE_K = 8;
+
 /** Prompt tokens decoded before the first generated one, so that its text reads as it does after them. */
 const DETOKENIZE_CONTEXT = 4;
 
@@ -90,7 +100,7 @@ export class TextPipeline {
   private constructor(
     private readonly target: KvDecoder,
     readonly tokenizer: TextTokenizer,
-    private readonly speculation: { readonly draft: KvDecoder; readonly k: number; readonly maxBatch: number } | undefined,
+    private readonly speculation: { readonly draft: KvDecoder; readonly k: number; readonly maxBatch: number; readonly adaptive: boolean } | undefined,
   ) {}
 
   static async load(dir: string, options: SessionOptions, speculative?: SpeculativeOptions): Promise<TextPipeline> {
@@ -102,7 +112,7 @@ export class TextPipeline {
     if (draft.info.vocabSize !== target.info.vocabSize) {
       throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's vocabulary: its logits have ${draft.info.vocabSize} entries, the target's ${target.info.vocabSize}`, { field: 'speculative.draft' });
     }
-    return new TextPipeline(target, TextTokenizer.load(dir), { draft, k: speculative.k, maxBatch: speculative.maxBatch ?? Infinity });
+    return new TextPipeline(target, TextTokenizer.load(dir), { draft, k: speculative.k, maxBatch: speculative.maxBatch ?? Infinity, adaptive: speculative.adaptive ?? false });
   }
 
   get info(): TextModelInfo {
@@ -117,7 +127,7 @@ export class TextPipeline {
       request, random: new SequenceRandom(request.seed), tokens: [...request.promptTokens], generated: [], choices: [],
       seen: countTokens(request.promptTokens), counts: new Map(), text: '', finishReason: undefined,
       committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
-      row: new CacheRow(), draftRow: this.speculation ? new CacheRow() : undefined,
+      row: new CacheRow(), draftRow: this.speculation ? new CacheRow() : undefined, draftK: this.speculation?.k ?? 0,
     }));
     const logits = await this.target.prefill(seqs.map((s) => s.row), prompts);
     if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), prompts);
@@ -129,7 +139,7 @@ export class TextPipeline {
   async step(states: readonly Sequence[]): Promise<void> {
     const active = states.filter((s) => !this.isFinished(s));
     if (active.length === 0) return;
-    if (this.speculation && active.length <= this.speculation.maxBatch) return this.#speculate(active, this.speculation.draft, this.speculation.k);
+    if (this.speculation && active.length <= this.speculation.maxBatch) return this.#speculate(active, this.speculation.draft, this.speculation.adaptive);
     const logits = await this.target.feed(active.map((s) => s.row), active.map((s) => [s.tokens.at(-1)!]));
     for (const [i, s] of active.entries()) this.#accept(s, this.#choose(s, logits[i]![0]!));
   }
@@ -138,10 +148,10 @@ export class TextPipeline {
    * One speculative round: up to k draft calls, one target call, and for each sequence the
    * proposals the target keeps plus one token of its own.
    */
-  async #speculate(active: Sequence[], draft: KvDecoder, k: number): Promise<void> {
+  async #speculate(active: Sequence[], draft: KvDecoder, adaptive: boolean): Promise<void> {
     // Each proposes at most what it may still generate, less the target's own token, and only
     // positions the model has.
-    const room = active.map((s) => Math.max(0, Math.min(k, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
+    const room = active.map((s) => Math.max(0, Math.min(s.draftK, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
     const proposals = active.map((): number[] => []);
     const rounds = Math.max(...room);
     for (let j = 0; j < rounds; j++) {
@@ -187,13 +197,11 @@ export class TextPipeline {
           const best = argmax(l);
           this.#accept(s, describeChoice(l, p, best));
           if (best !== d) break;
-          counts.accepted++;
           continue;
         }
         const target = tokenProbabilities(l, p, new Float64Array(l.length));
         const q = qs![j]!;
         if (s.random.uniform() * q[d]! < target[d]!) {
-          counts.accepted++;
           this.#accept(s, describeChoice(l, p, d));
           continue;
         }
@@ -204,7 +212,10 @@ export class TextPipeline {
       }
       // Every proposal kept: the target's token after them comes free with the same call.
       if (j === proposed.length && !this.isFinished(s)) this.#accept(s, this.#choose(s, logits[i]![j]!));
+      // j: the proposals kept.
+      if (adaptive) s.draftK = j === s.draftK ? Math.min(s.draftK + 2, MAX_ADAPTIVE_K) : Math.max(1, s.draftK - 1);
       counts.proposed += proposed.length;
+      counts.accepted += j;
       counts.emitted += s.generated.length - before;
       counts.verified++;
       // Each cache keeps what precedes the last token, and forgets the rest.
