@@ -4,25 +4,15 @@
 // as the target's (chi-squared against the target's exact next-token probabilities).
 import path from 'node:path';
 import { jStat } from 'jstat';
+import { CPU, generate, GREEDY, PROMPTS as TEN_PROMPTS } from '../../../test/helpers/text-prompts.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { processLogits, tokenProbabilities, type SamplingParams } from './sampling.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest } from './text-pipeline.js';
 
 const MODELS = path.resolve(import.meta.dirname, '../../../models');
-const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
+/** Twenty prompts: the shared ten and ten more. */
 const PROMPTS = [
-  'Once upon a time, there was a little girl named Lily.',
-  'Tom had a red ball.',
-  '<|im_start|>user\nWhat color is the sky?<|im_end|>\n<|im_start|>assistant\n',
-  'The cat',
-  'One day, Ben went to the park with his mom. They saw a big dog and',
-  '<|im_start|>user\nWhat does a cat say?<|im_end|>\n<|im_start|>assistant\n',
-  'Mia liked to play',
-  'It was a sunny day.',
-  'The little bird',
-  'Lily and Tom',
+  ...TEN_PROMPTS,
   'Once upon a time',
   'The dog ran',
   '<|im_start|>user\nTell me a story about a frog.<|im_end|>\n<|im_start|>assistant\n',
@@ -41,12 +31,6 @@ const PROMPTS = [
  * wrong acceptance rule shows there.
  */
 const CHI_PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play with';
-
-async function generate(pipeline: TextPipeline, requests: TextGenerationRequest[]): Promise<number[][]> {
-  const states: Sequence[] = await pipeline.begin(requests);
-  while (states.some((s) => !pipeline.isFinished(s))) await pipeline.step(states);
-  return (await pipeline.finish(states)).map((o) => [...o.tokens]);
-}
 
 describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
   let plain: TextPipeline;

@@ -4,32 +4,10 @@
 // of both architectures (GPT-2: tiny-lm, tiny-lm-draft; Llama: tiny-llama, with RoPE and
 // grouped-query attention); seeded sampling gives the same tokens alone and in a batch.
 import path from 'node:path';
+import { CPU, generate, GREEDY, PROMPTS } from '../../../test/helpers/text-prompts.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import type { SamplingParams } from './sampling.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest } from './text-pipeline.js';
-
-const CPU: SessionOptions = { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 1, interOpThreads: 1 };
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
-const PROMPTS = [
-  'Once upon a time, there was a little girl named Lily.',
-  'Tom had a red ball.',
-  '<|im_start|>user\nWhat color is the sky?<|im_end|>\n<|im_start|>assistant\n',
-  'The cat',
-  'One day, Ben went to the park with his mom. They saw a big dog and',
-  '<|im_start|>user\nWhat does a cat say?<|im_end|>\n<|im_start|>assistant\n',
-  'Mia liked to play',
-  'It was a sunny day.',
-  'The little bird',
-  'Lily and Tom',
-];
-
-/** Runs sequences the way the step loop does: begin together, step together until all are done. */
-async function generate(pipeline: TextPipeline, requests: TextGenerationRequest[]): Promise<number[][]> {
-  const states: Sequence[] = await pipeline.begin(requests);
-  while (states.some((s) => !pipeline.isFinished(s))) await pipeline.step(states);
-  return (await pipeline.finish(states)).map((o) => [...o.tokens]);
-}
 
 /** What each model card says: layers, KV heads × head size, vocabulary, EOS ids. */
 const CARDS = new Map([
