@@ -6,6 +6,7 @@
 // The first row of each model is its easel.yaml as shipped; each other row changes one option.
 // Not a test: it asserts nothing.
 //   npm run bench:runtime-options [-- --models tiny-lm,tiny-llama,tiny-sd --tokens 64 --rounds 3]
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -21,7 +22,10 @@ const ROUNDS = Number(values.rounds);
 const SAMPLING: SamplingParams = { temperature: 0.8, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
 
 type Runtime = ModelSpec['runtime'];
-const variants = (shipped: Runtime): [string, Partial<Runtime>][] => [
+/** The model factory's int8 graphs (tools/model-factory/quantize.py), when they have been made here. */
+const hasInt8 = (dir: string): boolean => ['onnx/model_int8.onnx', 'unet/model_int8.onnx'].some((f) => existsSync(path.join(dir, f)));
+
+const variants = (shipped: Runtime, dir: string): [string, Partial<Runtime>][] => [
   ['as shipped', {}],
   shipped.intraOpThreads === 1 ? ['intraOpThreads 0 (one per core)', { intraOpThreads: 0 }] : ['intraOpThreads 1', { intraOpThreads: 1 }],
   ['spinning false', { spinning: false }],
@@ -30,6 +34,7 @@ const variants = (shipped: Runtime): [string, Partial<Runtime>][] => [
   ['executionMode parallel', { executionMode: 'parallel' }],
   ['graphOptimizationLevel basic', { graphOptimizationLevel: 'basic' }],
   ['graphOptimizationLevel disabled', { graphOptimizationLevel: 'disabled' }],
+  ...(hasInt8(dir) ? [['variant int8 (int8 weights)', { variant: 'int8' }] as [string, Partial<Runtime>]] : []),
 ];
 
 /** tokens/s of `batch` sequences decoded together, each TOKENS long, ROUNDS times. */
@@ -71,7 +76,7 @@ for (const model of values.models.split(',')) {
   const shipped = readModelSpec(dir).runtime;
   const diffusion = readModelSpec(dir).handler === 'text-to-image';
   let base: { one: number; many: number; output: ArrayLike<number>[] } | undefined;
-  for (const [name, change] of variants(shipped)) {
+  for (const [name, change] of variants(shipped, dir)) {
     const t0 = performance.now();
     let one: number;
     let many: number;
@@ -103,5 +108,6 @@ for (const model of values.models.split(',')) {
 function row(model: string, name: string, create: number, one: number, many: number, base: { one: number; many: number }, quality: string): void {
   console.log(`${model.padEnd(11)} ${name.padEnd(33)} ${create.toFixed(0).padStart(9)} ${one.toFixed(one < 100 ? 1 : 0).padStart(10)} ${many.toFixed(many < 100 ? 1 : 0).padStart(10)} ${`${(one / base.one).toFixed(2)} / ${(many / base.many).toFixed(2)}`.padStart(12)} ${quality.padStart(15)}`);
 }
+console.log('\nint8 rows appear where tools/model-factory/quantize.py has written the int8 graphs.');
 console.log('\n1 at once, many: LMs tokens/s of 1 and 16 sequences decoded together; tiny-sd images/s of 1 and 4 images made together (20 steps, 64x64).');
 console.log('\nEach row changes one option of the model\'s easel.yaml runtime; the machine is shared, so compare rows of one run only.');

@@ -11,7 +11,7 @@
 // then Easel plain and speculative, the engine alone and through the server, at 1 and 16 streams,
 // with the acceptance rate and tokens per target call. Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
-//   npm run bench:text-generation -- --speculative-only [--k 4,2,3,5 --pairs 5 --draft tiny-lm-draft]
+//   npm run bench:text-generation -- --speculative-only [--k 3,2,4,5,2+ --pairs 5 --draft tiny-lm-draft]
 //   (the first k is also run at 16 streams and through the server; "2+": k adapts, from 2)
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,7 +33,7 @@ import { ROOT, serveModel, waitModelLive, type EaselProcess } from '../../test/h
 const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' },
-    draft: { type: 'string', default: 'tiny-lm-draft' }, k: { type: 'string', default: '4,2,3,5,2+' }, pairs: { type: 'string', default: '5' }, 'speculative-only': { type: 'boolean', default: false },
+    draft: { type: 'string', default: 'tiny-lm-draft' }, k: { type: 'string', default: '3,2,4,5,2+' }, pairs: { type: 'string', default: '5' }, 'speculative-only': { type: 'boolean', default: false },
   },
 });
 const MODEL = values.model;

@@ -27,8 +27,8 @@ export interface ModelDescription {
   description?: string | undefined;
   /** none, request or step. */
   batchingMode: string;
-  /** Speculative decoding in effect: the draft model, tokens it proposes per round, the batch size above which steps decode plainly (null: none). */
-  speculative?: { draft: string; k: number; maxBatch: number | null } | undefined;
+  /** Speculative decoding in effect: the draft model, tokens it proposes per round (adaptive: per sequence, from k), the batch size above which steps decode plainly (null: none). */
+  speculative?: { draft: string; k: number; adaptive: boolean; maxBatch: number | null } | undefined;
   /** What the handler found out about the model (e.g. limits on batching). */
   notes: string[];
   workers: WorkerDescription[];

@@ -44,7 +44,7 @@ const speculativeSchema = z
   .object({
     /** A folder inside this model's directory, else a model folder in the model store; it must share this model's tokenizer. */
     draft: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/, 'a folder inside the model or a model in the store: letters, digits, _ . - /').refine((d) => !d.split('/').includes('..'), 'may not contain ..'),
-    k: z.number().int().min(1).max(16).default(4),
+    k: z.number().int().min(1).max(16).default(3),
     /** Above this many active sequences a step decodes plainly (batching already fills the machine); unset: always speculate. */
     maxBatch: z.number().int().min(1).optional(),
     /** Each sequence's k follows its acceptance, starting at k (transformers' heuristic schedule). */

@@ -90,7 +90,7 @@ class ModelVersion {
       description: s.description,
       batchingMode: plan.mode,
       // Speculative decoding's settings (a draft model, tokens proposed per round), when set.
-      ...(s.speculative ? { speculative: { draft: s.speculative.draft, k: s.speculative.k, maxBatch: s.speculative.maxBatch ?? null } } : {}),
+      ...(s.speculative ? { speculative: { draft: s.speculative.draft, k: s.speculative.k, adaptive: s.speculative.adaptive, maxBatch: s.speculative.maxBatch ?? null } } : {}),
       notes: this.slots.find((slot) => slot.proc?.ready)?.proc?.notes ?? [],
       workers: this.slots.map((slot): WorkerDescription => ({
         id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.shownStatus : slot.status === 'STOPPING' ? 'STOPPING' : slot.failures > 0 ? 'DEAD' : 'STARTING',

@@ -55,7 +55,7 @@ describe('speculative decoding through the server (tiny-lm, draft tiny-lm-draft)
 
   it('shows its settings in GET /models and exports proposed and accepted tokens', async () => {
     const [desc] = (await (await fetch(`${easel.management}/models/tiny-lm-fast`)).json()) as { speculative?: unknown }[];
-    expect(desc!.speculative).toEqual({ draft: 'tiny-lm-draft', k: 4, maxBatch: null });
+    expect(desc!.speculative).toEqual({ draft: 'tiny-lm-draft', k: 4, adaptive: false, maxBatch: null });
     const [plain] = (await (await fetch(`${easel.management}/models/tiny-lm`)).json()) as { speculative?: unknown }[];
     expect(plain!.speculative).toBeUndefined();
     const metrics = await (await fetch(`${easel.metrics}/metrics`)).text();
@@ -74,7 +74,7 @@ describe('speculative decoding through the server (tiny-lm, draft tiny-lm-draft)
     const reg = await fetch(`${easel.management}/models?url=gpt-fast&model_name=gpt-fast&initial_workers=1&synchronous=true`, { method: 'POST' });
     expect(reg.status, await reg.clone().text()).toBe(200);
     const [desc] = (await (await fetch(`${easel.management}/models/gpt-fast`)).json()) as { speculative?: unknown }[];
-    expect(desc!.speculative).toEqual({ draft: 'tiny-lm-draft', k: 3, maxBatch: null });
+    expect(desc!.speculative).toEqual({ draft: 'tiny-lm-draft', k: 3, adaptive: false, maxBatch: null });
     expect(await complete('gpt-fast', PROMPTS[0]!)).toBe(await complete('tiny-lm', PROMPTS[0]!));
   }, 60_000);
 

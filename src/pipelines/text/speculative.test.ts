@@ -77,6 +77,28 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
     for (const [i, out] of (await pipeline.finish(states)).entries()) expect(out.tokens, PROMPTS[i]).toEqual(expected[i]);
   }, 120_000);
 
+  it('greedy with maxBatch: steps decode plainly while the batch is larger, then the draft catches up and speculates; plain tokens throughout', async () => {
+    const pipeline = await TextPipeline.load(path.join(MODELS, 'tiny-lm'), CPU, { draftDir: path.join(MODELS, 'tiny-lm-draft'), k: 3, maxBatch: 3 });
+    try {
+      // Eight at once, leaving one by one: at first no round speculates, at the end every round does.
+      const lengths = [4, 8, 12, 16, 24, 32, 40, 56];
+      const expected = await generate(plain, lengths.map((n, i) => request(PROMPTS[i]!, n)));
+      const states = await pipeline.begin(lengths.map((n, i) => request(PROMPTS[i]!, n)));
+      let rounds = 0;
+      while (states.some((st) => !pipeline.isFinished(st))) {
+        await pipeline.step(states);
+        if (pipeline.takeCounts().verified === 0) continue;
+        rounds++;
+        // After a round the draft holds what precedes the last token (less the last proposal, when all were kept).
+        for (const st of states.filter((x) => !pipeline.isFinished(x))) expect(st.tokens.length - 1 - st.draftRow!.pastLength).toBeLessThanOrEqual(1);
+      }
+      expect(rounds).toBeGreaterThan(0);
+      expect((await pipeline.finish(states)).map((o) => o.tokens)).toEqual(expected);
+    } finally {
+      await pipeline.release();
+    }
+  }, 60_000);
+
   /**
    * Samples `n` continuations of one prompt and tests, by chi-squared, that the token at
    * `position` (one a speculative round chose) follows the target's own next-token distribution
