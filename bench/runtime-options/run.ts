@@ -4,7 +4,8 @@
 // 20 steps; the engine alone, no HTTP), and what the option does to the output: the largest
 // difference from the shipped setting's logits (LMs, one prompt) or pixels (tiny-sd, same seeds).
 // The first row of each model is its easel.yaml as shipped; each other row changes one option.
-// Not a test: it asserts nothing.
+// Then `warmup`: the first request's time after a fresh load, without and with the handlers'
+// warm-up at load (2 tokens of "Hello"; one tiny-sd step). Not a test: it asserts nothing.
 //   npm run bench:runtime-options [-- --models tiny-lm,tiny-llama,tiny-sd --tokens 64 --rounds 3]
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -111,3 +112,50 @@ function row(model: string, name: string, create: number, one: number, many: num
 console.log('\nint8 rows appear where tools/model-factory/quantize.py has written the int8 graphs.');
 console.log('\n1 at once, many: LMs tokens/s of 1 and 16 sequences decoded together; tiny-sd images/s of 1 and 4 images made together (20 steps, 64x64).');
 console.log('\nEach row changes one option of the model\'s easel.yaml runtime; the machine is shared, so compare rows of one run only.');
+
+/** The first request after a fresh load (ms), with or without the handler's warm-up first; and the warm-up's own time. */
+async function firstRequest(dir: string, diffusion: boolean, warmup: boolean): Promise<{ first: number; warmup: number }> {
+  const runtime = readModelSpec(dir).runtime;
+  if (diffusion) {
+    const pipeline = await DiffusionPipeline.load(dir, runtime);
+    const make = async (steps: number): Promise<number> => {
+      const t0 = performance.now();
+      const states = await pipeline.begin([{ prompt: steps === 1 ? '' : 'a red circle on a blue background', negativePrompt: '', steps, guidanceScale: 7.5, width: 64, height: 64, seed: 1, scheduler: 'ddim' }]);
+      while (!states.every(isFinished)) await pipeline.denoise(states);
+      await pipeline.finish(states);
+      return performance.now() - t0;
+    };
+    const w = warmup ? await make(1) : 0;
+    const first = await make(20);
+    await pipeline.release();
+    return { first, warmup: w };
+  }
+  const pipeline = await TextPipeline.load(dir, runtime);
+  const make = async (prompt: string, tokens: number): Promise<number> => {
+    const t0 = performance.now();
+    const states = await pipeline.begin([{ promptTokens: pipeline.tokenizer.encode(prompt), maxNewTokens: tokens, sampling: SAMPLING, seed: 1, stopTokenIds: [], stop: [] }]);
+    while (states.some((st) => !pipeline.isFinished(st))) await pipeline.step(states);
+    await pipeline.finish(states);
+    return performance.now() - t0;
+  };
+  const w = warmup ? await make('Hello', 2) : 0;
+  const first = await make('Once upon a time, there was', 16);
+  await pipeline.release();
+  return { first, warmup: w };
+}
+
+console.log(`\nwarmup: the first request after a fresh load (LMs: 16 tokens; tiny-sd: one 20-step image), ms, median of 5 loads\n`);
+console.log(`${'model'.padEnd(11)} ${'warmup false'.padStart(13)} ${'warmup true'.padStart(12)} ${'the warm-up'.padStart(12)}`);
+for (const model of values.models.split(',')) {
+  const dir = path.join(ROOT, 'models', model);
+  const diffusion = readModelSpec(dir).handler === 'text-to-image';
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const cold: number[] = [];
+  const warm: { first: number; warmup: number }[] = [];
+  for (let i = 0; i < 5; i++) {
+    cold.push((await firstRequest(dir, diffusion, false)).first);
+    warm.push(await firstRequest(dir, diffusion, true));
+  }
+  const steady = median(warm.map((w) => w.first));
+  console.log(`${model.padEnd(11)} ${median(cold).toFixed(1).padStart(13)} ${steady.toFixed(1).padStart(12)} ${median(warm.map((w) => w.warmup)).toFixed(1).padStart(12)}`);
+}

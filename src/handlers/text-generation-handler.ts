@@ -3,10 +3,10 @@
 // log-probabilities when asked (Accept: application/json). It declares the decoder's step API;
 // the worker's step loop (src/scheduling) runs every active sequence in one decoder call per
 // step, so a request joins at the next step and leaves as soon as it is done or cancelled.
-import { EaselError, isEaselError } from '../errors/easel-error.js';
+import { isEaselError, type EaselError } from '../errors/easel-error.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
-import { parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
+import { checkDraft, parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
 
 /** The decoder's step API: begin prefills, a step is one decoder call over all, finish hands back the text. */
 export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationRequest, Sequence, TextOutput> {
@@ -54,7 +54,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
 
   async initialize(ctx: HandlerContext): Promise<void> {
     const speculative = ctx.spec.speculative;
-    if (speculative && !ctx.draftDir) throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft ${JSON.stringify(speculative.draft)} is neither a folder inside the model nor a model in the model store`, { field: 'speculative.draft' });
+    if (speculative) checkDraft({ spec: ctx.spec, dir: ctx.modelDir, draftDir: ctx.draftDir });
     this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch, adaptive: speculative.adaptive });
     this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));

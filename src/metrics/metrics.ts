@@ -58,7 +58,7 @@ export class Metrics {
       },
     });
     const rate = (model: string, of: string, per: string): number | undefined => {
-      const t = this.#speculated.get(model);
+      const t = speculated.get(model);
       return t?.get(per) ? t.get(of)! / t.get(per)! : undefined;
     };
     new Gauge({

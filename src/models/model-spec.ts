@@ -39,11 +39,14 @@ const batchingSchema = z
   })
   .strict();
 
+/** A folder inside a model, or a model folder in the store, that a model names (a task's model, a speculative draft): no .., not absolute. */
+export const FOLDER_NAME = /^(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/;
+
 /** Speculative decoding (text generation): a draft model proposes k tokens per round, the model verifies them in one call. */
 const speculativeSchema = z
   .object({
     /** A folder inside this model's directory, else a model folder in the model store; it must share this model's tokenizer. */
-    draft: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/, 'a folder inside the model or a model in the store: letters, digits, _ . - /').refine((d) => !d.split('/').includes('..'), 'may not contain ..'),
+    draft: z.string().regex(FOLDER_NAME, 'a folder inside the model or a model in the store: letters, digits, _ . - /, no ..'),
     k: z.number().int().min(1).max(16).default(3),
     /** Above this many active sequences a step decodes plainly (batching already fills the machine); unset: always speculate. */
     maxBatch: z.number().int().min(1).optional(),

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import { anchoredPatterns, guardedRequest, parseOutboundUrl } from '../net/outbound-guard.js';
 import { extractArchive } from './archive.js';
-import { readModelSpec, type ModelEntry } from './model-spec.js';
+import { FOLDER_NAME, readModelSpec, type ModelEntry } from './model-spec.js';
 
 export interface ModelStoreOptions {
   storeDir: string;
@@ -81,7 +81,7 @@ export class ModelStore {
     const handler = typeof setup.task === 'string' ? tasks.get(setup.task) : undefined;
     if (!handler) throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: unknown task ${JSON.stringify(setup.task)} in setup_config.json; known tasks: ${[...tasks.keys()].join(', ')}`, { field: 'task' });
     const name = setup.model_name;
-    if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/.test(name) || name.split('/').includes('..')) {
+    if (typeof name !== 'string' || !FOLDER_NAME.test(name)) {
       throw new EaselError('EASEL_MODEL_INVALID', `model ${entry.spec.name}: setup_config.json model_name must name a folder inside the archive or a model in the store, got ${JSON.stringify(name)}`, { field: 'model_name' });
     }
     const dir = this.#folder(entry.dir, name);

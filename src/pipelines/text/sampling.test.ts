@@ -2,7 +2,7 @@
 // exactly the tokens they promise, logprobs and their alternatives are the best tokens, and a
 // seed gives the same draws again.
 import { describe, expect, it } from 'vitest';
-import { chooseToken, SequenceRandom, type SamplingParams } from './sampling.js';
+import { chooseToken, drawFrom, SequenceRandom, tokenProbabilities, type SamplingParams } from './sampling.js';
 
 const BASE: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
 // Probabilities 0.5, 0.25, 0.125, 0.0625, 0.0625 (tokens 3, 0, 4, 1, 2).
@@ -63,3 +63,23 @@ describe('chooseToken', () => {
     expect(draws(6)).not.toEqual(draws(5));
   });
 });
+
+describe('tokenProbabilities (what speculative decoding compares)', () => {
+  it('is the distribution chooseToken draws from, with and without cuts, at temperatures 0, 0.5 and 1', () => {
+    for (const p of [BASE, { ...BASE, temperature: 0.5 }, { ...BASE, topK: 3 }, { ...BASE, topP: 0.8 }, { ...BASE, minP: 0.2, temperature: 0.7 }, { ...BASE, temperature: 0 }]) {
+      const probabilities = tokenProbabilities(LOGITS, p, new Float64Array(LOGITS.length));
+      expect(probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+      const f = frequencies(p, 40_000);
+      probabilities.forEach((q, t) => (q === 0 ? expect(f[t], `${JSON.stringify(p)} token ${t}`).toBe(0) : expect(Math.abs(f[t]! - q), `${JSON.stringify(p)} token ${t}`).toBeLessThan(0.01)));
+    }
+  });
+
+  it('drawFrom draws in proportion to unnormalised weights and never a zero weight', () => {
+    const random = new SequenceRandom(3);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 20_000; i++) counts[drawFrom(Float64Array.from([0, 3, 1, 0]), random)]! += 1;
+    expect(counts[0]! + counts[3]!).toBe(0);
+    expect(counts[1]! / 20_000).toBeCloseTo(0.75, 1);
+  });
+});
+
