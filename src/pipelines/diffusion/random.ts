@@ -1,9 +1,11 @@
 // The seeded Gaussian generator behind initial latents and ancestral noise. It reproduces
-// PyTorch's CPU generator: `torch.randn(n, generator=torch.Generator().manual_seed(seed))`
-// for n >= 16 — MT19937 seeded with the low 32 bits of the seed, 24-bit uniforms, and
-// Box–Muller over blocks of 16 (the last block recomputed over the final 16 values when n
-// is not a multiple of 16). So a seed gives the same latents here, on any machine, as in a
-// diffusers pipeline run on CPU with that seed.
+// PyTorch's CPU generator: `torch.randn(n, generator=torch.Generator().manual_seed(seed))`,
+// MT19937 seeded with the low 32 bits of the seed. For n >= 16: 24-bit uniforms and Box–Muller
+// over blocks of 16 (the last block recomputed over the final 16 values when n is not a multiple
+// of 16). For n < 16 (an 8×8 image's 4 latent values) torch draws one value at a time: a double
+// Box–Muller from two 53-bit uniforms, whose second value the generator keeps for its next such
+// draw. So a seed gives the same latents here, on any machine, as in a diffusers pipeline run on
+// CPU with that seed.
 import type { NoiseSource } from './schedulers/index.js';
 
 const N = 624;
@@ -12,6 +14,8 @@ const M = 397;
 export class TorchGenerator implements NoiseSource {
   readonly #state = new Uint32Array(N);
   #index = N;
+  /** The second value of the last one-at-a-time Box–Muller draw, kept for the next (torch's next_double_normal_sample). */
+  #nextNormal: number | undefined;
 
   constructor(seed: number | bigint) {
     const s = this.#state;
@@ -48,8 +52,31 @@ export class TorchGenerator implements NoiseSource {
     return (this.nextUint32() & 0xffffff) / 0x1000000;
   }
 
+  /** A double uniform in [0, 1) from 53 bits of two outputs, as torch's uniform_real_distribution<double>. */
+  #uniform53(): number {
+    const high = this.nextUint32();
+    const low = this.nextUint32();
+    return ((high & 0x1fffff) * 0x100000000 + low) / 2 ** 53;
+  }
+
+  /** One standard normal value, as torch's at::normal_distribution<double>. */
+  #normal(): number {
+    if (this.#nextNormal !== undefined) {
+      const kept = this.#nextNormal;
+      this.#nextNormal = undefined;
+      return kept;
+    }
+    const u1 = this.#uniform53();
+    const u2 = this.#uniform53();
+    const radius = Math.sqrt(-2 * Math.log1p(-u2));
+    const theta = 2 * Math.PI * u1;
+    this.#nextNormal = radius * Math.sin(theta);
+    return radius * Math.cos(theta);
+  }
+
   standardNormal(count: number): Float32Array {
-    const size = Math.max(count, 16);
+    if (count < 16) return Float32Array.from({ length: count }, () => this.#normal());
+    const size = count;
     const out = new Float32Array(size);
     for (let i = 0; i < size; i += 1) out[i] = this.#uniform();
     for (let i = 0; i + 16 <= size; i += 16) boxMuller16(out, i);
@@ -58,7 +85,7 @@ export class TorchGenerator implements NoiseSource {
       for (let i = start; i < size; i += 1) out[i] = this.#uniform();
       boxMuller16(out, start);
     }
-    return count === size ? out : out.subarray(0, count);
+    return out;
   }
 }
 
