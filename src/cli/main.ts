@@ -42,7 +42,8 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--job-lock-ms <n>', 'distributed mode: how long a dead worker node holds a job before another takes it (default 30000)').argParser(int))
     .addOption(new Option('--job-ttl-ms <n>', 'how long finished jobs and their outputs are kept (default 86400000, a day)').argParser(int))
     .addOption(new Option('--webhook-secret <secret>', 'signs webhook deliveries (HMAC-SHA256, Standard Webhooks headers); at least 16 characters'))
-    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'));
+    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default info)'))
+    .addOption(new Option('--profile-dir <dir>', 'profile the workers: each writes ONNX Runtime\'s profile of its sessions (Chrome trace JSON) and a V8 CPU profile (.cpuprofile, for flame graphs) here when it stops'));
 }
 
 /**

@@ -31,7 +31,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     queuedJobs: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
   });
   const manager = new ModelManager({
-    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
     observer: {
       stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),

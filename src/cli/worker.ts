@@ -19,7 +19,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   await mkdir(config.dataDir, { recursive: true });
   const queue = new RequestBatcher();
   const manager = new ModelManager({
-    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel,
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });

@@ -71,6 +71,8 @@ export const configSchema = z
     webhookSecret: z.string().min(16).optional(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    /** Profiling: each worker writes ONNX Runtime's profile of every session and a CPU profile of its process here when it stops. */
+    profileDir: z.string().min(1).optional(),
   })
   .strict();
 

@@ -36,14 +36,21 @@ export interface IoInfo {
   shape: ReadonlyArray<number | string>;
 }
 
+/** In a worker started with --profile-dir: the folder where each session writes ONNX Runtime's profile when released. */
+export const ORT_PROFILE_ENV = 'EASEL_WORKER_ORT_PROFILE_DIR';
+
 export class OnnxSession {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly file: string,
+    private readonly profiling: boolean,
   ) {}
 
   static async create(file: string, options: SessionOptions): Promise<OnnxSession> {
     const chosen = variantFile(file, options.variant);
+    // Profiles are named after the graph's folder and file (unet-model, onnx-model) and the process.
+    const profileDir = process.env[ORT_PROFILE_ENV];
+    const profile = profileDir ? { enableProfiling: true, profileFilePrefix: path.join(profileDir, `ort-${process.pid}-${path.basename(path.dirname(chosen))}-${path.basename(chosen, '.onnx')}`) } : {};
     if (!existsSync(chosen)) throw new EaselError('EASEL_MODEL_INVALID', `ONNX file ${path.basename(chosen)} not found in the model directory`);
     try {
       const session = await ort.InferenceSession.create(chosen, {
@@ -55,8 +62,9 @@ export class OnnxSession {
         ...(options.memPattern === false ? { enableMemPattern: false } : {}),
         ...(options.executionMode ? { executionMode: options.executionMode } : {}),
         ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
+        ...profile,
       });
-      return new OnnxSession(session, chosen);
+      return new OnnxSession(session, chosen, profileDir !== undefined);
     } catch (err) {
       const message = (err as Error).message;
       if (options.executionProvider === 'cuda' && /Cuda|providers_shared|CUDA/.test(message)) {
@@ -95,6 +103,8 @@ export class OnnxSession {
   }
 
   async release(): Promise<void> {
+    // Writes the profile (Chrome trace JSON) when profiling.
+    if (this.profiling) this.session.endProfiling();
     await this.session.release();
   }
 }

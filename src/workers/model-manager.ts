@@ -22,6 +22,8 @@ export interface ModelManagerOptions {
   logger: Logger;
   allowCustomHandlers: boolean;
   logLevel: string;
+  /** Workers write their ONNX Runtime and CPU profiles here (serve --profile-dir). */
+  profileDir?: string | undefined;
   defaultMaxQueueLength: number;
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
@@ -45,7 +47,7 @@ class ModelVersion {
     const observer = m.observer;
     this.dispatcher = new Dispatcher(model, this.lane, m.queue, () => this.plan, observer);
     this.supervisor = new Supervisor(this.lane, () => this.entry, () => this.plan, {
-      logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
+      logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, profileDir: m.profileDir, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
       onRestart: () => observer?.workerRestart(model),
       onProgress: (id, progress) => m.queue.progress(id, progress),
       onStep: (report) => observer?.step?.(model, report),

@@ -1,7 +1,7 @@
 // The typed messages between the server (parent) and a worker process (child), over Node's
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
-import type { TurnReport } from '../handlers/handler.js';
 import type { SerializedError } from '../errors/easel-error.js';
+import type { TurnReport } from '../handlers/handler.js';
 import type { Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';

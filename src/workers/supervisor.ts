@@ -12,6 +12,7 @@ export interface SupervisorOptions {
   logger: Logger;
   allowCustomHandlers: boolean;
   logLevel: string;
+  profileDir?: string | undefined;
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
   onRestart?(): void;
@@ -103,7 +104,7 @@ export class Supervisor {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (report) => this.m.onStep?.(report) });
+      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profileDir: this.m.profileDir, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (report) => this.m.onStep?.(report) });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {

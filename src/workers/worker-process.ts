@@ -1,11 +1,13 @@
 // The server's handle on one worker process: starts it, sends it batches, and notices when it
 // dies (every pending batch then rejects with WorkerDiedError).
-import type { TurnReport } from '../handlers/handler.js';
 import type { Progress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EaselError } from '../errors/easel-error.js';
+import { ORT_PROFILE_ENV } from '../runtime/onnx-runtime.js';
+import type { TurnReport } from '../handlers/handler.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
@@ -22,6 +24,8 @@ export interface WorkerProcessOptions {
   batching: BatchingPlan;
   allowCustomHandlers: boolean;
   logLevel: string;
+  /** Profile this worker: V8's CPU profile and ONNX Runtime's, written here when it stops. */
+  profileDir?: string | undefined;
   onProgress?: (id: string, progress: Progress) => void;
   /** A step of the worker's step loop (a UNet turn, a decoder call) ran over this many images or sequences. */
   onStep?: (report: TurnReport) => void;
@@ -55,9 +59,14 @@ export class WorkerProcess {
 
   constructor(private readonly o: WorkerProcessOptions) {
     this.id = o.id;
+    // A folder per model: V8 names each profile CPU.<date>.<time>.<pid>…cpuprofile.
+    const profileDir = o.profileDir && path.resolve(o.profileDir, o.entry.spec.name);
+    if (profileDir) mkdirSync(profileDir, { recursive: true });
     this.#child = fork(ENTRY, [], {
       serialization: 'advanced',
-      execArgv: isTs ? ['--import', 'tsx'] : [],
+      execArgv: [...(isTs ? ['--import', 'tsx'] : []), ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+      // ONNX Runtime's profiles go beside it (OnnxSession reads this in the worker).
+      env: profileDir ? { ...process.env, [ORT_PROFILE_ENV]: profileDir } : process.env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     live.add(this.#child);
