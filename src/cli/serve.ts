@@ -34,8 +34,16 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
     observer: {
-      stage: (model, stage, seconds) => metrics.handlerStage.observe({ model, stage }, seconds),
-      queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
+      stage: (model, stage, seconds) => {
+        metrics.handlerStage.observe({ model, stage }, seconds);
+        // "inference" spans a batch's whole stay in the step loop: its turns are stages of their own.
+        if (stage !== 'inference') metrics.stage.observe({ model, stage }, seconds);
+      },
+      hop: (model, seconds) => metrics.stage.observe({ model, stage: 'ipc' }, seconds),
+      queueTime: (model, seconds) => {
+        metrics.queueTime.observe({ model }, seconds);
+        metrics.stage.observe({ model, stage: 'queue_wait' }, seconds);
+      },
       workerRestart: (model) => metrics.workerRestarts.inc({ model }),
       step: (model, report) => metrics.turn(model, report),
     },

@@ -68,6 +68,8 @@ export interface StepModel<Req, State, Out> {
   length(request: Req): number;
   /** Bytes the model holds for its active states (an LM's KV cache), when it knows. */
   memoryBytes?(): number;
+  /** What begin, step and finish are, as stages of easel_stage_seconds (text_encode, denoise, vae_decode); begin, step, finish by default. */
+  readonly stages?: { readonly begin: string; readonly step: string; readonly finish: string };
   /** Named counts since the last turn, for the metrics (speculative decoding's proposed and accepted tokens). */
   counters?(): Readonly<Record<string, number>> | undefined;
   /** The most memory a request can come to need (its KV cache at full length), for a memory budget. */
@@ -83,6 +85,10 @@ export interface TurnReport {
   /** The model's memory for its active states, when it knows. */
   readonly memoryBytes?: number | undefined;
   readonly counters?: Readonly<Record<string, number>> | undefined;
+  /** Seconds the worker spent inside ONNX Runtime's session.run() since its last report. */
+  readonly sessionSeconds?: number | undefined;
+  /** Seconds of each model call of the turn, by the model's stage names (begin, the step, finish). */
+  readonly stages?: Readonly<Record<string, number>> | undefined;
 }
 
 export interface StepRunOptions<State> {

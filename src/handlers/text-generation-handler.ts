@@ -21,6 +21,7 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     length: (r) => r.maxNewTokens,
     memoryBytes: () => pipeline.cacheBytes(),
     memoryFor: (r) => pipeline.cacheBytesPerPosition() * (r.promptTokens.length + r.maxNewTokens),
+    stages: { begin: 'prefill', step: 'decode', finish: 'finish' },
     counters: () => (pipeline.speculative ? { ...pipeline.takeCounts() } : undefined),
   };
 }

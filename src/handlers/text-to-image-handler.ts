@@ -37,6 +37,7 @@ export function diffusionSteps(pipeline: DiffusionPipeline): StepModel<Generatio
     group: (r) => `${r.width}x${r.height}`,
     progress: (state) => ({ step: stepsDone(state), total: totalSteps(state) }),
     length: (r) => r.steps,
+    stages: { begin: 'text_encode', step: 'denoise', finish: 'vae_decode' },
   };
 }
 

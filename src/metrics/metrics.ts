@@ -17,6 +17,8 @@ export class Metrics {
   readonly requests = new Counter({ name: 'easel_requests_total', help: 'Inference requests by model and HTTP status.', labelNames: ['model', 'status'] as const, registers: [this.registry] });
   readonly requestDuration = new Histogram({ name: 'easel_request_duration_seconds', help: 'Inference request latency, from receipt to response.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly queueTime = new Histogram({ name: 'easel_queue_time_seconds', help: 'Time a request waited in the queue before a worker took it.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly stage = new Histogram({ name: 'easel_stage_seconds', help: 'Time per stage of the serving path: queue_wait and ipc (API process); text_encode, denoise, vae_decode or prefill, decode, finish (each call of a worker\'s step loop, over its whole batch); preprocess, postprocess and handler stages such as encode_image (per batch).', labelNames: ['model', 'stage'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly sessionRun = new Counter({ name: 'easel_session_run_seconds_total', help: 'Seconds workers spent inside ONNX Runtime session.run(), per model (what the stages spend outside it is serving overhead).', labelNames: ['model'] as const, registers: [this.registry] });
   readonly handlerStage = new Histogram({ name: 'easel_handler_stage_seconds', help: 'Handler time per stage (preprocess, inference, postprocess, and handler-defined stages), per batch.', labelNames: ['model', 'stage'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly jobs = new Counter({ name: 'easel_jobs_total', help: 'Jobs that reached a final status, by model and status (succeeded, failed, cancelled).', labelNames: ['model', 'status'] as const, registers: [this.registry] });
   readonly jobQueueTime = new Histogram({ name: 'easel_job_queue_time_seconds', help: 'Time from job submission to a worker starting it.', labelNames: ['model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
@@ -90,6 +92,8 @@ export class Metrics {
     this.stepDuration.observe({ model }, r.seconds);
     this.activeSequences.set({ model }, r.states);
     if (r.memoryBytes !== undefined) this.stepMemory.set({ model }, r.memoryBytes);
+    for (const [stage, seconds] of Object.entries(r.stages ?? {})) this.stage.observe({ model, stage }, seconds);
+    if (r.sessionSeconds) this.sessionRun.inc({ model }, r.sessionSeconds);
     for (const [name, n] of Object.entries(r.counters ?? {})) {
       const counter = this.#speculation.get(name);
       if (!counter || !(n > 0)) continue;

@@ -36,6 +36,15 @@ export interface IoInfo {
   shape: ReadonlyArray<number | string>;
 }
 
+let processRunSeconds = 0;
+
+/** Seconds this process has spent inside session.run() since the last call (every session). */
+export function takeRunSeconds(): number {
+  const s = processRunSeconds;
+  processRunSeconds = 0;
+  return s;
+}
+
 /** In a worker started with --profile-dir: the folder where each session writes ONNX Runtime's profile when released. */
 export const ORT_PROFILE_ENV = 'EASEL_WORKER_ORT_PROFILE_DIR';
 
@@ -98,7 +107,9 @@ export class OnnxSession {
       for (const name of this.session.outputNames) fetches[name] = into[name] ?? null;
       return { ...(await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType)), ...into };
     } finally {
-      this.runSeconds += (performance.now() - t0) / 1000;
+      const seconds = (performance.now() - t0) / 1000;
+      this.runSeconds += seconds;
+      processRunSeconds += seconds;
     }
   }
 

@@ -31,6 +31,8 @@ export interface StepLoopOptions {
   onTurn?(report: TurnReport): void;
 }
 
+const DEFAULT_STAGES = { begin: 'begin', step: 'step', finish: 'finish' };
+
 export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
   readonly #waiting: Member<Req, State, Out>[] = [];
   readonly #active: Member<Req, State, Out>[] = [];
@@ -70,10 +72,20 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
 
   async #turn(): Promise<void> {
     const { model } = this;
+    const names = model.stages ?? DEFAULT_STAGES;
+    const stages: Record<string, number> = {};
+    const timed = async <T>(stage: string, call: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await call();
+      } finally {
+        stages[stage] = (stages[stage] ?? 0) + (performance.now() - t0) / 1000;
+      }
+    };
     this.#dropCancelled();
     const newcomers = this.#admit();
     if (newcomers.length > 0) {
-      const states = await model.begin(newcomers.flatMap((m) => m.requests));
+      const states = await timed(names.begin, () => model.begin(newcomers.flatMap((m) => m.requests)));
       let at = 0;
       for (const m of newcomers) {
         m.states = states.slice(at, at + m.requests.length);
@@ -88,18 +100,22 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
     const stepping = [...this.#active];
     const all = stepping.flatMap((m) => m.states);
     const stepped = all.filter((s) => !model.isFinished(s)).length;
-    const t0 = performance.now();
-    await model.step(all);
-    this.options.onTurn?.({ states: stepped, seconds: (performance.now() - t0) / 1000, memoryBytes: model.memoryBytes?.(), counters: model.counters?.() });
-    for (const m of stepping) await m.options.onStep?.(m.states);
-    const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
-    if (finished.length === 0) return;
-    for (const m of finished) this.#active.splice(this.#active.indexOf(m), 1);
-    const outputs = await model.finish(finished.flatMap((m) => m.states));
-    let at = 0;
-    for (const m of finished) {
-      m.resolve(outputs.slice(at, at + m.states.length));
-      at += m.states.length;
+    await timed(names.step, () => model.step(all));
+    const report = { states: stepped, seconds: stages[names.step]!, memoryBytes: model.memoryBytes?.(), counters: model.counters?.(), stages };
+    try {
+      for (const m of stepping) await m.options.onStep?.(m.states);
+      const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
+      if (finished.length === 0) return;
+      for (const m of finished) this.#active.splice(this.#active.indexOf(m), 1);
+      const outputs = await timed(names.finish, () => model.finish(finished.flatMap((m) => m.states)));
+      let at = 0;
+      for (const m of finished) {
+        m.resolve(outputs.slice(at, at + m.states.length));
+        at += m.states.length;
+      }
+    } finally {
+      // After the turn, with its finish: the stages add up to the turn's model time.
+      this.options.onTurn?.(report);
     }
   }
 

@@ -74,6 +74,9 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
           reply.raw.end();
           return reply;
         }
+        // Writing the response, until the last byte is handed to the socket.
+        const sent = performance.now();
+        reply.raw.once('finish', () => o.metrics.stage.observe({ model, stage: 'http_write' }, (performance.now() - sent) / 1000));
         return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
       } catch (err) {
         if (!streaming) throw err;

@@ -16,6 +16,8 @@ export interface PredictOptions {
   /** For a model this node does not load: its queue's length limit and response timeout. */
   defaultMaxQueueLength: number;
   defaultResponseTimeoutMs: number;
+  /** Time of a stage of the serving path (admission), for easel_stage_seconds. */
+  stage?(model: string, stage: string, seconds: number): void;
 }
 
 export interface PredictCall {
@@ -51,7 +53,9 @@ export async function predict(o: PredictOptions, call: PredictCall): Promise<Pay
   const { model, version } = call;
   const spec = localSpec(o.control, model, version);
   // Admission: parsed by the model's handler where this node knows it.
+  const t0 = performance.now();
   const request = spec ? o.control.admit(model, version, call.input) : (o.jobs.admitElsewhere?.(model, call.input) ?? { ...call.input });
+  if (spec) o.stage?.(model, 'admission', (performance.now() - t0) / 1000);
   const queue = o.jobs.backend;
   const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
   if ((await queue.queuedCount(model, false)) >= limit) throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);

@@ -12,6 +12,8 @@ const MAX_ATTEMPTS = 2;
 export interface DispatchObserver {
   stage(model: string, stage: string, seconds: number): void;
   queueTime(model: string, seconds: number): void;
+  /** A batch's trip to its worker and back, less the worker's own time on it (IPC, serialization). */
+  hop?(model: string, seconds: number): void;
 }
 
 /** What the dispatcher tells the supervisor about a worker it feeds. */
@@ -69,8 +71,12 @@ export class Dispatcher {
       return () => item.signal.removeEventListener('abort', onAbort);
     });
     try {
+      const t0 = performance.now();
       const { outcomes, timings } = await proc.run(items.map((i) => ({ id: i.id, input: { ...i.input }, accept: i.accept })));
       for (const [stage, seconds] of Object.entries(timings)) this.observer?.stage(this.model, stage, seconds);
+      // The hop there and back: the round trip less what the worker spent on the batch.
+      const inWorker = ['preprocess', 'inference', 'postprocess'].reduce((n, s) => n + (timings[s] ?? 0), 0);
+      this.observer?.hop?.(this.model, Math.max(0, (performance.now() - t0) / 1000 - inWorker));
       let handedBack = false;
       for (const item of items) {
         const o = outcomes.find((x) => x.id === item.id);

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import type { Handler, InferenceRequest, RequestContext, RequestHandle, StageTimers } from '../handlers/handler.js';
 import { loadHandler } from '../handlers/registry.js';
+import { takeRunSeconds } from '../runtime/onnx-runtime.js';
 import { StepLoop } from '../scheduling/step-loop.js';
 import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
 
@@ -44,8 +45,10 @@ async function onCommand(m: ParentCommand): Promise<void> {
           modelDir: m.modelDir, draftDir: m.draftDir, spec, logger,
           // In step mode the loop holds up to the batch size per group; otherwise the batch this
           // worker was sent runs whole.
-          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (report) => send({ type: 'step', ...report }) }),
+          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (report) => send({ type: 'step', ...report, sessionSeconds: takeRunSeconds() }) }),
         });
+        // The warm-up's session time is not a request's.
+        takeRunSeconds();
         send({ type: 'ready', notes: handler.notes?.() ?? [] });
       } catch (err) {
         logger.error({ err }, 'handler failed to initialize');

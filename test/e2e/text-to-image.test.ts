@@ -121,6 +121,11 @@ describe('text-to-image through the real server', () => {
     expect(images).toBe(4 * 30);
     // Fewer UNet turns than images stepped: requests shared them.
     expect(turns).toBeLessThan(images);
+    // Every stage of the path is timed, and a denoise turn once per turn.
+    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+    const count = (stage: string): number => Number(new RegExp(`easel_stage_seconds_count\\{model="tiny-sd",stage="${stage}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    for (const stage of ['admission', 'queue_wait', 'text_encode', 'denoise', 'vae_decode', 'encode_image', 'ipc', 'http_write']) expect(count(stage), stage).toBeGreaterThan(0);
+    expect(count('denoise')).toBe(after.count);
   });
 
   it('answers JSON with base64 images, the seeds and the parameters when asked, or for several images', async () => {
