@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { EaselError } from '../errors/easel-error.js';
+import { ORT_PROFILE_ENV } from './profile-env.js';
 
 export type Tensor = ort.Tensor;
 export type TensorType = ort.Tensor.Type;
@@ -45,8 +46,6 @@ export function takeRunSeconds(): number {
   return s;
 }
 
-/** In a worker started with --profile-dir: the folder where each session writes ONNX Runtime's profile when released. */
-export const ORT_PROFILE_ENV = 'EASEL_WORKER_ORT_PROFILE_DIR';
 
 export class OnnxSession {
   private constructor(
