@@ -1,7 +1,7 @@
 // bench/text-to-image: where the time of one tiny-sd image goes (20 steps, guidance 7.5,
 // DDIM, 64x64), split into tokenizer + text encoder / UNet steps / VAE decode / PNG encoding,
 // and the share of it spent outside ONNX Runtime's session.run (the pipeline's own cost).
-//   npm run bench:text-to-image [-- --images 30 --steps 20 --threads 0]
+//   npm run bench:text-to-image [-- --images 30 --steps 20 --threads 0 --provider cpu|cuda]
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeImage } from '../../src/handlers/text-to-image-handler.js';
@@ -12,14 +12,17 @@ const { values } = parseArgs({
     images: { type: 'string', default: '30' },
     steps: { type: 'string', default: '20' },
     threads: { type: 'string', default: '0' },
+    provider: { type: 'string', default: 'cpu' },
     model: { type: 'string', default: path.resolve(import.meta.dirname, '../../models/tiny-sd') },
   },
 });
 const images = Number(values.images);
 const steps = Number(values.steps);
 
+if (values.provider !== 'cpu' && values.provider !== 'cuda') throw new Error(`--provider must be cpu or cuda, got ${values.provider}`);
+const provider = values.provider;
 const pipeline = await DiffusionPipeline.load(values.model, {
-  executionProvider: 'cpu',
+  executionProvider: provider,
   graphOptimizationLevel: 'all',
   intraOpThreads: Number(values.threads),
   interOpThreads: 0,
@@ -57,7 +60,7 @@ const median = (xs: number[]): number => {
 };
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 const total = median(samples.total);
-console.log(`tiny-sd, ${steps} steps, guidance 7.5 (UNet batch 2), DDIM, 64x64; ${images} images after 3 warm-ups; median ms per image`);
+console.log(`tiny-sd, ${steps} steps, guidance 7.5 (UNet batch 2), DDIM, 64x64, execution provider ${provider}; ${images} images after 3 warm-ups; median ms per image`);
 console.log('stage                        ms   share');
 const rows: [string, Stage][] = [
   ['tokenizer + text encoder', 'text'],
