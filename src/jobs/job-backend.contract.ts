@@ -69,9 +69,17 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       const done = await backend.get(job.id);
       expect(done?.outputs).toEqual([{ key: `${job.id}/0.png`, contentType: 'image/png', bytes: 10 }]);
       expect(done?.expiresAt).toBe((done?.completedAt ?? 0) + ttlMs);
+      expect(done?.timings).toBeNull();
       // Finished jobs stay finished.
       await backend.fail(job.id, { code: 'EASEL_HANDLER_FAILED', message: 'late' });
       expect((await backend.get(job.id))?.status).toBe('succeeded');
+    });
+
+    it('keeps the timings a run finished with', async () => {
+      const { job } = await backend.submit({ model: 'm', input: {} });
+      await backend.claim(['m']);
+      await backend.complete(job.id, [], undefined, { queue_wait: 0.25, inference: 1.5, encode_image: 0.01 });
+      expect((await backend.get(job.id))?.timings).toEqual({ queue_wait: 0.25, inference: 1.5, encode_image: 0.01 });
     });
 
     it('cancels a queued job at once and asks a running one to stop', async () => {

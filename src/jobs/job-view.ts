@@ -28,5 +28,7 @@ export function publicJob(job: Job, position: number | null = null, estimatedSec
       queue_seconds: job.startedAt === null ? null : (job.startedAt - job.createdAt) / 1000,
       run_seconds: job.startedAt === null || job.completedAt === null ? null : (job.completedAt - job.startedAt) / 1000,
     },
+    // Seconds per stage of the finished run: queue_wait, then its batch's in the worker (preprocess, inference, postprocess, encode_image…).
+    timings: job.timings,
   };
 }

@@ -68,6 +68,8 @@ export interface Job {
   readonly accept: string | null;
   /** Epoch ms after which nobody waits for it: a worker that claims it later does not run it. */
   readonly deadline: number | null;
+  /** Seconds per stage of a finished run (queue_wait, preprocess, inference, postprocess, encode_image…); null before. */
+  readonly timings: Readonly<Record<string, number>> | null;
 }
 
 export interface NewJob {
@@ -114,7 +116,7 @@ export interface JobBackend {
   /** Progress, with a preview image, or the text a text model made since the last report (a token event). */
   progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void>;
   /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */
-  complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined>;
+  complete(id: string, outputs: readonly JobOutput[], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined>;
   /** A succeeded non-durable job's result, handed over once. */
   result(id: string): Promise<Payload | undefined>;
   fail(id: string, error: JobError, status?: 'failed' | 'cancelled'): Promise<Job | undefined>;

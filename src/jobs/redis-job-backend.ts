@@ -50,7 +50,8 @@ const EVENTS_KEPT = 5_000;
 
 function fromStored(s: StoredJob): Job {
   const { seq: _seq, input, ...rest } = s;
-  return { ...rest, input: decodeInput(input) };
+  // Records written before timings existed have none.
+  return { ...rest, input: decodeInput(input), timings: rest.timings ?? null };
 }
 
 /**
@@ -241,7 +242,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const job: StoredJob = {
       id, seq, durable, model: n.model, version: n.version ?? null, input: encodeInput(n.input), priority: n.priority ?? 0, status: 'queued', progress: null,
       attempts: 0, error: null, outputs: [], createdAt: Date.now(), startedAt: null, completedAt: null, expiresAt: null, cancelRequested: false,
-      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null,
+      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null, timings: null,
       accept: n.accept ?? null, deadline: n.deadline ?? null,
     };
     // BullMQ first: a claim that finds no record yet waits for it (see claim), while a record
@@ -363,14 +364,14 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     });
   }
 
-  async #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload): Promise<Job | undefined> {
+  async #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined> {
     const now = Date.now();
     const done = await this.#update(id, (job) => {
       if (job.status !== 'queued' && job.status !== 'running') return undefined;
       const ttl = job.durable ? this.#o.jobTtlMs : KEEP_PREDICTION_MS;
       const resultKey = this.#key('result', id);
       const stored = result ? [{ key: resultKey, contentType: result.contentType, bytes: result.data.byteLength }] : [...outputs];
-      const next: StoredJob = { ...job, status, error, outputs: stored, completedAt: now, expiresAt: now + ttl };
+      const next: StoredJob = { ...job, status, error, outputs: stored, completedAt: now, expiresAt: now + ttl, timings: timings ? { ...timings } : null };
       const ops: Op[] = [...this.#dequeueOps(job), ['zadd', this.#key('expiry'), now + ttl, id], this.#status(next)];
       if (job.durable) ops.push(['pexpire', this.#key('events', id), ttl]);
       if (result) ops.push(['setpx', resultKey, Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength), ttl]);
@@ -387,10 +388,10 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     await settle(claimed.bull, claimed.token).catch(() => undefined);
   }
 
-  async complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined> {
+  async complete(id: string, outputs: readonly JobOutput[], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined> {
     // The record first: it is the truth; BullMQ's copy is let go after (a crash between leaves
     // a BullMQ job whose claim finds the record finished and drops it).
-    const job = await this.#finish(id, 'succeeded', null, outputs, result);
+    const job = await this.#finish(id, 'succeeded', null, outputs, result, timings);
     await this.#settle(id, (bull, token) => bull.moveToCompleted(null, token, false));
     return job;
   }

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,5 +26,21 @@ describe('SqliteJobBackend durability', () => {
     expect((await second.claim(['m']))?.id).toBe(a.id);
     await second.close();
     await first.close();
+  });
+
+  it('opens a database written before jobs had timings: the column is added, old jobs read with none', async () => {
+    const file = path.join(dir, 'old.db');
+    const first = new SqliteJobBackend({ file, jobTtlMs: TTL_MS });
+    const old = (await first.submit({ model: 'm', input: {} })).job;
+    await first.close();
+    const db = new Database(file);
+    db.exec('ALTER TABLE jobs DROP COLUMN timings');
+    db.close();
+    const second = new SqliteJobBackend({ file, jobTtlMs: TTL_MS });
+    expect((await second.get(old.id))?.timings).toBeNull();
+    await second.claim(['m']);
+    await second.complete(old.id, [], undefined, { inference: 2 });
+    expect((await second.get(old.id))?.timings).toEqual({ inference: 2 });
+    await second.close();
   });
 });

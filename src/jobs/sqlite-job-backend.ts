@@ -31,6 +31,7 @@ interface Row {
   webhook: string | null;
   webhook_events: string | null;
   request_hash: string | null;
+  timings: string | null;
 }
 
 function toJob(r: Row): Job {
@@ -54,6 +55,7 @@ function toJob(r: Row): Job {
     webhook: r.webhook,
     webhookEvents: r.webhook_events === null ? null : (JSON.parse(r.webhook_events) as string[]),
     requestHash: r.request_hash,
+    timings: r.timings === null ? null : (JSON.parse(r.timings) as Record<string, number>),
     accept: null,
     deadline: null,
   };
@@ -116,6 +118,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     // A database written before request_hash existed gains the column.
     const columns = this.#stmt('PRAGMA table_info(jobs)').all() as { name: string }[];
     if (!columns.some((c) => c.name === 'request_hash')) this.#db.exec('ALTER TABLE jobs ADD COLUMN request_hash TEXT');
+    // …and timings, when it was written before they existed.
+    if (!columns.some((c) => c.name === 'timings')) this.#db.exec('ALTER TABLE jobs ADD COLUMN timings TEXT');
     // A job that was running when the process died runs again.
     this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
   }
@@ -312,20 +316,20 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
   }
 
-  #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload): Job | undefined {
+  #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload, timings?: Readonly<Record<string, number>>): Job | undefined {
     if (this.#memory.has(id)) return this.#heldChanged(this.#memory.finish(id, status, error, outputs, result)) ?? this.#memory.get(id);
     const now = Date.now();
     return this.#change(id, () =>
       this.#stmt(
-          `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?
+          `UPDATE jobs SET status = ?, error_code = ?, error_message = ?, outputs = ?, completed_at = ?, expires_at = ?, timings = ?
            WHERE id = ? AND status IN ('queued', 'running')`,
         )
-        .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, id).changes,
+        .run(status, error?.code ?? null, error?.message ?? null, JSON.stringify(outputs), now, now + this.#ttlMs, timings ? JSON.stringify(timings) : null, id).changes,
     );
   }
 
-  async complete(id: string, outputs: readonly JobOutput[], result?: Payload): Promise<Job | undefined> {
-    return this.#finish(id, 'succeeded', null, outputs, result);
+  async complete(id: string, outputs: readonly JobOutput[], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined> {
+    return this.#finish(id, 'succeeded', null, outputs, result, timings);
   }
 
   async result(id: string): Promise<Payload | undefined> {

@@ -146,7 +146,9 @@ export class JobRunner {
         await artifacts.put(key, part.data, part.contentType);
         outputs.push({ key, contentType: part.contentType, bytes: part.data.byteLength });
       }
-      finished = await backend.complete(job.id, outputs);
+      // Its stages: waiting for a worker (from submission), and its batch's time in the worker.
+      const timings = { queue_wait: Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds, ...outcome.timings };
+      finished = await backend.complete(job.id, outputs, undefined, timings);
     } catch (err) {
       const code = isEaselError(err) ? err.code : 'EASEL_INTERNAL';
       if (controller.signal.aborted || code === 'EASEL_CANCELLED') {

@@ -107,6 +107,10 @@ describe('jobs (embedded backend)', () => {
     expect(done.status).toBe('succeeded');
     expect(done.progress).toEqual({ step: 20, total: 20, fraction: 1 });
     expect(done.outputs).toEqual([{ url: `/v1/jobs/${job.id}/outputs/0`, content_type: 'image/png', bytes: expect.any(Number) }]);
+    // Its stages, in seconds: the wait for a worker, then its batch's stages in the worker (inference spans the 20 steps).
+    const timings = (done as unknown as { timings: Record<string, number> }).timings;
+    for (const stage of ['queue_wait', 'preprocess', 'inference', 'postprocess', 'encode_image']) expect(timings[stage], stage).toBeGreaterThanOrEqual(0);
+    expect(timings.inference).toBeGreaterThan(timings.encode_image!);
     const res = await fetch(`${easel.inference}${done.outputs[0]!.url}`);
     expect(res.headers.get('content-type')).toBe('image/png');
     const meta = await sharp(new Uint8Array(await res.arrayBuffer())).metadata();
