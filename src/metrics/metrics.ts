@@ -39,11 +39,9 @@ export class Metrics {
     ['emitted', new Counter({ name: 'easel_spec_decode_emitted_tokens_total', help: 'Speculative decoding: tokens the verify calls gave (kept proposals plus the target\'s own).', labelNames: ['model'] as const, registers: [this.registry] })],
     ['verified', new Counter({ name: 'easel_spec_decode_verifications_total', help: 'Speculative decoding: sequences verified (one per sequence per target call); emitted ÷ this is tokens per target call.', labelNames: ['model'] as const, registers: [this.registry] })],
   ]);
-  /** Running totals per model, for the rates. */
-  readonly #speculated = new Map<string, Map<string, number>>();
 
   constructor(sources: MetricsSources) {
-    const speculated = this.#speculated;
+    const speculation = this.#speculation;
     collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
     new Gauge({
       name: 'easel_queue_length', help: 'Synchronous requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
@@ -59,24 +57,19 @@ export class Metrics {
         for (const w of sources.liveWorkers()) this.set({ model: w.model }, w.live);
       },
     });
-    const rate = (model: string, of: string, per: string): number | undefined => {
-      const t = speculated.get(model);
-      return t?.get(per) ? t.get(of)! / t.get(per)! : undefined;
-    };
-    new Gauge({
-      name: 'easel_spec_decode_acceptance_rate', help: 'Speculative decoding: accepted ÷ proposed draft tokens since start.', labelNames: ['model'] as const, registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const model of speculated.keys()) this.set({ model }, rate(model, 'accepted', 'proposed') ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'easel_spec_decode_tokens_per_target_call', help: 'Speculative decoding: tokens each sequence got per target model call since start (1 without speculation).', labelNames: ['model'] as const, registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const model of speculated.keys()) this.set({ model }, rate(model, 'emitted', 'verified') ?? 0);
-      },
-    });
+    // The rates, from the counters' own totals per model.
+    const rate = (name: string, help: string, of: string, per: string): Gauge<'model'> =>
+      new Gauge({
+        name, help, labelNames: ['model'] as const, registers: [this.registry],
+        async collect() {
+          this.reset();
+          const totals = async (counter: string): Promise<Map<string, number>> => new Map((await speculation.get(counter)!.get()).values.map((v) => [String(v.labels.model), v.value]));
+          const [num, den] = [await totals(of), await totals(per)];
+          for (const [model, n] of den) if (n > 0) this.set({ model }, (num.get(model) ?? 0) / n);
+        },
+      });
+    rate('easel_spec_decode_acceptance_rate', 'Speculative decoding: accepted ÷ proposed draft tokens since start.', 'accepted', 'proposed');
+    rate('easel_spec_decode_tokens_per_target_call', 'Speculative decoding: tokens each sequence got per target model call since start (1 without speculation).', 'emitted', 'verified');
     new Gauge({
       name: 'easel_jobs_queued', help: 'Jobs queued per model.', labelNames: ['model'] as const, registers: [this.registry],
       async collect() {
@@ -95,12 +88,7 @@ export class Metrics {
     for (const [stage, seconds] of Object.entries(r.stages ?? {})) this.stage.observe({ model, stage }, seconds);
     if (r.sessionSeconds) this.sessionRun.inc({ model }, r.sessionSeconds);
     for (const [name, n] of Object.entries(r.counters ?? {})) {
-      const counter = this.#speculation.get(name);
-      if (!counter || !(n > 0)) continue;
-      counter.inc({ model }, n);
-      const totals = this.#speculated.get(model) ?? new Map<string, number>();
-      totals.set(name, (totals.get(name) ?? 0) + n);
-      this.#speculated.set(model, totals);
+      if (n > 0) this.#speculation.get(name)?.inc({ model }, n);
     }
   }
 }

@@ -173,7 +173,7 @@ export class KvDecoder {
     return rows.map((r) => logits.get(r)!);
   }
 
-  /** Forgets a row's last `n` positions (draft tokens its sequence did not keep): masked from now on. */
+  /** Forgets a row's last `n` positions (draft tokens its sequence did not keep): masked from now on. Nothing when n <= 0. */
   rollback(row: CacheRow, n: number): void {
     if (n <= 0) return;
     const batch = this.#batch;

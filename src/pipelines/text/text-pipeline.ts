@@ -14,7 +14,7 @@ import { EaselError } from '../../errors/easel-error.js';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
 import { argmax, chooseToken, describeChoice, drawFrom, processLogits, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
-import { sameTokenizer, TextTokenizer } from './text-tokenizer.js';
+import { TextTokenizer } from './text-tokenizer.js';
 
 export type { TextModelInfo } from './kv-decoder.js';
 
@@ -94,8 +94,6 @@ const DETOKENIZE_CONTEXT = 4;
 
 export class TextPipeline {
   readonly #counts: SpeculationCounts = { proposed: 0, accepted: 0, emitted: 0, verified: 0 };
-  /** Per sequence, the draft's distribution behind each proposal of the round (sampled requests). */
-  readonly #draftProbabilities = new WeakMap<Sequence, Float64Array[]>();
 
   private constructor(
     private readonly target: KvDecoder,
@@ -106,8 +104,7 @@ export class TextPipeline {
   static async load(dir: string, options: SessionOptions, speculative?: SpeculativeOptions): Promise<TextPipeline> {
     const target = await KvDecoder.load(dir, options);
     if (!speculative) return new TextPipeline(target, TextTokenizer.load(dir), undefined);
-    const differs = sameTokenizer(dir, speculative.draftDir);
-    if (differs) throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's tokenizer: ${differs}`, { field: 'speculative.draft' });
+    // Its tokenizer is checked where the model is registered (checkDraft); its logits must index the same tokens.
     const draft = await KvDecoder.load(speculative.draftDir, options);
     if (draft.info.vocabSize !== target.info.vocabSize) {
       throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's vocabulary: its logits have ${draft.info.vocabSize} entries, the target's ${target.info.vocabSize}`, { field: 'speculative.draft' });
@@ -153,6 +150,8 @@ export class TextPipeline {
     // positions the model has.
     const room = active.map((s) => Math.max(0, Math.min(s.draftK, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
     const proposals = active.map((): number[] => []);
+    // Per sequence, the draft's distribution behind each proposal (sampled requests).
+    const drafted = active.map((): Float64Array[] => []);
     const rounds = Math.max(...room);
     for (let j = 0; j < rounds; j++) {
       // The first call also gives the draft what it has not seen (the target's last token, and a
@@ -170,9 +169,7 @@ export class TextPipeline {
         else {
           const q = tokenProbabilities(l, p, new Float64Array(l.length));
           token = drawFrom(q, s.random);
-          const qs = j === 0 ? [] : this.#draftProbabilities.get(s)!;
-          qs.push(q);
-          this.#draftProbabilities.set(s, qs);
+          drafted[i]!.push(q);
         }
         proposals[i]!.push(token);
         countToken(s, token, 1);
@@ -185,8 +182,6 @@ export class TextPipeline {
     for (const [i, s] of active.entries()) {
       const proposed = proposals[i]!;
       const before = s.generated.length;
-      const qs = this.#draftProbabilities.get(s);
-      this.#draftProbabilities.delete(s);
       let j = 0;
       for (; j < proposed.length && !this.isFinished(s); j++) {
         const l = logits[i]![j]!;
@@ -200,7 +195,7 @@ export class TextPipeline {
           continue;
         }
         const target = tokenProbabilities(l, p, new Float64Array(l.length));
-        const q = qs![j]!;
+        const q = drafted[i]![j]!;
         if (s.random.uniform() * q[d]! < target[d]!) {
           this.#accept(s, describeChoice(l, p, d));
           continue;
@@ -220,7 +215,7 @@ export class TextPipeline {
       counts.verified++;
       // Each cache keeps what precedes the last token, and forgets the rest.
       this.target.rollback(s.row, s.row.pastLength - (s.tokens.length - 1));
-      if (s.draftRow!.pastLength > s.tokens.length - 1) draft.rollback(s.draftRow!, s.draftRow!.pastLength - (s.tokens.length - 1));
+      draft.rollback(s.draftRow!, s.draftRow!.pastLength - (s.tokens.length - 1));
     }
   }
 
