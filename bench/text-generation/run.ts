@@ -23,6 +23,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { generationRequest, textSteps } from '../../src/handlers/text-generation-handler.js';
 import { parseTextGeneration, textGenerationRules } from '../../src/handlers/text-generation-request.js';
 import { readModelSpec } from '../../src/models/model-spec.js';
+import { argmax } from '../../src/pipelines/text/sampling.js';
 import { readTextLayout } from '../../src/pipelines/text/text-layout.js';
 import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
 import { TextPipeline, type SpeculationCounts, type SpeculativeOptions } from '../../src/pipelines/text/text-pipeline.js';
@@ -261,12 +262,6 @@ class RawLm {
   release(): Promise<void> {
     return this.session.release();
   }
-}
-
-function argmax(xs: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
-  return best;
 }
 
 /**

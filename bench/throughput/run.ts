@@ -37,7 +37,6 @@ async function scrape(e: EaselProcess): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const m of text.matchAll(/^easel_stage_seconds_(sum|count)\{model="tiny-sd",stage="([^"]+)"\} (\S+)$/gm)) out.set(`${m[2]}.${m[1]}`, Number(m[3]));
   out.set('session_run', Number(/^easel_session_run_seconds_total\{model="tiny-sd"\} (\S+)$/m.exec(text)?.[1] ?? 0));
-  out.set('encode_image.sum', out.get('encode_image.sum') ?? 0);
   return out;
 }
 

@@ -56,6 +56,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
       if (t.promptTokens !== undefined) metrics?.promptTokens.inc({ model }, t.promptTokens);
       if (t.generatedTokens !== undefined) metrics?.generationTokens.inc({ model }, t.generatedTokens);
     },
+    onQueueWait: (model, seconds) => metrics?.stage.observe({ model, stage: 'queue_wait' }, seconds),
     onFinished: (job, seconds) => {
       metrics?.jobs.inc({ model: job.model, status: job.status });
       if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);

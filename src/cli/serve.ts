@@ -40,10 +40,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
         if (stage !== 'inference') metrics.stage.observe({ model, stage }, seconds);
       },
       hop: (model, seconds) => metrics.stage.observe({ model, stage: 'ipc' }, seconds),
-      queueTime: (model, seconds) => {
-        metrics.queueTime.observe({ model }, seconds);
-        metrics.stage.observe({ model, stage: 'queue_wait' }, seconds);
-      },
+      queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
       workerRestart: (model) => metrics.workerRestarts.inc({ model }),
       step: (model, report) => metrics.turn(model, report),
     },

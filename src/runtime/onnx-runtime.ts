@@ -46,7 +46,6 @@ export function takeRunSeconds(): number {
   return s;
 }
 
-
 export class OnnxSession {
   private constructor(
     private readonly session: ort.InferenceSession,

@@ -21,6 +21,8 @@ export interface JobRunnerOptions {
   onFinished?: (job: Job, runSeconds: number) => void;
   /** Text generation: the first text of a run (seconds since submission), a later chunk (seconds per token since the last), and a run's token counts at its end. */
   onTokens?: (model: string, o: { firstTokenSeconds?: number; interTokenSeconds?: number; promptTokens?: number; generatedTokens?: number }) => void;
+  /** A run's wait for a worker: from submission to its batch starting (easel_stage_seconds queue_wait). */
+  onQueueWait?: (model: string, seconds: number) => void;
 }
 
 /** The outputs of one result: each image of a JSON `{images: [base64]}` answer, else the result itself. */
@@ -136,6 +138,9 @@ export class JobRunner {
         },
       });
       if (lastText !== undefined) this.#o.onTokens?.(job.model, { promptTokens: Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0, generatedTokens: lastStep });
+      // In the queue until claimed, then in the worker's batcher until its batch started.
+      const queueWait = Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds;
+      this.#o.onQueueWait?.(job.model, queueWait);
       if (!job.durable) {
         finished = await backend.complete(job.id, [], outcome.result);
         return;
@@ -146,9 +151,8 @@ export class JobRunner {
         await artifacts.put(key, part.data, part.contentType);
         outputs.push({ key, contentType: part.contentType, bytes: part.data.byteLength });
       }
-      // Its stages: waiting for a worker (from submission), and its batch's time in the worker.
-      const timings = { queue_wait: Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds, ...outcome.timings };
-      finished = await backend.complete(job.id, outputs, undefined, timings);
+      // Its stages: waiting for a worker, and its batch's time in the worker.
+      finished = await backend.complete(job.id, outputs, undefined, { queue_wait: queueWait, ...outcome.timings });
     } catch (err) {
       const code = isEaselError(err) ? err.code : 'EASEL_INTERNAL';
       if (controller.signal.aborted || code === 'EASEL_CANCELLED') {

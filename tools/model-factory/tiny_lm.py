@@ -84,8 +84,7 @@ class DecoderLM(nn.Module):
         nn.init.normal_(self.wpe.weight, std=0.01)
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
-        b, t = input_ids.shape
-        total = attention_mask.shape[1]
+        t = input_ids.shape[1]
         x = self.wte(input_ids) + self.wpe(position_ids)
         bias = attention_bias(attention_mask, t)
         presents = []
