@@ -2,10 +2,13 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { makeTensor, OnnxSession } from '../../src/runtime/onnx-runtime.js';
+import { readModelSpec } from '../../src/models/model-spec.js';
 import { FIXTURES } from '../../test/helpers/easel-process.js';
 
 const [n, warmup] = process.argv.slice(2).map(Number) as [number, number];
-const session = await OnnxSession.create(path.join(FIXTURES, 'add-one', 'model.onnx'), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: 0, interOpThreads: 0 });
+// The model's own easel.yaml runtime, as its worker runs it.
+const dir = path.join(FIXTURES, 'add-one');
+const session = await OnnxSession.create(path.join(dir, 'model.onnx'), readModelSpec(dir).runtime);
 const run = async (): Promise<number> => {
   const t0 = performance.now();
   await session.run({ x: makeTensor('float32', [1, 2, 3, 4], [4]) });

@@ -24,8 +24,22 @@ describe('SqliteJobBackend durability', () => {
     expect((await second.get(a.id))?.status).toBe('queued');
     expect((await second.get(b.id))?.status).toBe('queued');
     expect((await second.claim(['m']))?.id).toBe(a.id);
+    expect((await second.claim(['m']))?.id).toBe(b.id);
     await second.close();
     await first.close();
+  });
+
+  it('claims a durable job queued or handed back after a claim found none (SQLite is skipped only while none waits)', async () => {
+    const backend = new SqliteJobBackend({ file: ':memory:', jobTtlMs: TTL_MS });
+    expect(await backend.claim(['m'])).toBeUndefined();
+    const held = (await backend.submit({ durable: false, model: 'm', input: {} })).job;
+    expect((await backend.claim(['m']))?.id).toBe(held.id);
+    const job = (await backend.submit({ model: 'm', input: {} })).job;
+    expect((await backend.claim(['m', 'other']))?.id).toBe(job.id);
+    expect(await backend.claim(['m'])).toBeUndefined();
+    await backend.release(job.id);
+    expect((await backend.claim(['m']))?.id).toBe(job.id);
+    await backend.close();
   });
 
   it('opens a database written before jobs had timings: the column is added, old jobs read with none', async () => {

@@ -73,6 +73,12 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   readonly #ttlMs: number;
   readonly #memory = new MemoryLane();
   readonly #statements = new Map<string, Database.Statement>();
+  /**
+   * Models that may have queued durable jobs: every change to queued passes #announce (and the
+   * recovery at open), and a claim that finds none clears them, so a claim of a synchronous
+   * prediction asks SQLite nothing while no durable job waits.
+   */
+  readonly #durableQueued = new Set<string>();
 
   constructor(o: SqliteJobBackendOptions) {
     super();
@@ -122,6 +128,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (!columns.some((c) => c.name === 'timings')) this.#db.exec('ALTER TABLE jobs ADD COLUMN timings TEXT');
     // A job that was running when the process died runs again.
     this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
+    for (const { model } of this.#stmt(`SELECT DISTINCT model FROM jobs WHERE status = 'queued'`).all() as { model: string }[]) this.#durableQueued.add(model);
   }
 
   /** Statements are compiled once (better-sqlite3's prepare costs tens of µs per call). */
@@ -159,6 +166,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
   }
 
   #announce(job: Job, event: WorkEvent): void {
+    if (job.durable && job.status === 'queued') this.#durableQueued.add(job.model);
     this.emitJob(job.id, event);
     if (job.status === 'queued') this.emitQueued(job);
     if (isTerminal(job.status)) this.emitFinished(job);
@@ -288,8 +296,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (models.length === 0) return undefined;
     for (;;) {
       // The two lanes' best, compared as one queue: priority, then arrival.
-      const row = this.#stmt(`SELECT id, priority, created_at FROM jobs WHERE status = 'queued' AND model IN (${models.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
-        .get(...models) as { id: string; priority: number; created_at: number } | undefined;
+      const row = this.#bestDurable(models);
       const held = this.#memory.peek(models);
       if (held && (!row || held.priority > row.priority || (held.priority === row.priority && held.createdAt <= row.created_at))) {
         if (held.deadline !== null && held.deadline <= Date.now()) {
@@ -302,6 +309,16 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       if (!row) return undefined;
       return this.#change(row.id, () => this.#stmt(`UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, step = NULL, total = NULL WHERE id = ?`).run(Date.now(), row.id).changes);
     }
+  }
+
+  /** The best queued durable job of these models; SQLite is asked only about models that may have one. */
+  #bestDurable(models: readonly string[]): { id: string; priority: number; created_at: number } | undefined {
+    const maybe = models.filter((m) => this.#durableQueued.has(m));
+    if (maybe.length === 0) return undefined;
+    const row = this.#stmt(`SELECT id, priority, created_at FROM jobs WHERE status = 'queued' AND model IN (${maybe.map(() => '?').join(',')}) ORDER BY priority DESC, seq LIMIT 1`)
+      .get(...maybe) as { id: string; priority: number; created_at: number } | undefined;
+    if (!row) for (const m of maybe) this.#durableQueued.delete(m);
+    return row;
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {
