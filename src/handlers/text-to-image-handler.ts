@@ -138,13 +138,10 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     }
     const encoded = await Promise.all(images.map((im) => encodeImage(im, format)));
     if (encoded.length === 1 && !wantsJson(accept)) return { contentType: CONTENT_TYPES[format], data: encoded[0]! };
-    return jsonResult({
-      images: encoded.map((bytes) => Buffer.from(bytes).toString('base64')),
-      content_type: CONTENT_TYPES[format],
-      seed: params.seed,
-      seeds: images.map((_, k) => params.seed + k),
-      parameters,
-    });
+    // Several images, or JSON asked for: the images stay binary as the result's parts; the JSON
+    // describes them, and the HTTP layer inlines them as base64 where a client reads JSON.
+    const described = jsonResult({ content_type: CONTENT_TYPES[format], seed: params.seed, seeds: images.map((_, k) => params.seed + k), parameters });
+    return { ...described, parts: encoded.map((data) => ({ contentType: CONTENT_TYPES[format], data })) };
   }
 
   notes(): string[] {

@@ -184,6 +184,16 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       expect((await backend.list({ limit: 10 })).jobs.map((j) => j.id)).toEqual([job.id]);
     });
 
+    it("hands a prediction's result over with its parts, each as the bytes it was given", async () => {
+      const prediction = (await backend.submit({ durable: false, model: 'm', input: {} })).job;
+      await backend.claim(['m']);
+      const parts = [new Uint8Array([137, 80, 78, 71, 1]), new Uint8Array([137, 80, 78, 71, 2, 2])].map((data) => ({ contentType: 'image/png', data }));
+      const result = { contentType: 'application/json', data: new TextEncoder().encode('{"seed":1}'), parts };
+      await backend.complete(prediction.id, [], result);
+      expect(await backend.result(prediction.id)).toEqual(result);
+      expect(await backend.result(prediction.id)).toBeUndefined();
+    });
+
     it('withdraws only what no worker has claimed, and skips a prediction past its deadline', async () => {
       const a = (await backend.submit({ durable: false, model: 'm', input: {} })).job;
       const b = (await backend.submit({ durable: false, model: 'm', input: {} })).job;

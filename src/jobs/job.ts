@@ -3,6 +3,7 @@
 // Two backends implement it (embedded: SQLite + memory in-process; distributed: Redis). Routes
 // and runners see only this contract.
 
+import type { Payload } from '../models/model-control.js';
 import type { WorkEvent } from './work-event.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -32,11 +33,8 @@ export interface JobError {
   readonly retryAfterSeconds?: number | undefined;
 }
 
-/** A result as bytes with their media type (an image, JSON). */
-export interface Payload {
-  readonly contentType: string;
-  readonly data: Uint8Array;
-}
+/** A result as bytes with their media type; several outputs travel as its parts. */
+export type { Payload };
 
 export interface Job {
   readonly id: string;

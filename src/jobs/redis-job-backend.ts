@@ -369,12 +369,14 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const done = await this.#update(id, (job) => {
       if (job.status !== 'queued' && job.status !== 'running') return undefined;
       const ttl = job.durable ? this.#o.jobTtlMs : KEEP_PREDICTION_MS;
+      // A synchronous prediction's result: its bytes, then each of its parts (images) under keys of their own.
       const resultKey = this.#key('result', id);
-      const stored = result ? [{ key: resultKey, contentType: result.contentType, bytes: result.data.byteLength }] : [...outputs];
+      const pieces = result ? [result, ...(result.parts ?? [])].map((p, n) => ({ key: n === 0 ? resultKey : `${resultKey}:${n}`, payload: p })) : [];
+      const stored = result ? pieces.map(({ key, payload: p }) => ({ key, contentType: p.contentType, bytes: p.data.byteLength })) : [...outputs];
       const next: StoredJob = { ...job, status, error, outputs: stored, completedAt: now, expiresAt: now + ttl, timings: timings ? { ...timings } : null };
       const ops: Op[] = [...this.#dequeueOps(job), ['zadd', this.#key('expiry'), now + ttl, id], this.#status(next)];
       if (job.durable) ops.push(['pexpire', this.#key('events', id), ttl]);
-      if (result) ops.push(['setpx', resultKey, Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength), ttl]);
+      for (const { key, payload: p } of pieces) ops.push(['setpx', key, Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength), ttl]);
       return { job: next, ops };
     });
     return done && fromStored(done.job);
@@ -398,10 +400,15 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
 
   async result(id: string): Promise<Payload | undefined> {
     const job = await this.get(id);
-    const output = job?.outputs[0];
-    if (!job || job.durable || job.status !== 'succeeded' || !output) return undefined;
-    const data = await this.#redis.getdelBuffer(output.key);
-    return data === null ? undefined : { contentType: output.contentType, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    if (!job || job.durable || job.status !== 'succeeded' || job.outputs.length === 0) return undefined;
+    const pieces: Payload[] = [];
+    for (const output of job.outputs) {
+      const data = await this.#redis.getdelBuffer(output.key);
+      if (data === null) return undefined;
+      pieces.push({ contentType: output.contentType, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    }
+    const [first, ...parts] = pieces;
+    return parts.length > 0 ? { ...first!, parts } : first;
   }
 
   async fail(id: string, error: JobError, status: 'failed' | 'cancelled' = 'failed'): Promise<Job | undefined> {
@@ -439,7 +446,9 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const expired: Job[] = [];
     for (const id of ids) {
       const s = await this.#read(id);
-      await this.#redis.multi().del(this.#key('job', id), this.#key('events', id), this.#key('result', id)).zrem(this.#key('jobs'), id).zrem(this.#key('expiry'), id).exec();
+      // A synchronous prediction's result keys (its parts too) go with it; a job's outputs are artifacts.
+      const results = s && !s.job.durable ? s.job.outputs.map((o) => o.key) : [];
+      await this.#redis.multi().del(this.#key('job', id), this.#key('events', id), this.#key('result', id), ...results).zrem(this.#key('jobs'), id).zrem(this.#key('expiry'), id).exec();
       if (s?.job.durable) expired.push(fromStored(s.job));
     }
     return expired;

@@ -56,10 +56,16 @@ export interface Progress {
   text?: string | undefined;
 }
 
-/** A result as bytes with their media type. */
+/** A result as bytes with their media type (an image, JSON). */
 export interface Payload {
-  contentType: string;
-  data: Uint8Array;
+  readonly contentType: string;
+  readonly data: Uint8Array;
+  /**
+   * A result of several outputs (images), each as bytes: they cross processes and queues as
+   * binary, and `data` is the JSON that describes them. Where a client asked for one JSON body,
+   * the HTTP layer puts them in it as base64 (`responseBody`).
+   */
+  readonly parts?: readonly Payload[] | undefined;
 }
 
 export interface PredictOutcome {

@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
 import { idempotencyKey, submitJob } from './job-routes.js';
-import { assertServed, localSpec, predict, type PredictOptions } from './predict.js';
+import { assertServed, localSpec, predict, responseBody, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface InferenceRouteOptions extends PredictOptions {
@@ -77,7 +77,8 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
         // Writing the response, until the last byte is handed to the socket.
         const sent = performance.now();
         reply.raw.once('finish', () => o.metrics.stage.observe({ model, stage: 'http_write' }, (performance.now() - sent) / 1000));
-        return reply.code(200).type(result.contentType).send(Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength));
+        const body = responseBody(result);
+        return reply.code(200).type(body.contentType).send(Buffer.from(body.data.buffer, body.data.byteOffset, body.data.byteLength));
       } catch (err) {
         if (!streaming) throw err;
         // Too late for a status: the stream ends early, and the log says why.

@@ -211,7 +211,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       if (!reply.raw.writableFinished) controller.abort();
     });
     const result = await predict(o, { model: b.model, input, accept: 'application/json', signal: controller.signal });
-    const body = JSON.parse(Buffer.from(result.data).toString('utf8')) as { images: string[] };
-    return reply.send({ created: Math.floor(Date.now() / 1000), data: body.images.map((b64_json) => ({ b64_json })) });
+    const images = result.parts ?? [result];
+    return reply.send({ created: Math.floor(Date.now() / 1000), data: images.map((p) => ({ b64_json: Buffer.from(p.data).toString('base64') })) });
   });
 }

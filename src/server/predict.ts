@@ -48,6 +48,17 @@ export async function assertServed(o: PredictOptions, model: string, version: st
   if (localSpec(o.control, model, version) === undefined && !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
 }
 
+/**
+ * A result as one HTTP body: the parts of a several-output result (images) go into its JSON as
+ * base64 `images` — the one place base64 is made, for a client that reads JSON.
+ */
+export function responseBody(result: Payload): Payload {
+  if (!result.parts) return result;
+  const described = JSON.parse(Buffer.from(result.data).toString('utf8')) as Record<string, unknown>;
+  const body = { images: result.parts.map((p) => Buffer.from(p.data).toString('base64')), ...described };
+  return { contentType: 'application/json', data: Buffer.from(JSON.stringify(body)) };
+}
+
 /** Admits, queues and waits for one prediction; any worker of the model, on any node, runs it. */
 export async function predict(o: PredictOptions, call: PredictCall): Promise<Payload> {
   const { model, version } = call;

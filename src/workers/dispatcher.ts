@@ -82,7 +82,7 @@ export class Dispatcher {
         const o = outcomes.find((x) => x.id === item.id);
         this.observer?.queueTime(this.model, ((item.startedAt ?? item.enqueuedAt) - item.enqueuedAt) / 1000);
         if (!o) this.batcher.fail(item, new EaselError('EASEL_HANDLER_FAILED', 'the worker returned no result for the request'));
-        else if (o.ok) this.batcher.complete(item, { contentType: o.contentType, data: o.data }, timings);
+        else if (o.ok) this.batcher.complete(item, { contentType: o.contentType, data: o.data, parts: o.parts }, timings);
         else if (o.error.code === 'EASEL_SHUTTING_DOWN') {
           // A draining worker (SIGTERM) gave it back untouched: it waits for the next worker.
           this.batcher.retry(item, Number.POSITIVE_INFINITY);

@@ -25,20 +25,6 @@ export interface JobRunnerOptions {
   onQueueWait?: (model: string, seconds: number) => void;
 }
 
-/** The outputs of one result: each image of a JSON `{images: [base64]}` answer, else the result itself. */
-function splitResult(result: { contentType: string; data: Uint8Array }): { contentType: string; data: Uint8Array }[] {
-  if (!result.contentType.startsWith('application/json')) return [result];
-  try {
-    const body = JSON.parse(Buffer.from(result.data).toString('utf8')) as { images?: unknown; content_type?: unknown };
-    if (Array.isArray(body.images) && typeof body.content_type === 'string' && body.images.every((i) => typeof i === 'string')) {
-      return (body.images as string[]).map((b64) => ({ contentType: body.content_type as string, data: new Uint8Array(Buffer.from(b64, 'base64')) }));
-    }
-  } catch {
-    // not JSON after all: store as is
-  }
-  return [result];
-}
-
 export class JobRunner {
   readonly #o: JobRunnerOptions;
   readonly #running = new Map<string, { job: Job; controller: AbortController }>();
@@ -146,7 +132,7 @@ export class JobRunner {
         return;
       }
       const outputs: JobOutput[] = [];
-      for (const [n, part] of splitResult(outcome.result).entries()) {
+      for (const [n, part] of (outcome.result.parts ?? [outcome.result]).entries()) {
         const key = artifactKey(job.id, n, part.contentType);
         await artifacts.put(key, part.data, part.contentType);
         outputs.push({ key, contentType: part.contentType, bytes: part.data.byteLength });

@@ -2,7 +2,7 @@
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
 import type { SerializedError } from '../errors/easel-error.js';
 import type { TurnReport } from '../handlers/handler.js';
-import type { Progress } from '../models/model-control.js';
+import type { Payload, Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 
@@ -19,7 +19,7 @@ export type ParentCommand =
   | { type: 'shutdown' };
 
 export type RequestOutcome =
-  | { id: string; ok: true; contentType: string; data: Uint8Array }
+  | { id: string; ok: true; contentType: string; data: Uint8Array; parts?: readonly Payload[] | undefined }
   | { id: string; ok: false; error: SerializedError };
 
 export type ChildCommand =

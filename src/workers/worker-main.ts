@@ -117,7 +117,7 @@ async function runHandler(requests: WorkRequest[], handles: RequestHandle[], tim
   if (results.length !== requests.length) {
     throw new EaselError('EASEL_HANDLER_FAILED', `handler returned ${results.length} results for ${requests.length} requests`);
   }
-  return results.map((r, i) => (isEaselError(r) ? { id: requests[i]!.id, ok: false, error: r.toJSON() } : { id: requests[i]!.id, ok: true, contentType: r.contentType, data: r.data }));
+  return results.map((r, i) => (isEaselError(r) ? { id: requests[i]!.id, ok: false, error: r.toJSON() } : { id: requests[i]!.id, ok: true, contentType: r.contentType, data: r.data, parts: r.parts }));
 }
 
 function stageTimers(into: Record<string, number>): StageTimers {

@@ -121,6 +121,18 @@ describe('jobs (embedded backend)', () => {
     expect(Buffer.from(await direct.arrayBuffer()).equals(Buffer.from(await again.arrayBuffer()))).toBe(true);
   });
 
+  it('stores each image of a several-image job as an output: the images a synchronous request gets as base64', async () => {
+    const input = { prompt: PROMPT, seed: 5, num_images: 2 };
+    const done = await finished(easel, (await submitOk(easel, input)).id);
+    expect(done.outputs.map((o) => o.content_type)).toEqual(['image/png', 'image/png']);
+    const stored = await Promise.all(done.outputs.map(async (o) => Buffer.from(await (await fetch(`${easel.inference}${o.url}`)).arrayBuffer())));
+    const direct = await fetch(`${easel.inference}/predictions/tiny-sd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+    const body = (await direct.json()) as { images: string[]; seeds: number[] };
+    expect(body.seeds).toEqual([5, 6]);
+    expect(stored.map((b) => b.toString('base64'))).toEqual(body.images);
+    expect(stored[0]!.equals(stored[1]!)).toBe(false);
+  });
+
   it('streams status, progress and previews over SSE, ending with the result; a late client gets the state first', async () => {
     const job = await submitOk(easel, { prompt: PROMPT, seed: 2, num_inference_steps: 40, preview_every: 10 });
     const events = await readEvents(`${easel.inference}/v1/jobs/${job.id}/events`);
