@@ -26,6 +26,21 @@ describe('ClipTokenizer', () => {
     });
   }
 
+  it('cleans pasted text as the slow CLIPTokenizer does with ftfy: curly quotes, entities, fullwidth forms, ligatures', () => {
+    const same: [string, string][] = [
+      ['don’t stop', "don't stop"],
+      ['a “quoted” word', 'a "quoted" word'],
+      ['salt &amp; pepper', 'salt & pepper'],
+      ['style：watercolor', 'style:watercolor'],
+      ['ＬＯＵＤ\u3000ＮＯＩＳＥＳ', 'loud noises'],
+      ['ﬁne', 'fine'],
+    ];
+    for (const [pasted, typed] of same) {
+      expect(tokenizer.encode(pasted), pasted).toEqual(tokenizer.encode(typed));
+      expect(tokenizer.encode(pasted), pasted).not.toEqual(tokenizer.encode(pasted.replace(/[’“”]|&amp;|：|\u3000|ﬁ/g, '?')));
+    }
+  });
+
   it('encodes text outside the training alphabet byte by byte, without failing', () => {
     const ids = tokenizer.encode('café 🎨 über');
     expect(ids).toHaveLength(32);

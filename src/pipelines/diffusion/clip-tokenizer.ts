@@ -2,10 +2,12 @@
 // @huggingface/tokenizers. diffusers ships the slow tokenizer's files only, so the fast
 // tokenizer's definition is assembled here the way transformers' CLIP converter does it:
 // NFC, whitespace runs to one space, lower case; CLIP's word pattern; byte-level BPE with
-// `</w>` word ends; BOS … EOS, truncated and padded to the model's length.
+// `</w>` word ends; BOS … EOS, truncated and padded to the model's length. Before that, the
+// prompt is cleaned as the slow tokenizer does with ftfy (prompt-text.ts).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { fixPromptText } from './prompt-text.js';
 
 const BOS = '<|startoftext|>';
 const EOS = '<|endoftext|>';
@@ -91,9 +93,9 @@ export class ClipTokenizer {
     return new ClipTokenizer(vocab, merges, config, fallbackLength);
   }
 
-  /** BOS, the prompt's tokens (truncated to fit), EOS, then padding to maxLength. */
+  /** BOS, the cleaned prompt's tokens (truncated to fit), EOS, then padding to maxLength. */
   encode(text: string): number[] {
-    const tokens = this.#tokenizer.encode(text, { add_special_tokens: false }).ids.slice(0, this.maxLength - 2);
+    const tokens = this.#tokenizer.encode(fixPromptText(text), { add_special_tokens: false }).ids.slice(0, this.maxLength - 2);
     const ids = [this.#bos, ...tokens, this.#eos];
     while (ids.length < this.maxLength) ids.push(this.#pad);
     return ids;
