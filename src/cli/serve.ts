@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { Metrics } from '../metrics/metrics.js';
-import { checkHandler, requestParser, TASKS, type RequestParser } from '../handlers/admission.js';
+import { admission, checkHandler, TASKS, type Admission } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
@@ -56,7 +56,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m), models: () => jobs.models(),
       webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
-      admitElsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),
+      elsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),
     },
   });
 
@@ -98,20 +98,20 @@ export async function registerStartupModels(config: EaselConfig, store: ModelSto
 
 /**
  * An API-only node runs no model, but knows the models of its config (the store, or --models):
- * it admits their jobs with their handlers' parse, as a node that runs them would.
+ * it admits their jobs with their handlers' parse, as a node that runs them would, and describes them.
  */
-async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: Logger): Promise<(model: string, input: Readonly<Record<string, unknown>>) => Record<string, unknown> | undefined> {
-  const parsers = new Map<string, RequestParser>();
+async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: Logger): Promise<(model: string) => Admission | undefined> {
+  const admissions = new Map<string, Admission>();
   for (const [name, url] of startupModels(config)) {
     try {
       const entry = await store.resolve(url, name ? { name } : {}, true);
       checkHandler(entry.spec, config.allowCustomHandlers);
-      parsers.set(entry.spec.name, requestParser(entry));
+      admissions.set(entry.spec.name, admission(entry));
     } catch (err) {
       logger.warn({ model: name, dir: url, reason: (err as Error).message }, 'no admission rules for this model here; its jobs are checked by the worker node');
     }
   }
-  return (model, input) => parsers.get(model)?.(input);
+  return (model) => admissions.get(model);
 }
 
 /** The models to load at start: --models (name → location), or everything in the store (named by their own spec). */

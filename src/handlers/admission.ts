@@ -3,12 +3,17 @@
 // the field. Built from the model's spec and its files' JSON configs at registration, so a model
 // whose easel.yaml cannot make a valid request is refused there. Nothing here loads a session.
 import { EaselError, invalidField } from '../errors/easel-error.js';
+import type { ModelParameters } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
-import { checkDraft, parseTextGeneration, textGenerationRules } from './text-generation-request.js';
-import { parseTextToImage, textToImageRules } from './text-to-image-request.js';
+import { checkDraft, parseTextGeneration, textGenerationParameters, textGenerationRules } from './text-generation-request.js';
+import { parseTextToImage, textToImageParameters, textToImageRules } from './text-to-image-request.js';
 
 /** A request's fields as the client sent them → the validated request the worker runs. */
 export type RequestParser = (input: Readonly<Record<string, unknown>>) => Record<string, unknown>;
+
+export interface Admission extends ModelParameters {
+  readonly parse: RequestParser;
+}
 
 export type BatchingMode = 'none' | 'request' | 'step';
 
@@ -20,7 +25,7 @@ export interface HandlerBatching {
 }
 
 interface BuiltInAdmission {
-  parser(entry: ModelEntry): RequestParser;
+  admission(entry: ModelEntry): { parse: RequestParser; parameters: Record<string, unknown> };
   batching: HandlerBatching;
   /** Request-level batching: requests batch together only with equal keys. */
   batchKey?(request: Readonly<Record<string, unknown>>): string;
@@ -37,21 +42,24 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
     'tensor',
     {
       // The graph's inputs are known only to the worker's session: here, the request's shape.
-      parser: () => (input) => {
-        const unknown = Object.keys(input).filter((k) => !TENSOR_FIELDS.includes(k));
-        if (unknown.length > 0) throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; the tensor handler takes data (a number array) or inputs (named tensors)`);
-        if (input.data === undefined && input.inputs === undefined) throw invalidField('data', 'send "data" (a number array) or "inputs" (named tensors)');
-        return { ...input };
-      },
+      admission: () => ({
+        parse: (input) => {
+          const unknown = Object.keys(input).filter((k) => !TENSOR_FIELDS.includes(k));
+          if (unknown.length > 0) throw invalidField(unknown[0]!, `unknown field ${unknown.join(', ')}; the tensor handler takes data (a number array) or inputs (named tensors)`);
+          if (input.data === undefined && input.inputs === undefined) throw invalidField('data', 'send "data" (a number array) or "inputs" (named tensors)');
+          return { ...input };
+        },
+        parameters: { fields: TENSOR_FIELDS },
+      }),
       batching: { modes: ['none', 'request'] },
     },
   ],
   [
     'text-to-image',
     {
-      parser: ({ spec, dir }) => {
+      admission: ({ spec, dir }) => {
         const rules = textToImageRules(spec, dir);
-        return (input) => ({ ...parseTextToImage(input, rules) });
+        return { parse: (input) => ({ ...parseTextToImage(input, rules) }), parameters: textToImageParameters(rules) };
       },
       // Step-level by default (a step API: diffusionSteps); request-level on request.
       batching: { modes: ['none', 'request', 'step'], preferred: 'step' },
@@ -62,11 +70,11 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
   [
     'text-generation',
     {
-      parser: (entry) => {
+      admission: (entry) => {
         // A draft model is checked against this one when the model is registered.
         if (entry.spec.speculative) checkDraft(entry);
         const rules = textGenerationRules(entry.spec, entry.dir);
-        return (input) => ({ ...parseTextGeneration(input, rules) });
+        return { parse: (input) => ({ ...parseTextGeneration(input, rules) }), parameters: textGenerationParameters(rules) };
       },
       // Iteration-level (continuous) batching by default: the decoder's step API.
       batching: { modes: ['none', 'request', 'step'], preferred: 'step' },
@@ -105,12 +113,14 @@ export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): voi
 }
 
 /**
- * The model's request parser. A custom handler's code runs only in its workers, so its requests
- * pass here as the JSON the body parser bounded (depth, keys, size), and its preprocess validates.
+ * The model's admission: its request parser and public parameters. A custom handler's code runs
+ * only in its workers, so its requests pass here as the JSON the body parser bounded (depth,
+ * keys, size), and its preprocess validates.
  */
-export function requestParser(entry: ModelEntry): RequestParser {
+export function admission(entry: ModelEntry): Admission {
   const builtIn = BUILT_INS.get(entry.spec.handler);
-  return builtIn ? builtIn.parser(entry) : (input) => ({ ...input });
+  if (!builtIn) return { task: null, parse: (input) => ({ ...input }), parameters: {} };
+  return { task: entry.spec.handler, ...builtIn.admission(entry) };
 }
 
 /** The batching modes a handler supports. */

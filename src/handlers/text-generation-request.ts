@@ -51,6 +51,11 @@ export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = Te
   return { tokenizer, contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
 }
 
+/** The public form of the rules: the defaults, the context length, and whether it chats (has a chat template). */
+export function textGenerationParameters(rules: TextGenerationRules): Record<string, unknown> {
+  return { defaults: rules.defaults, context_length: rules.contextLength, chat: rules.tokenizer.chats };
+}
+
 /** A speculative draft model must be there and read text as the target does: the same tokenizer, the same vocabulary size. */
 export function checkDraft(entry: ModelEntry): void {
   const name = entry.spec.name;

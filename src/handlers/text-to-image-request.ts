@@ -101,6 +101,11 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
   return rules;
 }
 
+/** The public form of the rules: what a form needs to offer only valid requests. */
+export function textToImageParameters(rules: RequestRules): Record<string, unknown> {
+  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS };
+}
+
 function integer(input: Record<string, unknown>, field: string, fallback: unknown, min: number, max: number): number {
   const value = input[field] ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

@@ -86,6 +86,15 @@ export interface PredictOptions {
   onProgress?: ((progress: Progress) => void) | undefined;
 }
 
+/**
+ * What a client may ask of a model, public (GET /v1/models): its task, and its request fields'
+ * defaults and limits as admission applies them. A custom handler's are its own: none here.
+ */
+export interface ModelParameters {
+  readonly task: string | null;
+  readonly parameters: Readonly<Record<string, unknown>>;
+}
+
 export interface ModelControl {
   register(entry: ModelEntry, options: RegisterOptions): Promise<ModelDescription>;
   unregister(name: string, version?: string): Promise<void>;
@@ -99,6 +108,8 @@ export interface ModelControl {
    * request it will run, or throws a 400 naming the field. Only admitted requests are predicted.
    */
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown>;
+  /** The model's task and request parameters, as admission applies them. */
+  parameters(name: string, version?: string): ModelParameters;
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome>;
   health(): Health;
 }

@@ -10,6 +10,7 @@ import { isTerminal, JOB_STATUSES, type Job, type JobBackend } from '../jobs/job
 import { isEventId, isFinalEvent, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
 import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
+import type { Admission } from '../handlers/admission.js';
 import type { ModelControl } from '../models/model-control.js';
 import { checkOutbound, parseOutboundUrl, type OutboundPolicy } from '../net/outbound-guard.js';
 import type { ArtifactStore } from '../storage/artifact-store.js';
@@ -36,7 +37,7 @@ export interface JobRoutesOptions {
    * Admission for a model that runs on other nodes (an API-only node of the distributed mode):
    * the handler's parse from the spec this node knows from its config; undefined when it knows none.
    */
-  admitElsewhere?: ((model: string, input: Readonly<Record<string, unknown>>) => Record<string, unknown> | undefined) | undefined;
+  elsewhere?: ((model: string) => Admission | undefined) | undefined;
 }
 
 export interface SubmitRequest {
@@ -101,7 +102,7 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   // The same admission as /predictions: an invalid job is a 400 now, not a failure later.
   // The webhook first: a job whose receiver is refused is never queued, whatever its input.
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
-  const input = local ? o.control.admit(req.model, req.version, req.input) : (o.admitElsewhere?.(req.model, req.input) ?? req.input);
+  const input = local ? o.control.admit(req.model, req.version, req.input) : (o.elsewhere?.(req.model)?.parse(req.input) ?? req.input);
   const hash = requestHash(req);
   // A repeated idempotency key gets its job back even when the queue is full.
   const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { WorkEvent } from '../jobs/work-event.js';
 import { toEaselError } from './errors.js';
-import { assertServed, predict, type PredictOptions } from './predict.js';
+import { assertServed, modelParameters, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
@@ -98,9 +98,17 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     return reply.code(e.status).send(openAiError(e, String(req.id)));
   });
 
-  app.get('/v1/models', { schema: { summary: 'The models served (OpenAI list shape).' } }, async () => {
+  // OpenAI's model object, with Easel's own `easel: {task, parameters}` (what a form may offer:
+  // defaults, limits, schedulers; null where this node does not know the model's handler).
+  const model = (id: string): Record<string, unknown> => ({ id, object: 'model', created: 0, owned_by: 'easel', easel: modelParameters(o, id) ?? null });
+  app.get('/v1/models', { schema: { summary: "The models served (OpenAI list shape), each with its task and request parameters in `easel`." } }, async () => {
     const names = new Set([...o.control.list().map((m) => m.modelName), ...(await o.jobs.models())]);
-    return { object: 'list', data: [...names].sort().map((id) => ({ id, object: 'model', created: 0, owned_by: 'easel' })) };
+    return { object: 'list', data: [...names].sort().map(model) };
+  });
+  app.get('/v1/models/:model', { schema: { summary: 'One served model (OpenAI shape), with its task and request parameters in `easel`.', params: z.object({ model: pathName }) } }, async (req) => {
+    const { model: id } = req.params as { model: string };
+    await assertServed(o, id, undefined);
+    return model(id);
   });
 
   /** `echoes[i]`: text that choice i starts with (a completion's prompt, with `echo`). */

@@ -5,7 +5,7 @@ import { errors } from '../errors/easel-error.js';
 import type { Payload } from '../jobs/job.js';
 import { awaitPrediction } from '../jobs/prediction.js';
 import type { WorkEvent } from '../jobs/work-event.js';
-import type { ModelControl } from '../models/model-control.js';
+import type { ModelControl, ModelParameters } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { JobRoutesOptions } from './job-routes.js';
 
@@ -40,6 +40,13 @@ export function localSpec(control: ModelControl, name: string, version: string |
   }
 }
 
+/** A model's task and request parameters: from its registration here, or the config's spec of a model run elsewhere. */
+export function modelParameters(o: PredictOptions, name: string): ModelParameters | undefined {
+  if (localSpec(o.control, name, undefined)) return o.control.parameters(name);
+  const elsewhere = o.jobs.elsewhere?.(name);
+  return elsewhere && { task: elsewhere.task, parameters: elsewhere.parameters };
+}
+
 /**
  * Throws the 404 unless some node serves the model: loaded here, or (distributed mode) announced
  * by a worker node. Called before a large body is read for its meaning.
@@ -65,7 +72,7 @@ export async function predict(o: PredictOptions, call: PredictCall): Promise<Pay
   const spec = localSpec(o.control, model, version);
   // Admission: parsed by the model's handler where this node knows it.
   const t0 = performance.now();
-  const request = spec ? o.control.admit(model, version, call.input) : (o.jobs.admitElsewhere?.(model, call.input) ?? { ...call.input });
+  const request = spec ? o.control.admit(model, version, call.input) : (o.jobs.elsewhere?.(model)?.parse(call.input) ?? { ...call.input });
   if (spec) o.stage?.(model, 'admission', (performance.now() - t0) / 1000);
   const queue = o.jobs.backend;
   const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;

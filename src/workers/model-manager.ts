@@ -3,11 +3,11 @@
 // management API's questions and predicts through the batcher (ModelControl).
 import { EaselError, errors } from '../errors/easel-error.js';
 import type { RequestBatcher } from '../scheduling/request-batcher.js';
-import type { Health, ModelControl, ModelDescription, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
+import type { Health, ModelControl, ModelDescription, ModelParameters, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { batchingPlan, type BatchingPlan } from '../scheduling/batching.js';
 import type { Logger, TurnReport } from '../handlers/handler.js';
-import { batchKey, checkHandler, requestParser, type RequestParser } from '../handlers/admission.js';
+import { admission, batchKey, checkHandler, type Admission } from '../handlers/admission.js';
 import { Dispatcher, type DispatchObserver } from './dispatcher.js';
 import { Supervisor, type Slot } from './supervisor.js';
 
@@ -39,7 +39,7 @@ class ModelVersion {
   constructor(
     public entry: ModelEntry,
     readonly url: string,
-    readonly parse: RequestParser,
+    readonly admission: Admission,
     private readonly m: ModelManagerOptions,
   ) {
     this.lane = `${entry.spec.name}:${entry.spec.version}`;
@@ -117,7 +117,7 @@ export class ModelManager implements ModelControl {
     // Refused up front what every worker would refuse at start (and restart forever).
     checkHandler(entry.spec, this.o.allowCustomHandlers);
     // Builds the handler's admission rules: an easel.yaml that cannot make a valid request is refused here.
-    const mv = new ModelVersion(entry, options.url, requestParser(entry), this.o);
+    const mv = new ModelVersion(entry, options.url, admission(entry), this.o);
     if (model) model.versions.set(version, mv);
     else this.#models.set(name, { versions: new Map([[version, mv]]), defaultVersion: version });
     const workers = options.initialWorkers ?? entry.spec.minWorkers;
@@ -176,7 +176,12 @@ export class ModelManager implements ModelControl {
   }
 
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
-    return this.#version(name, version).parse(input);
+    return this.#version(name, version).admission.parse(input);
+  }
+
+  parameters(name: string, version?: string): ModelParameters {
+    const { task, parameters } = this.#version(name, version).admission;
+    return { task, parameters };
   }
 
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome> {

@@ -30,6 +30,22 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(ids).toEqual(expect.arrayContaining(['tiny-lm', 'tiny-llama', 'tiny-sd']));
   });
 
+  it("says each model's task and request parameters (what a form may offer), and 404 for an unknown one", async () => {
+    type Described = { id: string; easel: { task: string; parameters: Record<string, unknown> } };
+    const sd = (await client.models.retrieve('tiny-sd')) as unknown as Described;
+    expect(sd.easel.task).toBe('text-to-image');
+    expect(sd.easel.parameters).toMatchObject({ defaults: { width: 64, height: 64 }, limits: { max_width: 256, max_num_images: 4 }, size_multiple: 16 });
+    expect(sd.easel.parameters.schedulers).toEqual(expect.arrayContaining(['ddim', 'euler_a']));
+    const lm = (await client.models.retrieve('tiny-llama')) as unknown as Described;
+    expect(lm.easel).toMatchObject({ task: 'text-generation', parameters: { chat: true, context_length: expect.any(Number) } });
+    // The list says the same for each.
+    const listed = (await (await fetch(`${easel.inference}/v1/models`)).json()) as { data: Described[] };
+    expect(listed.data.find((m) => m.id === 'tiny-sd')).toEqual(sd);
+    const missing = await fetch(`${easel.inference}/v1/models/nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('EASEL_MODEL_NOT_FOUND');
+  });
+
   it.each([['tiny-lm', TINY_LM], ['tiny-llama', TINY_LLAMA]])('chat (%s): an answer with usage that matches the tokenizer; streamed, the same text', async (model, dir) => {
     const tokens = TextTokenizer.load(dir);
     const done = await client.chat.completions.create({ model, messages: QUESTION, temperature: 0, max_tokens: 30 });

@@ -27,6 +27,11 @@ export class TextTokenizer {
     this.#anchor = { id: anchor, text: this.decode([anchor]) };
   }
 
+  /** Whether it has a chat template (tokenizer_config.json chat_template). */
+  get chats(): boolean {
+    return this.#template !== undefined;
+  }
+
   static load(dir: string): TextTokenizer {
     const read = (file: string): Record<string, unknown> => {
       try {
