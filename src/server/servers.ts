@@ -15,6 +15,7 @@ import { inferenceRoutes } from './inference-routes.js';
 import { jobRoutes, type JobRoutesOptions } from './job-routes.js';
 import { managementRoutes } from './management-routes.js';
 import { openAiRoutes } from './openai-routes.js';
+import { playgroundRoutes } from './playground.js';
 
 export interface ServersOptions {
   control: ModelControl;
@@ -80,6 +81,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage });
     await app.register(jobRoutes, o.jobs);
     await app.register(openAiRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, isDraining: o.isDraining, stage });
+    await app.register(playgroundRoutes);
   });
   // OPTIONS / answers the OpenAPI document, as TorchServe's does.
   inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());
