@@ -1,6 +1,7 @@
 // Runs once before the tests: makes sure the system programs the tests start are installed.
-// redis-server (for the distributed job backend) is installed through apt-get when it is
-// missing and this process may; otherwise the run stops with what to install.
+// redis-server (the distributed job backend) and chromium (the playground's browser tests) are
+// installed through apt-get when missing and this process may; otherwise the run stops with
+// what to install.
 import { execFileSync } from 'node:child_process';
 
 function onPath(program: string): boolean {
@@ -24,14 +25,21 @@ function aptInstall(pkg: string): void {
   }
 }
 
+/** The system programs the tests start, and the Debian package of each. */
+const PROGRAMS: [program: string, pkg: string, why: string][] = [
+  ['redis-server', 'redis-server', "the distributed job backend's tests (or your system's Redis 7 package)"],
+  ['chromium', 'chromium', "the playground's browser tests (or set EASEL_CHROMIUM to a Chromium or Chrome binary)"],
+];
+
 export default function setup(): void {
-  if (onPath('redis-server')) return;
   const canInstall = process.getuid?.() === 0 && onPath('apt-get');
-  if (canInstall) {
-    console.log('redis-server is missing: installing it with apt-get (Debian package redis-server)');
-    aptInstall('redis-server');
-  }
-  if (!onPath('redis-server')) {
-    throw new Error('the tests need redis-server on PATH: install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or your system\'s Redis 7 package');
+  for (const [program, pkg, why] of PROGRAMS) {
+    if (program === 'chromium' && process.env.EASEL_CHROMIUM) continue;
+    if (onPath(program)) continue;
+    if (canInstall) {
+      console.log(`${program} is missing: installing it with apt-get (Debian package ${pkg})`);
+      aptInstall(pkg);
+    }
+    if (!onPath(program)) throw new Error(`the tests need ${program} on PATH for ${why}: install it with \`sudo apt-get install -y ${pkg}\` (Debian/Ubuntu)`);
   }
 }

@@ -173,7 +173,8 @@ export function ImageTab({ models }: { models: Model[] }) {
   const limits = params.limits;
   return (
     <div class="image-tab">
-      <form class="panel" onSubmit={(e) => void submit(e)} data-testid="image-form">
+      {/* The API checks the fields and says what is wrong, beside the field it names. */}
+      <form class="panel" noValidate onSubmit={(e) => void submit(e)} data-testid="image-form">
         {field('prompt', 'Prompt', <textarea name="prompt" rows={3} value={form.prompt} onInput={(e) => set('prompt', e.currentTarget.value)} onKeyDown={(e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) void submit(); }} placeholder="a red circle on a blue background" />)}
         {field('negative_prompt', 'Negative prompt', <input name="negative_prompt" value={form.negative_prompt} onInput={(e) => set('negative_prompt', e.currentTarget.value)} />)}
         <div class="row">
