@@ -8,6 +8,7 @@ import type { EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { Metrics } from '../metrics/metrics.js';
 import { admission, checkHandler, TASKS, type Admission } from '../handlers/admission.js';
+import { ApiKeys } from '../server/api-keys.js';
 import { ModelStore } from '../models/model-store.js';
 import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
@@ -50,6 +51,8 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const jobs = createJobSystem(config, manager, logger, metrics);
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
+    apiKeys: ApiKeys.load(config.apiKeysFile, config.apiKeys), corsOrigins: config.corsOrigins,
+    rateLimit: { perMinute: config.rateLimitPerMinute, redisUrl: config.queue === 'embedded' ? undefined : config.queue },
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     defaultMaxQueueLength: config.maxQueueLength, defaultResponseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_MS,
     jobs: {

@@ -35,6 +35,14 @@ export const configSchema = z
     dataDir: z.string().min(1),
     /** Bearer token for the management API; required when it listens beyond loopback. */
     managementToken: z.string().optional(),
+    /** The inference API's keys: a YAML/JSON file of {name, sha256, models?, rateLimitPerMinute?} (opt-in). */
+    apiKeysFile: z.string().min(1).optional(),
+    /** Inference API keys as name=key pairs, comma-separated (EASEL_API_KEYS; hashed when read). */
+    apiKeys: z.string().optional(),
+    /** Requests per minute per API key (or per client address without keys); 0: no limit. */
+    rateLimitPerMinute: z.number().int().nonnegative(),
+    /** Origins a browser page served elsewhere may call the inference API from (CORS); `*` for any. */
+    corsOrigins: z.array(z.string().min(1)),
     /** Regular expressions a remote model URL must match as a whole to be registered (TorchServe's allowed_urls). Empty: none allowed. */
     allowedUrls: z.array(regex),
     /** Regular expressions a webhook's host (`name` or `name:port`) matches as a whole to be reached although it is internal (loopback, private). */
@@ -92,6 +100,8 @@ export const defaults: z.infer<typeof configSchema> = {
   allowedUrls: [],
   webhookAllowedHosts: [],
   allowCustomHandlers: false,
+  rateLimitPerMinute: 0,
+  corsOrigins: [],
   maxBodyBytes: 16 * 1024 * 1024,
   maxJsonDepth: 32,
   maxJsonKeys: 1000,
@@ -118,7 +128,7 @@ export function envName(key: string): string {
 /** Reads EASEL_* variables, coercing each by the type of its default. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<Key, unknown>> {
   const out: Partial<Record<Key, unknown>> = {};
-  for (const key of [...Object.keys(defaults), 'managementToken'] as Key[]) {
+  for (const key of [...Object.keys(defaults), 'managementToken', 'apiKeysFile', 'apiKeys'] as Key[]) {
     const raw = env[envName(key)];
     if (raw === undefined || raw === '') continue;
     out[key] = coerce(key, raw);

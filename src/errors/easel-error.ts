@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   EASEL_INTERNAL: { status: 500, retryable: false, description: 'An unexpected error; details are logged, not returned.' },
   EASEL_HANDLER_FAILED: { status: 500, retryable: false, description: "The model's handler raised an error while processing the request." },
   EASEL_WORKER_DIED: { status: 502, retryable: true, description: 'The worker process died while running the request, and the retry failed too.' },
+  EASEL_RATE_LIMITED: { status: 429, retryable: true, description: "The API key (or client address) passed its requests per minute; retry after the Retry-After delay." },
   EASEL_QUEUE_FULL: { status: 503, retryable: true, description: "The model's queue is at its limit; retry after the Retry-After delay." },
   EASEL_QUEUE_TIMEOUT: { status: 503, retryable: true, description: "The request waited longer than the model's queueTimeoutMs for a worker; retry after the Retry-After delay." },
   EASEL_NO_WORKERS: { status: 503, retryable: true, requeue: true, description: 'The model has no live worker and none could be started.' },

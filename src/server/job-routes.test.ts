@@ -1,18 +1,10 @@
 // The job routes in-process through Fastify's inject(): no socket, no worker processes. The work
 // queue is the real embedded one; events are put in it as a worker would.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createParser } from 'eventsource-parser';
-import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
-import { Metrics } from '../metrics/metrics.js';
-import { ModelStore } from '../models/model-store.js';
-import { RequestBatcher } from '../scheduling/request-batcher.js';
-import { LocalArtifactStore } from '../storage/artifact-store.js';
-import { ModelManager } from '../workers/model-manager.js';
-import { createServers, type Servers } from './servers.js';
+import { inProcessServers } from '../../test/helpers/in-process-servers.js';
+import type { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
+import type { Servers } from './servers.js';
 
 interface Event { id: string | undefined; event: string | undefined; data: Record<string, unknown> }
 
@@ -23,32 +15,14 @@ function parseSse(body: string): Event[] {
 }
 
 describe('job routes (inject)', () => {
-  let dir: string;
-  let queue: SqliteJobBackend;
   let servers: Servers;
-  let manager: ModelManager;
+  let queue: SqliteJobBackend;
+  let closeAll: () => Promise<void>;
 
   beforeEach(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'easel-routes-'));
-    queue = new SqliteJobBackend({ file: ':memory:', jobTtlMs: 60_000 });
-    const logger = pino({ level: 'silent' });
-    manager = new ModelManager({ queue: new RequestBatcher(), logger, allowCustomHandlers: false, logLevel: 'silent', defaultMaxQueueLength: 10, restartBackoffMs: [100], shutdownGraceMs: 100 });
-    const metrics = new Metrics({ queueLength: async () => [], liveWorkers: () => [], queuedJobs: async () => [] });
-    servers = await createServers({
-      control: manager, store: new ModelStore({ storeDir: dir, dataDir: dir, allowedUrls: [], maxArchiveBytes: 1 << 20 }), metrics, logger,
-      maxBodyBytes: 1 << 20, json: { maxJsonDepth: 32, maxJsonKeys: 1000 }, isDraining: () => false, defaultMaxQueueLength: 10, defaultResponseTimeoutMs: 1000,
-      jobs: {
-        backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false, models: async () => [],
-        secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000,
-      },
-    });
+    ({ servers, queue, close: closeAll } = await inProcessServers());
   });
-  afterEach(async () => {
-    for (const s of [servers.inference, servers.management, servers.metrics]) await s.close();
-    await manager.close();
-    await queue.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterEach(() => closeAll());
 
   it('replays exactly the events after Last-Event-ID, ending with the final status', async () => {
     const { job } = await queue.submit({ model: 'm', input: {} });

@@ -8,6 +8,8 @@ import type { Logger as PinoLogger } from 'pino';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { ModelStore } from '../models/model-store.js';
+import cors from '@fastify/cors';
+import { limitRate, requireApiKeys, type ApiKeys, type RateLimitOptions } from './api-keys.js';
 import { installJsonParser, type JsonLimits } from './body-parsers.js';
 import { EaselError } from '../errors/easel-error.js';
 import { clientErrorResponse, installErrorHandling, methodNotAllowed, sendError, toEaselError } from './errors.js';
@@ -27,6 +29,10 @@ export interface ServersOptions {
   managementToken?: string | undefined;
   isDraining(): boolean;
   jobs: JobRoutesOptions;
+  /** The inference API's keys (null: open), its rate limit, and the origins a browser may call it from. */
+  apiKeys: ApiKeys | null;
+  rateLimit: RateLimitOptions;
+  corsOrigins: readonly string[];
   /** For models this node does not load (served by other nodes): their queue limit and response timeout. */
   defaultMaxQueueLength: number;
   defaultResponseTimeoutMs: number;
@@ -77,6 +83,9 @@ async function listener(o: ServersOptions, name: string, description: string, ro
 
 export async function createServers(o: ServersOptions): Promise<Servers> {
   const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
+    if (o.corsOrigins.length > 0) await app.register(cors, { origin: o.corsOrigins.includes('*') ? '*' : [...o.corsOrigins], exposedHeaders: ['retry-after', 'location'] });
+    if (o.apiKeys) requireApiKeys(app, o.apiKeys);
+    if (o.apiKeys || o.rateLimit.perMinute > 0) await limitRate(app, o.rateLimit);
     const stage = (model: string, name: string, seconds: number): void => o.metrics.stage.observe({ model, stage: name }, seconds);
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage });
     await app.register(jobRoutes, o.jobs);

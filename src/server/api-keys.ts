@@ -1,0 +1,138 @@
+// Opt-in API keys for the inference API: from a file of SHA-256 hashes (`apiKeysFile`) and/or
+// the environment (`EASEL_API_KEYS=name=key,…`, hashed when read; the keys themselves are not
+// kept). A key may be scoped to models and carry its own rate limit. Checked before anything
+// else runs (onRequest): a request with no key or a wrong one is answered 401 and never reaches
+// a body parser, the queue or a worker; a key used for a model outside its scope gets 403.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Redis } from 'ioredis';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { EaselError } from '../errors/easel-error.js';
+
+export interface ApiKey {
+  readonly name: string;
+  /** The models it may use; all when absent. */
+  readonly models?: readonly string[] | undefined;
+  /** Requests per minute; the server's rateLimitPerMinute when absent. */
+  readonly rateLimitPerMinute?: number | undefined;
+}
+
+const keysFile = z
+  .object({
+    keys: z.array(
+      z
+        .object({
+          name: z.string().min(1).max(128),
+          sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be the key\'s SHA-256 as 64 lower-case hex digits (printf %s "$KEY" | sha256sum)'),
+          models: z.array(z.string().min(1)).optional(),
+          rateLimitPerMinute: z.number().int().positive().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
+const sha256 = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+/** Routes open without a key: health (probes), the playground's files (it asks for the key), the API description. */
+const OPEN = [/^\/ping$/, /^\/v2\/health\/(live|ready)$/, /^\/$/, /^\/ui\//, /^\/openapi\.json$/, /^\/api-description$/];
+
+function isOpen(req: FastifyRequest): boolean {
+  const path = req.url.split('?')[0]!;
+  return OPEN.some((re) => re.test(path));
+}
+
+export class ApiKeys {
+  readonly #byHash = new Map<string, ApiKey>();
+
+  /** Null when neither source names a key: the API is open, as without this feature. */
+  static load(file: string | undefined, fromEnv: string | undefined): ApiKeys | null {
+    const keys = new ApiKeys();
+    if (file) {
+      const result = keysFile.safeParse(parseYaml(readFileSync(file, 'utf8')));
+      if (!result.success) throw new Error(`API keys file ${file}: ${result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      for (const k of result.data.keys) keys.#add(k.sha256, { name: k.name, models: k.models, rateLimitPerMinute: k.rateLimitPerMinute });
+    }
+    for (const pair of (fromEnv ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0 || eq === pair.length - 1) throw new Error('EASEL_API_KEYS must be name=key pairs separated by commas');
+      keys.#add(sha256(pair.slice(eq + 1)), { name: pair.slice(0, eq) });
+    }
+    return keys.#byHash.size > 0 ? keys : null;
+  }
+
+  #add(hash: string, key: ApiKey): void {
+    if (this.#byHash.has(hash)) throw new Error(`API key ${key.name}: the same key is listed twice`);
+    this.#byHash.set(hash, key);
+  }
+
+  /** The key a request presents (Authorization: Bearer, or X-API-Key), or the 401 to answer. */
+  identify(req: FastifyRequest): ApiKey {
+    const auth = req.headers.authorization;
+    const presented = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
+    if (!presented) throw new EaselError('EASEL_UNAUTHORIZED', 'this server requires an API key: send it as "Authorization: Bearer <key>" (or X-API-Key)');
+    const key = this.#byHash.get(sha256(presented));
+    if (!key) throw new EaselError('EASEL_UNAUTHORIZED', 'the API key is not valid');
+    return key;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    apiKey?: ApiKey | undefined;
+  }
+}
+
+/** The model a request names: its path's, or its JSON body's `model` (jobs, OpenAI). */
+function namedModel(req: FastifyRequest): string | undefined {
+  const params = req.params as Record<string, unknown> | undefined;
+  const fromPath = params?.model_name ?? params?.model;
+  if (typeof fromPath === 'string') return fromPath;
+  const body = req.body as Record<string, unknown> | undefined;
+  return body !== null && typeof body === 'object' && typeof body.model === 'string' ? body.model : undefined;
+}
+
+export interface RateLimitOptions {
+  /** Per key (or client address without keys); 0: none. A key's own rateLimitPerMinute wins. */
+  perMinute: number;
+  /** Distributed mode (the queue's Redis URL): the counts live in Redis, shared by every API node. */
+  redisUrl?: string | undefined;
+}
+
+/** Per-key (else per-address) requests per minute: 429 in Easel's error shape, with Retry-After. */
+export async function limitRate(app: FastifyInstance, o: RateLimitOptions): Promise<void> {
+  const limit = (req: FastifyRequest): number => req.apiKey?.rateLimitPerMinute ?? o.perMinute;
+  const redis = o.redisUrl ? new Redis(o.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
+  if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => undefined)));
+  await app.register(rateLimit, {
+    global: true,
+    // After onRequest: the key is known.
+    hook: 'preHandler',
+    timeWindow: 60_000,
+    max: (req) => limit(req),
+    allowList: (req) => req.method === 'OPTIONS' || isOpen(req) || limit(req) === 0,
+    keyGenerator: (req) => (req.apiKey ? `key:${req.apiKey.name}` : `ip:${req.ip}`),
+    ...(redis ? { redis, nameSpace: 'easel-rate-limit:' } : {}),
+    errorResponseBuilder: (req, ctx) =>
+      new EaselError('EASEL_RATE_LIMITED', `${req.apiKey ? `the API key "${req.apiKey.name}"` : 'this client'} may send ${ctx.max} requests per minute; retry after ${Math.ceil(ctx.ttl / 1000)} s`, { retryAfterSeconds: Math.ceil(ctx.ttl / 1000) }),
+  });
+}
+
+/** Requires a key on every route but the open ones; holds a scoped key to its models. */
+export function requireApiKeys(app: FastifyInstance, keys: ApiKeys): void {
+  app.addHook('onRequest', async (req) => {
+    // A CORS preflight carries no credentials; the request it precedes does.
+    if (req.method === 'OPTIONS' || isOpen(req)) return;
+    req.apiKey = keys.identify(req);
+  });
+  app.addHook('preHandler', async (req) => {
+    const scope = req.apiKey?.models;
+    const model = scope && namedModel(req);
+    if (model !== undefined && scope && !scope.includes(model)) {
+      throw new EaselError('EASEL_FORBIDDEN', `the API key "${req.apiKey!.name}" may not use model ${model}; it may use ${scope.join(', ')}`, { field: 'model' });
+    }
+  });
+}
