@@ -122,6 +122,9 @@ const ROUTES: Route[] = [
   { port: 'inference', method: 'POST', path: () => '/v1/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/chat/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/images/generations' },
+  { port: 'inference', method: 'GET', path: (n) => `/v1/models/${n}` },
+  { port: 'inference', method: 'GET', path: (_n, q) => `/${q}` },
+  { port: 'inference', method: 'GET', path: (n) => `/ui/${n}` },
   { port: 'management', method: 'POST', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (n) => `/models/${n}` },
@@ -201,8 +204,9 @@ const request = fc
 function expectErrorShape(status: number, type: string | null, text: string, what: string): void {
   expect(type, what).toMatch(/^application\/json/);
   const parsed = JSON.parse(text) as Record<string, unknown>;
-  // OpenAI's routes answer in OpenAI's shape: {"error": {message, type, param, code}}.
-  const openAi = /\/v1\/(completions|chat\/completions|images\/generations|models)\b/.test(what.split(' ')[1] ?? '');
+  // OpenAI's routes answer in OpenAI's shape: {"error": {message, type, param, code}}; the
+  // router's own refusals (a path parameter too long: 414) come before any route, in Easel's.
+  const openAi = status !== 414 && /\/v1\/(completions|chat\/completions|images\/generations|models)\b/.test(what.split(' ')[1] ?? '');
   const body = (openAi ? parsed.error : parsed) as Record<string, unknown>;
   expect(body && typeof body === 'object', `${what}: ${text}`).toBe(true);
   if (openAi) expect(typeof body.type, `${what}: ${text}`).toBe('string');
@@ -252,6 +256,54 @@ describe('fuzz: every route of every port', () => {
       expectErrorShape(res.status, res.headers.get('content-type'), await res.text(), init.url.slice(0, 80));
     }
   });
+});
+
+describe('fuzz with API keys: no key and a wrong key never reach a worker', () => {
+  const KEY = 'fuzz-secret-key';
+  /** Open without a key: health, the playground's files, the API description (and what no route matches). */
+  const OPEN = /^\/(ping|openapi\.json|api-description|ui\/.*)?(\?.*)?$/;
+
+  it('answers every inference route without a valid key 401 (open routes aside), queues nothing and runs nothing', async () => {
+    const e = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'), [], { EASEL_API_KEYS: `fuzz=${KEY}` });
+    try {
+      const auth = fc.oneof(fc.constant(undefined), fc.string(), hostileString, fc.constantFrom(`${KEY}x`, KEY.slice(1), KEY.toUpperCase(), `Bearer${KEY}`, `Basic ${KEY}`), fc.string().map((k) => `Bearer ${k}`), fc.constant('Bearer '));
+      const keyless = fc.record({ request, auth, header: fc.constantFrom('authorization', 'x-api-key') }).filter((r) => r.request.route.port === 'inference');
+      const statuses = new Map<number, number>();
+      await fc.assert(
+        fc.asyncProperty(keyless, async ({ request: r, auth: presented, header }) => {
+          const pathAndQuery = r.route.path(encodeURIComponent(r.name), r.query);
+          const headers: Record<string, string> = {};
+          if (r.contentType !== undefined) headers['content-type'] = r.contentType;
+          // A header value fetch can send (no control characters).
+          if (presented !== undefined && /^[\x20-\x7e]*$/.test(presented)) headers[header] = presented;
+          const sendsBody = r.body !== undefined && r.route.method !== 'GET' && r.route.method !== 'OPTIONS';
+          const res = await fetch(`${e.inference}${pathAndQuery}`, { method: r.route.method, headers, body: sendsBody ? r.body : undefined, signal: AbortSignal.timeout(20_000) });
+          const text = res.headers.get('content-type')?.startsWith('text/event-stream') ? '' : await res.text();
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+          const what = `${r.route.method} ${pathAndQuery.slice(0, 120)} ${header}: ${String(headers[header]).slice(0, 40)}`;
+          if (r.route.method === 'OPTIONS' || OPEN.test(pathAndQuery)) return;
+          // PATCH /{name} matches no route: any 4xx (its body may be refused before the 404).
+          if (r.route.method === 'PATCH') return void expect(res.status, what).toBeGreaterThanOrEqual(400);
+          // A route that exists refuses before its body is read: 401; or the router refuses the path (404, 405, 414).
+          expect([401, 404, 405, 414], `${res.status} for ${what}: ${text.slice(0, 200)}`).toContain(res.status);
+          if (res.status === 401) expectErrorShape(res.status, res.headers.get('content-type'), text, `${r.route.method} ${pathAndQuery}`);
+        }),
+        { numRuns: Number(process.env.EASEL_FUZZ_RUNS ?? 600), seed: process.env.EASEL_FUZZ_SEED ? Number(process.env.EASEL_FUZZ_SEED) : undefined },
+      );
+      console.log(`fuzz with keys: statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`);
+      // Nothing was queued or run: the worker saw no request, the queue holds no job.
+      const metrics = await (await fetch(`${e.metrics}/metrics`)).text();
+      expect(metrics).not.toMatch(/^easel_handler_stage_seconds_count\{model="tiny-sd",stage="inference"\} [1-9]/m);
+      expect(metrics).not.toMatch(/^easel_requests_total\{[^}]*model="tiny-sd"[^}]*\} [1-9]/m);
+      const jobs = (await (await fetch(`${e.inference}/v1/jobs`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { jobs: unknown[] };
+      expect(jobs.jobs).toEqual([]);
+      // The right key still works.
+      const ok = await fetch(`${e.inference}/predictions/tiny-sd`, { method: 'POST', headers: { ...json, authorization: `Bearer ${KEY}` }, body: JSON.stringify({ prompt: 'a red circle', num_inference_steps: 2, seed: 1 }) });
+      expect(ok.status).toBe(200);
+    } finally {
+      await e.stop();
+    }
+  }, 600_000);
 });
 
 describe('lifecycle tells the truth', () => {

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, serveModel, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
 
 const CHROMIUM = process.env.EASEL_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'test-results', 'playground');
@@ -179,6 +179,27 @@ describe('playground (chromium)', () => {
       expect(await reply.getByTestId('tokens-per-second').textContent()).toMatch(/^\d+ tokens\/s$/);
       await page.screenshot({ path: path.join(SHOTS, `chat-${viewport === PHONE ? 'phone' : 'desktop'}.png`) });
       await page.context().close();
+    }
+  });
+
+  it('asks for an API key when the server requires one, and works with it', async () => {
+    const keyed = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'), [], { EASEL_API_KEYS: 'playground=pg-secret' });
+    try {
+      const page = await (await browser.newContext({ viewport: DESKTOP })).newPage();
+      await page.goto(keyed.inference);
+      const key = page.getByTestId('api-key');
+      await key.waitFor();
+      expect(await page.locator('.empty').first().textContent()).toBe('No text-to-image model is served.');
+      await key.fill('pg-secret');
+      await key.press('Enter');
+      await page.getByTestId('image-form').waitFor();
+      await page.screenshot({ path: path.join(SHOTS, 'api-key-desktop.png') });
+      const id = await generate(page, { prompt: PROMPT, num_inference_steps: '10' });
+      await card(page, id).getByTestId('final-image').waitFor({ timeout: 30_000 });
+      expect(await card(page, id).getAttribute('data-previews')).not.toBe('0');
+      await page.context().close();
+    } finally {
+      await keyed.stop();
     }
   });
 
