@@ -1,7 +1,9 @@
 // The handler contract (TorchServe-shaped): initialize → preprocess → inference → postprocess,
 // over a batch of requests, with per-request cancellation, progress and stage timers.
 import type { EaselError } from '../errors/easel-error.js';
-import type { Payload, Progress } from '../models/model-control.js';
+import type { Payload, Progress, TensorSignature } from '../models/model-control.js';
+
+export type { TensorSignature };
 import type { ModelSpec } from '../models/model-spec.js';
 
 export interface InferenceRequest {
@@ -127,6 +129,8 @@ export interface Handler<Batch = unknown, Out = unknown> {
   postprocess(outputs: Out[], ctx: RequestContext): HandlerOutcome[] | Promise<HandlerOutcome[]>;
   /** What the handler learned about its model that users should know (shown by GET /models/{m}). */
   notes?(): string[];
+  /** The graph's named tensors, where requests are tensors (the tensor handler): KServe v2's model metadata. */
+  signature?(): TensorSignature;
   dispose(): Promise<void>;
 }
 

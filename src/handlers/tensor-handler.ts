@@ -1,7 +1,8 @@
 // The `tensor` handler: any single ONNX graph, JSON tensors in and out (the KServe v2 shape).
 import { EaselError, errors } from '../errors/easel-error.js';
 import { TensorPipeline, type NamedTensor } from '../pipelines/tensor/tensor-pipeline.js';
-import { jsonResult, type Handler, type HandlerContext, type HandlerResult, type InferenceRequest, type RequestContext } from './handler.js';
+import type { IoInfo } from '../runtime/onnx-runtime.js';
+import { jsonResult, type Handler, type HandlerContext, type HandlerResult, type InferenceRequest, type RequestContext, type TensorSignature } from './handler.js';
 
 type Inputs = Record<string, NamedTensor>;
 
@@ -29,6 +30,11 @@ export class TensorHandler implements Handler<Inputs[], NamedTensor[]> {
 
   postprocess(outputs: NamedTensor[][]): HandlerResult[] {
     return outputs.map((o) => jsonResult({ outputs: o }));
+  }
+
+  signature(): TensorSignature {
+    const io = (list: IoInfo[]) => list.map((t) => ({ name: t.name, type: t.type, shape: [...t.shape] }));
+    return { inputs: io(this.#pipeline!.inputs), outputs: io(this.#pipeline!.outputs) };
   }
 
   async dispose(): Promise<void> {

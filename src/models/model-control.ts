@@ -86,6 +86,12 @@ export interface PredictOptions {
   onProgress?: ((progress: Progress) => void) | undefined;
 }
 
+/** A model's input and output tensors: name, element type (ONNX Runtime's: float32, int64…) and shape (-1 or a name: dynamic). */
+export interface TensorSignature {
+  inputs: { name: string; type: string; shape: (number | string)[] }[];
+  outputs: { name: string; type: string; shape: (number | string)[] }[];
+}
+
 /**
  * What a client may ask of a model, public (GET /v1/models): its task, and its request fields'
  * defaults and limits as admission applies them. A custom handler's are its own: none here.
@@ -110,6 +116,8 @@ export interface ModelControl {
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown>;
   /** The model's task and request parameters, as admission applies them. */
   parameters(name: string, version?: string): ModelParameters;
+  /** A tensor model's inputs and outputs, as a live worker's session has them; undefined before one is up. */
+  signature(name: string, version?: string): TensorSignature | undefined;
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome>;
   health(): Health;
 }

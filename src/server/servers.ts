@@ -16,6 +16,7 @@ import { clientErrorResponse, installErrorHandling, methodNotAllowed, sendError,
 import { inferenceRoutes } from './inference-routes.js';
 import { jobRoutes, type JobRoutesOptions } from './job-routes.js';
 import { managementRoutes } from './management-routes.js';
+import { kserveRoutes } from './kserve-routes.js';
 import { openAiRoutes } from './openai-routes.js';
 import { playgroundRoutes } from './playground.js';
 
@@ -90,6 +91,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage });
     await app.register(jobRoutes, o.jobs);
     await app.register(openAiRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, isDraining: o.isDraining, stage });
+    await app.register(kserveRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage, serverVersion: API_VERSION });
     await app.register(playgroundRoutes);
   });
   // OPTIONS / answers the OpenAPI document, as TorchServe's does.

@@ -6,7 +6,7 @@ import type { RequestBatcher } from '../scheduling/request-batcher.js';
 import type { Health, ModelControl, ModelDescription, ModelParameters, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { batchingPlan, type BatchingPlan } from '../scheduling/batching.js';
-import type { Logger, TurnReport } from '../handlers/handler.js';
+import type { Logger, TensorSignature, TurnReport } from '../handlers/handler.js';
 import { admission, batchKey, checkHandler, type Admission } from '../handlers/admission.js';
 import { Dispatcher, type DispatchObserver } from './dispatcher.js';
 import { Supervisor, type Slot } from './supervisor.js';
@@ -177,6 +177,10 @@ export class ModelManager implements ModelControl {
 
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown> {
     return this.#version(name, version).admission.parse(input);
+  }
+
+  signature(name: string, version?: string): TensorSignature | undefined {
+    return this.#version(name, version).slots.find((slot) => slot.proc?.ready)?.proc?.signature;
   }
 
   parameters(name: string, version?: string): ModelParameters {

@@ -1,7 +1,7 @@
 // The typed messages between the server (parent) and a worker process (child), over Node's
 // IPC channel with structured-clone serialization (so image bytes travel as Uint8Array).
 import type { SerializedError } from '../errors/easel-error.js';
-import type { TurnReport } from '../handlers/handler.js';
+import type { TensorSignature, TurnReport } from '../handlers/handler.js';
 import type { Payload, Progress } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
@@ -23,7 +23,7 @@ export type RequestOutcome =
   | { id: string; ok: false; error: SerializedError };
 
 export type ChildCommand =
-  | { type: 'ready'; notes?: string[] }
+  | { type: 'ready'; notes?: string[]; signature?: TensorSignature | undefined }
   | { type: 'init-failed'; error: SerializedError }
   | ({ type: 'progress'; id: string } & Progress)
   | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }

@@ -49,7 +49,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
         });
         // The warm-up's session time is not a request's.
         takeRunSeconds();
-        send({ type: 'ready', notes: handler.notes?.() ?? [] });
+        send({ type: 'ready', notes: handler.notes?.() ?? [], signature: handler.signature?.() });
       } catch (err) {
         logger.error({ err }, 'handler failed to initialize');
         send({ type: 'init-failed', error: toSerialized(err) });

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EaselError } from '../errors/easel-error.js';
-import type { TurnReport } from '../handlers/handler.js';
+import type { TensorSignature, TurnReport } from '../handlers/handler.js';
 import { ORT_PROFILE_ENV } from '../runtime/profile-env.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
@@ -54,8 +54,9 @@ export class WorkerProcess {
   #nextBatch = 1;
   #ready = false;
 
-  /** The handler's notes about its model, from the ready message. */
+  /** The handler's notes about its model, and its tensors where it has them, from the ready message. */
   notes: string[] = [];
+  signature: TensorSignature | undefined;
 
   constructor(private readonly o: WorkerProcessOptions) {
     this.id = o.id;
@@ -107,6 +108,7 @@ export class WorkerProcess {
         if (m.type === 'ready') {
           this.#ready = true;
           this.notes = m.notes ?? [];
+          this.signature = m.signature;
           done();
           resolve();
         } else if (m.type === 'init-failed') {

@@ -125,6 +125,11 @@ const ROUTES: Route[] = [
   { port: 'inference', method: 'GET', path: (n) => `/v1/models/${n}` },
   { port: 'inference', method: 'GET', path: (_n, q) => `/${q}` },
   { port: 'inference', method: 'GET', path: (n) => `/ui/${n}` },
+  { port: 'inference', method: 'POST', path: () => '/v2/models/tiny-sd/infer' },
+  { port: 'inference', method: 'POST', path: (n) => `/v2/models/${n}/versions/1.0/infer` },
+  { port: 'inference', method: 'GET', path: (n) => `/v2/models/${n}` },
+  { port: 'inference', method: 'GET', path: (n) => `/v2/models/${n}/ready` },
+  { port: 'inference', method: 'GET', path: (_n, q) => `/v2/health/ready${q}` },
   { port: 'management', method: 'POST', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (_n, q) => `/models${q}` },
   { port: 'management', method: 'GET', path: (n) => `/models/${n}` },
@@ -261,7 +266,7 @@ describe('fuzz: every route of every port', () => {
 describe('fuzz with API keys: no key and a wrong key never reach a worker', () => {
   const KEY = 'fuzz-secret-key';
   /** Open without a key: health, the playground's files, the API description (and what no route matches). */
-  const OPEN = /^\/(ping|openapi\.json|api-description|ui\/.*)?(\?.*)?$/;
+  const OPEN = /^\/(ping|openapi\.json|api-description|ui\/.*|v2\/health\/(live|ready))?(\?.*)?$/;
 
   it('answers every inference route without a valid key 401 (open routes aside), queues nothing and runs nothing', async () => {
     const e = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'), [], { EASEL_API_KEYS: `fuzz=${KEY}` });

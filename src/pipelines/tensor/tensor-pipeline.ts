@@ -22,6 +22,10 @@ export class TensorPipeline {
     return this.session.inputs;
   }
 
+  get outputs(): IoInfo[] {
+    return this.session.outputs;
+  }
+
   parseInputs(input: Readonly<Record<string, unknown>>): Record<string, NamedTensor> {
     const specs = this.session.inputs;
     const out: Record<string, NamedTensor> = {};
