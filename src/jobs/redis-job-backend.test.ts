@@ -19,7 +19,7 @@ afterAll(() => redis?.stop());
 describeJobBackend('distributed (Redis + BullMQ)', async () => new RedisJobBackend({ url: redis.url, prefix: `test-${randomUUID()}`, jobTtlMs: TTL_MS }), TTL_MS);
 
 describe('RedisJobBackend across nodes', () => {
-  it("keeps each model's queue depth as a Redis list that KEDA's redis scaler can read (LLEN)", async () => {
+  it("keeps each model's outstanding work (queued or running) as a Redis list that KEDA's redis scaler can read (LLEN)", async () => {
     const prefix = `test-${randomUUID()}`;
     const backend = new RedisJobBackend({ url: redis.url, prefix, jobTtlMs: TTL_MS });
     const client = new Redis(redis.url);
@@ -27,10 +27,17 @@ describe('RedisJobBackend across nodes', () => {
       const jobs = [];
       for (let i = 0; i < 3; i += 1) jobs.push((await backend.submit({ model: 'sd', input: {} })).job);
       expect(await client.llen(`${prefix}:depth:sd`)).toBe(3);
-      await backend.claim(['sd']);
+      // Claimed: running, still outstanding; cancelled while queued: gone.
+      const running = (await backend.claim(['sd']))!;
       await backend.cancel(jobs[2]!.id);
-      expect(await client.llen(`${prefix}:depth:sd`)).toBe(1);
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(2);
       expect(await backend.queuedCount('sd')).toBe(1);
+      // Handed back and claimed again: counted once.
+      await backend.release(running.id);
+      await backend.claim(['sd']);
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(2);
+      await backend.complete(running.id, []);
+      expect(await client.llen(`${prefix}:depth:sd`)).toBe(1);
     } finally {
       client.disconnect();
       await backend.close();

@@ -14,8 +14,9 @@
 //   P:idem:<key>        idempotency key → id
 //   P:queued:<model>    ZSET of queued durable ids by (priority, seq): positions
 //   P:waiting:<model>   ZSET of queued synchronous predictions (their lane's length limit)
-//   P:depth:<model>     LIST with one entry per queued unit of work (both lanes): its LLEN is the
-//                       queue depth that KEDA's redis scaler reads (listName: P:depth:<model>)
+//   P:depth:<model>     LIST with one entry per unit of work not yet ended (both lanes, queued or
+//                       running): its LLEN is the depth KEDA's redis scaler reads
+//                       (listName: P:depth:<model>, deploy/kubernetes/workers)
 //   P:expiry            ZSET expiresAt → id of finished jobs
 //   P:events            the pub/sub channel: events, cancel requests
 //   P:bull:<model>:*    BullMQ's own keys
@@ -185,13 +186,23 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return this.#event(job, statusEvent(fromStored(job)));
   }
 
+  /** In its lane's queue (by priority, then arrival): submitted, or handed back. */
   #enqueueOps(job: StoredJob): Op[] {
     const score = (100 - job.priority) * PRIORITY_SPAN + job.seq;
-    return [['zadd', this.#key(job.durable ? 'queued' : 'waiting', job.model), score, job.id], ['lpush', this.#key('depth', job.model), job.id]];
+    return [['zadd', this.#key(job.durable ? 'queued' : 'waiting', job.model), score, job.id]];
   }
 
   #dequeueOps(job: StoredJob): Op[] {
-    return [['zrem', this.#key(job.durable ? 'queued' : 'waiting', job.model), job.id], ['lrem', this.#key('depth', job.model), job.id]];
+    return [['zrem', this.#key(job.durable ? 'queued' : 'waiting', job.model), job.id]];
+  }
+
+  /**
+   * The depth list KEDA reads holds a unit of work from submission to its end, queued or
+   * running: a node killed mid-job leaves its work counted (else the queue would read empty and
+   * KEDA scale to zero with that work stranded), and busy workers are not scaled away.
+   */
+  #depthOps(job: StoredJob, op: 'lpush' | 'lrem'): Op[] {
+    return [[op, this.#key('depth', job.model), job.id]];
   }
 
   /**
@@ -248,7 +259,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     // BullMQ first: a claim that finds no record yet waits for it (see claim), while a record
     // without its BullMQ job could never be claimed. BullMQ: 1 is its highest priority.
     await this.#queue(n.model).add('job', { id }, { jobId: id, priority: 101 - job.priority, removeOnComplete: true, removeOnFail: true });
-    const ops: Op[] = [...this.#enqueueOps(job), this.#status(job)];
+    const ops: Op[] = [...this.#enqueueOps(job), ...this.#depthOps(job, 'lpush'), this.#status(job)];
     if (durable) ops.unshift(['zadd', this.#key('jobs'), seq, id]);
     await this.#redis.easelApply(this.#key('job', id), '', JSON.stringify(job), ...ops.flat());
     return { job: fromStored(job), created: true };
@@ -374,7 +385,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
       const pieces = result ? [result, ...(result.parts ?? [])].map((p, n) => ({ key: n === 0 ? resultKey : `${resultKey}:${n}`, payload: p })) : [];
       const stored = result ? pieces.map(({ key, payload: p }) => ({ key, contentType: p.contentType, bytes: p.data.byteLength })) : [...outputs];
       const next: StoredJob = { ...job, status, error, outputs: stored, completedAt: now, expiresAt: now + ttl, timings: timings ? { ...timings } : null };
-      const ops: Op[] = [...this.#dequeueOps(job), ['zadd', this.#key('expiry'), now + ttl, id], this.#status(next)];
+      const ops: Op[] = [...this.#dequeueOps(job), ...this.#depthOps(job, 'lrem'), ['zadd', this.#key('expiry'), now + ttl, id], this.#status(next)];
       if (job.durable) ops.push(['pexpire', this.#key('events', id), ttl]);
       for (const { key, payload: p } of pieces) ops.push(['setpx', key, Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength), ttl]);
       return { job: next, ops };
