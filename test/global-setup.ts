@@ -1,7 +1,7 @@
 // Runs once before the tests: makes sure the system programs the tests start are installed.
-// redis-server (the distributed job backend) and chromium (the playground's browser tests) are
-// installed through apt-get when missing and this process may; otherwise the run stops with
-// what to install.
+// redis-server (the distributed job backend), chromium (the playground's browser tests) and
+// kubectl (deploy/kubernetes renders) are installed through apt-get when missing and this
+// process may; otherwise the run stops with what to install.
 import { execFileSync } from 'node:child_process';
 
 function onPath(program: string): boolean {
@@ -29,6 +29,7 @@ function aptInstall(pkg: string): void {
 const PROGRAMS: [program: string, pkg: string, why: string][] = [
   ['redis-server', 'redis-server', "the distributed job backend's tests (or your system's Redis 7 package)"],
   ['chromium', 'chromium', "the playground's browser tests (or set EASEL_CHROMIUM to a Chromium or Chrome binary)"],
+  ['kubectl', 'kubectl', 'rendering deploy/kubernetes with kubectl kustomize (Kubernetes\'s own apt repository has it: https://kubernetes.io/docs/tasks/tools/)'],
 ];
 
 export default function setup(): void {
@@ -37,8 +38,12 @@ export default function setup(): void {
     if (program === 'chromium' && process.env.EASEL_CHROMIUM) continue;
     if (onPath(program)) continue;
     if (canInstall) {
-      console.log(`${program} is missing: installing it with apt-get (Debian package ${pkg})`);
-      aptInstall(pkg);
+      console.log(`${program} is missing: installing it with apt-get (package ${pkg})`);
+      try {
+        aptInstall(pkg);
+      } catch {
+        // Not in this machine's apt sources: the message below says what to install.
+      }
     }
     if (!onPath(program)) throw new Error(`the tests need ${program} on PATH for ${why}: install it with \`sudo apt-get install -y ${pkg}\` (Debian/Ubuntu)`);
   }
