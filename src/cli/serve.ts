@@ -49,6 +49,9 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   let draining = false;
   const jobs = createJobSystem(config, manager, logger, metrics);
+  // An API-only node knows the models of its config without a worker anywhere (scale from zero:
+  // their work waits in the queue KEDA watches), and those workers announce.
+  const elsewhere = config.localWorkers ? undefined : await remoteAdmission(config, store, logger);
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
     apiKeys: ApiKeys.load(config.apiKeysFile, config.apiKeys), corsOrigins: config.corsOrigins,
@@ -56,10 +59,12 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     defaultMaxQueueLength: config.maxQueueLength, defaultResponseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_MS,
     jobs: {
-      backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs, modelKnown: (m) => jobs.modelKnown(m), models: () => jobs.models(),
+      backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs,
+      modelKnown: async (m) => elsewhere?.admission(m) !== undefined || (await jobs.modelKnown(m)),
+      models: async () => [...new Set([...(elsewhere?.models ?? []), ...(await jobs.models())])],
       webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
-      elsewhere: config.localWorkers ? undefined : await remoteAdmission(config, store, logger),
+      elsewhere: elsewhere?.admission,
     },
   });
 
@@ -103,7 +108,7 @@ export async function registerStartupModels(config: EaselConfig, store: ModelSto
  * An API-only node runs no model, but knows the models of its config (the store, or --models):
  * it admits their jobs with their handlers' parse, as a node that runs them would, and describes them.
  */
-async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: Logger): Promise<(model: string) => Admission | undefined> {
+async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: Logger): Promise<{ models: string[]; admission(model: string): Admission | undefined }> {
   const admissions = new Map<string, Admission>();
   for (const [name, url] of startupModels(config)) {
     try {
@@ -114,7 +119,7 @@ async function remoteAdmission(config: EaselConfig, store: ModelStore, logger: L
       logger.warn({ model: name, dir: url, reason: (err as Error).message }, 'no admission rules for this model here; its jobs are checked by the worker node');
     }
   }
-  return (model) => admissions.get(model);
+  return { models: [...admissions.keys()], admission: (model) => admissions.get(model) };
 }
 
 /** The models to load at start: --models (name → location), or everything in the store (named by their own spec). */

@@ -2,8 +2,11 @@
 // `easel worker` nodes sharing the queue and the bucket, nothing on disk. Jobs and synchronous
 // predictions run on the workers, their events reach either API node's clients (resumable), and
 // work survives the death (kill -9) or draining (SIGTERM) of the node running it.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createParser } from 'eventsource-parser';
+import { Redis } from 'ioredis';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startEasel, startWorkerNode, waitFor, type EaselProcess, type WorkerNode } from '../helpers/easel-process.js';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
@@ -195,4 +198,60 @@ describe('distributed mode (Redis)', () => {
     expect(missed.length).toBeGreaterThan(10);
     expect(after).toEqual(missed);
   }, 120_000);
+});
+
+// The list KEDA's redis scaler reads (LLEN), named as deploy/kubernetes's ScaledObject names it.
+describe('the KEDA key (deploy/kubernetes ScaledObject listName)', () => {
+  const scaled = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy', 'kubernetes', 'workers', 'worker-tiny-sd.yaml'), 'utf8'))
+    .map((d) => d.toJSON() as { kind: string; spec: { triggers: { metadata: { listName: string } }[] } })
+    .find((o) => o.kind === 'ScaledObject')!;
+  const listName = scaled.spec.triggers[0]!.metadata.listName;
+
+  it('equals the jobs queued while no worker runs, falls as workers finish them, and still counts those of a worker killed mid-job', async () => {
+    const redis = await startRedis();
+    const s3 = await startS3();
+    const client = new Redis(redis.url);
+    const storage = ['--artifact-url', `s3://${s3.bucket}/jobs`, '--s3-endpoint', s3.endpoint];
+    const api = await startEasel(['--queue', redis.url, '--no-local-workers', ...storage], s3.env);
+    const nodes: WorkerNode[] = [];
+    try {
+      const N = 10;
+      // Scale from zero: no worker anywhere, and the API node admits and queues the work.
+      const ids: string[] = [];
+      for (let i = 0; i < N; i++) {
+        const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { prompt: PROMPT, seed: i, num_inference_steps: 60 } }) });
+        expect(res.status).toBe(202);
+        ids.push(((await res.json()) as { id: string }).id);
+      }
+      const depth = (): Promise<number> => client.llen(listName);
+      const unfinished = async (): Promise<number> => {
+        const jobs = await Promise.all(ids.map(async (id) => ((await (await fetch(`${api.inference}/v1/jobs/${id}`)).json()) as JobView).status));
+        return jobs.filter((s) => s === 'queued' || s === 'running').length;
+      };
+      expect(await depth()).toBe(N);
+      const nodeArgs = ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage, '--job-lock-ms', '1500'];
+      nodes.push(await startWorkerNode(nodeArgs, s3.env));
+      // Falls as the worker finishes jobs; running ones stay counted.
+      await waitFor(async () => (await unfinished()) <= N - 2, 90_000, 'two jobs to finish');
+      let left = await unfinished();
+      expect(await depth()).toBe(left);
+      expect(left).toBeGreaterThan(0);
+      // Killed mid-job: its running jobs are still outstanding work, and the list says so.
+      await nodes[0]!.stop('SIGKILL');
+      left = await unfinished();
+      expect(await depth()).toBe(left);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(await depth()).toBe(await unfinished());
+      // A new worker (KEDA's) takes them over and finishes everything: the list empties.
+      nodes.push(await startWorkerNode(nodeArgs, s3.env));
+      await waitFor(async () => (await unfinished()) === 0, 120_000, 'every job to finish');
+      expect(await depth()).toBe(0);
+    } finally {
+      for (const n of nodes) await n.stop('SIGKILL');
+      client.disconnect();
+      await api.stop();
+      await redis.stop();
+      await s3.stop();
+    }
+  }, 240_000);
 });
