@@ -29,6 +29,7 @@ function aptInstall(pkg: string): void {
 const PROGRAMS: [program: string, pkg: string, why: string][] = [
   ['redis-server', 'redis-server', "the distributed job backend's tests (or your system's Redis 7 package)"],
   ['chromium', 'chromium', "the playground's browser tests (or set EASEL_CHROMIUM to a Chromium or Chrome binary)"],
+  ['prometheus', 'prometheus', "the Prometheus tests of deploy/ (the package has promtool too)"],
   ['kubectl', 'kubectl', 'rendering deploy/kubernetes with kubectl kustomize (Kubernetes\'s own apt repository has it: https://kubernetes.io/docs/tasks/tools/)'],
 ];
 

@@ -28,7 +28,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   // The gauges read the manager only when scraped, after it exists.
   const metrics = new Metrics({
     queueLength: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, length: await jobs.backend.queuedCount(model, false) }))),
-    liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers })),
+    liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers, busy: m.busyWorkers })),
     queuedJobs: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
   });
   const manager = new ModelManager({

@@ -1,5 +1,6 @@
 // The Prometheus registry and every metric Easel exports, in base units.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { gpuGauges } from './gpu.js';
 import type { TurnReport } from '../handlers/handler.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -7,7 +8,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 export interface MetricsSources {
   /** Synchronous predictions waiting per model (the work queue's non-durable lane). */
   queueLength(): Promise<{ model: string; length: number }[]>;
-  liveWorkers(): { model: string; live: number }[];
+  liveWorkers(): { model: string; live: number; busy: number }[];
   /** Jobs waiting per model (the job queue's depth). */
   queuedJobs(): Promise<{ model: string; queued: number }[]>;
 }
@@ -57,6 +58,14 @@ export class Metrics {
         for (const w of sources.liveWorkers()) this.set({ model: w.model }, w.live);
       },
     });
+    new Gauge({
+      name: 'easel_workers_busy', help: 'Worker processes with work in hand, per model (÷ easel_workers_live: utilisation).', labelNames: ['model'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const w of sources.liveWorkers()) this.set({ model: w.model }, w.busy);
+      },
+    });
+    gpuGauges(this.registry);
     // The rates, from the counters' own totals per model.
     const rate = (name: string, help: string, of: string, per: string): Gauge<'model'> =>
       new Gauge({

@@ -44,7 +44,7 @@ export interface RegisterOptions {
 export interface Health {
   healthy: boolean;
   /** capacity: requests this node's live workers of the version take at once. */
-  models: { name: string; version: string; liveWorkers: number; minWorkers: number; capacity: number }[];
+  models: { name: string; version: string; liveWorkers: number; busyWorkers: number; minWorkers: number; capacity: number }[];
 }
 
 /** How far a request is (steps, tokens), with an optional preview: one shape from the handler to the queue. */

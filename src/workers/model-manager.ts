@@ -71,6 +71,10 @@ class ModelVersion {
     return this.supervisor.liveWorkers();
   }
 
+  busyWorkers(): number {
+    return this.supervisor.busyWorkers();
+  }
+
   resize(n: number, synchronous: boolean): Promise<void> {
     return this.supervisor.resize(n, synchronous);
   }
@@ -202,7 +206,7 @@ export class ModelManager implements ModelControl {
 
   health(): Health {
     const models = [...this.#models.values()].flatMap((m) =>
-      [...m.versions.values()].map((mv) => ({ name: mv.spec.name, version: mv.spec.version, liveWorkers: mv.liveWorkers(), minWorkers: mv.spec.minWorkers, capacity: mv.liveWorkers() * Math.max(1, mv.plan.requestsPerWorker) })),
+      [...m.versions.values()].map((mv) => ({ name: mv.spec.name, version: mv.spec.version, liveWorkers: mv.liveWorkers(), busyWorkers: mv.busyWorkers(), minWorkers: mv.spec.minWorkers, capacity: mv.liveWorkers() * Math.max(1, mv.plan.requestsPerWorker) })),
     );
     return { healthy: models.every((m) => m.liveWorkers >= m.minWorkers), models };
   }

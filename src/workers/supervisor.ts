@@ -56,6 +56,11 @@ export class Supervisor {
     return this.slots.filter((s) => s.proc?.ready).length;
   }
 
+  /** Live workers with a batch in hand. */
+  busyWorkers(): number {
+    return this.slots.filter((s) => s.proc?.ready && s.busy > 0).length;
+  }
+
   /** Starts or stops slots to reach `n` workers. */
   async resize(n: number, synchronous: boolean): Promise<void> {
     while (this.slots.length < n) {
