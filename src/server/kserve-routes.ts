@@ -6,7 +6,9 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { EaselError, invalidField, isEaselError } from '../errors/easel-error.js';
 import type { TensorSignature } from '../models/model-control.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { sendError, toEaselError } from './errors.js';
+import { countRequests } from './request-metrics.js';
 import { assertServed, localSpec, modelParameters, predict, type PredictOptions } from './predict.js';
 import { pathName } from './schemas.js';
 
@@ -42,7 +44,8 @@ interface NamedTensor {
   data: number[];
 }
 
-export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { serverVersion: string }): Promise<void> {
+export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { serverVersion: string; metrics: Metrics }): Promise<void> {
+  countRequests(app, o.metrics, o.control, (req) => (req.params as { model?: unknown } | undefined)?.model);
   app.setErrorHandler((err: FastifyError | EaselError, req, reply) => {
     const e = isEaselError(err) ? err : toEaselError(err);
     if (!e) req.log.error({ err }, 'unexpected error');

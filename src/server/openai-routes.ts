@@ -7,12 +7,15 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { WorkEvent } from '../jobs/work-event.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { toEaselError } from './errors.js';
+import { countRequests } from './request-metrics.js';
 import { assertServed, modelParameters, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
   isDraining(): boolean;
+  metrics: Metrics;
 }
 
 /** What a text model's JSON answer carries (the text-generation handler's Accept: application/json form). */
@@ -90,6 +93,7 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
 }
 
 export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions): Promise<void> {
+  countRequests(app, o.metrics, o.control, (req) => (req.body as { model?: unknown } | undefined)?.model);
   // These routes answer errors as OpenAI's clients expect them.
   app.setErrorHandler((err: FastifyError | EaselError, req, reply) => {
     const e = isEaselError(err) ? err : (toEaselError(err) ?? new EaselError('EASEL_INTERNAL', 'internal error'));

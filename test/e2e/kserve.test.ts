@@ -72,4 +72,12 @@ describe('Open Inference Protocol v2', () => {
     expect([image.status, image.body.field]).toEqual([400, 'model']);
     expect(image.body.error).toMatch(/tiny-sd is a text-to-image model; the v2 protocol serves tensor models/);
   });
+
+  it('counts its inferences in easel_requests_total by model and status', async () => {
+    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+    const count = (status: string): number => Number(new RegExp(`^easel_requests_total\\{model="add-one",status="${status}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    expect(count('200')).toBeGreaterThanOrEqual(2);
+    expect(count('400')).toBeGreaterThanOrEqual(5);
+    expect(text).toMatch(/^easel_requests_total\{model="_unknown",status="404"\} [1-9]/m);
+  });
 });

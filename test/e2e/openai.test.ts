@@ -136,4 +136,10 @@ describe('OpenAI-compatible API (official client)', () => {
       expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
     }
   }, 60_000);
+
+  it('counts its requests in easel_requests_total, streamed ones too', async () => {
+    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+    expect(text).toMatch(/^easel_requests_total\{model="tiny-lm",status="200"\} [1-9]/m);
+    expect(text).toMatch(/^easel_request_duration_seconds_count\{model="tiny-llama"\} [1-9]/m);
+  });
 });
