@@ -116,7 +116,9 @@ export function buildProgram(): Command {
   nodeOptions(
     program
       .command('worker')
-      .description('A worker node of the distributed mode: runs models and takes jobs from the shared Redis queue (no HTTP).'),
+      .description('A worker node of the distributed mode: runs models and takes jobs from the shared Redis queue; HTTP for its metrics only.')
+      .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
+      .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082; another one beside an easel serve on the same machine)').argParser(int)),
   )
     .addHelpText('after', helpAfter)
     .action(async (opts: Record<string, unknown>) => {

@@ -6,7 +6,6 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
-import { Metrics } from '../metrics/metrics.js';
 import { admission, checkHandler, TASKS, type Admission } from '../handlers/admission.js';
 import { ApiKeys } from '../server/api-keys.js';
 import { ModelStore } from '../models/model-store.js';
@@ -14,6 +13,7 @@ import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
+import { nodeMetrics } from './node-metrics.js';
 import { exitOnSignals, nodeCloser } from './shutdown.js';
 
 export interface RunningServer {
@@ -26,25 +26,11 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   await mkdir(config.dataDir, { recursive: true });
   const queue = new RequestBatcher();
   // The gauges read the manager only when scraped, after it exists.
-  const metrics = new Metrics({
-    queueLength: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, length: await jobs.backend.queuedCount(model, false) }))),
-    liveWorkers: () => manager.health().models.map((m) => ({ model: m.name, live: m.liveWorkers, busy: m.busyWorkers })),
-    queuedJobs: async () => Promise.all((await jobs.models()).map(async (model) => ({ model, queued: await jobs.backend.queuedCount(model) }))),
-  });
+  const { metrics, observer } = nodeMetrics(() => jobs, () => manager);
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
-    observer: {
-      stage: (model, stage, seconds) => {
-        metrics.handlerStage.observe({ model, stage }, seconds);
-        // "inference" spans a batch's whole stay in the step loop: its turns are stages of their own.
-        if (stage !== 'inference') metrics.stage.observe({ model, stage }, seconds);
-      },
-      hop: (model, seconds) => metrics.stage.observe({ model, stage: 'ipc' }, seconds),
-      queueTime: (model, seconds) => metrics.queueTime.observe({ model }, seconds),
-      workerRestart: (model) => metrics.workerRestarts.inc({ model }),
-      step: (model, report) => metrics.turn(model, report),
-    },
+    observer,
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   let draining = false;

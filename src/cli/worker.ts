@@ -9,7 +9,9 @@ import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { TASKS } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
+import { createMetricsServer } from '../server/servers.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
+import { nodeMetrics } from './node-metrics.js';
 import { registerStartupModels } from './serve.js';
 import { exitOnSignals, nodeCloser } from './shutdown.js';
 
@@ -18,17 +20,23 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   if (config.queue === 'embedded') throw new Error('easel worker needs --queue redis://host:port: the queue it shares with the API nodes');
   await mkdir(config.dataDir, { recursive: true });
   const queue = new RequestBatcher();
+  // Its own metrics port: step batches, time in ONNX Runtime, its GPUs — what only a worker knows.
+  const { metrics, observer } = nodeMetrics(() => jobs, () => manager);
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
+    observer,
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
-  const jobs = createJobSystem(config, manager, logger);
+  const jobs = createJobSystem(config, manager, logger, metrics);
+  const metricsServer = await createMetricsServer({ metrics, logger, maxBodyBytes: config.maxBodyBytes, json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys } });
+  await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
   await registerStartupModels(config, store, manager, logger);
   await startJobSystem(jobs, manager);
-  logger.info({ queue: config.queue, models: manager.health().models.map((m) => m.name) }, 'easel worker ready');
+  const metricsPort = (metricsServer.server.address() as { port: number }).port;
+  logger.info({ queue: config.queue, models: manager.health().models.map((m) => m.name), ports: { metrics: metricsPort } }, 'easel worker ready');
 
-  const close = nodeCloser({ jobs, batcher: queue, manager, listeners: [], graceMs: config.shutdownGraceMs, logger }, 'easel worker stopped');
+  const close = nodeCloser({ jobs, batcher: queue, manager, listeners: [metricsServer], graceMs: config.shutdownGraceMs, logger }, 'easel worker stopped');
   exitOnSignals(close, config.shutdownGraceMs, logger);
   return { close };
 }

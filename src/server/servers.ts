@@ -48,7 +48,7 @@ export interface Servers {
 const API_VERSION = '0.1.0';
 
 /** One listener with everything every port shares; `routes` registers its own. */
-async function listener(o: ServersOptions, name: string, description: string, routes: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
+async function listener(o: Pick<ServersOptions, 'logger' | 'maxBodyBytes' | 'json'>, name: string, description: string, routes: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: o.logger.child({ api: name }) as FastifyBaseLogger,
     bodyLimit: o.maxBodyBytes,
@@ -100,9 +100,13 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
   const management = await listener(o, 'management', 'TorchServe-compatible management API.', async (app) => {
     await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
   });
-  const metrics = await listener(o, 'metrics', 'Prometheus metrics.', async (app) => {
+  return { inference, management, metrics: await createMetricsServer(o) };
+}
+
+/** The metrics listener alone: every node has one (a worker node of the distributed mode has nothing else). */
+export function createMetricsServer(o: Pick<ServersOptions, 'metrics' | 'logger' | 'maxBodyBytes' | 'json'>): Promise<FastifyInstance> {
+  return listener(o, 'metrics', 'Prometheus metrics.', async (app) => {
     app.get('/metrics', { schema: { summary: 'Prometheus metrics, text exposition format.' } }, async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
     methodNotAllowed(app, '/metrics', ['GET']);
   });
-  return { inference, management, metrics };
 }

@@ -95,6 +95,8 @@ export function waitHealthy(e: EaselProcess, timeoutMs = 30_000): Promise<void> 
 export interface WorkerNode {
   child: ChildProcess;
   logs: string[];
+  /** Its metrics listener (loopback, an ephemeral port). */
+  metrics: string;
   exited: Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -102,17 +104,17 @@ export interface WorkerNode {
 /** Starts `easel worker` (a distributed-mode worker node) and waits until it is ready. */
 export async function startWorkerNode(args: string[], env: Record<string, string> = {}): Promise<WorkerNode> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-node-'));
-  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--log-level', 'info', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--log-level', 'info', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
+  const metricsPort = await new Promise<number>((resolve, reject) => {
     collectLogs(child, logs, (line) => {
-      if (line.includes('"easel worker ready"')) resolve();
+      if (line.includes('"easel worker ready"')) resolve((JSON.parse(line) as { ports: { metrics: number } }).ports.metrics);
     });
     void exited.then((code) => reject(new Error(`easel worker exited (${code}) before it was ready:\n${logs.join('\n')}`)));
   });
   return {
-    child, logs, exited,
+    child, logs, exited, metrics: `http://127.0.0.1:${metricsPort}`,
     stop: stopper(child, exited, dataDir, 30_000),
   };
 }
