@@ -3,7 +3,7 @@
 // feeds local workers, webhooks, expiry, and (Redis) the announcement of the models served here.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { EaselConfig } from '../config/config.js';
+import { poolPolicy, type EaselConfig } from '../config/config.js';
 import type { JobBackend } from '../jobs/job.js';
 import { RedisJobBackend } from '../jobs/redis-job-backend.js';
 import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
@@ -57,6 +57,8 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
       if (t.generatedTokens !== undefined) metrics?.generationTokens.inc({ model }, t.generatedTokens);
     },
     onQueueWait: (model, seconds) => metrics?.stage.observe({ model, stage: 'queue_wait' }, seconds),
+    onOutputs: (model, n) => metrics?.outputs.inc({ model, pool: config.pool }, n),
+    policy: poolPolicy(config),
     onFinished: (job, seconds) => {
       metrics?.jobs.inc({ model: job.model, status: job.status });
       if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);

@@ -4,8 +4,9 @@ import type { JobSystem } from './job-system.js';
 import { Metrics } from '../metrics/metrics.js';
 import type { ModelManager, ModelManagerOptions } from '../workers/model-manager.js';
 
-export function nodeMetrics(jobs: () => JobSystem, manager: () => ModelManager): { metrics: Metrics; observer: NonNullable<ModelManagerOptions['observer']> } {
+export function nodeMetrics(jobs: () => JobSystem, manager: () => ModelManager, pool: { pool: string; pricePerHour: number }): { metrics: Metrics; observer: NonNullable<ModelManagerOptions['observer']> } {
   const metrics = new Metrics({
+    pool,
     queueLength: async () => Promise.all((await jobs().models()).map(async (model) => ({ model, length: await jobs().backend.queuedCount(model, false) }))),
     liveWorkers: () => manager().health().models.map((m) => ({ model: m.name, live: m.liveWorkers, busy: m.busyWorkers })),
     queuedJobs: async () => Promise.all((await jobs().models()).map(async (model) => ({ model, queued: await jobs().backend.queuedCount(model) }))),

@@ -26,7 +26,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   await mkdir(config.dataDir, { recursive: true });
   const queue = new RequestBatcher();
   // The gauges read the manager only when scraped, after it exists.
-  const { metrics, observer } = nodeMetrics(() => jobs, () => manager);
+  const { metrics, observer } = nodeMetrics(() => jobs, () => manager, config);
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,

@@ -21,7 +21,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   await mkdir(config.dataDir, { recursive: true });
   const queue = new RequestBatcher();
   // Its own metrics port: step batches, time in ONNX Runtime, its GPUs — what only a worker knows.
-  const { metrics, observer } = nodeMetrics(() => jobs, () => manager);
+  const { metrics, observer } = nodeMetrics(() => jobs, () => manager, config);
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,

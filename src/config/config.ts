@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { PRIORITY_CLASSES, type ClaimPolicy } from '../jobs/job.js';
 
 /** The folder of the installed package: bundled models live under it. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -43,6 +44,19 @@ export const configSchema = z
     rateLimitPerMinute: z.number().int().nonnegative(),
     /** Origins a browser page served elsewhere may call the inference API from (CORS); `*` for any. */
     corsOrigins: z.array(z.string().min(1)),
+    /** The worker pool this node's workers belong to (spot, on-demand…): the routing rules and the cost metrics name it. */
+    pool: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'pool must be a name of letters, digits, ".", "_" and "-"'),
+    /** What one of this node's workers costs per hour (any currency): easel_cost_total. */
+    pricePerHour: z.number().nonnegative(),
+    /**
+     * Which work each pool takes, by priority class (high: priority > 0, normal: 0, low: < 0):
+     * `takes` (default: every class not in `after`) at once, `after` a class once its job has
+     * waited that many seconds. A pool without rules takes everything.
+     */
+    poolRules: z.record(
+      z.string(),
+      z.object({ takes: z.array(z.enum(PRIORITY_CLASSES)).optional(), after: z.partialRecord(z.enum(PRIORITY_CLASSES), z.number().nonnegative()).optional() }).strict(),
+    ),
     /** Regular expressions a remote model URL must match as a whole to be registered (TorchServe's allowed_urls). Empty: none allowed. */
     allowedUrls: z.array(regex),
     /** Regular expressions a webhook's host (`name` or `name:port`) matches as a whole to be reached although it is internal (loopback, private). */
@@ -102,6 +116,9 @@ export const defaults: z.infer<typeof configSchema> = {
   allowCustomHandlers: false,
   rateLimitPerMinute: 0,
   corsOrigins: [],
+  pool: 'default',
+  pricePerHour: 0,
+  poolRules: {},
   maxBodyBytes: 16 * 1024 * 1024,
   maxJsonDepth: 32,
   maxJsonKeys: 1000,
@@ -145,6 +162,8 @@ export function coerce(key: Key, raw: string): unknown {
     return typeof d[0] === 'number' ? items.map(Number) : items;
   }
   if (key === 'models') return parseModelList(raw.split(',').map((s) => s.trim()).filter(Boolean));
+  // A mapping (poolRules): JSON in the environment.
+  if (typeof d === 'object' && d !== null) return JSON.parse(raw) as unknown;
   return raw;
 }
 
@@ -208,4 +227,13 @@ export function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
+}
+
+/** This node's pool's routing rules as a claim policy; none when its pool has no rules (it takes everything). */
+export function poolPolicy(config: EaselConfig): ClaimPolicy | undefined {
+  const rule = new Map(Object.entries(config.poolRules)).get(config.pool);
+  if (!rule) return undefined;
+  const after = new Map(Object.entries(rule.after ?? {}));
+  const now = new Set(rule.takes ?? PRIORITY_CLASSES.filter((c) => !after.has(c)));
+  return { takes: (cls, waitedMs) => now.has(cls) || waitedMs >= (after.get(cls) ?? Number.POSITIVE_INFINITY) * 1000 };
 }

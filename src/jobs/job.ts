@@ -36,6 +36,19 @@ export interface JobError {
 /** A result as bytes with their media type; several outputs travel as its parts. */
 export type { Payload };
 
+/** A job's priority class, from its priority: above 0 high, below 0 low, 0 normal. */
+export type PriorityClass = 'high' | 'normal' | 'low';
+export const PRIORITY_CLASSES = ['high', 'normal', 'low'] as const satisfies readonly PriorityClass[];
+
+export function priorityClass(priority: number): PriorityClass {
+  return priority > 0 ? 'high' : priority < 0 ? 'low' : 'normal';
+}
+
+/** Which work a worker pool takes: a class at once, once it has waited long enough, or never. */
+export interface ClaimPolicy {
+  takes(cls: PriorityClass, waitedMs: number): boolean;
+}
+
 export interface Job {
   readonly id: string;
   /**
@@ -109,8 +122,11 @@ export interface JobBackend {
   /** Queued work of a model in one lane (durable jobs by default). */
   queuedCount(model: string, durable?: boolean): Promise<number>;
 
-  /** Takes the highest-priority, oldest queued job of one of these models, marking it running. */
-  claim(models: readonly string[]): Promise<Job | undefined>;
+  /**
+   * Takes the highest-priority, oldest queued job of one of these models, marking it running;
+   * with a policy (a worker pool's routing rules), only work the policy takes.
+   */
+  claim(models: readonly string[], policy?: ClaimPolicy): Promise<Job | undefined>;
   /** Progress, with a preview image, or the text a text model made since the last report (a token event). */
   progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void>;
   /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */

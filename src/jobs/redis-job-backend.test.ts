@@ -125,3 +125,25 @@ describe('RedisJobBackend across nodes', () => {
     }
   });
 });
+
+describe('RedisJobBackend claims by pool policy', () => {
+  it('passes over a class the pool does not take yet, takes it once it has waited, and never takes a class it refuses', async () => {
+    const backend = new RedisJobBackend({ url: redis.url, prefix: `test-${randomUUID()}`, jobTtlMs: TTL_MS });
+    try {
+      const high = (await backend.submit({ model: 'sd', input: {}, priority: 10 })).job;
+      const normal = (await backend.submit({ model: 'sd', input: {} })).job;
+      const low = (await backend.submit({ model: 'sd', input: {}, priority: -5 })).job;
+      // Spot-like: normal at once, high after 300 ms, never low.
+      const spot = { takes: (cls: string, waitedMs: number) => cls === 'normal' || (cls === 'high' && waitedMs >= 300) };
+      expect((await backend.claim(['sd'], spot))?.id).toBe(normal.id);
+      expect(await backend.claim(['sd'], spot)).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 350));
+      expect((await backend.claim(['sd'], spot))?.id).toBe(high.id);
+      expect(await backend.claim(['sd'], spot)).toBeUndefined();
+      // A pool without rules takes what is left.
+      expect((await backend.claim(['sd']))?.id).toBe(low.id);
+    } finally {
+      await backend.close();
+    }
+  });
+});

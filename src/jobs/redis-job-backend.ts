@@ -25,7 +25,7 @@ import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
+import { isTerminal, PRIORITY_CLASSES, priorityClass, type ClaimPolicy, type Job, type JobBackend, type PriorityClass, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
 import { eventStatus, isFinalEvent, progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
@@ -44,6 +44,16 @@ interface StoredJob extends Omit<Job, 'input'> {
 }
 
 const PRIORITY_SPAN = 2 ** 40;
+
+/** A model's BullMQ queue for a priority class: a pool that does not take a class never meets its work. */
+const bullQueueName = (model: string, cls: PriorityClass): string => (cls === 'normal' ? model : `${model}~${cls}`);
+
+/** Each class's scores in a lane's ZSET ((100 - priority) × span + seq): [from, below]. */
+const CLASS_SCORES: ReadonlyMap<PriorityClass, [number, number]> = new Map([
+  ['high', [0, 100 * PRIORITY_SPAN]],
+  ['normal', [100 * PRIORITY_SPAN, 101 * PRIORITY_SPAN]],
+  ['low', [101 * PRIORITY_SPAN, 201 * PRIORITY_SPAN]],
+]);
 /** How long a finished synchronous prediction's record and result wait for their API node. */
 const KEEP_PREDICTION_MS = 60_000;
 /** A job's stream keeps about this many events (previews included). */
@@ -258,7 +268,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     };
     // BullMQ first: a claim that finds no record yet waits for it (see claim), while a record
     // without its BullMQ job could never be claimed. BullMQ: 1 is its highest priority.
-    await this.#queue(n.model).add('job', { id }, { jobId: id, priority: 101 - job.priority, removeOnComplete: true, removeOnFail: true });
+    await this.#queue(bullQueueName(n.model, priorityClass(job.priority))).add('job', { id }, { jobId: id, priority: 101 - job.priority, removeOnComplete: true, removeOnFail: true });
     const ops: Op[] = [...this.#enqueueOps(job), ...this.#depthOps(job, 'lpush'), this.#status(job)];
     if (durable) ops.unshift(['zadd', this.#key('jobs'), seq, id]);
     await this.#redis.easelApply(this.#key('job', id), '', JSON.stringify(job), ...ops.flat());
@@ -297,7 +307,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const s = await this.#read(id);
     if (s?.job.status !== 'queued') return false;
     // BullMQ refuses to remove a job a worker holds (locked): then it was claimed, not withdrawn.
-    const removed = await this.#queue(s.job.model).remove(id).catch(() => 0);
+    const removed = await this.#queue(bullQueueName(s.job.model, priorityClass(s.job.priority))).remove(id).catch(() => 0);
     if (removed !== 1) return false;
     return (await this.#finish(id, 'cancelled', error)) !== undefined;
   }
@@ -320,29 +330,35 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return this.#redis.zcard(this.#key(durable ? 'queued' : 'waiting', model));
   }
 
-  async claim(models: readonly string[]): Promise<Job | undefined> {
-    // Each asked model gets its BullMQ worker, whose stalled checks take over dead nodes' jobs.
-    for (const model of models) this.#worker(model);
-    // The model whose best queued work ranks first (either lane); BullMQ hands out its queue's best.
-    let best: { model: string; score: number } | undefined;
+  async claim(models: readonly string[], policy?: ClaimPolicy): Promise<Job | undefined> {
+    // Each asked model gets its BullMQ workers, whose stalled checks take over dead nodes' jobs.
+    for (const model of models) for (const cls of PRIORITY_CLASSES) this.#worker(bullQueueName(model, cls));
+    // The model and class whose best queued work this pool takes ranks first (either lane);
+    // BullMQ hands out that queue's best.
+    let best: { model: string; cls: PriorityClass; score: number } | undefined;
     for (const model of models) {
       for (const lane of ['queued', 'waiting']) {
-        const top = await this.#redis.zrange(this.#key(lane, model), '0', '0', 'WITHSCORES');
-        const score = top[1] === undefined ? undefined : Number(top[1]);
-        if (score !== undefined && (!best || score < best.score)) best = { model, score };
+        const found = await this.#bestTaken(this.#key(lane, model), policy);
+        if (found && (!best || found.score < best.score)) best = { model, ...found };
       }
     }
     if (!best) return undefined;
     const token = randomUUID();
-    const bull = (await this.#worker(best.model).getNextJob(token, { block: false })) as BullJob | undefined;
+    const bull = (await this.#worker(bullQueueName(best.model, best.cls)).getNextJob(token, { block: false })) as BullJob | undefined;
     if (!bull?.id) return undefined;
     const id = bull.id;
     const now = Date.now();
     let expired = false;
+    let notYet = false;
     const claimed = await this.#update(id, (job) => {
       if (job.status !== 'queued' && job.status !== 'running') return undefined;
       if (job.deadline !== null && job.deadline <= now) {
         expired = true;
+        return undefined;
+      }
+      // BullMQ's best of the class may be a younger job than the one that qualified: not yet.
+      if (policy && !policy.takes(priorityClass(job.priority), now - job.createdAt)) {
+        notYet = true;
         return undefined;
       }
       const running: StoredJob = { ...job, status: 'running', attempts: job.attempts + 1, startedAt: now, progress: null };
@@ -352,6 +368,10 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
       // Submitted this instant (its record follows its BullMQ job), or its submitter died between.
       const young = now - bull.timestamp < 10_000;
       await (young ? bull.moveToDelayed(now + 100, token) : bull.moveToCompleted(null, token, false)).catch(() => undefined);
+      return undefined;
+    }
+    if (!claimed.changed && notYet) {
+      await bull.moveToWait(token).catch(() => undefined);
       return undefined;
     }
     if (!claimed.changed) {
@@ -364,6 +384,24 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     renew.unref();
     this.#claimed.set(id, { bull, token, renew });
     return fromStored(claimed.job);
+  }
+
+  /** The best entry of a lane's ZSET that the policy takes now (a class it takes after a wait: once that job has waited). */
+  async #bestTaken(lane: string, policy: ClaimPolicy | undefined): Promise<{ cls: PriorityClass; score: number } | undefined> {
+    const now = Date.now();
+    for (const cls of PRIORITY_CLASSES) {
+      if (policy && !policy.takes(cls, Number.POSITIVE_INFINITY)) continue;
+      const [min, max] = CLASS_SCORES.get(cls)!;
+      const [id, score] = await this.#redis.zrangebyscore(lane, min, `(${max}`, 'WITHSCORES', 'LIMIT', 0, 1);
+      if (id === undefined || score === undefined) continue;
+      if (policy && !policy.takes(cls, 0)) {
+        const createdAt = (await this.#read(id))?.job.createdAt;
+        if (createdAt === undefined || !policy.takes(cls, now - createdAt)) continue;
+      }
+      // Classes in priority order: the first found ranks first.
+      return { cls, score: Number(score) };
+    }
+    return undefined;
   }
 
   async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
+import { isTerminal, type ClaimPolicy, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
 import { MemoryLane } from './memory-lane.js';
 import { progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
@@ -292,7 +292,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return (this.#stmt(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued'`).get(model) as { n: number }).n;
   }
 
-  async claim(models: readonly string[]): Promise<Job | undefined> {
+  // One node, one pool: the embedded backend has no routing between pools.
+  async claim(models: readonly string[], _policy?: ClaimPolicy): Promise<Job | undefined> {
     if (models.length === 0) return undefined;
     for (;;) {
       // The two lanes' best, compared as one queue: priority, then arrival.

@@ -4,7 +4,7 @@
 // result goes back through the queue) and reports progress, previews, cancellation and the outcome.
 import type { Logger } from 'pino';
 import { isEaselError } from '../errors/easel-error.js';
-import type { Job, JobBackend, JobOutput } from '../jobs/job.js';
+import type { ClaimPolicy, Job, JobBackend, JobOutput } from '../jobs/job.js';
 import type { ModelControl } from '../models/model-control.js';
 import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
 
@@ -23,6 +23,10 @@ export interface JobRunnerOptions {
   onTokens?: (model: string, o: { firstTokenSeconds?: number; interTokenSeconds?: number; promptTokens?: number; generatedTokens?: number }) => void;
   /** A run's wait for a worker: from submission to its batch starting (easel_stage_seconds queue_wait). */
   onQueueWait?: (model: string, seconds: number) => void;
+  /** A run succeeded with this many outputs (images; 1 for another result). */
+  onOutputs?: (model: string, n: number) => void;
+  /** This node's pool's routing rules: which work it claims. */
+  policy?: ClaimPolicy | undefined;
 }
 
 export class JobRunner {
@@ -81,7 +85,7 @@ export class JobRunner {
     for (;;) {
       const free = [...capacity].filter(([model, n]) => (this.#inFlight.get(model) ?? 0) < n).map(([model]) => model);
       if (free.length === 0 || this.#closing) return;
-      const job = await this.#o.backend.claim(free);
+      const job = await this.#o.backend.claim(free, this.#o.policy);
       if (!job) return;
       this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 0) + 1);
       const run = this.#run(job).catch((err: unknown) => this.#o.logger.error({ err, job: job.id }, 'job bookkeeping failed'));
@@ -127,6 +131,7 @@ export class JobRunner {
       // In the queue until claimed, then in the worker's batcher until its batch started.
       const queueWait = Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds;
       this.#o.onQueueWait?.(job.model, queueWait);
+      this.#o.onOutputs?.(job.model, outcome.result.parts?.length ?? 1);
       if (!job.durable) {
         finished = await backend.complete(job.id, [], outcome.result);
         return;

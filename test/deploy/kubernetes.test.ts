@@ -107,6 +107,10 @@ describe('deploy/kubernetes overlays', () => {
       const pool = d.metadata.name.endsWith('-spot') ? 'spot' : 'on-demand';
       expect(d.spec.selector.matchLabels['easel.ai/pool']).toBe(pool);
       expect(d.spec.template.spec.nodeSelector['karpenter.sh/capacity-type']).toBe(pool);
+      // The worker says its pool (routing rules, cost metrics) and its price.
+      const args = d.spec.template.spec.containers[0].args as string[];
+      expect(args[args.indexOf('--pool') + 1]).toBe(pool);
+      expect(Number(args[args.indexOf('--price-per-hour') + 1])).toBeGreaterThan(0);
       expect((d.spec.template.spec.tolerations ?? []).length > 0).toBe(pool === 'spot');
     }
   });

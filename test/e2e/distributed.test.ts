@@ -263,3 +263,54 @@ describe('the KEDA key (deploy/kubernetes ScaledObject listName)', () => {
     }
   }, 240_000);
 });
+
+describe('cost-aware pools', () => {
+  it("routes high-priority work to on-demand capacity, lets spot take it after its wait, and counts each pool's worker-seconds, cost and outputs", async () => {
+    const redis = await startRedis();
+    const s3 = await startS3();
+    const storage = ['--artifact-url', `s3://${s3.bucket}/jobs`, '--s3-endpoint', s3.endpoint];
+    const api = await startEasel(['--queue', redis.url, '--no-local-workers', ...storage], s3.env);
+    const nodes: WorkerNode[] = [];
+    try {
+      // Spot takes normal and low work at once, high work only after it waited 3 s for another pool.
+      const common = ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage, '--pool-rules', JSON.stringify({ spot: { after: { high: 3 } } })];
+      const spot = await startWorkerNode([...common, '--pool', 'spot', '--price-per-hour', '0.9'], s3.env);
+      nodes.push(spot);
+      interface Timed { id: string; status: string; created_at: string; started_at: string }
+      const run = async (priority: number): Promise<{ job: Timed; waitedMs: number }> => {
+        const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', priority, input: { prompt: PROMPT, num_inference_steps: 10 } }) });
+        const { id } = (await res.json()) as { id: string };
+        let job: Timed | undefined;
+        await waitFor(async () => (job = (await (await fetch(`${api.inference}/v1/jobs/${id}`)).json()) as Timed).status === 'succeeded', 60_000, `job ${id}`);
+        return { job: job!, waitedMs: Date.parse(job!.started_at) - Date.parse(job!.created_at) };
+      };
+      const ranOn = (node: WorkerNode, id: string): boolean => node.logs.some((l) => l.includes('"job started"') && l.includes(id));
+      const normal = await run(0);
+      expect(normal.waitedMs).toBeLessThan(2000);
+      const high = await run(10);
+      expect(high.waitedMs).toBeGreaterThanOrEqual(3000);
+      expect(ranOn(spot, high.job.id)).toBe(true);
+      // On-demand capacity up: high work goes there at once.
+      const onDemand = await startWorkerNode([...common, '--pool', 'on-demand', '--price-per-hour', '3'], s3.env);
+      nodes.push(onDemand);
+      const urgent = await run(10);
+      expect(urgent.waitedMs).toBeLessThan(2000);
+      expect(ranOn(onDemand, urgent.job.id)).toBe(true);
+      // Each pool's bill: worker-seconds × its price ÷ 3600, and its outputs (cost per image = cost ÷ outputs).
+      const value = (text: string, name: string, pool: string): number => Number(new RegExp(`^${name}\\{model="tiny-sd",pool="${pool}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      const spotMetrics = await (await fetch(`${spot.metrics}/metrics`)).text();
+      const seconds = value(spotMetrics, 'easel_worker_seconds_total', 'spot');
+      expect(seconds).toBeGreaterThan(3);
+      expect(value(spotMetrics, 'easel_cost_total', 'spot')).toBeCloseTo((seconds * 0.9) / 3600, 9);
+      expect(value(spotMetrics, 'easel_outputs_total', 'spot')).toBe(2);
+      const onDemandMetrics = await (await fetch(`${onDemand.metrics}/metrics`)).text();
+      expect(value(onDemandMetrics, 'easel_cost_total', 'on-demand')).toBeCloseTo((value(onDemandMetrics, 'easel_worker_seconds_total', 'on-demand') * 3) / 3600, 9);
+      expect(value(onDemandMetrics, 'easel_outputs_total', 'on-demand')).toBe(1);
+    } finally {
+      for (const n of nodes) await n.stop('SIGKILL');
+      await api.stop();
+      await redis.stop();
+      await s3.stop();
+    }
+  }, 180_000);
+});
