@@ -18,13 +18,14 @@ function keysFile(keys: Record<string, unknown>[]): string {
 }
 const sha = (key: string): string => createHash('sha256').update(key).digest('hex');
 
-describe('API keys', () => {
-  let app: InProcess | undefined;
-  afterEach(async () => {
-    await app?.close();
-    app = undefined;
-  });
+/** The servers a test built, closed after it. */
+let app: InProcess | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
 
+describe('API keys', () => {
   it('is off without keys: the inference API is open', async () => {
     expect(ApiKeys.load(undefined, undefined)).toBeNull();
     expect(ApiKeys.load(undefined, ' ')).toBeNull();
@@ -69,12 +70,6 @@ describe('API keys', () => {
 });
 
 describe('rate limits', () => {
-  let app: InProcess | undefined;
-  afterEach(async () => {
-    await app?.close();
-    app = undefined;
-  });
-
   it("answers 429 in Easel's error shape with Retry-After past a key's requests per minute; other keys go on", async () => {
     const keys = ApiKeys.load(keysFile([{ name: 'slow', sha256: sha('slow'), rateLimitPerMinute: 2 }, { name: 'fast', sha256: sha('fast') }]), undefined)!;
     app = await inProcessServers({ apiKeys: keys, rateLimit: { perMinute: 100 } });
@@ -93,15 +88,11 @@ describe('rate limits', () => {
 
 describe('CORS', () => {
   it('answers a preflight from an allowed origin without a key, and not from others', async () => {
-    const app = await inProcessServers({ corsOrigins: ['https://studio.example'], apiKeys: ApiKeys.load(undefined, 'a=b')! });
-    try {
-      const preflight = (origin: string) => app.servers.inference.inject({ method: 'OPTIONS', url: '/v1/jobs', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
-      const ok = await preflight('https://studio.example');
-      expect(ok.statusCode).toBe(204);
-      expect(ok.headers['access-control-allow-origin']).toBe('https://studio.example');
-      expect((await preflight('https://evil.example')).headers['access-control-allow-origin']).toBeUndefined();
-    } finally {
-      await app.close();
-    }
+    app = await inProcessServers({ corsOrigins: ['https://studio.example'], apiKeys: ApiKeys.load(undefined, 'a=b')! });
+    const preflight = (origin: string) => app!.servers.inference.inject({ method: 'OPTIONS', url: '/v1/jobs', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+    const ok = await preflight('https://studio.example');
+    expect(ok.statusCode).toBe(204);
+    expect(ok.headers['access-control-allow-origin']).toBe('https://studio.example');
+    expect((await preflight('https://evil.example')).headers['access-control-allow-origin']).toBeUndefined();
   });
 });

@@ -2,6 +2,10 @@
 // a system prompt, temperature and max tokens; Stop ends the stream; tokens/s shown.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, streamChat, type ChatMessage, type Model } from './api.js';
+import { Field, ModelPicker } from './fields.js';
+
+/** The fields that show the API's message beside them; other errors show under the messages. */
+const FIELDS: ReadonlySet<string> = new Set(['temperature', 'max_tokens']);
 
 interface Turn extends ChatMessage {
   /** The reply's speed: completion tokens ÷ seconds from sending to the last token. */
@@ -60,27 +64,17 @@ export function ChatTab({ models }: { models: Model[] }) {
     <div class="chat-tab">
       <form class="panel" onSubmit={(e) => void send(e)} data-testid="chat-form">
         <div class="row">
-          <label class="field">
-            <span>Model</span>
-            <select name="model" value={model.id} onChange={(e) => setModelId(e.currentTarget.value)}>
-              {models.map((m) => <option value={m.id}>{m.id}</option>)}
-            </select>
-          </label>
-          <label class={invalid('temperature') ? 'field invalid' : 'field'}>
-            <span>Temperature</span>
+          <ModelPicker models={models} value={model.id} onChange={setModelId} />
+          <Field name="temperature" label="Temperature" error={invalid('temperature')}>
             <input type="number" name="temperature" min={0} max={2} step={0.1} value={temperature} onInput={(e) => setTemperature(Number(e.currentTarget.value))} />
-            {invalid('temperature') && <small class="field-error" role="alert">{invalid('temperature')}</small>}
-          </label>
-          <label class={invalid('max_tokens') ? 'field invalid' : 'field'}>
-            <span>Max tokens</span>
+          </Field>
+          <Field name="max_tokens" label="Max tokens" error={invalid('max_tokens')}>
             <input type="number" name="max_tokens" min={1} step={1} value={maxTokens} onInput={(e) => setMaxTokens(Number(e.currentTarget.value))} />
-            {invalid('max_tokens') && <small class="field-error" role="alert">{invalid('max_tokens')}</small>}
-          </label>
+          </Field>
         </div>
-        <label class="field">
-          <span>System prompt</span>
+        <Field name="system" label="System prompt">
           <textarea name="system" rows={2} value={system} onInput={(e) => setSystem(e.currentTarget.value)} placeholder="You are a helpful assistant." />
-        </label>
+        </Field>
         <div class="messages" data-testid="messages" aria-live="polite">
           {turns.map((t, i) => (
             <div class={`message ${t.role}`} data-testid={`message-${t.role}`} data-done={t.role === 'assistant' && !(busy && i === turns.length - 1) ? 'true' : 'false'}>
@@ -90,7 +84,7 @@ export function ChatTab({ models }: { models: Model[] }) {
             </div>
           ))}
         </div>
-        {error && !error.field && <p class="error" role="alert" data-testid="chat-error">{error.message}</p>}
+        {error && !FIELDS.has(error.field ?? '') && <p class="error" role="alert" data-testid="chat-error">{error.message}</p>}
         <div class="row send">
           <textarea name="message" rows={2} value={draft} onInput={(e) => setDraft(e.currentTarget.value)} onKeyDown={(e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); void send(); } }} placeholder="Ask something (Enter sends, Shift+Enter for a new line)" data-testid="chat-input" />
           {busy ? <button type="button" class="secondary" data-testid="stop" onClick={() => running.current?.abort()}>Stop</button> : <button type="submit" data-testid="send">Send</button>}

@@ -2,6 +2,8 @@
 // a card per job (queue position, progress, live previews, cancel), and the gallery.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, followJob, getBlob, getJson, postJson, remove, type Job, type Model, type TextToImageParameters } from './api.js';
+import type { ComponentChildren } from 'preact';
+import { Field, ModelPicker } from './fields.js';
 import { Gallery } from './gallery.js';
 import { loadGallery, saveGallery, type GalleryItem } from './gallery-store.js';
 
@@ -160,12 +162,10 @@ export function ImageTab({ models }: { models: Model[] }) {
     window.scrollTo({ top: 0 });
   };
 
-  const field = (name: keyof Form, label: string, control: preact.ComponentChildren) => (
-    <label class={errors.has(name) ? 'field invalid' : 'field'} data-field={name}>
-      <span>{label}</span>
+  const field = (name: keyof Form, label: string, control: ComponentChildren) => (
+    <Field name={name} label={label} error={errors.get(name)}>
       {control}
-      {errors.has(name) && <small class="field-error" role="alert" data-testid={`error-${name}`}>{errors.get(name)}</small>}
-    </label>
+    </Field>
   );
   const number = (name: 'num_inference_steps' | 'guidance_scale' | 'width' | 'height' | 'num_images', min: number, max: number, step: number) => (
     <input type="number" name={name} min={min} max={max} step={step} value={form[name]} onInput={(e) => set(name, Number(e.currentTarget.value))} list={name === 'width' || name === 'height' ? 'sizes' : undefined} />
@@ -178,12 +178,7 @@ export function ImageTab({ models }: { models: Model[] }) {
         {field('prompt', 'Prompt', <textarea name="prompt" rows={3} value={form.prompt} onInput={(e) => set('prompt', e.currentTarget.value)} onKeyDown={(e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) void submit(); }} placeholder="a red circle on a blue background" />)}
         {field('negative_prompt', 'Negative prompt', <input name="negative_prompt" value={form.negative_prompt} onInput={(e) => set('negative_prompt', e.currentTarget.value)} />)}
         <div class="row">
-          <label class="field">
-            <span>Model</span>
-            <select name="model" value={model.id} onChange={(e) => setModelId(e.currentTarget.value)}>
-              {models.map((m) => <option value={m.id}>{m.id}</option>)}
-            </select>
-          </label>
+          <ModelPicker models={models} value={model.id} onChange={setModelId} />
           {field('scheduler', 'Scheduler', <select name="scheduler" value={form.scheduler} onChange={(e) => set('scheduler', e.currentTarget.value)}>{params.schedulers.map((s) => <option value={s}>{s}</option>)}</select>)}
         </div>
         <div class="row">
