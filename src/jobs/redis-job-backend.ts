@@ -19,7 +19,7 @@
 //                       (listName: P:depth:<model>, deploy/kubernetes/workers)
 //   P:expiry            ZSET expiresAt → id of finished jobs
 //   P:events            the pub/sub channel: events, cancel requests
-//   P:bull:<model>:*    BullMQ's own keys
+//   P:bull:<model>[~high|~low]:*  BullMQ's own keys: a queue per model and priority class (pools)
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
