@@ -3,8 +3,8 @@
 // feeds local workers, webhooks, expiry, and (Redis) the announcement of the models served here.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { poolPolicy, type EaselConfig } from '../config/config.js';
-import type { JobBackend } from '../jobs/job.js';
+import type { EaselConfig } from '../config/config.js';
+import { poolPolicy, type JobBackend } from '../jobs/job.js';
 import { RedisJobBackend } from '../jobs/redis-job-backend.js';
 import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
 import { WebhookNotifier } from '../jobs/webhook-notifier.js';
@@ -58,7 +58,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
     },
     onQueueWait: (model, seconds) => metrics?.stage.observe({ model, stage: 'queue_wait' }, seconds),
     onOutputs: (model, n) => metrics?.outputs.inc({ model, pool: config.pool }, n),
-    policy: poolPolicy(config),
+    policy: poolPolicy(config.poolRules, config.pool),
     onFinished: (job, seconds) => {
       metrics?.jobs.inc({ model: job.model, status: job.status });
       if (job.startedAt !== null) metrics?.jobQueueTime.observe({ model: job.model }, (job.startedAt - job.createdAt) / 1000);

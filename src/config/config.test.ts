@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { envName, loadConfig, parseConfig, parseModelList, poolPolicy } from './config.js';
+import { envName, loadConfig, parseConfig, parseModelList } from './config.js';
 
 describe('config', () => {
   it('layers file, then environment, then flags, and freezes the result', () => {
@@ -34,14 +34,8 @@ describe('config', () => {
 });
 
 describe('pool rules', () => {
-  it('say which priority classes a pool takes at once, which after a wait, and which never', () => {
-    const config = parseConfig({ pool: 'spot', poolRules: { spot: { after: { high: 30 } }, batch: { takes: ['low'] } } });
-    const spot = poolPolicy(config)!;
-    expect([spot.takes('normal', 0), spot.takes('low', 0), spot.takes('high', 29_999), spot.takes('high', 30_000)]).toEqual([true, true, false, true]);
-    const batch = poolPolicy({ ...config, pool: 'batch' })!;
-    expect([batch.takes('low', 0), batch.takes('normal', 1e9), batch.takes('high', 1e9)]).toEqual([true, false, false]);
-    // A pool without rules takes everything.
-    expect(poolPolicy({ ...config, pool: 'on-demand' })).toBeUndefined();
+  it('refuse a priority class that does not exist', () => {
+    expect(parseConfig({ poolRules: { spot: { after: { high: 30 } } } }).poolRules).toEqual({ spot: { after: { high: 30 } } });
     expect(() => parseConfig({ poolRules: { spot: { after: { urgent: 1 } } } })).toThrow(/poolRules/);
   });
 });

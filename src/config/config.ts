@@ -5,12 +5,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { PRIORITY_CLASSES, type ClaimPolicy } from '../jobs/job.js';
 
 /** The folder of the installed package: bundled models live under it. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const port = z.number().int().min(0).max(65535);
+
+/** A job's priority class, from its priority: above 0 high, below 0 low, 0 normal (worker pools route by it). */
+export const PRIORITY_CLASSES = ['high', 'normal', 'low'] as const;
+export type PriorityClass = (typeof PRIORITY_CLASSES)[number];
 const regex = z.string().refine((p) => {
   try {
     new RegExp(p);
@@ -227,13 +230,4 @@ export function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
-}
-
-/** This node's pool's routing rules as a claim policy; none when its pool has no rules (it takes everything). */
-export function poolPolicy(config: EaselConfig): ClaimPolicy | undefined {
-  const rule = new Map(Object.entries(config.poolRules)).get(config.pool);
-  if (!rule) return undefined;
-  const after = new Map(Object.entries(rule.after ?? {}));
-  const now = new Set(rule.takes ?? PRIORITY_CLASSES.filter((c) => !after.has(c)));
-  return { takes: (cls, waitedMs) => now.has(cls) || waitedMs >= (after.get(cls) ?? Number.POSITIVE_INFINITY) * 1000 };
 }

@@ -3,6 +3,7 @@
 // Two backends implement it (embedded: SQLite + memory in-process; distributed: Redis). Routes
 // and runners see only this contract.
 
+import { PRIORITY_CLASSES, type EaselConfig, type PriorityClass } from '../config/config.js';
 import type { Payload } from '../models/model-control.js';
 import type { WorkEvent } from './work-event.js';
 
@@ -36,9 +37,7 @@ export interface JobError {
 /** A result as bytes with their media type; several outputs travel as its parts. */
 export type { Payload };
 
-/** A job's priority class, from its priority: above 0 high, below 0 low, 0 normal. */
-export type PriorityClass = 'high' | 'normal' | 'low';
-export const PRIORITY_CLASSES = ['high', 'normal', 'low'] as const satisfies readonly PriorityClass[];
+export { PRIORITY_CLASSES, type PriorityClass };
 
 export function priorityClass(priority: number): PriorityClass {
   return priority > 0 ? 'high' : priority < 0 ? 'low' : 'normal';
@@ -47,6 +46,15 @@ export function priorityClass(priority: number): PriorityClass {
 /** Which work a worker pool takes: a class at once, once it has waited long enough, or never. */
 export interface ClaimPolicy {
   takes(cls: PriorityClass, waitedMs: number): boolean;
+}
+
+/** A pool's routing rules (config poolRules) as a claim policy; none when the pool has no rules (it takes everything). */
+export function poolPolicy(rules: EaselConfig['poolRules'], pool: string): ClaimPolicy | undefined {
+  const rule = new Map(Object.entries(rules)).get(pool);
+  if (!rule) return undefined;
+  const after = new Map(Object.entries(rule.after ?? {}));
+  const now = new Set(rule.takes ?? PRIORITY_CLASSES.filter((c) => !after.has(c)));
+  return { takes: (cls, waitedMs) => now.has(cls) || waitedMs >= (after.get(cls) ?? Number.POSITIVE_INFINITY) * 1000 };
 }
 
 export interface Job {
