@@ -2,7 +2,7 @@
 // port, for typed tensors: health, server and model metadata, model readiness, and infer —
 // served by the tensor handler through the same work queue as every prediction. Errors carry
 // the protocol's `error` message beside Easel's code and field.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EaselError, invalidField, isEaselError } from '../errors/easel-error.js';
 import type { TensorSignature } from '../models/model-control.js';
@@ -60,7 +60,7 @@ export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { s
     return reply.code(ready ? 200 : 503).send({ ready });
   });
 
-  const metadata = async (req: { params: unknown }) => {
+  const metadata = async (req: FastifyRequest) => {
     const { model, version } = req.params as z.infer<typeof modelParams>;
     await assertServed(o, model, version);
     const spec = localSpec(o.control, model, version);
@@ -71,7 +71,7 @@ export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { s
   app.get('/v2/models/:model', { schema: { summary: "A model's metadata: its tensors (v2).", params: modelParams } }, metadata);
   app.get('/v2/models/:model/versions/:version', { schema: { summary: "A model version's metadata (v2).", params: modelParams } }, metadata);
 
-  const ready = async (req: { params: unknown }, reply: { code(n: number): { send(b: unknown): unknown } }) => {
+  const ready = async (req: FastifyRequest, reply: FastifyReply) => {
     const { model, version } = req.params as z.infer<typeof modelParams>;
     await assertServed(o, model, version);
     const live = o.control.health().models.some((m) => m.name === model && (version === undefined || m.version === version) && m.liveWorkers > 0);
@@ -80,7 +80,7 @@ export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { s
   app.get('/v2/models/:model/ready', { schema: { summary: 'Whether a worker of the model is live (v2); 503 otherwise.', params: modelParams } }, ready);
   app.get('/v2/models/:model/versions/:version/ready', { schema: { summary: 'Whether a worker of the model version is live (v2).', params: modelParams } }, ready);
 
-  const infer = async (req: { params: unknown; body: unknown; raw: { on(e: 'close', f: () => void): void } }) => {
+  const infer = async (req: FastifyRequest) => {
     const { model, version } = req.params as z.infer<typeof modelParams>;
     const body = req.body as z.infer<typeof inferBody>;
     await assertServed(o, model, version);
