@@ -216,10 +216,11 @@ describe('the KEDA key (deploy/kubernetes ScaledObject listName)', () => {
     const nodes: WorkerNode[] = [];
     try {
       const N = 10;
-      // Scale from zero: no worker anywhere, and the API node admits and queues the work.
+      // Scale from zero: no worker anywhere, and the API node admits and queues the work. Step
+      // counts from 10 to 100: the jobs finish one after another, not in one turn.
       const ids: string[] = [];
       for (let i = 0; i < N; i++) {
-        const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { prompt: PROMPT, seed: i, num_inference_steps: 60 } }) });
+        const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { prompt: PROMPT, seed: i, num_inference_steps: 10 + 10 * i } }) });
         expect(res.status).toBe(202);
         ids.push(((await res.json()) as { id: string }).id);
       }
