@@ -10,7 +10,8 @@ import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
 import { idempotencyKey, submitJob } from './job-routes.js';
-import { assertServed, localSpec, predict, responseBody, type PredictOptions } from './predict.js';
+import { countRequests } from './request-metrics.js';
+import { assertServed, clientGone, predict, responseBody, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface InferenceRouteOptions extends PredictOptions {
@@ -28,72 +29,54 @@ const predictionBody = z
   .describe('The model\'s request fields as a JSON object ({"prompt": ...} or TorchServe\'s {"data": ...}); or text, a multipart file named data, or raw bytes');
 
 export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOptions): Promise<void> {
+  countRequests(app, o.metrics);
   await app.register(multipart, { limits: { fileSize: o.maxBodyBytes, files: 16, fields: 256, parts: 272, fieldSize: o.maxBodyBytes } });
   // TorchServe clients send text (`curl -d`) and bytes too; other types are refused with 415.
   installPredictionParsers(app);
 
   const onPrediction = async (req: FastifyRequest<{ Params: { model_name: string; model_version?: string | undefined } }>, reply: FastifyReply): Promise<FastifyReply> => {
-    const t0 = process.hrtime.bigint();
     const { model_name: model, model_version: version } = req.params;
-    let status = 500;
-    let known = false;
-    try {
-      if (o.isDraining()) throw errors.shuttingDown('requests', 5);
-      // The model may be served by another node (distributed mode): 404 only when none serves it,
-      // before reading a large body's meaning.
-      await assertServed(o, model, version);
-      known = true;
-      const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
-      if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
-        await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
-        status = reply.statusCode;
-        return reply;
-      }
-      const controller = new AbortController();
-      reply.raw.on('close', () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      });
-      // A text model asked to stream answers in chunks as the text is made (TorchServe's
-      // streaming responses); the status line goes out with the first chunk.
-      let streaming = false;
-      const onEvent = input.stream === true && !/application\/json/.test(String(req.headers.accept ?? ''))
-        ? (e: WorkEvent): void => {
-            if (e.type !== 'token' || typeof e.data.text !== 'string' || e.data.text === '') return;
-            if (!streaming) {
-              streaming = true;
-              reply.hijack();
-              reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-            }
-            reply.raw.write(e.data.text);
+    if (o.isDraining()) throw errors.shuttingDown('requests', 5);
+    // The model may be served by another node (distributed mode): 404 only when none serves it,
+    // before reading a large body's meaning.
+    await assertServed(o, model, version, req);
+    const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
+    if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
+      await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
+      return reply;
+    }
+    const signal = clientGone(reply);
+    // A text model asked to stream answers in chunks as the text is made (TorchServe's
+    // streaming responses); the status line goes out with the first chunk.
+    let streaming = false;
+    const onEvent = input.stream === true && !/application\/json/.test(String(req.headers.accept ?? ''))
+      ? (e: WorkEvent): void => {
+          if (e.type !== 'token' || typeof e.data.text !== 'string' || e.data.text === '') return;
+          if (!streaming) {
+            streaming = true;
+            reply.hijack();
+            reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
           }
-        : undefined;
-      try {
-        const result = await predict(o, { model, version, input, accept: req.headers.accept, signal: controller.signal, onEvent });
-        status = 200;
-        if (streaming) {
-          reply.raw.end();
-          return reply;
+          reply.raw.write(e.data.text);
         }
-        // Writing the response, until the last byte is handed to the socket.
-        const sent = performance.now();
-        reply.raw.once('finish', () => o.metrics.stage.observe({ model, stage: 'http_write' }, (performance.now() - sent) / 1000));
-        const body = responseBody(result);
-        return reply.code(200).type(body.contentType).send(Buffer.from(body.data.buffer, body.data.byteOffset, body.data.byteLength));
-      } catch (err) {
-        if (!streaming) throw err;
-        // Too late for a status: the stream ends early, and the log says why.
-        req.log.warn({ err }, 'a streamed prediction failed after its first chunk');
+      : undefined;
+    try {
+      const result = await predict(o, { model, version, input, accept: req.headers.accept, signal, onEvent });
+      if (streaming) {
         reply.raw.end();
         return reply;
       }
+      // Writing the response, until the last byte is handed to the socket.
+      const sent = performance.now();
+      reply.raw.once('finish', () => o.metrics.stage.observe({ model, stage: 'http_write' }, (performance.now() - sent) / 1000));
+      const body = responseBody(result);
+      return reply.code(200).type(body.contentType).send(Buffer.from(body.data.buffer, body.data.byteOffset, body.data.byteLength));
     } catch (err) {
-      status = err instanceof EaselError ? err.status : 500;
-      throw err;
-    } finally {
-      // Unknown names are not labels: clients must not grow the metric's cardinality.
-      const label = known || localSpec(o.control, model, undefined) ? model : '_unknown';
-      o.metrics.requests.inc({ model: label, status: String(status) });
-      o.metrics.requestDuration.observe({ model: label }, Number(process.hrtime.bigint() - t0) / 1e9);
+      if (!streaming) throw err;
+      // Too late for a status: the stream ends early, and the log says why.
+      req.log.warn({ err }, 'a streamed prediction failed after its first chunk');
+      reply.raw.end();
+      return reply;
     }
   };
   const schema = (summary: string): FastifySchema => ({ summary, params: predictionParams, body: predictionBody, consumes: [...PREDICTION_MEDIA_TYPES] });

@@ -9,7 +9,7 @@ import type { TensorSignature } from '../models/model-control.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { sendError, toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
-import { assertServed, localSpec, modelParameters, predict, type PredictOptions } from './predict.js';
+import { assertServed, clientGone, localSpec, modelParameters, predict, type PredictOptions } from './predict.js';
 import { pathName } from './schemas.js';
 
 /** The protocol's datatypes → ONNX Runtime's element types (BYTES has no numeric tensor here). */
@@ -45,7 +45,7 @@ interface NamedTensor {
 }
 
 export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { serverVersion: string; metrics: Metrics }): Promise<void> {
-  countRequests(app, o.metrics, o.control, (req) => (req.params as { model?: unknown } | undefined)?.model);
+  countRequests(app, o.metrics);
   app.setErrorHandler((err: FastifyError | EaselError, req, reply) => {
     const e = isEaselError(err) ? err : toEaselError(err);
     if (!e) req.log.error({ err }, 'unexpected error');
@@ -80,24 +80,23 @@ export async function kserveRoutes(app: FastifyInstance, o: PredictOptions & { s
   app.get('/v2/models/:model/ready', { schema: { summary: 'Whether a worker of the model is live (v2); 503 otherwise.', params: modelParams } }, ready);
   app.get('/v2/models/:model/versions/:version/ready', { schema: { summary: 'Whether a worker of the model version is live (v2).', params: modelParams } }, ready);
 
-  const infer = async (req: FastifyRequest) => {
+  const infer = async (req: FastifyRequest, reply: FastifyReply) => {
     const { model, version } = req.params as z.infer<typeof modelParams>;
     const body = req.body as z.infer<typeof inferBody>;
-    await assertServed(o, model, version);
+    await assertServed(o, model, version, req);
     const task = modelParameters(o, model)?.task;
     if (task !== 'tensor') throw new EaselError('EASEL_INVALID_PARAMETER', `model ${model} is a ${task ?? 'custom'} model; the v2 protocol serves tensor models (handler: tensor)`, { field: 'model' });
-    checkTypes(body, localSpec(o.control, model, version) ? o.control.signature(model, version) : undefined);
-    const controller = new AbortController();
-    req.raw.on('close', () => controller.abort());
+    const spec = localSpec(o.control, model, version);
+    checkTypes(body, spec && o.control.signature(model, version));
     const inputs = body.inputs.map((t) => ({ name: t.name, shape: t.shape, data: t.data }));
-    const result = await predict(o, { model, version, input: { inputs }, accept: 'application/json', signal: controller.signal });
+    const result = await predict(o, { model, version, input: { inputs }, accept: 'application/json', signal: clientGone(reply) });
     const outputs = (JSON.parse(Buffer.from(result.data).toString('utf8')) as { outputs: NamedTensor[] }).outputs;
     const wanted = body.outputs?.map((w) => w.name);
     const unknown = wanted?.find((name) => !outputs.some((t) => t.name === name));
     if (unknown !== undefined) throw invalidField('outputs', `unknown output "${unknown}"; the model's outputs are ${outputs.map((t) => t.name).join(', ')}`);
     return {
       model_name: model,
-      model_version: localSpec(o.control, model, version)?.version ?? version ?? null,
+      model_version: spec?.version ?? version ?? null,
       ...(body.id !== undefined ? { id: body.id } : {}),
       outputs: outputs.filter((t) => !wanted || wanted.includes(t.name)).map((t) => ({ name: t.name, datatype: v2Type(t.datatype), shape: t.shape, data: t.data })),
     };

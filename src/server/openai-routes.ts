@@ -10,7 +10,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
-import { assertServed, modelParameters, predict, type PredictOptions } from './predict.js';
+import { assertServed, clientGone, modelParameters, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
@@ -93,7 +93,7 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
 }
 
 export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions): Promise<void> {
-  countRequests(app, o.metrics, o.control, (req) => (req.body as { model?: unknown } | undefined)?.model);
+  countRequests(app, o.metrics);
   // These routes answer errors as OpenAI's clients expect them.
   app.setErrorHandler((err: FastifyError | EaselError, req, reply) => {
     const e = isEaselError(err) ? err : (toEaselError(err) ?? new EaselError('EASEL_INTERNAL', 'internal error'));
@@ -118,16 +118,13 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
   /** `echoes[i]`: text that choice i starts with (a completion's prompt, with `echo`). */
   const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean, echoes: readonly string[] = []): Promise<FastifyReply | undefined> => {
     if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
-    await assertServed(o, b.model, undefined);
+    await assertServed(o, b.model, undefined, req);
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const object = chat ? 'chat.completion' : 'text_completion';
-    const controller = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
+    const signal = clientGone(reply);
     const call = (input: Record<string, unknown>, onEvent?: (e: WorkEvent) => void): Promise<Generated> =>
-      predict(o, { model: b.model, input, accept: 'application/json', signal: controller.signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
+      predict(o, { model: b.model, input, accept: 'application/json', signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
     const logprobsOf = (g: Generated): unknown => {
       if (!g.logprobs) return null;
       if (chat) return { content: g.logprobs.map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
@@ -215,14 +212,11 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   app.post('/v1/images/generations', { schema: { summary: 'Images from a text-to-image model (OpenAI): b64_json.', body: imagesBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof imagesBody>;
-    await assertServed(o, b.model, undefined);
+    await assertServed(o, b.model, undefined, req);
     const [width, height] = (b.size ?? '').split('x').map(Number);
     const input: Record<string, unknown> = { prompt: b.prompt, num_images: b.n ?? 1, output_format: 'png', ...(b.size ? { width, height } : {}), ...(b.seed !== undefined ? { seed: b.seed } : {}) };
-    const controller = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
-    const result = await predict(o, { model: b.model, input, accept: 'application/json', signal: controller.signal });
+    const signal = clientGone(reply);
+    const result = await predict(o, { model: b.model, input, accept: 'application/json', signal });
     const images = result.parts ?? [result];
     return reply.send({ created: Math.floor(Date.now() / 1000), data: images.map((p) => ({ b64_json: Buffer.from(p.data).toString('base64') })) });
   });

@@ -1,6 +1,7 @@
 // A synchronous prediction through the work queue, for every route that answers with a result
 // (TorchServe's /predictions, OpenAI's completions): admission here in the API process (the
 // handler's parse), the queue's length limit, then the non-durable lane and the wait.
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors/easel-error.js';
 import type { Payload } from '../jobs/job.js';
 import { awaitPrediction } from '../jobs/prediction.js';
@@ -40,6 +41,15 @@ export function localSpec(control: ModelControl, name: string, version: string |
   }
 }
 
+/** Aborts when the client goes away before its answer is written (the prediction is then cancelled). */
+export function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
 /** A model's task and request parameters: from its registration here, or the config's spec of a model run elsewhere. */
 export function modelParameters(o: PredictOptions, name: string): ModelParameters | undefined {
   if (localSpec(o.control, name, undefined)) return o.control.parameters(name);
@@ -51,8 +61,10 @@ export function modelParameters(o: PredictOptions, name: string): ModelParameter
  * Throws the 404 unless some node serves the model: loaded here, or (distributed mode) announced
  * by a worker node. Called before a large body is read for its meaning.
  */
-export async function assertServed(o: PredictOptions, model: string, version: string | undefined): Promise<void> {
+export async function assertServed(o: PredictOptions, model: string, version: string | undefined, req?: FastifyRequest): Promise<void> {
   if (localSpec(o.control, model, version) === undefined && !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
+  // Served: the request's metrics may name the model.
+  if (req) req.servedModel = model;
 }
 
 /**
