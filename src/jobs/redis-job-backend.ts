@@ -388,13 +388,18 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
 
   /** The best entry of a lane's ZSET that the policy takes now (a class it takes after a wait: once that job has waited). */
   async #bestTaken(lane: string, policy: ClaimPolicy | undefined): Promise<{ cls: PriorityClass; score: number } | undefined> {
+    if (!policy) {
+      // Every class taken: the lane's best, one read (a claim is on every request's path).
+      const [, score] = await this.#redis.zrange(lane, '0', '0', 'WITHSCORES');
+      return score === undefined ? undefined : { cls: priorityClass(100 - Math.floor(Number(score) / PRIORITY_SPAN)), score: Number(score) };
+    }
     const now = Date.now();
     for (const cls of PRIORITY_CLASSES) {
-      if (policy && !policy.takes(cls, Number.POSITIVE_INFINITY)) continue;
+      if (!policy.takes(cls, Number.POSITIVE_INFINITY)) continue;
       const [min, max] = CLASS_SCORES.get(cls)!;
       const [id, score] = await this.#redis.zrangebyscore(lane, min, `(${max}`, 'WITHSCORES', 'LIMIT', 0, 1);
       if (id === undefined || score === undefined) continue;
-      if (policy && !policy.takes(cls, 0)) {
+      if (!policy.takes(cls, 0)) {
         const createdAt = (await this.#read(id))?.job.createdAt;
         if (createdAt === undefined || !policy.takes(cls, now - createdAt)) continue;
       }
