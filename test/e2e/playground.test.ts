@@ -33,6 +33,9 @@ const readPixels = (selector: string): string => `(async () => {
   return [img.naturalWidth, img.naturalHeight, Array.from(ctx.getImageData(0, 0, img.naturalWidth, img.naturalHeight).data)];
 })()`;
 
+/** Every URL the pages asked for. */
+const requested: string[] = [];
+
 describe('playground (chromium)', () => {
   let easel: EaselProcess;
   let browser: Browser;
@@ -40,7 +43,9 @@ describe('playground (chromium)', () => {
     mkdirSync(SHOTS, { recursive: true });
     easel = await startEasel(['--models', `tiny-sd=${path.join(ROOT, 'models', 'tiny-sd')},tiny-lm=${path.join(ROOT, 'models', 'tiny-lm')}`]);
     await waitHealthy(easel);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    // Loopback only: every host name but 127.0.0.1 resolves to nothing, so no request of the
+    // browser's own (updates, safe browsing) or of the page can leave this machine.
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1'] });
   }, 90_000);
   afterAll(async () => {
     await browser?.close();
@@ -50,6 +55,7 @@ describe('playground (chromium)', () => {
   /** A fresh page (its own storage) that records every preview image it shows. */
   async function open(viewport = DESKTOP): Promise<Page> {
     const context = await browser.newContext({ viewport });
+    context.on('request', (r) => requested.push(r.url()));
     const page = await context.newPage();
     await page.addInitScript({ content: RECORD_PREVIEWS });
     await page.goto(easel.inference);
@@ -185,7 +191,9 @@ describe('playground (chromium)', () => {
   it('asks for an API key when the server requires one, and works with it', async () => {
     const keyed = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'), [], { EASEL_API_KEYS: 'playground=pg-secret' });
     try {
-      const page = await (await browser.newContext({ viewport: DESKTOP })).newPage();
+      const context = await browser.newContext({ viewport: DESKTOP });
+      context.on('request', (r) => requested.push(r.url()));
+      const page = await context.newPage();
       await page.goto(keyed.inference);
       const key = page.getByTestId('api-key');
       await key.waitFor();
@@ -215,5 +223,14 @@ describe('playground (chromium)', () => {
     }
     console.log(`playground transfer size (gzip): ${(bytes / 1024).toFixed(1)} KB`);
     expect(bytes).toBeLessThan(100 * 1024);
+  });
+
+  it('asked nothing of any host but the loopback servers (the public API only)', () => {
+    expect(requested.length).toBeGreaterThan(20);
+    const elsewhere = requested.filter((u) => !/^(data|blob):/.test(u) && new URL(u).hostname !== '127.0.0.1');
+    expect(elsewhere).toEqual([]);
+    // Only the page's files and the public API's routes.
+    const paths = new Set(requested.filter((u) => u.startsWith('http')).map((u) => new URL(u).pathname.replace(/\/[0-9a-f-]{36}(\/.*)?$/, '/{id}$1').replace(/\/outputs\/\d+$/, '/outputs/{n}')));
+    for (const p of paths) expect(p, p).toMatch(/^(\/|\/ui\/.+|\/ping|\/v1\/models|\/v1\/jobs(\/\{id\}(\/events|\/outputs\/\{n\})?)?|\/v1\/chat\/completions)$/);
   });
 });
