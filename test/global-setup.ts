@@ -1,7 +1,8 @@
 // Runs once before the tests: makes sure the system programs the tests start are installed.
-// redis-server (the distributed job backend), chromium (the playground's browser tests) and
-// kubectl (deploy/kubernetes renders) are installed through apt-get when missing and this
-// process may; otherwise the run stops with what to install.
+// redis-server (the distributed job backend), chromium (the playground's browser tests),
+// prometheus (deploy/'s rules and queries) and kubectl (deploy/kubernetes renders; Debian's
+// kubernetes-client package) are installed through apt-get when missing and this process may;
+// otherwise the run stops with what to install.
 import { execFileSync } from 'node:child_process';
 
 function onPath(program: string): boolean {
@@ -30,7 +31,7 @@ const PROGRAMS: [program: string, pkg: string, why: string][] = [
   ['redis-server', 'redis-server', "the distributed job backend's tests (or your system's Redis 7 package)"],
   ['chromium', 'chromium', "the playground's browser tests (or set EASEL_CHROMIUM to a Chromium or Chrome binary)"],
   ['prometheus', 'prometheus', "the Prometheus tests of deploy/ (the package has promtool too)"],
-  ['kubectl', 'kubectl', 'rendering deploy/kubernetes with kubectl kustomize (Kubernetes\'s own apt repository has it: https://kubernetes.io/docs/tasks/tools/)'],
+  ['kubectl', 'kubernetes-client', 'rendering deploy/kubernetes with kubectl kustomize (any kubectl from 1.14: Debian\'s kubernetes-client, or Kubernetes\'s own https://kubernetes.io/docs/tasks/tools/)'],
 ];
 
 export default function setup(): void {

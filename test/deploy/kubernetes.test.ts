@@ -36,7 +36,8 @@ const MODELS = new Map<string, new (data: never) => Validatable>([
 type Manifest = Record<string, any>;
 
 function render(layout: string): Manifest[] {
-  const out = execFileSync('kubectl', ['kustomize', path.join(ROOT, 'deploy', 'kubernetes', layout)], { encoding: 'utf8' });
+  // stderr is kept out of the log: kubectl 1.21+ warns there about the old syntax the layouts use on purpose.
+  const out = execFileSync('kubectl', ['kustomize', path.join(ROOT, 'deploy', 'kubernetes', layout)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return parseAllDocuments(out).map((d) => d.toJSON() as Manifest);
 }
 
