@@ -68,7 +68,7 @@ const base = process.env.BENCH_BASE;
 const servers: [string, EaselProcess][] = [];
 const floor = await startFloor();
 try {
-  if (base) servers.push([`base (${path.basename(base)})`, await startEasel(['--model-store', FIXTURES, '--models', 'add-one'], {}, path.join(base, 'bin', 'easel.js'))]);
+  if (base) servers.push([`base (${path.basename(base)})`, await startEasel(['--model-store', FIXTURES, '--models', 'add-one'], {}, { cli: path.join(base, 'bin', 'easel.js') })]);
   servers.push(['this checkout', await startEasel(['--model-store', FIXTURES, '--models', 'add-one'])]);
   for (const [, e] of servers) await waitHealthy(e);
   const ceiling = await direct();

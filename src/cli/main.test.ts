@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaults } from '../config/config.js';
+import { configSchema, defaults } from '../config/config.js';
 import { buildProgram } from './main.js';
 
 const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -8,8 +8,8 @@ describe('easel serve --help', () => {
   it('documents a flag for every config option', () => {
     const serve = buildProgram().commands.find((c) => c.name() === 'serve')!;
     const help = serve.helpInformation();
-    // loadAllModels is implied by --models (absent: every model in the store).
-    const keys = [...Object.keys(defaults), 'managementToken', 'artifactDir', 'artifactUrl', 's3Endpoint', 'webhookSecret'].filter((k) => k !== 'loadAllModels');
+    // loadAllModels is implied by --models (absent: every model in the store); apiKeys, secrets, only by EASEL_API_KEYS.
+    const keys = Object.keys(configSchema.shape).filter((k) => k !== 'loadAllModels' && k !== 'apiKeys');
     for (const key of keys) {
       // A setting that is on by default has a --no- flag.
       const flag = defaults[key as keyof typeof defaults] === true ? `--no-${kebab(key)}` : `--${kebab(key)}`;

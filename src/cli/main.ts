@@ -121,7 +121,7 @@ export function buildProgram(): Command {
       .command('worker')
       .description('A worker node of the distributed mode: runs models and takes jobs from the shared Redis queue; HTTP for its metrics only.')
       .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
-      .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082; another one beside an easel serve on the same machine)').argParser(int)),
+      .addOption(new Option('--metrics-port <port>', 'metrics API port (default: any free port, logged in "easel worker ready"; give one for a fixed scrape target)').argParser(int)),
   )
     .addHelpText('after', helpAfter)
     .action(async (opts: Record<string, unknown>) => {

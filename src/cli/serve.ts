@@ -4,13 +4,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { EaselConfig } from '../config/config.js';
+import { SERVE_METRICS_PORT, type EaselConfig } from '../config/config.js';
 import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { admission, checkHandler, TASKS, type Admission } from '../handlers/admission.js';
 import { ApiKeys } from '../server/api-keys.js';
 import { ModelStore } from '../models/model-store.js';
 import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
-import { createServers } from '../server/servers.js';
+import { createServers, listen } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
 import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
 import { nodeMetrics } from './node-metrics.js';
@@ -54,13 +54,12 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
     },
   });
 
-  await Promise.all([
-    servers.inference.listen({ host: config.host, port: config.port }),
-    servers.management.listen({ host: config.managementHost, port: config.managementPort }),
-    servers.metrics.listen({ host: config.metricsHost, port: config.metricsPort }),
+  const [inference, management, metricsPort] = await Promise.all([
+    listen(servers.inference, config.host, config.port, '--port'),
+    listen(servers.management, config.managementHost, config.managementPort, '--management-port'),
+    listen(servers.metrics, config.metricsHost, config.metricsPort ?? SERVE_METRICS_PORT, '--metrics-port'),
   ]);
-  const port = (s: typeof servers.inference): number => (s.server.address() as { port: number }).port;
-  const ports = { inference: port(servers.inference), management: port(servers.management), metrics: port(servers.metrics) };
+  const ports = { inference, management, metrics: metricsPort };
   logger.info({ ports }, 'easel listening');
 
   if (config.localWorkers) await registerStartupModels(config, store, manager, logger);

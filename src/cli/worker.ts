@@ -9,7 +9,7 @@ import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { TASKS } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
-import { createMetricsServer } from '../server/servers.js';
+import { createMetricsServer, listen } from '../server/servers.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
 import { nodeMetrics } from './node-metrics.js';
 import { registerStartupModels } from './serve.js';
@@ -30,10 +30,10 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   const jobs = createJobSystem(config, manager, logger, metrics);
   const metricsServer = await createMetricsServer({ metrics, logger, maxBodyBytes: config.maxBodyBytes, json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys } });
-  await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
+  // Any free port unless one is given: one worker per GPU on a machine, beside an easel serve.
+  const metricsPort = await listen(metricsServer, config.metricsHost, config.metricsPort ?? 0, '--metrics-port');
   await registerStartupModels(config, store, manager, logger);
   await startJobSystem(jobs, manager);
-  const metricsPort = (metricsServer.server.address() as { port: number }).port;
   logger.info({ queue: config.queue, models: manager.health().models.map((m) => m.name), ports: { metrics: metricsPort } }, 'easel worker ready');
 
   const close = nodeCloser({ jobs, batcher: queue, manager, listeners: [metricsServer], graceMs: config.shutdownGraceMs, logger }, 'easel worker stopped');

@@ -16,6 +16,12 @@ describe('config', () => {
     expect(Object.isFrozen(config.allowedUrls)).toBe(true);
   });
 
+  it('reads every option from the environment, those without a default too', () => {
+    const config = loadConfig({ env: { EASEL_METRICS_PORT: '0', EASEL_PROFILE_DIR: '/tmp/profiles', EASEL_ARTIFACT_URL: 's3://bucket/jobs' } });
+    expect([config.metricsPort, config.profileDir, config.artifactUrl]).toEqual([0, '/tmp/profiles', 's3://bucket/jobs']);
+    expect(loadConfig({}).metricsPort).toBeUndefined();
+  });
+
   it('rejects unknown keys and bad values, naming them', () => {
     expect(() => loadConfig({ flags: { prot: 1 } })).toThrow(/prot/);
     expect(() => loadConfig({ env: { EASEL_PORT: 'eighty' } })).toThrow(/port/);

@@ -10,6 +10,8 @@ import { z } from 'zod';
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const port = z.number().int().min(0).max(65535);
+/** `easel serve`'s metrics port when none is configured (TorchServe's); a worker node's is any free one. */
+export const SERVE_METRICS_PORT = 8082;
 
 /** A job's priority class, from its priority: above 0 high, below 0 low, 0 normal (worker pools route by it). */
 export const PRIORITY_CLASSES = ['high', 'normal', 'low'] as const;
@@ -30,7 +32,8 @@ export const configSchema = z
     managementHost: z.string().min(1),
     managementPort: port,
     metricsHost: z.string().min(1),
-    metricsPort: port,
+    /** Unset: 8082 for `easel serve`, any free port (logged) for `easel worker`, so that several run on one machine. */
+    metricsPort: port.optional(),
     /** Where model directories and archives live; `url=` in the management API is relative to it. */
     modelStore: z.string().min(1),
     /** Models to load at start, name → directory or archive (relative to modelStore unless absolute). `all` loads every model in the store. */
@@ -109,7 +112,6 @@ export const defaults: z.infer<typeof configSchema> = {
   managementHost: '127.0.0.1',
   managementPort: 8081,
   metricsHost: '127.0.0.1',
-  metricsPort: 8082,
   modelStore: path.join(PACKAGE_ROOT, 'models'),
   models: {},
   loadAllModels: true,
@@ -138,17 +140,17 @@ export const defaults: z.infer<typeof configSchema> = {
   logLevel: 'info',
 };
 
-type Key = keyof typeof defaults;
+type Key = keyof z.infer<typeof configSchema>;
 
 /** Environment variable name for a config key: managementPort → EASEL_MANAGEMENT_PORT. */
 export function envName(key: string): string {
   return `EASEL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
-/** Reads EASEL_* variables, coercing each by the type of its default. */
+/** Reads an EASEL_* variable for every config key, coercing each by the type of its default (or its schema's, where there is none). */
 export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<Key, unknown>> {
   const out: Partial<Record<Key, unknown>> = {};
-  for (const key of [...Object.keys(defaults), 'managementToken', 'apiKeysFile', 'apiKeys'] as Key[]) {
+  for (const key of Object.keys(configSchema.shape) as Key[]) {
     const raw = env[envName(key)];
     if (raw === undefined || raw === '') continue;
     out[key] = coerce(key, raw);
@@ -158,7 +160,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<Key, unkno
 
 export function coerce(key: Key, raw: string): unknown {
   const d: unknown = defaults[key];
-  if (typeof d === 'number') return Number(raw);
+  const schema = configSchema.shape[key];
+  if (typeof d === 'number' || (schema instanceof z.ZodOptional && schema.unwrap() instanceof z.ZodNumber)) return Number(raw);
   if (typeof d === 'boolean') return raw === 'true' || raw === '1';
   if (Array.isArray(d)) {
     const items = raw.split(',').map((s) => s.trim()).filter(Boolean);

@@ -1,6 +1,7 @@
 // Builds the three listeners (inference, management, metrics): each with Easel's error shape,
 // the bounded JSON parser, zod route schemas and an OpenAPI document generated from them.
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
@@ -101,6 +102,17 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
     await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
   });
   return { inference, management, metrics: await createMetricsServer(o) };
+}
+
+/** Listens on host:port and answers the port bound; a port already taken is an error naming the option that set it. */
+export async function listen(app: FastifyInstance, host: string, port: number, option: string): Promise<number> {
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    throw new Error(`${host}:${port} is already in use (${option}): another easel serve or worker on this machine? Give ${option} a free port, or 0 for any free one`);
+  }
+  return (app.server.address() as AddressInfo).port;
 }
 
 /** The metrics listener alone: every node has one (a worker node of the distributed mode has nothing else). */

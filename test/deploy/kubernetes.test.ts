@@ -61,6 +61,9 @@ describe.each(LAYOUTS)('deploy/kubernetes/%s', (layout) => {
     expect(workers.length).toBeGreaterThanOrEqual(2);
     for (const w of workers) {
       const args = w.spec.template.spec.containers[0].args as string[];
+      // Prometheus scrapes the port the worker listens on (a worker's own default is any free port).
+      expect(w.spec.template.spec.containers[0].ports.find((p: Manifest) => p.name === 'metrics').containerPort, w.metadata.name).toBe(config.metricsPort);
+      expect(w.spec.template.metadata.annotations['prometheus.io/port'], w.metadata.name).toBe(String(config.metricsPort));
       const model = args[args.indexOf('--models') + 1]!.split('=')[0]!;
       expect(Object.keys(config.models), w.metadata.name).toContain(model);
       expect(w.spec.template.spec.terminationGracePeriodSeconds * 1000, w.metadata.name).toBeGreaterThan(config.shutdownGraceMs);

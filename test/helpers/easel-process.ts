@@ -20,16 +20,23 @@ export interface EaselProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `cli`: another checkout's built CLI (bench/overhead compares a base commit in the same run). */
-export async function startEasel(args: string[] = [], env: Record<string, string> = {}, cli = CLI): Promise<EaselProcess> {
+export interface StartOptions {
+  /** Another checkout's built CLI (bench/overhead compares a base commit in the same run). */
+  cli?: string;
+  /** false: no port options, the command's own defaults (the one-machine test). */
+  ephemeralPorts?: boolean;
+}
+
+export async function startEasel(args: string[] = [], env: Record<string, string> = {}, { cli = CLI, ephemeralPorts = true }: StartOptions = {}): Promise<EaselProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-test-'));
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--management-port', '0', '--metrics-port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
+  const ports = ephemeralPorts ? ['--port', '0', '--management-port', '0', '--metrics-port', '0'] : [];
+  const child = spawn(process.execPath, [cli, 'serve', ...ports, '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const ports = await new Promise<{ inference: number; management: number; metrics: number }>((resolve, reject) => {
+  const bound = await new Promise<{ inference: number; management: number; metrics: number }>((resolve, reject) => {
     collectLogs(child, logs, (line) => {
       try {
         const rec = JSON.parse(line) as { msg?: string; ports?: { inference: number; management: number; metrics: number } };
@@ -42,9 +49,9 @@ export async function startEasel(args: string[] = [], env: Record<string, string
   });
   return {
     child, dataDir, logs,
-    inference: `http://127.0.0.1:${ports.inference}`,
-    management: `http://127.0.0.1:${ports.management}`,
-    metrics: `http://127.0.0.1:${ports.metrics}`,
+    inference: `http://127.0.0.1:${bound.inference}`,
+    management: `http://127.0.0.1:${bound.management}`,
+    metrics: `http://127.0.0.1:${bound.metrics}`,
     stop: stopper(child, exited, dataDir, 15_000),
   };
 }
@@ -101,10 +108,10 @@ export interface WorkerNode {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `easel worker` (a distributed-mode worker node) and waits until it is ready. */
+/** Starts `easel worker` (a distributed-mode worker node) and waits until it is ready; its metrics port is the one it logs. */
 export async function startWorkerNode(args: string[], env: Record<string, string> = {}): Promise<WorkerNode> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-node-'));
-  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--metrics-port', '0', '--metrics-host', '127.0.0.1', '--log-level', 'info', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'worker', '--data-dir', dataDir, '--metrics-host', '127.0.0.1', '--log-level', 'info', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const metricsPort = await new Promise<number>((resolve, reject) => {
