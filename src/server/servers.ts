@@ -110,7 +110,7 @@ export async function listen(app: FastifyInstance, host: string, port: number, o
     await app.listen({ host, port });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-    throw new Error(`${host}:${port} is already in use (${option}): another easel serve or worker on this machine? Give ${option} a free port, or 0 for any free one`);
+    throw new Error(`${host}:${port} is already in use (${option}): another easel serve or worker on this machine? Give ${option} a free port, or 0 for any free one`, { cause: err });
   }
   return (app.server.address() as AddressInfo).port;
 }

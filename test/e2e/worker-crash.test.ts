@@ -64,7 +64,8 @@ describe('worker crash', () => {
     // slow's responseTimeoutMs is 20 s; use the management API to register a copy with 1 s.
     const reg = await fetch(`${easel.management}/models?url=slow&model_name=slow1s&response_timeout=1&synchronous=true`, { method: 'POST' });
     expect(reg.status).toBe(200);
-    const res = await fetch(`${easel.inference}/predictions/slow1s`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: [1], iterations: 150_000 } }) });
+    const res = await fetch(`${easel.inference}/predictions/slow1s`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: [1], iterations: 600_000 } }) });
+    // 600k iterations take about 3 s here (150k took 0.8 s: too close to the 1 s timeout).
     expect(res.status).toBe(504);
     expect(await res.json()).toMatchObject({ code: 'EASEL_TIMEOUT' });
     const [d] = (await (await fetch(`${easel.management}/models/slow1s`)).json()) as Desc[];
