@@ -28,9 +28,20 @@ describe('config', () => {
     expect(() => loadConfig({ flags: { port: 70000 } })).toThrow(/port/);
   });
 
-  it('requires a management token when management listens beyond loopback', () => {
+  it('requires a strong management token when management listens beyond loopback', () => {
     expect(() => loadConfig({ flags: { managementHost: '0.0.0.0' } })).toThrow(/managementToken/);
-    expect(loadConfig({ flags: { managementHost: '0.0.0.0', managementToken: 's3cret' } }).managementToken).toBe('s3cret');
+    const strong = 'k9Vq2xLr8TzW4mNp';
+    expect(loadConfig({ flags: { managementHost: '0.0.0.0', managementToken: strong } }).managementToken).toBe(strong);
+    for (const weak of ['x', ' ', 's3cret', `${strong.slice(0, 15)}`, `${strong} ${strong}`, `${strong}\t`]) {
+      expect(() => loadConfig({ flags: { managementHost: '0.0.0.0', managementToken: weak } }), JSON.stringify(weak)).toThrow(/at least 16 characters with no whitespace/);
+    }
+  });
+
+  it('counts as loopback only what parses as a loopback address', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) expect(loadConfig({ flags: { managementHost: host } }).managementHost).toBe(host);
+    for (const host of ['127.evil.example', '127.0.0.1.nip.io', '0.0.0.0', '::', '10.0.0.1', 'localhost.example']) {
+      expect(() => loadConfig({ flags: { managementHost: host } }), host).toThrow(/managementToken/);
+    }
   });
 
   it('names environment variables and parses model lists', () => {

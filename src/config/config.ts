@@ -1,6 +1,7 @@
 // The typed server configuration: defaults, a strict schema, and loading from a file, then
 // EASEL_* environment variables, then flags. The result is validated once and deep-frozen.
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
@@ -10,6 +11,8 @@ import { z } from 'zod';
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const port = z.number().int().min(0).max(65535);
+/** The shortest management token accepted when the management API listens beyond loopback. */
+const MIN_MANAGEMENT_TOKEN = 16;
 /** `easel serve`'s metrics port when none is configured (TorchServe's); a worker node's is any free one. */
 export const SERVE_METRICS_PORT = 8082;
 
@@ -204,6 +207,10 @@ export function parseConfig(input: Record<string, unknown>): EaselConfig {
       `managementHost ${config.managementHost} is not loopback: set managementToken (${envName('managementToken')}) so the management API requires a bearer token`,
     );
   }
+  const token = config.managementToken ?? '';
+  if (!isLoopback(config.managementHost) && (token.length < MIN_MANAGEMENT_TOKEN || /\s/.test(token))) {
+    throw new Error(`managementHost ${config.managementHost} is not loopback: managementToken must be at least ${MIN_MANAGEMENT_TOKEN} characters with no whitespace (for example: openssl rand -hex 24)`);
+  }
   return deepFreeze(config);
 }
 
@@ -219,8 +226,15 @@ export function loadConfig({ file, env = {}, flags = {} }: ConfigSources): Easel
   return parseConfig({ ...fromFile, ...configFromEnv(env), ...stripUndefined(flags) });
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** A listening address that only this machine reaches: `localhost`, or an address that parses as loopback (not a name that starts like one). */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  if (host === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {

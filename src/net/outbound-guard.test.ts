@@ -19,7 +19,9 @@ describe('outbound guard', () => {
   it('knows public addresses from internal ones, IPv4-mapped and NAT64 forms included', () => {
     for (const a of ['8.8.8.8', '1.1.1.1', '2001:4860:4860::8888']) expect(isPublicAddress(a), a).toBe(true);
     const internal = ['127.0.0.1', '127.1.2.3', '10.0.0.1', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255',
-      '::1', '::', 'fe80::1', 'fc00::1', 'fd12::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', 'ff02::1', 'not-an-ip'];
+      '::1', '::', 'fe80::1', 'fc00::1', 'fd12::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1', 'ff02::1', 'not-an-ip',
+      // IPv4-compatible IPv6 (::/96), deprecated: loopback, metadata, private and public IPv4 inside.
+      '::127.0.0.1', '::a9fe:a9fe', '::10.0.0.1', '::8.8.8.8', '0:0:0:0:0:0:7f00:1'];
     for (const a of internal) expect(isPublicAddress(a), a).toBe(false);
   });
 
@@ -30,7 +32,7 @@ describe('outbound guard', () => {
     });
     onTestFinished(() => connect.mockRestore());
     const urls = ['http://127.0.0.1:8081/models?url=x', 'http://[::1]/', 'http://[::ffff:127.0.0.1]/', 'http://2130706433/', 'http://0x7f000001/', 'http://017700000001/', 'http://127.1/',
-      'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/', 'http://192.168.0.1/', 'http://[fd00::1]/', 'http://0/'];
+      'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/', 'http://192.168.0.1/', 'http://[fd00::1]/', 'http://0/', 'http://[::127.0.0.1]/', 'http://[::a9fe:a9fe]/'];
     for (const u of urls) {
       await expect(checkOutbound(parseOutboundUrl(u, 'webhook'), closed, 'webhook'), u).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED', field: 'webhook' });
       await expect(guardedRequest(parseOutboundUrl(u, 'webhook'), closed, { method: 'POST', timeoutMs: 1000, field: 'webhook' }), u).rejects.toMatchObject({ code: 'EASEL_URL_REFUSED' });

@@ -6,7 +6,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { BlockList, isIPv6, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { EaselError } from '../errors/easel-error.js';
 
@@ -29,9 +29,18 @@ export function anchoredPatterns(patterns: readonly string[]): RegExp[] {
   return patterns.map((p) => new RegExp(`^(?:${p})$`));
 }
 
+/**
+ * The deprecated IPv4-compatible IPv6 block (::/96: `::127.0.0.1`, `::a9fe:a9fe`), refused whole:
+ * some stacks route it to the IPv4 address it embeds. Node's own parser decides membership
+ * (ipaddr.js reads `::8.8.8.8` as IPv4-mapped).
+ */
+const IPV4_COMPATIBLE = new BlockList();
+IPV4_COMPATIBLE.addSubnet('::', 96, 'ipv6');
+
 /** Whether an address is one the public internet routes to (only `unicast` ranges are). */
 export function isPublicAddress(address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
+  if (isIPv6(address) && IPV4_COMPATIBLE.check(address, 'ipv6')) return false;
   let ip = ipaddr.parse(address);
   if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
   return ip.range() === 'unicast';
