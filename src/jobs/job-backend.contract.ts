@@ -122,6 +122,19 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       expect((await backend.list({ limit: 10, status: 'cancelled' })).jobs.map((j) => j.id)).toEqual([ids[0]]);
     });
 
+    it("keeps each job's owner and lists one owner's jobs, within a key's models", async () => {
+      const a = (await backend.submit({ model: 'm', input: {}, owner: 'alice' })).job;
+      const b = (await backend.submit({ model: 'm', input: {}, owner: 'bob' })).job;
+      const a2 = (await backend.submit({ model: 'other', input: {}, owner: 'alice' })).job;
+      const open = (await backend.submit({ model: 'm', input: {} })).job;
+      expect([a.owner, (await backend.get(b.id))?.owner, open.owner]).toEqual(['alice', 'bob', null]);
+      expect((await backend.list({ limit: 10, owner: 'alice' })).jobs.map((j) => j.id)).toEqual([a2.id, a.id]);
+      expect((await backend.list({ limit: 10, owner: 'alice', models: ['m'] })).jobs.map((j) => j.id)).toEqual([a.id]);
+      expect((await backend.list({ limit: 10, owner: 'alice', models: [] })).jobs).toEqual([]);
+      expect((await backend.list({ limit: 10, owner: null })).jobs.map((j) => j.id)).toEqual([open.id]);
+      expect((await backend.list({ limit: 10 })).jobs).toHaveLength(4);
+    });
+
     it('expires finished jobs after the TTL', async () => {
       const { job } = await backend.submit({ model: 'm', input: {} });
       await backend.cancel(job.id);

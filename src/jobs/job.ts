@@ -83,6 +83,8 @@ export interface Job {
   readonly webhookEvents: readonly string[] | null;
   /** A digest of the request as submitted: an idempotency key reused with another request is refused. */
   readonly requestHash: string | null;
+  /** Who submitted it: the API key's name; null on a server without keys (everyone is one owner). */
+  readonly owner: string | null;
   /** The client's Accept header, handed to the handler (synchronous predictions). */
   readonly accept: string | null;
   /** Epoch ms after which nobody waits for it: a worker that claims it later does not run it. */
@@ -104,6 +106,7 @@ export interface NewJob {
   webhookEvents?: readonly string[] | undefined;
   idempotencyKey?: string | undefined;
   requestHash?: string | undefined;
+  owner?: string | null | undefined;
 }
 
 export interface JobFilter {
@@ -112,6 +115,10 @@ export interface JobFilter {
   limit: number;
   /** Opaque: the nextCursor of the previous page. */
   cursor?: string | undefined;
+  /** Only this owner's jobs (null: those submitted without a key); every owner's when undefined. */
+  owner?: string | null | undefined;
+  /** Only jobs of these models (a key scoped to models). */
+  models?: readonly string[] | undefined;
 }
 
 export interface JobBackend {

@@ -31,7 +31,7 @@ export class MemoryLane {
     const job: Job = {
       id: randomUUID(), durable: false, model: n.model, version: n.version ?? null, input: n.input, priority: n.priority ?? 0, status: 'queued', progress: null,
       attempts: 0, error: null, outputs: [], createdAt: Date.now(), startedAt: null, completedAt: null, expiresAt: null, cancelRequested: false,
-      webhook: null, webhookEvents: null, requestHash: n.requestHash ?? null, accept: n.accept ?? null, deadline: n.deadline ?? null, timings: null,
+      webhook: null, webhookEvents: null, requestHash: n.requestHash ?? null, owner: n.owner ?? null, accept: n.accept ?? null, deadline: n.deadline ?? null, timings: null,
     };
     const item: Item = { job, seq: ++this.#seq, events: 0 };
     this.#items.set(job.id, item);

@@ -45,6 +45,14 @@ interface StoredJob extends Omit<Job, 'input'> {
 
 const PRIORITY_SPAN = 2 ** 40;
 
+/** Whether a stored job passes a list's filter. */
+function matches(job: StoredJob, f: JobFilter): boolean {
+  if (f.status && job.status !== f.status) return false;
+  if (f.model && job.model !== f.model) return false;
+  if (f.models && !f.models.includes(job.model)) return false;
+  return f.owner === undefined || (job.owner ?? null) === f.owner;
+}
+
 /** A model's BullMQ queue for a priority class: a pool that does not take a class never meets its work. */
 const bullQueueName = (model: string, cls: PriorityClass): string => (cls === 'normal' ? model : `${model}~${cls}`);
 
@@ -61,8 +69,8 @@ const EVENTS_KEPT = 5_000;
 
 function fromStored(s: StoredJob): Job {
   const { seq: _seq, input, ...rest } = s;
-  // Records written before timings existed have none.
-  return { ...rest, input: decodeInput(input), timings: rest.timings ?? null };
+  // Records written before timings (or owners) existed have none.
+  return { ...rest, input: decodeInput(input), timings: rest.timings ?? null, owner: rest.owner ?? null };
 }
 
 /**
@@ -263,7 +271,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     const job: StoredJob = {
       id, seq, durable, model: n.model, version: n.version ?? null, input: encodeInput(n.input), priority: n.priority ?? 0, status: 'queued', progress: null,
       attempts: 0, error: null, outputs: [], createdAt: Date.now(), startedAt: null, completedAt: null, expiresAt: null, cancelRequested: false,
-      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null, timings: null,
+      webhook: n.webhook ?? null, webhookEvents: n.webhookEvents ? [...n.webhookEvents] : null, requestHash: n.requestHash ?? null, owner: n.owner ?? null, timings: null,
       accept: n.accept ?? null, deadline: n.deadline ?? null,
     };
     // BullMQ first: a claim that finds no record yet waits for it (see claim), while a record
@@ -291,7 +299,7 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
       for (const [, text] of (await pipeline.exec()) ?? []) {
         if (typeof text !== 'string') continue;
         const job = JSON.parse(text) as StoredJob;
-        if ((f.status && job.status !== f.status) || (f.model && job.model !== f.model)) continue;
+        if (!matches(job, f)) continue;
         out.push(job);
         if (out.length > f.limit) break;
       }

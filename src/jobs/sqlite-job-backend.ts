@@ -32,6 +32,7 @@ interface Row {
   webhook_events: string | null;
   request_hash: string | null;
   timings: string | null;
+  owner: string | null;
 }
 
 function toJob(r: Row): Job {
@@ -55,6 +56,7 @@ function toJob(r: Row): Job {
     webhook: r.webhook,
     webhookEvents: r.webhook_events === null ? null : (JSON.parse(r.webhook_events) as string[]),
     requestHash: r.request_hash,
+    owner: r.owner,
     timings: r.timings === null ? null : (JSON.parse(r.timings) as Record<string, number>),
     accept: null,
     deadline: null,
@@ -109,7 +111,9 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
         webhook TEXT,
         webhook_events TEXT,
         idempotency_key TEXT UNIQUE,
-        request_hash TEXT
+        request_hash TEXT,
+        timings TEXT,
+        owner TEXT
       );
       CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (model, status, priority DESC, seq);
       CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at);
@@ -126,6 +130,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (!columns.some((c) => c.name === 'request_hash')) this.#db.exec('ALTER TABLE jobs ADD COLUMN request_hash TEXT');
     // …and timings, when it was written before they existed.
     if (!columns.some((c) => c.name === 'timings')) this.#db.exec('ALTER TABLE jobs ADD COLUMN timings TEXT');
+    // …and owners.
+    if (!columns.some((c) => c.name === 'owner')) this.#db.exec('ALTER TABLE jobs ADD COLUMN owner TEXT');
     // A job that was running when the process died runs again.
     this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
     for (const { model } of this.#stmt(`SELECT DISTINCT model FROM jobs WHERE status = 'queued'`).all() as { model: string }[]) this.#durableQueued.add(model);
@@ -217,10 +223,10 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     const id = randomUUID();
     const job = this.#change(id, () =>
       this.#stmt(
-          `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash)
-           VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)`,
+          `INSERT INTO jobs (id, model, version, input, priority, status, created_at, webhook, webhook_events, idempotency_key, request_hash, owner)
+           VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
         )
-        .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null, n.requestHash ?? null).changes,
+        .run(id, n.model, n.version ?? null, encodeInput(n.input), n.priority ?? 0, Date.now(), n.webhook ?? null, n.webhookEvents ? JSON.stringify(n.webhookEvents) : null, n.idempotencyKey ?? null, n.requestHash ?? null, n.owner ?? null).changes,
     );
     return { job: job!, created: true };
   }
@@ -239,6 +245,14 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (f.model) {
       where.push('model = ?');
       args.push(f.model);
+    }
+    if (f.models) {
+      where.push(`model IN (${f.models.map(() => '?').join(',') || 'NULL'})`);
+      args.push(...f.models);
+    }
+    if (f.owner !== undefined) {
+      where.push('owner IS ?');
+      args.push(f.owner);
     }
     if (f.cursor) {
       where.push('seq < ?');

@@ -86,10 +86,10 @@ declare module 'fastify' {
   }
 }
 
-/** The model a request names: its path's, or its JSON body's `model` (jobs, OpenAI). */
+/** The model a request names: its path's, its query's (the job list's filter), or its JSON body's `model` (jobs, OpenAI). */
 function namedModel(req: FastifyRequest): string | undefined {
   const params = req.params as Record<string, unknown> | undefined;
-  const fromPath = params?.model_name ?? params?.model;
+  const fromPath = params?.model_name ?? params?.model ?? (req.query as Record<string, unknown> | undefined)?.model;
   if (typeof fromPath === 'string') return fromPath;
   const body = req.body as Record<string, unknown> | undefined;
   return body !== null && typeof body === 'object' && typeof body.model === 'string' ? body.model : undefined;

@@ -9,7 +9,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
-import { idempotencyKey, submitJob } from './job-routes.js';
+import { idempotencyKey, ownerOf, submitJob } from './job-routes.js';
 import { countRequests } from './request-metrics.js';
 import { assertServed, clientGone, predict, responseBody, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
@@ -42,7 +42,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     await assertServed(o, model, version, req);
     const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
     if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
-      await submitJob(o.jobs, { model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
+      await submitJob(o.jobs, { owner: ownerOf(req), model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
       return reply;
     }
     const signal = clientGone(reply);

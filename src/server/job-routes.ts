@@ -41,6 +41,8 @@ export interface JobRoutesOptions {
 }
 
 export interface SubmitRequest {
+  /** Who submits it: the API key's name, null on a server without keys. */
+  owner: string | null;
   model: string;
   version?: string | undefined;
   input: Record<string, unknown>;
@@ -58,6 +60,22 @@ async function describeQueued(o: JobRoutesOptions, seen: Job): Promise<Record<st
   const workers = o.control.health().models.filter((m) => m.name === job.model).reduce((n, m) => n + m.liveWorkers, 0);
   const estimate = perJob === undefined || position === null ? null : Math.round(((position + 1) * perJob * 10) / Math.max(1, workers)) / 10;
   return publicJob(job, position, estimate);
+}
+
+/** Who asks: the API key's name, or null on a server without keys (everyone is one owner). */
+export function ownerOf(req: FastifyRequest): string | null {
+  return req.apiKey?.name ?? null;
+}
+
+/** Whether the asker may see this job: its owner, within the key's models. Nobody else learns that it exists. */
+function mayRead(req: FastifyRequest, job: Job): boolean {
+  const key = req.apiKey;
+  return !key || (job.owner === key.name && (key.models?.includes(job.model) ?? true));
+}
+
+/** Idempotency keys are per owner (the IETF draft scopes them per client): two keys' "42" are two keys. */
+function ownedIdempotencyKey(owner: string | null, key: string | undefined): string | undefined {
+  return key === undefined || owner === null ? key : JSON.stringify([owner, key]);
 }
 
 /** The Idempotency-Key header, when the client sent one. */
@@ -104,13 +122,14 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
   const input = local ? o.control.admit(req.model, req.version, req.input) : (o.elsewhere?.(req.model)?.parse(req.input) ?? req.input);
   const hash = requestHash(req);
+  const idempotencyKey = ownedIdempotencyKey(req.owner, req.idempotencyKey);
   // A repeated idempotency key gets its job back even when the queue is full.
-  const seen = req.idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(req.idempotencyKey);
+  const seen = idempotencyKey === undefined ? undefined : await o.backend.byIdempotencyKey(idempotencyKey);
   if (seen) return answerRepeat(o, seen, hash, reply);
   if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
     throw errors.queueFull(`job queue for ${req.model}`, o.maxQueuedJobs, 'queued jobs', 5);
   }
-  const { job, created } = await o.backend.submit({ ...req, input, requestHash: hash });
+  const { job, created } = await o.backend.submit({ ...req, idempotencyKey, input, requestHash: hash });
   if (!created) return answerRepeat(o, job, hash, reply);
   return reply.code(202).header('location', `/v1/jobs/${job.id}`).send(await describeQueued(o, job));
 }
@@ -172,34 +191,35 @@ function followJob(o: JobRoutesOptions, jobId: string, send: (e: WorkEvent) => v
   return stop;
 }
 
-async function jobOr404(o: JobRoutesOptions, id: string): Promise<Job> {
+/** The job, when the asker may see it; otherwise the same 404 as for an id never issued. */
+async function jobOr404(o: JobRoutesOptions, req: FastifyRequest, id: string): Promise<Job> {
   const job = await o.backend.get(id);
-  if (!job) throw errors.jobNotFound(id);
+  if (!job || !mayRead(req, job)) throw errors.jobNotFound(id);
   return job;
 }
 
 export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Promise<void> {
   app.post('/v1/jobs', { schema: { summary: 'Submit a job: 202 with its id, queue position and estimate.', body: submitBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof submitBody>;
-    return submitJob(o, { model: b.model, version: b.version, input: b.input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
+    return submitJob(o, { owner: ownerOf(req), model: b.model, version: b.version, input: b.input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
   });
 
   app.get('/v1/jobs', { schema: { summary: 'List jobs, newest first.', querystring: listQuery } }, async (req) => {
     const q = req.query as z.infer<typeof listQuery>;
-    const page = await o.backend.list({ status: q.status, model: q.model, limit: q.limit ?? 100, cursor: q.cursor });
+    const page = await o.backend.list({ status: q.status, model: q.model, limit: q.limit ?? 100, cursor: q.cursor, owner: req.apiKey ? req.apiKey.name : undefined, models: req.apiKey?.models });
     return { jobs: page.jobs.map((j) => publicJob(j)), next_cursor: page.nextCursor };
   });
 
-  app.get('/v1/jobs/:id', { schema: { summary: 'A job: status, progress, outputs, error.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req.params.id)));
+  app.get('/v1/jobs/:id', { schema: { summary: 'A job: status, progress, outputs, error.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req, req.params.id)));
 
   app.delete('/v1/jobs/:id', { schema: { summary: 'Cancel a job (queued: at once; running: at its next step).', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => {
-    const job = await jobOr404(o, req.params.id);
+    const job = await jobOr404(o, req, req.params.id);
     if (isTerminal(job.status)) throw new EaselError('EASEL_JOB_FINISHED', `job ${job.id} has already ${job.status === 'cancelled' ? 'been cancelled' : job.status}`);
     return publicJob((await o.backend.cancel(job.id)) ?? job);
   });
 
   app.get('/v1/jobs/:id/outputs/:n', { schema: { summary: 'One output of a finished job, as its bytes.', params: outputParams } }, async (req: FastifyRequest<{ Params: { id: string; n: string } }>, reply) => {
-    const job = await jobOr404(o, req.params.id);
+    const job = await jobOr404(o, req, req.params.id);
     const output = job.outputs[Number(req.params.n)];
     if (!output) throw new EaselError('EASEL_OUTPUT_NOT_FOUND', `job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${req.params.n}`);
     const data = await o.artifacts.get(output.key);
@@ -208,7 +228,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
   });
 
   app.get('/v1/jobs/:id/events', { schema: { summary: 'Server-sent events: status, progress, previews, the final status. Each has an id; a client that reconnects with Last-Event-ID gets the events it missed.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
-    const job = await jobOr404(o, req.params.id);
+    const job = await jobOr404(o, req, req.params.id);
     const after = lastEventId(req);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -239,7 +259,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
     wsHandler: (socket, req) => {
       void (async () => {
         const job = await o.backend.get(req.params.id);
-        if (!job) {
+        if (!job || !mayRead(req, job)) {
           socket.send(JSON.stringify({ event: 'error', data: { code: 'EASEL_JOB_NOT_FOUND', message: `no job ${req.params.id} (never submitted, or expired)` } }));
           socket.close(4404, 'job not found');
           return;
