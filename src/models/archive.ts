@@ -1,11 +1,15 @@
 // Model archives (.easel): writing them (torch-model-archiver's job) and extracting them safely.
 // Extraction refuses entries that would land outside the target (absolute paths, `..`, links
-// pointing out, hard links, devices) and stops archive bombs with a byte and entry budget.
-import { createWriteStream } from 'node:fs';
-import { cp, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+// pointing out — checked by their real paths once extracted, hard links, devices), stops archive
+// bombs with a budget of entries and of bytes as they are decompressed, reads a tar no further
+// than its end-of-archive marker, and gives up after a time limit.
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { cp, mkdir, open, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
@@ -87,20 +91,49 @@ async function writeZip(dir: string, out: string): Promise<void> {
 export interface ExtractLimits {
   maxBytes: number;
   maxEntries: number;
+  /** Extraction that takes longer fails (a crafted archive that is slow to read); default 5 minutes. */
+  maxMs?: number | undefined;
 }
 
-/** Extracts a tar.gz or zip archive into `target` (created), refusing anything unsafe. */
+const DEFAULT_EXTRACT_MS = 5 * 60_000;
+
+/** Extracts a tar.gz or zip archive into `target` (created), refusing anything unsafe; on failure nothing is left. */
 export async function extractArchive(file: string, target: string, limits: ExtractLimits): Promise<void> {
   const kind = await sniff(file);
   await mkdir(target, { recursive: true });
+  const maxMs = limits.maxMs ?? DEFAULT_EXTRACT_MS;
+  const deadline = AbortSignal.timeout(maxMs);
   try {
-    if (kind === 'gzip' || kind === 'tar') await extractTar(file, target, limits);
-    else if (kind === 'zip') await extractZip(file, target, limits);
+    if (kind === 'gzip' || kind === 'tar') await extractTar(file, kind === 'gzip', target, limits, deadline);
+    else if (kind === 'zip') await extractZip(file, target, limits, deadline);
     else throw invalid(`${path.basename(file)} is neither a tar.gz nor a zip archive`);
+    if (deadline.aborted) throw invalid(`${path.basename(file)} took longer than ${maxMs / 1000} s to extract`);
+    await checkLinks(target);
   } catch (err) {
     await rm(target, { recursive: true, force: true });
+    if (deadline.aborted) throw invalid(`${path.basename(file)} took longer than ${maxMs / 1000} s to extract`, err);
     if (err instanceof EaselError) throw err;
-    throw invalid(`${path.basename(file)} could not be extracted: ${(err as Error).message}`, err);
+    throw invalid(`${path.basename(file)} could not be extracted: ${(err as Error).message.replaceAll(target + path.sep, '')}`, err);
+  }
+}
+
+/**
+ * Every link of an extracted tree must lead, by its real path, to something inside it: a chain of
+ * links can be lexically inside (`a -> .`, `b -> a/..`) and physically outside.
+ */
+async function checkLinks(target: string): Promise<void> {
+  const root = await realpath(target);
+  for (const entry of await readdir(target, { recursive: true, withFileTypes: true })) {
+    if (!entry.isSymbolicLink()) continue;
+    const link = path.join(entry.parentPath, entry.name);
+    const name = path.relative(target, link);
+    let real: string;
+    try {
+      real = await realpath(link);
+    } catch {
+      throw invalid(`archive entry "${name}" is a link to nothing inside the model directory`);
+    }
+    if (real !== root && !real.startsWith(root + path.sep)) throw invalid(`archive entry "${name}" is a link that leads outside the model directory`);
   }
 }
 
@@ -136,13 +169,52 @@ class Budget {
   }
 }
 
-async function extractTar(file: string, target: string, limits: ExtractLimits): Promise<void> {
+/**
+ * Feeds a tar's bytes into a node-tar parser: decompressed here and counted against the byte
+ * budget as they come (headers and padding included), and read no further than the parser's
+ * end-of-archive marker, so nothing after it (a gzip bomb) is ever inflated.
+ */
+async function feedTar(file: string, gzip: boolean, limits: ExtractLimits, deadline: AbortSignal, parser: tar.Parser, done: string): Promise<void> {
+  const inflated = new Budget(limits);
+  const source = createReadStream(file, { highWaterMark: 1 << 16 });
+  const bytes: AsyncIterable<Buffer> = gzip ? source.pipe(createGunzip({ chunkSize: 1 << 16 })) : source;
+  let eof = false;
+  parser.on('eof', () => (eof = true));
+  // node-tar may emit several errors (one per bad entry): the first settles, the rest are heard and dropped.
+  const finished = new Promise<void>((resolve, reject) => {
+    parser.once(done, () => resolve());
+    parser.on('error', reject);
+  });
+  // A parser error rejects `finished` while the loop below still reads: it is awaited at the end.
+  finished.catch(() => undefined);
+  try {
+    for await (const chunk of bytes) {
+      if (deadline.aborted) throw invalid('archive extraction timed out');
+      try {
+        inflated.add(chunk.length);
+      } catch (err) {
+        parser.abort(err as Error);
+        throw err;
+      }
+      const more = parser.write(chunk);
+      if (eof) break;
+      if (!more) await Promise.race([once(parser, 'drain'), finished]);
+    }
+  } finally {
+    source.destroy();
+  }
+  parser.end();
+  await finished;
+}
+
+async function extractTar(file: string, gzip: boolean, target: string, limits: ExtractLimits, deadline: AbortSignal): Promise<void> {
   // First pass: validate every header before anything is written.
   const budget = new Budget(limits);
   let problem: EaselError | undefined;
-  await tar.list({
-    file,
+  const list = new tar.Parser({
+    strict: true,
     onReadEntry: (e) => {
+      e.resume();
       if (problem) return;
       try {
         budget.entry();
@@ -157,12 +229,13 @@ async function extractTar(file: string, target: string, limits: ExtractLimits): 
       }
     },
   });
+  await feedTar(file, gzip, limits, deadline, list, 'end');
   if (problem) throw problem;
   // Second pass: node-tar also refuses to write through links and strips unsafe paths.
-  await tar.extract({ file, cwd: target, strict: true, preserveOwner: false, noChmod: true, maxReadSize: 1 << 20 });
+  await feedTar(file, gzip, limits, deadline, new tar.Unpack({ cwd: target, strict: true, preserveOwner: false }), 'close');
 }
 
-function extractZip(file: string, target: string, limits: ExtractLimits): Promise<void> {
+function extractZip(file: string, target: string, limits: ExtractLimits, deadline: AbortSignal): Promise<void> {
   const budget = new Budget(limits);
   return new Promise((resolve, reject) => {
     yauzl.open(file, { lazyEntries: true, validateEntrySizes: true, strictFileNames: true }, (err, zip) => {
@@ -189,6 +262,7 @@ function extractZip(file: string, target: string, limits: ExtractLimits): Promis
           const counter = new Transform({
             transform(chunk: Buffer, _enc, cb) {
               try {
+                if (deadline.aborted) throw invalid('archive extraction timed out');
                 budget.add(chunk.length);
                 cb(null, chunk);
               } catch (e) {

@@ -1,6 +1,6 @@
 // A model's description: read from easel.yaml, TorchServe's model-config.yaml, an archive
 // manifest, or recognized from a known export layout (diffusers/optimum, transformers.js).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -23,7 +23,7 @@ const runtimeSchema = z
     executionMode: z.enum(['sequential', 'parallel']).default('sequential'),
     warmup: z.boolean().default(true),
     /** A prepared variant beside the fp32 files (`fp16` → model.fp16.onnx), chosen by name. */
-    variant: z.string().optional(),
+    variant: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/, 'variant must be a name (letters, digits, _ and -), such as fp16 or int8').optional(),
   })
   .strict();
 
@@ -107,6 +107,7 @@ export function readModelSpec(dir: string, overrides: Record<string, unknown> = 
     raw.version = manifest.model.modelVersion;
     if (manifest.model.handler) raw.handler = manifest.model.handler;
   }
+  if (manifest?.model.configFile !== undefined) confinedPath(dir, manifest.model.configFile, 'configFile');
   const torchserve = readYaml(dir, manifest?.model.configFile ?? 'model-config.yaml');
   if (torchserve) Object.assign(raw, fromTorchServeConfig(torchserve));
   const easel = readYaml(dir, 'easel.yaml');
@@ -122,7 +123,31 @@ export function readModelSpec(dir: string, overrides: Record<string, unknown> = 
     const field = issue.path.join('.');
     throw new EaselError('EASEL_MODEL_INVALID', `model ${String(raw.name)}: ${field || 'spec'}: ${issue.message}`, { field });
   }
-  return parsed.data;
+  const spec = parsed.data;
+  if (spec.model !== undefined) confinedPath(dir, spec.model, 'model');
+  if (/\.m?js$/.test(spec.handler)) confinedPath(dir, spec.handler, 'handler');
+  return spec;
+}
+
+/**
+ * The one check of every path a model's files name (easel.yaml's `model` and handler module, an
+ * archive manifest's config file, a draft folder inside the model): relative, no `..`, and
+ * inside the model's folder by its real path too, so a link that leads out is refused. Returns
+ * the path; whether it exists is for whoever opens it.
+ */
+export function confinedPath(dir: string, name: string, field: string): string {
+  const parts = name.replace(/\\/g, '/').split('/');
+  if (name === '' || path.isAbsolute(name) || /^[A-Za-z]:/.test(name) || name.includes('\0') || parts.includes('..')) {
+    throw new EaselError('EASEL_MODEL_INVALID', `${field} must name a path inside the model's folder (relative, without ".."), got ${JSON.stringify(name)}`, { field });
+  }
+  const p = path.join(dir, name);
+  if (!existsSync(p)) return p;
+  const root = realpathSync(dir);
+  const real = realpathSync(p);
+  if (real !== root && !real.startsWith(root + path.sep)) {
+    throw new EaselError('EASEL_MODEL_INVALID', `${field} ${JSON.stringify(name)} leads outside the model's folder (through a link); a model's files must be inside it`, { field });
+  }
+  return p;
 }
 
 /** TorchServe model-config.yaml keys, mapped to ours. */

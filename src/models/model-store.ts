@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { EaselError, isEaselError, errors } from '../errors/easel-error.js';
 import { anchoredPatterns, guardedRequest, parseOutboundUrl } from '../net/outbound-guard.js';
 import { extractArchive } from './archive.js';
-import { FOLDER_NAME, readModelSpec, type ModelEntry } from './model-spec.js';
+import { confinedPath, FOLDER_NAME, readModelSpec, type ModelEntry } from './model-spec.js';
 
 export interface ModelStoreOptions {
   storeDir: string;
@@ -42,9 +42,14 @@ export class ModelStore {
    */
   async resolve(url: string, overrides: Record<string, unknown> = {}, trusted = false): Promise<ModelEntry> {
     const entry = await this.#locate(url, overrides, trusted);
-    // A speculative draft is found the way a task's model is; whether it fits is the handler's check at registration.
-    const draft = entry.spec.speculative?.draft;
-    return draft === undefined ? entry : { ...entry, draftDir: this.#folder(entry.dir, draft) };
+    try {
+      // A speculative draft is found the way a task's model is; whether it fits is the handler's check at registration.
+      const draft = entry.spec.speculative?.draft;
+      return draft === undefined ? entry : { ...entry, draftDir: this.#folder(entry.dir, draft) };
+    } catch (err) {
+      await this.discard(entry);
+      throw err;
+    }
   }
 
   async #locate(url: string, overrides: Record<string, unknown>, trusted: boolean): Promise<ModelEntry> {
@@ -60,7 +65,13 @@ export class ModelStore {
       throw errors.modelNotFound(`"${url}" was not found in the model store`, 'url');
     }
     if (s.isDirectory()) return this.#task({ spec: readModelSpec(local, overrides), dir: local }, overrides);
-    return this.#task(await this.#fromArchive(local, overrides), overrides);
+    const extracted = await this.#fromArchive(local, overrides);
+    try {
+      return this.#task(extracted, overrides);
+    } catch (err) {
+      await this.discard(extracted);
+      throw err;
+    }
   }
 
   /**
@@ -90,9 +101,27 @@ export class ModelStore {
     return { spec: readModelSpec(dir, { ...overrides, name: entry.spec.name, version: entry.spec.version, handler }), dir };
   }
 
-  /** A folder inside a model's directory, else a model folder in the store (names are checked by the caller: no .., not absolute). */
+  /** A folder inside a model's directory (by its real path too), else a model folder in the store (names are checked by the caller: no .., not absolute). */
   #folder(modelDir: string, name: string): string | undefined {
-    return [path.join(modelDir, name), path.join(path.resolve(this.#o.storeDir), name)].find((d) => existsSync(d) && statSync(d).isDirectory());
+    return [confinedPath(modelDir, name, 'folder'), path.join(path.resolve(this.#o.storeDir), name)].find((d) => existsSync(d) && statSync(d).isDirectory());
+  }
+
+  /** Removes what registering `entry` extracted (an archive's folder under the data directory); a store folder stays. */
+  async discard(entry: ModelEntry): Promise<void> {
+    if (this.#extracted(entry.dir)) await rm(entry.dir, { recursive: true, force: true });
+  }
+
+  #extracted(dir: string): boolean {
+    return path.dirname(path.resolve(dir)) === path.join(path.resolve(this.#o.dataDir), 'models');
+  }
+
+  /** A message with the server's own folders made relative: errors name paths in the model store, not the machine. */
+  relativize(message: string): string {
+    let out = message;
+    for (const [dir, as] of [[path.join(path.resolve(this.#o.dataDir), 'models'), ''], [path.resolve(this.#o.storeDir), ''], [path.resolve(this.#o.dataDir), '']] as const) {
+      out = out.replaceAll(dir + path.sep, as).replaceAll(dir, '.');
+    }
+    return out;
   }
 
   #localPath(url: string, trusted: boolean): string {
@@ -114,7 +143,12 @@ export class ModelStore {
     const target = path.join(path.resolve(this.#o.dataDir), 'models', `${path.basename(file).replace(/[^A-Za-z0-9_.-]/g, '_')}-${key}`);
     await rm(target, { recursive: true, force: true });
     await extractArchive(file, target, { maxBytes: this.#o.maxArchiveBytes, maxEntries: 10_000 });
-    return { spec: readModelSpec(target, overrides), dir: target };
+    try {
+      return { spec: readModelSpec(target, overrides), dir: target };
+    } catch (err) {
+      await rm(target, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   async #fromRemote(raw: string, overrides: Record<string, unknown>): Promise<ModelEntry> {

@@ -2,8 +2,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { EaselError, invalidField } from '../errors/easel-error.js';
-import type { ModelControl } from '../models/model-control.js';
+import { EaselError, invalidField, isEaselError } from '../errors/easel-error.js';
+import type { ModelControl, ModelDescription } from '../models/model-control.js';
+import type { ModelEntry } from '../models/model-spec.js';
 import type { ModelStore } from '../models/model-store.js';
 import { methodNotAllowed, sendError } from './errors.js';
 import { boolQuery, intQuery, pathName, strictObject } from './schemas.js';
@@ -62,8 +63,17 @@ export async function managementRoutes(app: FastifyInstance, o: ManagementRouteO
     if (q.response_timeout !== undefined) overrides.responseTimeoutMs = q.response_timeout * 1000;
     const initialWorkers = q.initial_workers;
     const synchronous = q.synchronous ?? false;
-    const entry = await o.store.resolve(url, overrides);
-    const d = await o.control.register(entry, { url, initialWorkers, synchronous });
+    let entry: ModelEntry | undefined;
+    let d: ModelDescription;
+    try {
+      entry = await o.store.resolve(url, overrides);
+      d = await o.control.register(entry, { url, initialWorkers, synchronous });
+    } catch (err) {
+      // What a failed registration extracted goes (not a registered model's own folder), and its
+      // error names paths in the model store, never the server's.
+      if (entry && !(isEaselError(err) && err.code === 'EASEL_MODEL_EXISTS')) await o.store.discard(entry);
+      throw isEaselError(err) ? new EaselError(err.code, o.store.relativize(err.message), { field: err.field, cause: err }) : err;
+    }
     const workers = initialWorkers ?? d.minWorkers;
     return reply.code(synchronous ? 200 : 202).send({
       status: synchronous
