@@ -1,6 +1,6 @@
 // docs/architecture.md stays true to the code: its folder table names every folder of src/, and
 // no import of src/ (tests aside) crosses a line the table does not allow; the API process's
-// modules never load onnxruntime-node; no file of the repository points outside it to ../shared.
+// modules never load onnxruntime-node; no file of the repository points to the reference folder beside it.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -79,7 +79,7 @@ describe('docs/architecture.md', () => {
     expect([...seen].map((f) => path.relative(ROOT, f))).toContain('src/runtime/onnx-runtime.ts');
   });
 
-  it('is linked from the README, and no tracked file points to ../shared', () => {
+  it('is linked from the README, and no tracked file points to the reference folder beside the repository', () => {
     expect(readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain('](docs/architecture.md)');
     const files = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
     const needle = ['..', 'shared'].join('/');

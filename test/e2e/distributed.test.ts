@@ -287,7 +287,8 @@ describe('cost-aware pools', () => {
       };
       const ranOn = (node: WorkerNode, id: string): boolean => node.logs.some((l) => l.includes('"job started"') && l.includes(id));
       const normal = await run(0);
-      expect(normal.waitedMs).toBeLessThan(2000);
+      // "At once" is well under the 3 s a spot pool makes high work wait (a loaded machine takes 2 s to start one).
+      expect(normal.waitedMs).toBeLessThan(2500);
       const high = await run(10);
       expect(high.waitedMs).toBeGreaterThanOrEqual(3000);
       expect(ranOn(spot, high.job.id)).toBe(true);
@@ -295,7 +296,7 @@ describe('cost-aware pools', () => {
       const onDemand = await startWorkerNode([...common, '--pool', 'on-demand', '--price-per-hour', '3'], s3.env);
       nodes.push(onDemand);
       const urgent = await run(10);
-      expect(urgent.waitedMs).toBeLessThan(2000);
+      expect(urgent.waitedMs).toBeLessThan(2500);
       expect(ranOn(onDemand, urgent.job.id)).toBe(true);
       // Each pool's bill: worker-seconds × its price ÷ 3600, and its outputs (cost per image = cost ÷ outputs).
       const value = (text: string, name: string, pool: string): number => Number(new RegExp(`^${name}\\{model="tiny-sd",pool="${pool}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
