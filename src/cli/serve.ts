@@ -39,7 +39,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   // their work waits in the queue KEDA watches), and those workers announce.
   const elsewhere = config.localWorkers ? undefined : await remoteAdmission(config, store, logger);
   const servers = await createServers({
-    control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, managementToken: config.managementToken, isDraining: () => draining,
+    control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, requestTimeoutMs: config.requestTimeoutMs, maxConnections: config.maxConnections, managementToken: config.managementToken, isDraining: () => draining,
     apiKeys: ApiKeys.load(config.apiKeysFile, config.apiKeys), corsOrigins: config.corsOrigins,
     rateLimit: { perMinute: config.rateLimitPerMinute, redisUrl: config.queue === 'embedded' ? undefined : config.queue },
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
@@ -48,7 +48,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs,
       modelKnown: async (m) => elsewhere?.admission(m) !== undefined || (await jobs.modelKnown(m)),
       models: async () => [...new Set([...(elsewhere?.models ?? []), ...(await jobs.models())])],
-      webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs,
+      webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs, maxStreamsPerClient: config.maxStreamsPerClient,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
       elsewhere: elsewhere?.admission,
     },

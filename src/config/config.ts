@@ -72,6 +72,12 @@ export const configSchema = z
     webhookAllowedHosts: z.array(regex),
     allowCustomHandlers: z.boolean(),
     maxBodyBytes: z.number().int().positive(),
+    /** How long a client may take to send a whole request, headers and body (nginx's body timeout is 60 s): then 408. */
+    requestTimeoutMs: z.number().int().min(1000),
+    /** Open connections of the inference port at most; 0: 60 % of the process's open-file limit (up to 8192). */
+    maxConnections: z.number().int().min(0),
+    /** Event streams (SSE and WebSocket) one API key, or one address without keys, may hold open on a node. */
+    maxStreamsPerClient: z.number().int().min(1),
     /** JSON bodies nested deeper than this are refused with 400 before they are parsed into a tree. */
     maxJsonDepth: z.number().int().min(2).max(1000),
     /** JSON bodies with more object keys than this are refused with 400. */
@@ -128,6 +134,9 @@ export const defaults: z.infer<typeof configSchema> = {
   pricePerHour: 0,
   poolRules: {},
   maxBodyBytes: 16 * 1024 * 1024,
+  requestTimeoutMs: 60_000,
+  maxConnections: 0,
+  maxStreamsPerClient: 100,
   maxJsonDepth: 32,
   maxJsonKeys: 1000,
   maxArchiveBytes: 2 * 1024 * 1024 * 1024,

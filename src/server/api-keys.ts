@@ -45,6 +45,11 @@ function isOpen(req: FastifyRequest): boolean {
   return OPEN.some((re) => re.test(path));
 }
 
+/** A browser's CORS preflight: it carries no credentials (the request it precedes does). Any other OPTIONS is a request like the rest. */
+export function isPreflight(req: FastifyRequest): boolean {
+  return req.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined;
+}
+
 export class ApiKeys {
   readonly #byHash = new Map<string, ApiKey>();
 
@@ -113,7 +118,7 @@ export async function limitRate(app: FastifyInstance, o: RateLimitOptions): Prom
     hook: 'preHandler',
     timeWindow: 60_000,
     max: (req) => limit(req),
-    allowList: (req) => req.method === 'OPTIONS' || isOpen(req) || limit(req) === 0,
+    allowList: (req) => isPreflight(req) || isOpen(req) || limit(req) === 0,
     keyGenerator: (req) => (req.apiKey ? `key:${req.apiKey.name}` : `ip:${req.ip}`),
     ...(redis ? { redis, nameSpace: 'easel-rate-limit:' } : {}),
     errorResponseBuilder: (req, ctx) =>
@@ -124,8 +129,7 @@ export async function limitRate(app: FastifyInstance, o: RateLimitOptions): Prom
 /** Requires a key on every route but the open ones; holds a scoped key to its models. */
 export function requireApiKeys(app: FastifyInstance, keys: ApiKeys): void {
   app.addHook('onRequest', async (req) => {
-    // A CORS preflight carries no credentials; the request it precedes does.
-    if (req.method === 'OPTIONS' || isOpen(req)) return;
+    if (isPreflight(req) || isOpen(req)) return;
     req.apiKey = keys.identify(req);
   });
   app.addHook('preHandler', async (req) => {

@@ -95,9 +95,11 @@ export function clientErrorResponse(err: NodeJS.ErrnoException): string {
       ? new EaselError('EASEL_HEADERS_TOO_LARGE', 'the request headers are too large')
       : err.code === 'HPE_URI_TOO_LONG' || err.code === 'HPE_URL_TOO_LONG'
         ? new EaselError('EASEL_URI_TOO_LONG', 'the request URL is too long')
-        : new EaselError('EASEL_BAD_REQUEST', 'the request could not be parsed as HTTP/1.1');
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new EaselError('EASEL_REQUEST_TIMEOUT', 'the request (headers and body) did not arrive within the request timeout')
+          : new EaselError('EASEL_BAD_REQUEST', 'the request could not be parsed as HTTP/1.1');
   const body = JSON.stringify(errorBody(e));
-  const reason = e.status === 431 ? 'Request Header Fields Too Large' : e.status === 414 ? 'URI Too Long' : 'Bad Request';
+  const reason = new Map([[431, 'Request Header Fields Too Large'], [414, 'URI Too Long'], [408, 'Request Timeout']]).get(e.status) ?? 'Bad Request';
   return `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 

@@ -33,6 +33,8 @@ export interface JobRoutesOptions {
   webhookPolicy: OutboundPolicy;
   /** How often an SSE stream sends a comment line while it has nothing else to say. */
   sseHeartbeatMs: number;
+  /** Event streams (SSE and WebSocket together) one API key, or one client address without keys, may hold open on this node. */
+  maxStreamsPerClient: number;
   /**
    * Admission for a model that runs on other nodes (an API-only node of the distributed mode):
    * the handler's parse from the spec this node knows from its config; undefined when it knows none.
@@ -198,7 +200,32 @@ async function jobOr404(o: JobRoutesOptions, req: FastifyRequest, id: string): P
   return job;
 }
 
+/** Open event streams per client (an API key, else an address) on this node. */
+class StreamCounts {
+  readonly #open = new Map<string, number>();
+  constructor(private readonly max: number) {}
+
+  /** Counts a new stream of this client's; the function returned ends it. Throws when the client holds its most. */
+  open(req: FastifyRequest): () => void {
+    const client = req.apiKey ? `key:${req.apiKey.name}` : `ip:${req.ip}`;
+    const n = this.#open.get(client) ?? 0;
+    if (n >= this.max) {
+      throw new EaselError('EASEL_TOO_MANY_STREAMS', `${req.apiKey ? `the API key "${req.apiKey.name}"` : 'this client'} holds ${n} open event streams, the most one client may (maxStreamsPerClient); close one first`, { retryAfterSeconds: 5 });
+    }
+    this.#open.set(client, n + 1);
+    let closed = false;
+    return () => {
+      if (closed) return;
+      closed = true;
+      const left = (this.#open.get(client) ?? 1) - 1;
+      if (left > 0) this.#open.set(client, left);
+      else this.#open.delete(client);
+    };
+  }
+}
+
 export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Promise<void> {
+  const streams = new StreamCounts(o.maxStreamsPerClient);
   app.post('/v1/jobs', { schema: { summary: 'Submit a job: 202 with its id, queue position and estimate.', body: submitBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof submitBody>;
     return submitJob(o, { owner: ownerOf(req), model: b.model, version: b.version, input: b.input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
@@ -230,6 +257,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
   app.get('/v1/jobs/:id/events', { schema: { summary: 'Server-sent events: status, progress, previews, the final status. Each has an id; a client that reconnects with Last-Event-ID gets the events it missed.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
     const job = await jobOr404(o, req, req.params.id);
     const after = lastEventId(req);
+    const release = streams.open(req);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     // A comment line now and then: proxies cut streams that stay silent (a job waiting in the queue).
@@ -240,14 +268,19 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
       (e) => reply.raw.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`),
       () => {
         clearInterval(heartbeat);
+        release();
         if (!reply.raw.writableEnded) reply.raw.end();
       },
       after,
     );
-    req.raw.on('close', stop);
+    req.raw.on('close', () => {
+      stop();
+      release();
+    });
   });
 
-  await app.register(websocket);
+  // The route reads nothing from clients: a message larger than a few KB closes the socket.
+  await app.register(websocket, { options: { maxPayload: 4096 } });
   app.route<{ Params: { id: string } }>({
     method: 'GET',
     url: '/ws/jobs/:id',
@@ -264,8 +297,20 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
           socket.close(4404, 'job not found');
           return;
         }
+        let release: () => void;
+        try {
+          release = streams.open(req);
+        } catch (err) {
+          const e = err as EaselError;
+          socket.send(JSON.stringify({ event: 'error', data: { code: e.code, message: e.message } }));
+          socket.close(4429, 'too many streams');
+          return;
+        }
         const stop = followJob(o, job.id, (e) => socket.send(JSON.stringify({ event: e.type, id: e.id, data: e.data })), () => socket.close(1000, 'job finished'));
-        socket.on('close', stop);
+        socket.on('close', () => {
+          stop();
+          release();
+        });
       })().catch((err: unknown) => {
         req.log.error({ err }, 'following a job over a WebSocket failed');
         socket.close(1011, 'internal error');

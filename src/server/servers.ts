@@ -12,6 +12,7 @@ import type { ModelStore } from '../models/model-store.js';
 import cors from '@fastify/cors';
 import { limitRate, requireApiKeys, type ApiKeys, type RateLimitOptions } from './api-keys.js';
 import { installJsonParser, type JsonLimits } from './body-parsers.js';
+import { boundConnections } from './connections.js';
 import { EaselError } from '../errors/easel-error.js';
 import { clientErrorResponse, installErrorHandling, methodNotAllowed, sendError, toEaselError } from './errors.js';
 import { inferenceRoutes } from './inference-routes.js';
@@ -28,6 +29,10 @@ export interface ServersOptions {
   logger: PinoLogger;
   maxBodyBytes: number;
   json: JsonLimits;
+  /** How long a client may take to send a whole request (then 408). */
+  requestTimeoutMs: number;
+  /** The inference port's open connections at most (0: from the open-file limit). */
+  maxConnections: number;
   managementToken?: string | undefined;
   isDraining(): boolean;
   jobs: JobRoutesOptions;
@@ -48,11 +53,24 @@ export interface Servers {
 
 const API_VERSION = '0.1.0';
 
+/** Before its first request a connection may stay silent this long (Node's own timeouts start at the first byte). */
+const IDLE_CONNECTION_MS = 10_000;
+/** A keep-alive connection's quiet between requests (above the 60 s idle timeout of common load balancers). */
+const KEEP_ALIVE_MS = 65_000;
+/** The management and metrics ports' connection limit: operators and scrapers, not crowds. */
+const SMALL_PORT_CONNECTIONS = 128;
+
+type ListenerOptions = Pick<ServersOptions, 'logger' | 'maxBodyBytes' | 'json' | 'requestTimeoutMs'> & { maxConnections: number };
+
 /** One listener with everything every port shares; `routes` registers its own. */
-async function listener(o: Pick<ServersOptions, 'logger' | 'maxBodyBytes' | 'json'>, name: string, description: string, routes: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
+async function listener(o: ListenerOptions, name: string, description: string, routes: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: o.logger.child({ api: name }) as FastifyBaseLogger,
     bodyLimit: o.maxBodyBytes,
+    // A request that declares a body and never sends it is answered 408, not held open.
+    requestTimeout: o.requestTimeoutMs,
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    http: { headersTimeout: Math.min(o.requestTimeoutMs, 20_000), connectionsCheckingInterval: 2_000 },
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     genReqId: () => randomUUID(),
@@ -65,6 +83,13 @@ async function listener(o: Pick<ServersOptions, 'logger' | 'maxBodyBytes' | 'jso
       else socket.destroy();
     },
   }) as unknown as FastifyInstance; // a pino child logger types the instance with pino's Logger; the routes need only the base
+  boundConnections(app.server, { max: o.maxConnections, idleMs: IDLE_CONNECTION_MS });
+  // OPTIONS answers from headers alone: a body it declares is refused before a byte of it is read.
+  app.addHook('onRequest', async (req) => {
+    if (req.method === 'OPTIONS' && (Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined)) {
+      throw new EaselError('EASEL_BAD_REQUEST', 'OPTIONS takes no body');
+    }
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installJsonParser(app, o.json);
@@ -85,8 +110,9 @@ async function listener(o: Pick<ServersOptions, 'logger' | 'maxBodyBytes' | 'jso
 
 export async function createServers(o: ServersOptions): Promise<Servers> {
   const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
-    if (o.corsOrigins.length > 0) await app.register(cors, { origin: o.corsOrigins.includes('*') ? '*' : [...o.corsOrigins], exposedHeaders: ['retry-after', 'location'] });
+    // The key first: only a CORS preflight goes on to the CORS plugin without one.
     if (o.apiKeys) requireApiKeys(app, o.apiKeys);
+    if (o.corsOrigins.length > 0) await app.register(cors, { origin: o.corsOrigins.includes('*') ? '*' : [...o.corsOrigins], exposedHeaders: ['retry-after', 'location'] });
     if (o.apiKeys || o.rateLimit.perMinute > 0) await limitRate(app, o.rateLimit);
     const stage = (model: string, name: string, seconds: number): void => o.metrics.stage.observe({ model, stage: name }, seconds);
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage });
@@ -98,7 +124,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
   // OPTIONS / answers the OpenAPI document, as TorchServe's does.
   inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());
   inference.get('/api-description', { schema: { summary: 'The OpenAPI document.' } }, async () => inference.swagger());
-  const management = await listener(o, 'management', 'TorchServe-compatible management API.', async (app) => {
+  const management = await listener({ ...o, maxConnections: SMALL_PORT_CONNECTIONS }, 'management', 'TorchServe-compatible management API.', async (app) => {
     await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
   });
   return { inference, management, metrics: await createMetricsServer(o) };
@@ -116,8 +142,8 @@ export async function listen(app: FastifyInstance, host: string, port: number, o
 }
 
 /** The metrics listener alone: every node has one (a worker node of the distributed mode has nothing else). */
-export function createMetricsServer(o: Pick<ServersOptions, 'metrics' | 'logger' | 'maxBodyBytes' | 'json'>): Promise<FastifyInstance> {
-  return listener(o, 'metrics', 'Prometheus metrics.', async (app) => {
+export function createMetricsServer(o: Pick<ServersOptions, 'metrics' | 'logger' | 'maxBodyBytes' | 'json' | 'requestTimeoutMs'>): Promise<FastifyInstance> {
+  return listener({ ...o, maxConnections: SMALL_PORT_CONNECTIONS }, 'metrics', 'Prometheus metrics.', async (app) => {
     app.get('/metrics', { schema: { summary: 'Prometheus metrics, text exposition format.' } }, async (_req, reply) => reply.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics()));
     methodNotAllowed(app, '/metrics', ['GET']);
   });

@@ -25,12 +25,17 @@ export interface StartOptions {
   cli?: string;
   /** false: no port options, the command's own defaults (the one-machine test). */
   ephemeralPorts?: boolean;
+  /** The server's soft limit on open files (`ulimit -n`), as on a machine that keeps the common 1024. */
+  openFileLimit?: number;
 }
 
-export async function startEasel(args: string[] = [], env: Record<string, string> = {}, { cli = CLI, ephemeralPorts = true }: StartOptions = {}): Promise<EaselProcess> {
+export async function startEasel(args: string[] = [], env: Record<string, string> = {}, { cli = CLI, ephemeralPorts = true, openFileLimit }: StartOptions = {}): Promise<EaselProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'easel-test-'));
   const ports = ephemeralPorts ? ['--port', '0', '--management-port', '0', '--metrics-port', '0'] : [];
-  const child = spawn(process.execPath, [cli, 'serve', ...ports, '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args], {
+  const command = [process.execPath, cli, 'serve', ...ports, '--host', '127.0.0.1', '--data-dir', dataDir, '--log-level', 'info', ...args];
+  // exec keeps the server the child itself (signals reach it), with the lowered limit.
+  const [file, ...argv] = openFileLimit === undefined ? command : ['sh', '-c', `ulimit -n ${openFileLimit} && exec "$@"`, 'sh', ...command];
+  const child = spawn(file!, argv, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

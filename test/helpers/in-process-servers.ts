@@ -27,11 +27,11 @@ export async function inProcessServers(overrides: Partial<ServersOptions> = {}):
   const metrics = new Metrics({ queueLength: async () => [], liveWorkers: () => [], queuedJobs: async () => [] });
   const servers = await createServers({
     control: manager, store: new ModelStore({ storeDir: dir, dataDir: dir, allowedUrls: [], maxArchiveBytes: 1 << 20 }), metrics, logger,
-    maxBodyBytes: 1 << 20, json: { maxJsonDepth: 32, maxJsonKeys: 1000 }, isDraining: () => false, defaultMaxQueueLength: 10, defaultResponseTimeoutMs: 1000,
+    maxBodyBytes: 1 << 20, requestTimeoutMs: 60_000, maxConnections: 0, json: { maxJsonDepth: 32, maxJsonKeys: 1000 }, isDraining: () => false, defaultMaxQueueLength: 10, defaultResponseTimeoutMs: 1000,
     apiKeys: null, rateLimit: { perMinute: 0 }, corsOrigins: [],
     jobs: {
       backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false, models: async () => [],
-      secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000,
+      secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000, maxStreamsPerClient: 100,
     },
     ...overrides,
   });
