@@ -105,6 +105,8 @@ export function buildProgram(): Command {
       .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))
       .addOption(new Option('--metrics-port <port>', 'metrics API port (default 8082)').argParser(int))
       .addOption(new Option('--max-body-bytes <n>', 'largest request body (default 16 MiB)').argParser(int))
+      .addOption(new Option('--max-job-input-bytes <n>', "a job's input as stored, uploaded bytes included (default 8 MiB); larger is 413").argParser(int))
+      .addOption(new Option('--max-queued-jobs-per-key <n>', 'queued jobs one API key may have, every model together (default 1000); more answer 429').argParser(int))
       .addOption(new Option('--max-streams-per-client <n>', 'open event streams (SSE and WebSocket) per API key, or per address without keys (default 100); more answer 429').argParser(int))
       .addOption(new Option('--request-timeout-ms <n>', 'time a client has to send a whole request, headers and body, before 408 (default 60000)').argParser(int))
       .addOption(new Option('--max-connections <n>', "open connections of the inference port; at the limit the oldest idle one makes room (default 0: 60 % of the process's open-file limit, at most 8192)").argParser(int))

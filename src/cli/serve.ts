@@ -48,7 +48,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
       backend: jobs.backend, artifacts: jobs.artifacts, control: manager, maxQueuedJobs: config.maxQueuedJobs,
       modelKnown: async (m) => elsewhere?.admission(m) !== undefined || (await jobs.modelKnown(m)),
       models: async () => [...new Set([...(elsewhere?.models ?? []), ...(await jobs.models())])],
-      webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs, maxStreamsPerClient: config.maxStreamsPerClient,
+      webhookPolicy: webhookPolicy(config), sseHeartbeatMs: config.sseHeartbeatMs, maxStreamsPerClient: config.maxStreamsPerClient, maxJobInputBytes: config.maxJobInputBytes, maxQueuedJobsPerKey: config.maxQueuedJobsPerKey,
       secondsPerJob: (m) => jobs.throughput.secondsPerJob(m), isDraining: () => draining,
       elsewhere: elsewhere?.admission,
     },

@@ -78,6 +78,10 @@ export const configSchema = z
     maxConnections: z.number().int().min(0),
     /** Event streams (SSE and WebSocket) one API key, or one address without keys, may hold open on a node. */
     maxStreamsPerClient: z.number().int().min(1),
+    /** A job's input as stored (uploaded bytes included) at most. */
+    maxJobInputBytes: z.number().int().positive(),
+    /** Queued jobs one API key may have, every model together. */
+    maxQueuedJobsPerKey: z.number().int().positive(),
     /** JSON bodies nested deeper than this are refused with 400 before they are parsed into a tree. */
     maxJsonDepth: z.number().int().min(2).max(1000),
     /** JSON bodies with more object keys than this are refused with 400. */
@@ -137,6 +141,8 @@ export const defaults: z.infer<typeof configSchema> = {
   requestTimeoutMs: 60_000,
   maxConnections: 0,
   maxStreamsPerClient: 100,
+  maxJobInputBytes: 8 * 1024 * 1024,
+  maxQueuedJobsPerKey: 1000,
   maxJsonDepth: 32,
   maxJsonKeys: 1000,
   maxArchiveBytes: 2 * 1024 * 1024 * 1024,

@@ -135,6 +135,19 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       expect((await backend.list({ limit: 10 })).jobs).toHaveLength(4);
     });
 
+    it("counts one owner's queued jobs, every model, until they start", async () => {
+      const a = (await backend.submit({ model: 'm', input: {}, owner: 'alice' })).job;
+      await backend.submit({ model: 'other', input: {}, owner: 'alice' });
+      await backend.submit({ model: 'm', input: {}, owner: 'bob' });
+      await backend.submit({ model: 'm', input: {} });
+      expect([await backend.queuedByOwner('alice'), await backend.queuedByOwner('bob'), await backend.queuedByOwner('carol')]).toEqual([2, 1, 0]);
+      await backend.cancel(a.id);
+      expect(await backend.queuedByOwner('alice')).toBe(1);
+      const claimed = await backend.claim(['other']);
+      expect(claimed?.owner).toBe('alice');
+      expect(await backend.queuedByOwner('alice')).toBe(0);
+    });
+
     it('expires finished jobs after the TTL', async () => {
       const { job } = await backend.submit({ model: 'm', input: {} });
       await backend.cancel(job.id);

@@ -136,6 +136,8 @@ export interface JobBackend {
   position(id: string): Promise<number | null>;
   /** Queued work of a model in one lane (durable jobs by default). */
   queuedCount(model: string, durable?: boolean): Promise<number>;
+  /** Queued durable jobs of one owner, every model. */
+  queuedByOwner(owner: string): Promise<number>;
 
   /**
    * Takes the highest-priority, oldest queued job of one of these models, marking it running;

@@ -13,6 +13,7 @@
 //   P:seq               the sequence counter
 //   P:idem:<key>        idempotency key → id
 //   P:queued:<model>    ZSET of queued durable ids by (priority, seq): positions
+//   P:owned:<owner>     ZSET of an API key's queued durable ids (its bound on queued jobs)
 //   P:waiting:<model>   ZSET of queued synchronous predictions (their lane's length limit)
 //   P:depth:<model>     LIST with one entry per unit of work not yet ended (both lanes, queued or
 //                       running): its LLEN is the depth KEDA's redis scaler reads
@@ -207,11 +208,21 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
   /** In its lane's queue (by priority, then arrival): submitted, or handed back. */
   #enqueueOps(job: StoredJob): Op[] {
     const score = (100 - job.priority) * PRIORITY_SPAN + job.seq;
-    return [['zadd', this.#key(job.durable ? 'queued' : 'waiting', job.model), score, job.id]];
+    return [['zadd', this.#key(job.durable ? 'queued' : 'waiting', job.model), score, job.id], ...this.#ownerOps(job, 'zadd', score)];
   }
 
   #dequeueOps(job: StoredJob): Op[] {
-    return [['zrem', this.#key(job.durable ? 'queued' : 'waiting', job.model), job.id]];
+    return [['zrem', this.#key(job.durable ? 'queued' : 'waiting', job.model), job.id], ...this.#ownerOps(job, 'zrem')];
+  }
+
+  /** An owner's queued durable jobs, every model (its bound on queued jobs). */
+  #ownerOps(job: StoredJob, op: 'zadd' | 'zrem', score = 0): Op[] {
+    if (!job.durable || !job.owner) return [];
+    return [op === 'zadd' ? ['zadd', this.#key('owned', job.owner), score, job.id] : ['zrem', this.#key('owned', job.owner), job.id]];
+  }
+
+  async queuedByOwner(owner: string): Promise<number> {
+    return this.#redis.zcard(this.#key('owned', owner));
   }
 
   /**

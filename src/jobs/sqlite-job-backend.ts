@@ -132,6 +132,7 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     if (!columns.some((c) => c.name === 'timings')) this.#db.exec('ALTER TABLE jobs ADD COLUMN timings TEXT');
     // …and owners.
     if (!columns.some((c) => c.name === 'owner')) this.#db.exec('ALTER TABLE jobs ADD COLUMN owner TEXT');
+    this.#db.exec('CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, status)');
     // A job that was running when the process died runs again.
     this.#stmt(`UPDATE jobs SET status = 'queued', step = NULL, total = NULL WHERE status = 'running'`).run();
     for (const { model } of this.#stmt(`SELECT DISTINCT model FROM jobs WHERE status = 'queued'`).all() as { model: string }[]) this.#durableQueued.add(model);
@@ -299,6 +300,10 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
       .prepare(`SELECT COUNT(*) AS n FROM jobs WHERE model = ? AND status = 'queued' AND (priority > ? OR (priority = ? AND seq < ?))`)
       .get(row.model, row.priority, row.priority, row.seq) as { n: number };
     return ahead.n;
+  }
+
+  async queuedByOwner(owner: string): Promise<number> {
+    return (this.#stmt(`SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND status = 'queued'`).get(owner) as { n: number }).n;
   }
 
   async queuedCount(model: string, durable = true): Promise<number> {

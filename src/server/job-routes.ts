@@ -9,6 +9,7 @@ import { EaselError, errors } from '../errors/easel-error.js';
 import { isTerminal, JOB_STATUSES, type Job, type JobBackend } from '../jobs/job.js';
 import { isEventId, isFinalEvent, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
+import { encodeInput } from '../jobs/input-codec.js';
 import { WEBHOOK_EVENTS } from '../jobs/webhook-notifier.js';
 import type { Admission } from '../handlers/admission.js';
 import type { ModelControl } from '../models/model-control.js';
@@ -22,6 +23,10 @@ export interface JobRoutesOptions {
   artifacts: ArtifactStore;
   control: ModelControl;
   maxQueuedJobs: number;
+  /** Queued jobs one API key may have, every model together. */
+  maxQueuedJobsPerKey: number;
+  /** A job's input as it would be stored (uploaded bytes included): larger is 413. */
+  maxJobInputBytes: number;
   /** Whether some node serves the model (here, or a worker node in the distributed mode). */
   modelKnown(model: string): Promise<boolean>;
   /** The models some node serves. */
@@ -123,6 +128,11 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   // The webhook first: a job whose receiver is refused is never queued, whatever its input.
   if (req.webhook !== undefined) await checkOutbound(parseOutboundUrl(req.webhook, 'webhook'), o.webhookPolicy, 'webhook');
   const input = local ? o.control.admit(req.model, req.version, req.input) : (o.elsewhere?.(req.model)?.parse(req.input) ?? req.input);
+  // Stored once, shown on every read of the job: its bytes are bounded, not only the count of jobs.
+  const bytes = Buffer.byteLength(encodeInput(input));
+  if (bytes > o.maxJobInputBytes) {
+    throw new EaselError('EASEL_INPUT_TOO_LARGE', `the job's input takes ${bytes} bytes; a job's input may take at most ${o.maxJobInputBytes} (maxJobInputBytes)`, { field: 'input' });
+  }
   const hash = requestHash(req);
   const idempotencyKey = ownedIdempotencyKey(req.owner, req.idempotencyKey);
   // A repeated idempotency key gets its job back even when the queue is full.
@@ -130,6 +140,9 @@ export async function submitJob(o: JobRoutesOptions, req: SubmitRequest, reply: 
   if (seen) return answerRepeat(o, seen, hash, reply);
   if ((await o.backend.queuedCount(req.model)) >= o.maxQueuedJobs) {
     throw errors.queueFull(`job queue for ${req.model}`, o.maxQueuedJobs, 'queued jobs', 5);
+  }
+  if (req.owner !== null && (await o.backend.queuedByOwner(req.owner)) >= o.maxQueuedJobsPerKey) {
+    throw new EaselError('EASEL_TOO_MANY_JOBS', `the API key "${req.owner}" has ${o.maxQueuedJobsPerKey} queued jobs, the most one key may have (maxQueuedJobsPerKey); retry when some have started`, { retryAfterSeconds: 5 });
   }
   const { job, created } = await o.backend.submit({ ...req, idempotencyKey, input, requestHash: hash });
   if (!created) return answerRepeat(o, job, hash, reply);
@@ -152,10 +165,13 @@ const submitBody = strictObject({
   webhook_events_filter: z.array(z.enum(WEBHOOK_EVENTS)).max(WEBHOOK_EVENTS.length).optional(),
 });
 
+/** The most jobs one page of the list holds. */
+const MAX_PAGE = 200;
+
 const listQuery = strictObject({
   status: z.enum(JOB_STATUSES).optional(),
   model: pathName.optional(),
-  limit: intQuery('limit', 1, 1000).optional(),
+  limit: intQuery('limit', 1, MAX_PAGE).optional(),
   cursor: z.string().regex(/^\d{1,20}$/, { error: 'cursor must be the next_cursor of a previous page' }).optional(),
 });
 
@@ -191,6 +207,12 @@ function followJob(o: JobRoutesOptions, jobId: string, send: (e: WorkEvent) => v
     afterEventId,
   );
   return stop;
+}
+
+/** A job in the list: its view without the input. */
+function listedJob(job: Job): Record<string, unknown> {
+  const { input: _input, ...view } = publicJob(job);
+  return view;
 }
 
 /** The job, when the asker may see it; otherwise the same 404 as for an id never issued. */
@@ -234,7 +256,8 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
   app.get('/v1/jobs', { schema: { summary: 'List jobs, newest first.', querystring: listQuery } }, async (req) => {
     const q = req.query as z.infer<typeof listQuery>;
     const page = await o.backend.list({ status: q.status, model: q.model, limit: q.limit ?? 100, cursor: q.cursor, owner: req.apiKey ? req.apiKey.name : undefined, models: req.apiKey?.models });
-    return { jobs: page.jobs.map((j) => publicJob(j)), next_cursor: page.nextCursor };
+    // Without inputs: a page is bounded by the number of jobs, not by what they were given (GET /v1/jobs/{id} has it).
+    return { jobs: page.jobs.map((j) => listedJob(j)), next_cursor: page.nextCursor };
   });
 
   app.get('/v1/jobs/:id', { schema: { summary: 'A job: status, progress, outputs, error.', params: idParams } }, async (req: FastifyRequest<{ Params: { id: string } }>) => describeQueued(o, await jobOr404(o, req, req.params.id)));

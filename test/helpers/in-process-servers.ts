@@ -31,7 +31,7 @@ export async function inProcessServers(overrides: Partial<ServersOptions> = {}):
     apiKeys: null, rateLimit: { perMinute: 0 }, corsOrigins: [],
     jobs: {
       backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false, models: async () => [],
-      secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000, maxStreamsPerClient: 100,
+      secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000, maxStreamsPerClient: 100, maxJobInputBytes: 8 << 20, maxQueuedJobsPerKey: 1000,
     },
     ...overrides,
   });
