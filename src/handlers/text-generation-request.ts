@@ -34,6 +34,8 @@ export interface TextGenerationParameters {
 export interface TextGenerationRules {
   readonly tokenizer: TextTokenizer;
   readonly contextLength: number;
+  /** The most characters a prompt (or a chat's messages together) can have and still fit the context: longer is refused before tokenizing. */
+  readonly maxPromptChars: number;
   readonly vocabSize: number;
   readonly defaults: Readonly<Record<string, unknown>>;
 }
@@ -48,7 +50,8 @@ const MAX_STOPS = 8;
 /** Built once per registered model: the tokenizer (the pipeline's, where one is loaded) and the model's limits and defaults. */
 export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = TextTokenizer.load(dir)): TextGenerationRules {
   const layout = readTextLayout(dir);
-  return { tokenizer, contextLength: layout.contextLength, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
+  const maxPromptChars = Math.min(MAX_PROMPT_CHARS, layout.contextLength * tokenizer.maxTokenChars);
+  return { tokenizer, contextLength: layout.contextLength, maxPromptChars, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
 }
 
 /** The public form of the rules: the defaults, the context length, and whether it chats (has a chat template). */
@@ -79,15 +82,20 @@ function number(input: Readonly<Record<string, unknown>>, rules: TextGenerationR
   return v;
 }
 
-function messages(value: unknown): ChatMessage[] {
+function messages(value: unknown, rules: TextGenerationRules): ChatMessage[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > 256) throw invalidField('messages', 'messages must be a list of 1 to 256 {role, content} objects');
+  let total = 0;
   return value.map((m: unknown, i) => {
     const o = m as Record<string, unknown> | null;
     if (!o || typeof o !== 'object' || typeof o.role !== 'string' || !['system', 'user', 'assistant', 'developer'].includes(o.role)) {
       throw invalidField(`messages[${i}].role`, 'each message needs a role: system, user, assistant or developer');
     }
     const content = typeof o.content === 'string' ? o.content : Array.isArray(o.content) ? o.content.map((p: { type?: unknown; text?: unknown }) => (p?.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('') : undefined;
-    if (content === undefined || content.length > MAX_PROMPT_CHARS) throw invalidField(`messages[${i}].content`, `each message needs text content of at most ${MAX_PROMPT_CHARS} characters`);
+    if (content === undefined) throw invalidField(`messages[${i}].content`, 'each message needs text content');
+    total += content.length;
+    if (total > rules.maxPromptChars) {
+      throw invalidField(`messages[${i}].content`, `the messages have ${total} characters by message ${i}; more than ${rules.maxPromptChars} cannot fit this model's ${rules.contextLength}-token context`);
+    }
     return { role: o.role === 'developer' ? 'system' : o.role, content };
   });
 }
@@ -103,11 +111,12 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
       return t as number;
     });
   } else {
-    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages));
+    // Lengths are checked before anything is tokenized: tokenizing is the API process's work.
+    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages, rules));
     else {
       const text = input.prompt ?? input.data;
       if (typeof text !== 'string') throw invalidField('prompt', 'send "prompt" (or "data") as a string, or chat "messages"');
-      if (text.length > MAX_PROMPT_CHARS) throw invalidField('prompt', `the prompt has ${text.length} characters; at most ${MAX_PROMPT_CHARS}`);
+      if (text.length > rules.maxPromptChars) throw invalidField('prompt', `the prompt has ${text.length} characters; more than ${rules.maxPromptChars} cannot fit this model's ${rules.contextLength}-token context`);
       tokens = rules.tokenizer.encode(text);
     }
   }

@@ -1,4 +1,5 @@
 // The Prometheus registry and every metric Easel exports, in base units.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { gpuGauges } from './gpu.js';
 import type { TurnReport } from '../handlers/handler.js';
@@ -44,9 +45,31 @@ export class Metrics {
     ['verified', new Counter({ name: 'easel_spec_decode_verifications_total', help: 'Speculative decoding: sequences verified (one per sequence per target call); emitted ÷ this is tokens per target call.', labelNames: ['model'] as const, registers: [this.registry] })],
   ]);
 
+  /**
+   * The event loop's worst stall of each second: work that blocks it (parsing, tokenizing) delays
+   * every port's answers, /ping included. Sampled by Node's own monitor every 10 ms.
+   */
+  readonly eventLoopLag = new Histogram({
+    name: 'easel_event_loop_lag_seconds', help: "The longest the event loop was held in each second (Node's monitorEventLoopDelay): what delays every port's answers.",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
+  });
+  #lagTimer: NodeJS.Timeout | undefined;
+
+  #watchEventLoop(): void {
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    this.#lagTimer = setInterval(() => {
+      // The monitor's delays include its own 10 ms period.
+      if (delay.count > 0) this.eventLoopLag.observe(Math.max(0, delay.max / 1e9 - 0.01));
+      delay.reset();
+    }, 1000);
+    this.#lagTimer.unref();
+  }
+
   constructor(sources: MetricsSources) {
     const speculation = this.#speculation;
     collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
+    this.#watchEventLoop();
     new Gauge({
       name: 'easel_queue_length', help: 'Synchronous requests waiting per model.', labelNames: ['model'] as const, registers: [this.registry],
       async collect() {

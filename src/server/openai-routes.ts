@@ -10,7 +10,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
-import { assertServed, clientGone, modelParameters, predict, type PredictOptions } from './predict.js';
+import { admitPrediction, assertServed, clientGone, modelParameters, predict, type PredictOptions } from './predict.js';
 import { jsonObject, pathName } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
@@ -92,6 +92,13 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
   return input;
 }
 
+/**
+ * The text routes' body limit: a prompt is at most 100,000 characters (less for a small context),
+ * and a body is parsed on the API process's event loop (about 10 ms a MB here) before anything
+ * else can refuse it.
+ */
+const TEXT_BODY_BYTES = 512 * 1024;
+
 export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions): Promise<void> {
   countRequests(app, o.metrics);
   // These routes answer errors as OpenAI's clients expect them.
@@ -122,6 +129,17 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const object = chat ? 'chat.completion' : 'text_completion';
+    // Each distinct prompt is tokenized once, however many choices (n) it has: the copies carry its tokens.
+    const tokenized = new Map<string, unknown>();
+    for (const input of inputs) {
+      const text = JSON.stringify(input.messages ?? input.prompt);
+      if (!tokenized.has(text)) tokenized.set(text, admitPrediction(o, b.model, undefined, input).prompt_tokens);
+      const tokens = tokenized.get(text);
+      if (tokens === undefined) continue;
+      delete input.messages;
+      delete input.prompt;
+      input.prompt_tokens = tokens;
+    }
     const signal = clientGone(reply);
     const call = (input: Record<string, unknown>, onEvent?: (e: WorkEvent) => void): Promise<Generated> =>
       predict(o, { model: b.model, input, accept: 'application/json', signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
@@ -187,7 +205,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     }
   };
 
-  app.post('/v1/completions', { schema: { summary: 'Text completion (OpenAI).', body: completionBody } }, async (req, reply) => {
+  app.post('/v1/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Text completion (OpenAI).', body: completionBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof completionBody>;
     const prompts = typeof b.prompt === 'string' ? [b.prompt] : b.prompt;
     const n = b.n ?? 1;
@@ -200,7 +218,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     return run(req, reply, b, inputs, false, b.echo ? prompts.flatMap((prompt) => Array.from({ length: n }, () => prompt)) : []);
   });
 
-  app.post('/v1/chat/completions', { schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {
+  app.post('/v1/chat/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof chatBody>;
     const messages = b.messages.map((m) => ({ role: m.role, content: m.content }));
     const inputs = Array.from({ length: b.n ?? 1 }, (_, i) => ({

@@ -78,14 +78,20 @@ export function responseBody(result: Payload): Payload {
   return { contentType: 'application/json', data: Buffer.from(JSON.stringify(body)) };
 }
 
+/** Admission: the input parsed by the model's handler, where this node knows it (here, or from its config for an API-only node). */
+export function admitPrediction(o: PredictOptions, model: string, version: string | undefined, input: Record<string, unknown>): Record<string, unknown> {
+  const spec = localSpec(o.control, model, version);
+  const t0 = performance.now();
+  const request = spec ? o.control.admit(model, version, input) : (o.jobs.elsewhere?.(model)?.parse(input) ?? { ...input });
+  if (spec) o.stage?.(model, 'admission', (performance.now() - t0) / 1000);
+  return request;
+}
+
 /** Admits, queues and waits for one prediction; any worker of the model, on any node, runs it. */
 export async function predict(o: PredictOptions, call: PredictCall): Promise<Payload> {
   const { model, version } = call;
   const spec = localSpec(o.control, model, version);
-  // Admission: parsed by the model's handler where this node knows it.
-  const t0 = performance.now();
-  const request = spec ? o.control.admit(model, version, call.input) : (o.jobs.elsewhere?.(model)?.parse(call.input) ?? { ...call.input });
-  if (spec) o.stage?.(model, 'admission', (performance.now() - t0) / 1000);
+  const request = admitPrediction(o, model, version, call.input);
   const queue = o.jobs.backend;
   const limit = spec?.maxQueueLength ?? o.defaultMaxQueueLength;
   if ((await queue.queuedCount(model, false)) >= limit) throw errors.queueFull(`queue for ${model}`, limit, 'requests waiting', 1);

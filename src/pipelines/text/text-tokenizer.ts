@@ -18,8 +18,16 @@ export class TextTokenizer {
   /** An ordinary token and its text: a token's own text is what it adds after this one (SentencePiece decoders drop a leading space). */
   readonly #anchor: { id: number; text: string };
 
-  private constructor(tokenizer: Tokenizer, config: Record<string, unknown>) {
+  /**
+   * The most characters one token stands for (its vocabulary's longest entry, added tokens
+   * included): a text longer than context × this cannot fit the context, and is refused before
+   * it is tokenized.
+   */
+  readonly maxTokenChars: number;
+
+  private constructor(tokenizer: Tokenizer, config: Record<string, unknown>, maxTokenChars: number) {
     this.#tokenizer = tokenizer;
+    this.maxTokenChars = maxTokenChars;
     const chat = config.chat_template;
     this.#template = typeof chat === 'string' ? new Template(chat) : undefined;
     this.#specials = { bos_token: tokenText(config.bos_token), eos_token: tokenText(config.eos_token) };
@@ -41,7 +49,8 @@ export class TextTokenizer {
       }
     };
     const config = read('tokenizer_config.json');
-    return new TextTokenizer(new Tokenizer(read('tokenizer.json'), config), config);
+    const json = read('tokenizer.json');
+    return new TextTokenizer(new Tokenizer(json, config), config, longestToken(json));
   }
 
   get hasChatTemplate(): boolean {
@@ -81,6 +90,15 @@ function tokenText(t: unknown): string | undefined {
   if (typeof t === 'string') return t;
   if (t && typeof t === 'object' && typeof (t as { content?: unknown }).content === 'string') return (t as { content: string }).content;
   return undefined;
+}
+
+/** The characters of a tokenizer.json's longest vocabulary entry or added token (BPE and WordPiece: a map; Unigram: [piece, score] pairs). */
+function longestToken(json: Record<string, unknown>): number {
+  const vocab = (json.model as { vocab?: unknown } | undefined)?.vocab;
+  const entries = Array.isArray(vocab) ? vocab.map((e) => String((e as unknown[])[0] ?? '')) : vocab && typeof vocab === 'object' ? Object.keys(vocab) : [];
+  const added = Array.isArray(json.added_tokens) ? json.added_tokens.map((t) => String((t as { content?: unknown }).content ?? '')) : [];
+  // Unknown layouts get a generous bound rather than none.
+  return Math.max(1, ...[...entries, ...added].map((t) => [...t].length)) || 64;
 }
 
 /**
