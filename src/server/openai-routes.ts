@@ -97,7 +97,7 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
  * and a body is parsed on the API process's event loop (about 10 ms a MB here) before anything
  * else can refuse it.
  */
-const TEXT_BODY_BYTES = 512 * 1024;
+const TEXT_BODY_BYTES = 256 * 1024;
 
 export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions): Promise<void> {
   countRequests(app, o.metrics);
