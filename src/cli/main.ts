@@ -100,6 +100,7 @@ export function buildProgram(): Command {
       .addOption(new Option('--management-port <port>', 'management API port (default 8081)').argParser(int))
       .addOption(new Option('--management-token <token>', 'bearer token the management API requires'))
       .addOption(new Option('--api-keys-file <file>', 'require API keys on the inference API: a YAML file of {name, sha256, models?, rateLimitPerMinute?} (also EASEL_API_KEYS=name=key,...)'))
+      .addOption(new Option('--max-auth-failures-per-minute <n>', 'wrong or missing API keys (or management tokens) one address may send in a minute; then 429 until the minute ends (default 20)').argParser(int))
       .addOption(new Option('--rate-limit-per-minute <n>', 'requests per minute per API key (or client address); 0: none (default)').argParser(int))
       .addOption(new Option('--cors-origins <origins>', 'origins allowed to call the inference API from a browser (comma-separated, or *)').argParser((v: string) => v.split(',').map((s) => s.trim()).filter(Boolean)))
       .addOption(new Option('--metrics-host <host>', 'metrics API address (default 127.0.0.1)'))

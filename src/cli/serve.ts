@@ -41,7 +41,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   const servers = await createServers({
     control: manager, store, metrics, logger, maxBodyBytes: config.maxBodyBytes, requestTimeoutMs: config.requestTimeoutMs, maxConnections: config.maxConnections, managementToken: config.managementToken, isDraining: () => draining,
     apiKeys: ApiKeys.load(config.apiKeysFile, config.apiKeys), corsOrigins: config.corsOrigins,
-    rateLimit: { perMinute: config.rateLimitPerMinute, redisUrl: config.queue === 'embedded' ? undefined : config.queue },
+    maxAuthFailuresPerMinute: config.maxAuthFailuresPerMinute, rateLimit: { perMinute: config.rateLimitPerMinute, redisUrl: config.queue === 'embedded' ? undefined : config.queue },
     json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys },
     defaultMaxQueueLength: config.maxQueueLength, defaultResponseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_MS,
     jobs: {

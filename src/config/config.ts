@@ -49,6 +49,8 @@ export const configSchema = z
     apiKeysFile: z.string().min(1).optional(),
     /** Inference API keys as name=key pairs, comma-separated (EASEL_API_KEYS; hashed when read). */
     apiKeys: z.string().optional(),
+    /** Failed authentications (API key, management token) one address may make in a minute before it is answered 429 unheard. */
+    maxAuthFailuresPerMinute: z.number().int().positive(),
     /** Requests per minute per API key (or per client address without keys); 0: no limit. */
     rateLimitPerMinute: z.number().int().nonnegative(),
     /** Origins a browser page served elsewhere may call the inference API from (CORS); `*` for any. */
@@ -133,6 +135,7 @@ export const defaults: z.infer<typeof configSchema> = {
   webhookAllowedHosts: [],
   allowCustomHandlers: false,
   rateLimitPerMinute: 0,
+  maxAuthFailuresPerMinute: 20,
   corsOrigins: [],
   pool: 'default',
   pricePerHour: 0,

@@ -36,6 +36,7 @@ export class Metrics {
   readonly activeSequences = new Gauge({ name: 'easel_active_sequences', help: 'Images or sequences stepped by the last turn of a worker\'s step loop.', labelNames: ['model'] as const, registers: [this.registry] });
   readonly stepMemory = new Gauge({ name: 'easel_kv_cache_bytes', help: 'Text generation: bytes of KV cache a worker held at its last step.', labelNames: ['model'] as const, registers: [this.registry] });
   readonly outputs = new Counter({ name: 'easel_outputs_total', help: 'Outputs of finished runs (images; 1 per other result), by model and the pool of the node that made them: easel_cost_total ÷ this is the cost per image.', labelNames: ['model', 'pool'] as const, registers: [this.registry] });
+  readonly authFailures = new Counter({ name: 'easel_auth_failures_total', help: 'Requests refused 401 for a missing or wrong API key or management token, by API (inference, management).', labelNames: ['api'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'easel_worker_restarts_total', help: 'Worker processes restarted after dying.', labelNames: ['model'] as const, registers: [this.registry] });
   /** Speculative decoding, by the names a worker's turn counts them (as vLLM's spec_decode metrics). */
   readonly #speculation = new Map<string, Counter<'model'>>([

@@ -2,7 +2,8 @@
 // `workers/` (wired together by `cli/`), as plain data.
 import type { ModelEntry, ModelSpec } from './model-spec.js';
 
-export type WorkerStatus = 'STARTING' | 'READY' | 'BUSY' | 'STOPPING' | 'DEAD';
+/** FAILED: it died too often, too soon, and is no longer restarted (its model's `error` says why). */
+export type WorkerStatus = 'STARTING' | 'READY' | 'BUSY' | 'STOPPING' | 'DEAD' | 'FAILED';
 
 export interface WorkerDescription {
   id: string;
@@ -27,6 +28,8 @@ export interface ModelDescription {
   description?: string | undefined;
   /** none, request or step. */
   batchingMode: string;
+  /** Why this version's workers were given up on (they died too often, too soon), when they were: scale it to try again. */
+  error?: string | undefined;
   /** Speculative decoding in effect: the draft model, tokens it proposes per round (adaptive: per sequence, from k), the batch size above which steps decode plainly (null: none). */
   speculative?: { draft: string; k: number; adaptive: boolean; maxBatch: number | null } | undefined;
   /** What the handler found out about the model (e.g. limits on batching). */
@@ -43,8 +46,8 @@ export interface RegisterOptions {
 
 export interface Health {
   healthy: boolean;
-  /** capacity: requests this node's live workers of the version take at once. */
-  models: { name: string; version: string; liveWorkers: number; busyWorkers: number; minWorkers: number; capacity: number }[];
+  /** capacity: requests this node's live workers of the version take at once; failed: why its workers were given up on. */
+  models: { name: string; version: string; liveWorkers: number; busyWorkers: number; minWorkers: number; capacity: number; failed?: string | undefined }[];
 }
 
 /** How far a request is (steps, tokens), with an optional preview: one shape from the handler to the queue. */

@@ -77,11 +77,50 @@ export class ApiKeys {
   /** The key a request presents (Authorization: Bearer, or X-API-Key), or the 401 to answer. */
   identify(req: FastifyRequest): ApiKey {
     const auth = req.headers.authorization;
-    const presented = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : (req.headers['x-api-key'] as string | undefined);
+    // The scheme is case-insensitive (RFC 9110), as the management API reads it.
+    const bearer = auth === undefined ? undefined : /^bearer\s+(\S+)\s*$/i.exec(auth)?.[1];
+    const presented = bearer ?? (req.headers['x-api-key'] as string | undefined);
     if (!presented) throw new EaselError('EASEL_UNAUTHORIZED', 'this server requires an API key: send it as "Authorization: Bearer <key>" (or X-API-Key)');
     const key = this.#byHash.get(sha256(presented));
     if (!key) throw new EaselError('EASEL_UNAUTHORIZED', 'the API key is not valid');
     return key;
+  }
+}
+
+/**
+ * Failed authentication, throttled per client address: after `maxFailures` wrong or missing keys
+ * within a minute, the address is answered 429 before its key is looked at, until the minute
+ * ends (a key cannot be guessed at the server's speed). Each failure is counted for the metrics.
+ */
+export class AuthThrottle {
+  readonly #failures = new Map<string, { count: number; since: number }>();
+
+  constructor(
+    private readonly onFailure: () => void,
+    private readonly maxFailures = 20,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  /** Throws the 429 when this address has failed too often lately. */
+  check(address: string): void {
+    const f = this.#failures.get(address);
+    if (!f) return;
+    const left = f.since + this.windowMs - Date.now();
+    if (left <= 0) this.#failures.delete(address);
+    else if (f.count >= this.maxFailures) {
+      throw new EaselError('EASEL_RATE_LIMITED', `this client failed authentication ${f.count} times within a minute; retry after ${Math.ceil(left / 1000)} s`, { retryAfterSeconds: Math.ceil(left / 1000) });
+    }
+  }
+
+  failed(address: string): void {
+    this.onFailure();
+    const f = this.#failures.get(address);
+    if (f && f.since + this.windowMs > Date.now()) f.count += 1;
+    else {
+      // Bounded: the oldest address is forgotten first.
+      if (this.#failures.size >= 10_000) this.#failures.delete(this.#failures.keys().next().value!);
+      this.#failures.set(address, { count: 1, since: Date.now() });
+    }
   }
 }
 
@@ -127,10 +166,16 @@ export async function limitRate(app: FastifyInstance, o: RateLimitOptions): Prom
 }
 
 /** Requires a key on every route but the open ones; holds a scoped key to its models. */
-export function requireApiKeys(app: FastifyInstance, keys: ApiKeys): void {
+export function requireApiKeys(app: FastifyInstance, keys: ApiKeys, throttle: AuthThrottle): void {
   app.addHook('onRequest', async (req) => {
     if (isPreflight(req) || isOpen(req)) return;
-    req.apiKey = keys.identify(req);
+    throttle.check(req.ip);
+    try {
+      req.apiKey = keys.identify(req);
+    } catch (err) {
+      throttle.failed(req.ip);
+      throw err;
+    }
   });
   app.addHook('preHandler', async (req) => {
     const scope = req.apiKey?.models;

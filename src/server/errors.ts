@@ -52,6 +52,8 @@ export function toEaselError(err: unknown): EaselError | undefined {
   const code = fe.code === undefined ? undefined : FASTIFY_CODES.get(fe.code);
   if (code) return new EaselError(code, fe.message ?? code);
   if (err instanceof SyntaxError || fe.type === 'entity.parse.failed') return new EaselError('EASEL_BAD_REQUEST', `the body is not valid JSON: ${(err as Error).message}`);
+  // The static files' refusal of a path outside them (`/ui/../v1/models`): no such route, as for any other unknown path.
+  if (fe.statusCode === 403 || fe.statusCode === 404) return new EaselError('EASEL_NOT_FOUND', 'no such route (paths are not resolved: "/ui/../x" is not "/x")');
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return new EaselError('EASEL_BAD_REQUEST', fe.message ?? 'bad request');
   return undefined;
 }

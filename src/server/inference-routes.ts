@@ -85,11 +85,12 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
   methodNotAllowed(app, '/predictions/:model_name', ['POST']);
   methodNotAllowed(app, '/predictions/:model_name/:model_version', ['POST']);
 
-  app.get('/ping', { schema: { summary: 'Health: 200 Healthy when every model has its minWorkers live; 503 Partial Healthy or Unhealthy otherwise.' } }, async (_req, reply) => {
+  app.get('/ping', { schema: { summary: 'Health: 200 Healthy when every model has its minWorkers live; 200 Partial Healthy when the others do and some model failed (its workers were given up on); 503 Partial Healthy or Unhealthy otherwise.' } }, async (_req, reply) => {
     if (o.isDraining()) return reply.code(503).send({ status: 'Draining' });
     const health = o.control.health();
     const live = health.models.filter((m) => m.liveWorkers > 0).length;
-    const status = health.healthy ? 'Healthy' : live > 0 ? 'Partial Healthy' : 'Unhealthy';
+    const failed = health.models.some((m) => m.failed !== undefined);
+    const status = health.healthy && !failed ? 'Healthy' : live > 0 ? 'Partial Healthy' : 'Unhealthy';
     return reply.code(health.healthy ? 200 : 503).send({ status, models: health.models });
   });
   methodNotAllowed(app, '/ping', ['GET']);

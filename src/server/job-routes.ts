@@ -172,7 +172,8 @@ const listQuery = strictObject({
   status: z.enum(JOB_STATUSES).optional(),
   model: pathName.optional(),
   limit: intQuery('limit', 1, MAX_PAGE).optional(),
-  cursor: z.string().regex(/^\d{1,20}$/, { error: 'cursor must be the next_cursor of a previous page' }).optional(),
+  // Sequence numbers are exact integers: a longer one is no cursor of ours.
+  cursor: z.string().regex(/^\d{1,15}$/, { error: 'cursor must be the next_cursor of a previous page' }).optional(),
 });
 
 const idParams = strictObject({ id: jobId });

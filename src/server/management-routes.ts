@@ -6,6 +6,7 @@ import { EaselError, invalidField, isEaselError } from '../errors/easel-error.js
 import type { ModelControl, ModelDescription } from '../models/model-control.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { ModelStore } from '../models/model-store.js';
+import type { AuthThrottle } from './api-keys.js';
 import { methodNotAllowed, sendError } from './errors.js';
 import { boolQuery, intQuery, pathName, strictObject } from './schemas.js';
 
@@ -13,6 +14,8 @@ export interface ManagementRouteOptions {
   control: ModelControl;
   store: ModelStore;
   token?: string | undefined;
+  /** Wrong tokens are throttled per address. */
+  throttle: AuthThrottle;
 }
 
 const registerQuery = strictObject({
@@ -43,7 +46,9 @@ export async function managementRoutes(app: FastifyInstance, o: ManagementRouteO
   if (o.token) {
     const expected = Buffer.from(o.token);
     app.addHook('onRequest', async (req, reply) => {
+      o.throttle.check(req.ip);
       if (!bearerMatches(req.headers.authorization, expected)) {
+        o.throttle.failed(req.ip);
         void reply.header('WWW-Authenticate', 'Bearer');
         return sendError(reply, new EaselError('EASEL_UNAUTHORIZED', 'the management API requires "Authorization: Bearer <token>"'));
       }

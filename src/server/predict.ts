@@ -62,7 +62,10 @@ export function modelParameters(o: PredictOptions, name: string): ModelParameter
  * by a worker node. Called before a large body is read for its meaning.
  */
 export async function assertServed(o: PredictOptions, model: string, version: string | undefined, req?: FastifyRequest): Promise<void> {
-  if (localSpec(o.control, model, version) === undefined && !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
+  if (localSpec(o.control, model, version) === undefined) {
+    // A version this node does not have of a model it serves is a 404 (other nodes' versions are not known here).
+    if ((version !== undefined && localSpec(o.control, model, undefined) !== undefined) || !(await o.jobs.modelKnown(model))) o.control.spec(model, version);
+  }
   // Served: the request's metrics may name the model.
   if (req) req.servedModel = model;
 }

@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { ModelControl } from '../models/model-control.js';
 import type { ModelStore } from '../models/model-store.js';
 import cors from '@fastify/cors';
-import { limitRate, requireApiKeys, type ApiKeys, type RateLimitOptions } from './api-keys.js';
+import { AuthThrottle, limitRate, requireApiKeys, type ApiKeys, type RateLimitOptions } from './api-keys.js';
 import { installJsonParser, type JsonLimits } from './body-parsers.js';
 import { boundConnections } from './connections.js';
 import { EaselError } from '../errors/easel-error.js';
@@ -39,6 +39,8 @@ export interface ServersOptions {
   /** The inference API's keys (null: open), its rate limit, and the origins a browser may call it from. */
   apiKeys: ApiKeys | null;
   rateLimit: RateLimitOptions;
+  /** Failed authentications per address and minute before the address is answered 429. */
+  maxAuthFailuresPerMinute: number;
   corsOrigins: readonly string[];
   /** For models this node does not load (served by other nodes): their queue limit and response timeout. */
   defaultMaxQueueLength: number;
@@ -111,7 +113,7 @@ async function listener(o: ListenerOptions, name: string, description: string, r
 export async function createServers(o: ServersOptions): Promise<Servers> {
   const inference = await listener(o, 'inference', "TorchServe-compatible inference API, Easel's async jobs.", async (app) => {
     // The key first: only a CORS preflight goes on to the CORS plugin without one.
-    if (o.apiKeys) requireApiKeys(app, o.apiKeys);
+    if (o.apiKeys) requireApiKeys(app, o.apiKeys, new AuthThrottle(() => o.metrics.authFailures.inc({ api: 'inference' }), o.maxAuthFailuresPerMinute));
     if (o.corsOrigins.length > 0) await app.register(cors, { origin: o.corsOrigins.includes('*') ? '*' : [...o.corsOrigins], exposedHeaders: ['retry-after', 'location'] });
     if (o.apiKeys || o.rateLimit.perMinute > 0) await limitRate(app, o.rateLimit);
     const stage = (model: string, name: string, seconds: number): void => o.metrics.stage.observe({ model, stage: name }, seconds);
@@ -125,7 +127,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
   inference.options('/', { schema: { summary: 'The OpenAPI document (as TorchServe answers it).' } }, async () => inference.swagger());
   inference.get('/api-description', { schema: { summary: 'The OpenAPI document.' } }, async () => inference.swagger());
   const management = await listener({ ...o, maxConnections: SMALL_PORT_CONNECTIONS }, 'management', 'TorchServe-compatible management API.', async (app) => {
-    await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken });
+    await app.register(managementRoutes, { control: o.control, store: o.store, token: o.managementToken, throttle: new AuthThrottle(() => o.metrics.authFailures.inc({ api: 'management' }), o.maxAuthFailuresPerMinute) });
   });
   return { inference, management, metrics: await createMetricsServer(o) };
 }

@@ -98,8 +98,9 @@ class ModelVersion {
       // Speculative decoding's settings (a draft model, tokens proposed per round), when set.
       ...(s.speculative ? { speculative: { draft: s.speculative.draft, k: s.speculative.k, adaptive: s.speculative.adaptive, maxBatch: s.speculative.maxBatch ?? null } } : {}),
       notes: this.slots.find((slot) => slot.proc?.ready)?.proc?.notes ?? [],
+      ...(this.supervisor.failure() ? { error: this.supervisor.failure() } : {}),
       workers: this.slots.map((slot): WorkerDescription => ({
-        id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.shownStatus : slot.status === 'STOPPING' ? 'STOPPING' : slot.failures > 0 ? 'DEAD' : 'STARTING',
+        id: slot.id, pid: slot.proc?.pid ?? null, status: slot.proc?.alive ? slot.shownStatus : slot.status === 'STOPPING' || slot.status === 'FAILED' ? slot.status : slot.failures > 0 ? 'DEAD' : 'STARTING',
         startTime: (slot.proc?.startTime ?? new Date()).toISOString(), memoryUsage: slot.proc?.memoryBytes() ?? null, restarts: slot.restarts,
       })),
       jobQueueStatus: { remainingCapacity: Math.max(0, maxQueueLength - pending), pendingRequests: pending },
@@ -206,9 +207,11 @@ export class ModelManager implements ModelControl {
 
   health(): Health {
     const models = [...this.#models.values()].flatMap((m) =>
-      [...m.versions.values()].map((mv) => ({ name: mv.spec.name, version: mv.spec.version, liveWorkers: mv.liveWorkers(), busyWorkers: mv.busyWorkers(), minWorkers: mv.spec.minWorkers, capacity: mv.liveWorkers() * Math.max(1, mv.plan.requestsPerWorker) })),
+      [...m.versions.values()].map((mv) => ({ name: mv.spec.name, version: mv.spec.version, liveWorkers: mv.liveWorkers(), busyWorkers: mv.busyWorkers(), minWorkers: mv.spec.minWorkers, capacity: mv.liveWorkers() * Math.max(1, mv.plan.requestsPerWorker), ...(mv.supervisor.failure() ? { failed: mv.supervisor.failure() } : {}) })),
     );
-    return { healthy: models.every((m) => m.liveWorkers >= m.minWorkers), models };
+    // A model whose workers were given up on does not hold the others hostage; with nothing else served, the node is not healthy.
+    const serving = models.filter((m) => m.failed === undefined);
+    return { healthy: serving.every((m) => m.liveWorkers >= m.minWorkers) && (serving.length > 0 || models.length === 0), models };
   }
 
   /** Stops every worker (each gets the shutdown grace period). Memoized. */

@@ -23,11 +23,21 @@ export interface SupervisorOptions {
   serve(proc: WorkerProcess, load: WorkerLoad, stop: AbortSignal): Promise<void>;
 }
 
+/**
+ * A worker that dies this many times in a row, each time within FAST_FAILURE_MS of its start (a
+ * model that cannot load, or crashes on every batch), is given up on: no more restarts.
+ */
+const MAX_FAST_FAILURES = 5;
+const FAST_FAILURE_MS = 60_000;
+
 export class Slot implements WorkerLoad {
   proc: WorkerProcess | undefined;
   status: WorkerStatus = 'STARTING';
   restarts = 0;
   failures = 0;
+  /** Deaths in a row that came soon after the start; why the last one died. */
+  fastFailures = 0;
+  lastError: string | undefined;
   busy = 0;
   readonly stop = new AbortController();
   loop: Promise<void> = Promise.resolve();
@@ -56,6 +66,12 @@ export class Supervisor {
     return this.slots.filter((s) => s.proc?.ready).length;
   }
 
+  /** Why the workers were given up on, when every one of them was (none live or starting). */
+  failure(): string | undefined {
+    if (this.slots.length === 0 || !this.slots.every((s) => s.status === 'FAILED')) return undefined;
+    return `its workers died ${MAX_FAST_FAILURES} times in a row within ${FAST_FAILURE_MS / 1000} s of starting and are no longer restarted: ${this.slots[0]!.lastError ?? 'no reason given'}`;
+  }
+
   /** Live workers with a batch in hand. */
   busyWorkers(): number {
     return this.slots.filter((s) => s.proc?.ready && s.busy > 0).length;
@@ -63,6 +79,8 @@ export class Supervisor {
 
   /** Starts or stops slots to reach `n` workers. */
   async resize(n: number, synchronous: boolean): Promise<void> {
+    // Workers given up on are replaced: scaling is how an operator asks to try again.
+    for (let i = this.slots.length - 1; i >= 0; i--) if (this.slots[i]!.status === 'FAILED') this.slots.splice(i, 1);
     while (this.slots.length < n) {
       const slot = new Slot(`${this.name}#${++this.#nextSlot}`);
       this.slots.push(slot);
@@ -109,6 +127,7 @@ export class Supervisor {
   async #run(slot: Slot): Promise<void> {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
+      const started = Date.now();
       const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profileDir: this.m.profileDir, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (report) => this.m.onStep?.(report) });
       slot.proc = proc;
       slot.status = 'STARTING';
@@ -120,6 +139,7 @@ export class Supervisor {
         this.#notifyReady();
         await this.m.serve(proc, slot, slot.stop.signal);
       } catch (err) {
+        slot.lastError = (err as Error).message;
         if (!(err instanceof WorkerDiedError)) {
           log.error({ worker: slot.id, err }, 'worker failed to start');
           this.#notifyReady(err);
@@ -132,6 +152,13 @@ export class Supervisor {
       proc.kill();
       await proc.exited;
       slot.status = 'DEAD';
+      slot.fastFailures = Date.now() - started < FAST_FAILURE_MS ? slot.fastFailures + 1 : 1;
+      if (slot.fastFailures >= MAX_FAST_FAILURES) {
+        slot.status = 'FAILED';
+        log.error({ worker: slot.id, failures: slot.fastFailures, reason: slot.lastError }, 'worker keeps dying; no longer restarted (scale the model to try again)');
+        this.#notifyReady(new Error(slot.lastError ?? 'the worker keeps dying'));
+        return;
+      }
       slot.restarts++;
       this.m.onRestart?.();
       const backoff = this.m.restartBackoffMs[Math.min(slot.failures++, this.m.restartBackoffMs.length - 1)]!;

@@ -84,4 +84,26 @@ describe('worker crash', () => {
     expect(res.status).toBe(200);
     expect(await code).toBe(0);
   });
+
+  it('gives up on a model whose workers keep dying: FAILED with its reason, no more restarts, /ping 200 Partial Healthy for the others', async () => {
+    easel = await startEasel(['--model-store', FIXTURES, '--models', 'add-one']);
+    await waitHealthy(easel);
+    const reg = await fetch(`${easel.management}/models?url=broken&synchronous=false`, { method: 'POST' });
+    expect(reg.status).toBe(202);
+    interface Failed { error?: string; workers: { status: string; restarts: number }[] }
+    let d: Failed | undefined;
+    await waitFor(async () => (d = ((await (await fetch(`${easel!.management}/models/broken`)).json()) as Failed[])[0])?.error !== undefined, 30_000, 'broken to be given up on');
+    expect(d!.workers.map((w) => w.status)).toEqual(['FAILED']);
+    expect(d!.error).toMatch(/died 5 times in a row.*missing\.onnx/);
+    const restarts = d!.workers[0]!.restarts;
+    await new Promise((r) => setTimeout(r, 3000));
+    const later = ((await (await fetch(`${easel.management}/models/broken`)).json()) as Failed[])[0]!;
+    expect(later.workers[0]!.restarts).toBe(restarts);
+    const ping = await fetch(`${easel.inference}/ping`);
+    expect(ping.status).toBe(200);
+    const body = (await ping.json()) as { status: string; models: { name: string; failed?: string }[] };
+    expect(body.status).toBe('Partial Healthy');
+    expect(body.models.find((m) => m.name === 'broken')?.failed).toMatch(/no longer restarted/);
+    expect(body.models.find((m) => m.name === 'add-one')?.failed).toBeUndefined();
+  }, 60_000);
 });

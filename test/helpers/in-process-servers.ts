@@ -28,7 +28,7 @@ export async function inProcessServers(overrides: Partial<ServersOptions> = {}):
   const servers = await createServers({
     control: manager, store: new ModelStore({ storeDir: dir, dataDir: dir, allowedUrls: [], maxArchiveBytes: 1 << 20 }), metrics, logger,
     maxBodyBytes: 1 << 20, requestTimeoutMs: 60_000, maxConnections: 0, json: { maxJsonDepth: 32, maxJsonKeys: 1000 }, isDraining: () => false, defaultMaxQueueLength: 10, defaultResponseTimeoutMs: 1000,
-    apiKeys: null, rateLimit: { perMinute: 0 }, corsOrigins: [],
+    apiKeys: null, maxAuthFailuresPerMinute: 20, rateLimit: { perMinute: 0 }, corsOrigins: [],
     jobs: {
       backend: queue, artifacts: new LocalArtifactStore(path.join(dir, 'artifacts')), control: manager, maxQueuedJobs: 10, modelKnown: async () => false, models: async () => [],
       secondsPerJob: () => undefined, isDraining: () => false, webhookPolicy: { allowedHosts: [] }, sseHeartbeatMs: 15_000, maxStreamsPerClient: 100, maxJobInputBytes: 8 << 20, maxQueuedJobsPerKey: 1000,
