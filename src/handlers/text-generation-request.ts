@@ -36,6 +36,8 @@ export interface TextGenerationRules {
   readonly contextLength: number;
   /** The most characters a prompt (or a chat's messages together) can have and still fit the context: longer is refused before tokenizing. */
   readonly maxPromptChars: number;
+  /** easel.yaml specialTokensInText: special tokens' strings in user text are those tokens (else text). */
+  readonly specialTokensInText: boolean;
   readonly vocabSize: number;
   readonly defaults: Readonly<Record<string, unknown>>;
 }
@@ -51,7 +53,7 @@ const MAX_STOPS = 8;
 export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = TextTokenizer.load(dir)): TextGenerationRules {
   const layout = readTextLayout(dir);
   const maxPromptChars = Math.min(MAX_PROMPT_CHARS, layout.contextLength * tokenizer.maxTokenChars);
-  return { tokenizer, contextLength: layout.contextLength, maxPromptChars, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
+  return { tokenizer, contextLength: layout.contextLength, maxPromptChars, specialTokensInText: spec.specialTokensInText, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
 }
 
 /** The public form of the rules: the defaults, the context length, and whether it chats (has a chat template). */
@@ -112,12 +114,12 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     });
   } else {
     // Lengths are checked before anything is tokenized: tokenizing is the API process's work.
-    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages, rules));
+    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages, rules), rules.specialTokensInText);
     else {
       const text = input.prompt ?? input.data;
       if (typeof text !== 'string') throw invalidField('prompt', 'send "prompt" (or "data") as a string, or chat "messages"');
       if (text.length > rules.maxPromptChars) throw invalidField('prompt', `the prompt has ${text.length} characters; more than ${rules.maxPromptChars} cannot fit this model's ${rules.contextLength}-token context`);
-      tokens = rules.tokenizer.encode(text);
+      tokens = rules.tokenizer.encode(text, true, rules.specialTokensInText);
     }
   }
   if (tokens.length === 0) throw invalidField('prompt', 'the prompt is empty');

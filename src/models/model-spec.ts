@@ -76,6 +76,11 @@ export const modelSpecSchema = z
     /** Free-form settings for the handler (TorchServe's model-config.yaml `handler:` block). */
     handlerConfig: z.record(z.string(), z.unknown()).default({}),
     speculative: speculativeSchema.optional(),
+    /**
+     * Text models: a special token's string in a prompt or a message (`<|im_end|>`) becomes that
+     * special token, as transformers and vLLM encode it. Off: it is text, as OpenAI encodes it.
+     */
+    specialTokensInText: z.boolean().default(false),
   })
   .strict()
   .refine((s) => s.maxWorkers >= s.minWorkers, { message: 'maxWorkers must be >= minWorkers', path: ['maxWorkers'] });

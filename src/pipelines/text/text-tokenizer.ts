@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { Tokenizer } from '@huggingface/tokenizers';
+import { Tokenizer, type AddedToken } from '@huggingface/tokenizers';
 import { EaselError } from '../../errors/easel-error.js';
 
 export interface ChatMessage {
@@ -25,9 +25,16 @@ export class TextTokenizer {
    */
   readonly maxTokenChars: number;
 
+  /** The added tokens (special or not) by their text, and a pattern that finds them, longest first. */
+  readonly #added: Map<string, AddedToken>;
+  readonly #addedPattern: RegExp;
+
   private constructor(tokenizer: Tokenizer, config: Record<string, unknown>, maxTokenChars: number) {
     this.#tokenizer = tokenizer;
     this.maxTokenChars = maxTokenChars;
+    this.#added = new Map([...tokenizer.get_added_tokens_decoder().values()].map((a) => [a.content, a]));
+    const escaped = [...this.#added.keys()].sort((a, b) => b.length - a.length).map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    this.#addedPattern = new RegExp(`(${escaped.join('|') || '(?!)'})`);
     const chat = config.chat_template;
     this.#template = typeof chat === 'string' ? new Template(chat) : undefined;
     this.#specials = { bos_token: tokenText(config.bos_token), eos_token: tokenText(config.eos_token) };
@@ -59,15 +66,65 @@ export class TextTokenizer {
 
   /**
    * A prompt's tokens, by default with the special tokens the tokenizer adds (a Llama tokenizer's
-   * `<s>`; none for GPT-2's), as transformers and vLLM encode a completion prompt.
+   * `<s>`; none for GPT-2's), as transformers and vLLM encode a completion prompt. A special
+   * token's string in the text (`<|im_end|>`) is text, encoded as its characters are, as OpenAI
+   * does; `specialTokensInText` makes it the special token (transformers' and vLLM's behaviour).
    */
-  encode(text: string, addSpecialTokens = true): number[] {
-    return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  encode(text: string, addSpecialTokens = true, specialTokensInText = false): number[] {
+    if (specialTokensInText) return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    return this.#encodeSections([{ text, user: true }], addSpecialTokens);
   }
 
-  /** The chat template's prompt for these messages, ready for the assistant's turn: the template writes its own special tokens. */
-  encodeChat(messages: readonly ChatMessage[]): number[] {
-    return this.encode(this.chatPrompt(messages), false);
+  /**
+   * The chat template's prompt for these messages, ready for the assistant's turn. Only the
+   * template's own markup makes special tokens: what the messages say is text, whatever it spells
+   * (unless `specialTokensInText`), so a user cannot write a system turn.
+   */
+  encodeChat(messages: readonly ChatMessage[], specialTokensInText = false): number[] {
+    if (specialTokensInText) return this.#tokenizer.encode(this.chatPrompt(messages), { add_special_tokens: false }).ids;
+    // Each message's content is a placeholder while the template renders (private-use characters
+    // no message can hold: they are refused), then goes back into its section as text.
+    const contents = new Map(messages.map((m, i) => [`\uE000${i}\uE001`, m.content]));
+    for (const m of messages) if (/[\uE000\uE001]/.test(m.content)) throw new EaselError('EASEL_INVALID_PARAMETER', 'message content may not hold the private-use characters U+E000 or U+E001', { field: 'messages' });
+    const rendered = this.chatPrompt(messages.map((m, i) => ({ role: m.role, content: `\uE000${i}\uE001` })));
+    return this.#encodeSections(rendered.split(/(\uE000\d+\uE001)/).map((part) => (contents.has(part) ? { text: contents.get(part)!, user: true } : { text: part, user: false })), false);
+  }
+
+  /**
+   * Encodes as the tokenizer does — the text split into sections at its added tokens, each section
+   * normalized, pre-tokenized (knowing its index) and run through the model — except that the
+   * added tokens are looked for in the markup only: a user's part joins its neighbours' section.
+   */
+  #encodeSections(parts: readonly { text: string; user: boolean }[], addSpecialTokens: boolean): number[] {
+    const sections: { text: string; added?: AddedToken }[] = [{ text: '' }];
+    for (const part of parts) {
+      const pieces = part.user ? [part.text] : part.text.split(this.#addedPattern);
+      for (const [j, piece] of pieces.entries()) {
+        // split() with a capture group: odd pieces are the added tokens found.
+        const added = part.user || j % 2 === 0 ? undefined : this.#added.get(piece);
+        if (added) sections.push({ text: piece, added }, { text: '' });
+        else sections[sections.length - 1]!.text += piece;
+      }
+    }
+    // Added tokens that strip the whitespace beside them (lstrip / rstrip), as the tokenizer does.
+    sections.forEach((s, i) => {
+      if (s.added?.lstrip && i > 0) sections[i - 1]!.text = sections[i - 1]!.text.trimEnd();
+      if (s.added?.rstrip && i + 1 < sections.length) sections[i + 1]!.text = sections[i + 1]!.text.trimStart();
+    });
+    const t = this.#tokenizer;
+    const tokens = sections.flatMap((s, index) => {
+      if (s.added) return [s.text];
+      if (s.text === '') return [];
+      const normalized = t.normalizer ? t.normalizer(s.text) : s.text;
+      if (normalized === '') return [];
+      return t.model!(t.pre_tokenizer ? t.pre_tokenizer(normalized, { section_index: index }) : [normalized]);
+    });
+    const processed: string[] = t.post_processor ? t.post_processor(tokens, null, addSpecialTokens).tokens : tokens;
+    return processed.map((token) => t.token_to_id(token) ?? this.#added.get(token)?.id ?? this.#unknown(token));
+  }
+
+  #unknown(token: string): never {
+    throw new EaselError('EASEL_INTERNAL', `the tokenizer made a token it has no id for: ${JSON.stringify(token)}`);
   }
 
   decode(ids: readonly number[]): string {
