@@ -19,7 +19,7 @@ describe('parseTextGeneration', () => {
   it('renders chat messages through the chat template', () => {
     const p = parseTextGeneration({ messages: [{ role: 'user', content: 'Hi' }] }, rules);
     expect(rules.tokenizer.decode(p.prompt_tokens)).toBe('user\nHi\nassistant\n');
-    expect(p.prompt_tokens).toEqual(rules.tokenizer.encode('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n'));
+    expect(p.prompt_tokens).toEqual(rules.tokenizer.encode('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n', true, true));
   });
 
   it('a Llama tokenizer: one <s> before a prompt, and one before a chat (the template writes it, encoding adds none)', () => {

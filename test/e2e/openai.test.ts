@@ -55,7 +55,7 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(done.choices[0]!.finish_reason).toBe('stop');
     expect(done.usage!.prompt_tokens).toBe(tokens.encodeChat(QUESTION).length);
     // The answer's tokens are what the prompt and the answer encode to, less the prompt.
-    expect(done.usage!.completion_tokens).toBe(tokens.encode(tokens.chatPrompt(QUESTION) + answer, false).length - done.usage!.prompt_tokens);
+    expect(done.usage!.completion_tokens).toBe(tokens.encode(tokens.chatPrompt(QUESTION) + answer, false, true).length - done.usage!.prompt_tokens);
     expect(done.usage!.total_tokens).toBe(done.usage!.prompt_tokens + done.usage!.completion_tokens);
     const stream = await client.chat.completions.create({ model, messages: QUESTION, temperature: 0, max_tokens: 30, stream: true, stream_options: { include_usage: true } });
     let streamed = '';
