@@ -3,12 +3,14 @@
 // pointing out — checked by their real paths once extracted, hard links, devices), stops archive
 // bombs with a budget of entries and of bytes as they are decompressed, reads a tar no further
 // than its end-of-archive marker, and gives up after a time limit.
+import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { cp, mkdir, open, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar';
 import yauzl from 'yauzl';
@@ -97,8 +99,35 @@ export interface ExtractLimits {
 
 const DEFAULT_EXTRACT_MS = 5 * 60_000;
 
-/** Extracts a tar.gz or zip archive into `target` (created), refusing anything unsafe; on failure nothing is left. */
+const isTs = import.meta.url.endsWith('.ts');
+const EXTRACTOR = fileURLToPath(new URL(isTs ? './extract-main.ts' : './extract-main.js', import.meta.url));
+
+/**
+ * Extracts a tar.gz or zip archive into `target` (created), refusing anything unsafe; on failure
+ * nothing is left. The work runs in a child process of its own, killed at the time limit: a
+ * crafted archive costs that process, never the API process's event loop or its signals.
+ */
 export async function extractArchive(file: string, target: string, limits: ExtractLimits): Promise<void> {
+  const maxMs = limits.maxMs ?? DEFAULT_EXTRACT_MS;
+  const child = fork(EXTRACTOR, [], { execArgv: [...(isTs ? ['--import', 'tsx'] : []), '--max-old-space-size=512'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const timer = setTimeout(() => child.kill('SIGKILL'), maxMs);
+  try {
+    const outcome = await new Promise<{ error?: string } | undefined>((resolve) => {
+      child.once('message', (m) => resolve(m as { error?: string }));
+      child.once('exit', () => resolve(undefined));
+      child.send({ file, target, limits });
+    });
+    if (outcome && outcome.error === undefined) return;
+    await rm(target, { recursive: true, force: true });
+    throw invalid(outcome?.error ?? `${path.basename(file)} could not be extracted within ${maxMs / 1000} s (or its extraction ran out of memory)`);
+  } finally {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  }
+}
+
+/** The extraction itself, in the calling process (extract-main.ts runs it in its own). */
+export async function extractArchiveHere(file: string, target: string, limits: ExtractLimits): Promise<void> {
   const kind = await sniff(file);
   await mkdir(target, { recursive: true });
   const maxMs = limits.maxMs ?? DEFAULT_EXTRACT_MS;
