@@ -92,7 +92,13 @@ function messages(value: unknown, rules: TextGenerationRules): ChatMessage[] {
     if (!o || typeof o !== 'object' || typeof o.role !== 'string' || !['system', 'user', 'assistant', 'developer'].includes(o.role)) {
       throw invalidField(`messages[${i}].role`, 'each message needs a role: system, user, assistant or developer');
     }
-    const content = typeof o.content === 'string' ? o.content : Array.isArray(o.content) ? o.content.map((p: { type?: unknown; text?: unknown }) => (p?.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('') : undefined;
+    if (Array.isArray(o.content)) {
+      // A part that is not text (an image_url, audio) is refused: these models read text only.
+      for (const [j, p] of (o.content as { type?: unknown; text?: unknown }[]).entries()) {
+        if (p?.type !== 'text' || typeof p.text !== 'string') throw invalidField(`messages[${i}].content[${j}]`, `this model reads text only: each content part must be {"type": "text", "text": "..."}, got type ${JSON.stringify(p?.type)}`);
+      }
+    }
+    const content = typeof o.content === 'string' ? o.content : Array.isArray(o.content) ? (o.content as { text: string }[]).map((p) => p.text).join('') : undefined;
     if (content === undefined) throw invalidField(`messages[${i}].content`, 'each message needs text content');
     total += content.length;
     if (total > rules.maxPromptChars) {

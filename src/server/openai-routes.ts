@@ -11,7 +11,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
 import { admitPrediction, assertServed, clientGone, modelParameters, predict, type PredictOptions } from './predict.js';
-import { jsonObject, pathName } from './schemas.js';
+import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
   isDraining(): boolean;
@@ -43,17 +43,32 @@ const sampling = {
   frequency_penalty: z.number().min(-2).max(2).optional().nullable(),
   repetition_penalty: z.number().positive().optional().nullable(),
   logit_bias: z.record(z.string(), z.number()).optional().nullable(),
+  stop_token_ids: z.array(z.number().int().min(0)).max(64).optional().nullable(),
   user: z.string().optional(),
+  // Fields OpenAI defines that Easel does not honour yet: refused, never silently ignored.
+  response_format: refused('response_format', 'structured outputs are not supported yet'),
+  tools: refused('tools', 'tool calling is not supported yet'),
+  tool_choice: refused('tool_choice', 'tool calling is not supported yet'),
+  parallel_tool_calls: refused('parallel_tool_calls', 'tool calling is not supported yet'),
+  functions: refused('functions', 'function calling is not supported'),
+  function_call: refused('function_call', 'function calling is not supported'),
 };
-const completionBody = z.object({ ...sampling, prompt: z.union([z.string(), z.array(z.string()).min(1).max(16)]), logprobs: z.number().int().min(0).max(20).optional().nullable(), echo: z.boolean().optional() });
-const chatBody = z.object({
+const completionBody = strictObject({
   ...sampling,
-  messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(16)]),
+  logprobs: z.number().int().min(0).max(20).optional().nullable(),
+  echo: z.boolean().optional(),
+  suffix: refused('suffix', 'insertion (a suffix after the completion) is not supported'),
+  best_of: z.literal(1, { error: 'best_of must be 1 (choosing the best of several completions is not supported; ask for n of them)' }).optional().nullable(),
+});
+const chatBody = strictObject({
+  ...sampling,
+  messages: z.array(strictObject({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
   max_completion_tokens: z.number().int().min(1).optional().nullable(),
   logprobs: z.boolean().optional().nullable(),
   top_logprobs: z.number().int().min(0).max(20).optional().nullable(),
 });
-const imagesBody = z.object({
+const imagesBody = strictObject({
   model: pathName,
   prompt: z.string().min(1).max(4000),
   n: z.number().int().min(1).max(10).optional(),
@@ -64,6 +79,11 @@ const imagesBody = z.object({
 });
 
 type Sampling = z.infer<typeof completionBody> | z.infer<typeof chatBody>;
+
+/** A field OpenAI defines that Easel refuses (400 naming it and why) rather than ignores. */
+function refused(field: string, why: string): z.ZodOptional<z.ZodUnknown> {
+  return z.unknown().refine((v) => v === undefined || v === null, { error: `${field}: ${why}; this server refuses it rather than ignore it` }).optional();
+}
 
 /** OpenAI's error shape; the type says whose fault it was. */
 function openAiError(err: EaselError, requestId: string): { error: { message: string; type: string; param: string | null; code: string } } {
@@ -87,6 +107,7 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
   set('repetition_penalty', b.repetition_penalty);
   set('logit_bias', b.logit_bias);
   set('stop', b.stop);
+  set('stop_token_ids', b.stop_token_ids);
   // n choices from one seed: each its own, reproducible.
   if (b.seed !== undefined && b.seed !== null) input.seed = (b.seed + index) % 2 ** 32;
   return input;
@@ -126,6 +147,10 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
   const run = async (req: FastifyRequest, reply: FastifyReply, b: Sampling, inputs: Record<string, unknown>[], chat: boolean, echoes: readonly string[] = []): Promise<FastifyReply | undefined> => {
     if (o.isDraining()) throw new EaselError('EASEL_SHUTTING_DOWN', 'the server is shutting down and accepts no new requests', { retryAfterSeconds: 5 });
     await assertServed(o, b.model, undefined, req);
+    const task = modelParameters(o, b.model)?.task;
+    if (task !== undefined && task !== 'text-generation') {
+      throw new EaselError('EASEL_INVALID_PARAMETER', `model ${b.model} is a ${task} model; ${chat ? '/v1/chat/completions' : '/v1/completions'} serves text-generation models`, { field: 'model' });
+    }
     const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const object = chat ? 'chat.completion' : 'text_completion';

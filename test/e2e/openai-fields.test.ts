@@ -1,0 +1,82 @@
+// The OpenAI routes' field policy, row by row, through the official client: fields Easel cannot
+// honour are refused with a 400 naming them (never silently ignored), unknown fields are refused,
+// a non-text content part is refused, stop_token_ids is honoured, a chat route asked for an image
+// model says so, and a request that fails validation fails before its stream starts (the client
+// raises BadRequestError, streamed or not).
+import path from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+
+let easel: EaselProcess;
+let client: OpenAI;
+beforeAll(async () => {
+  easel = await startEasel(['--models', `tiny-lm=${path.join(ROOT, 'models', 'tiny-lm')},tiny-sd=${path.join(ROOT, 'models', 'tiny-sd')}`]);
+  await waitHealthy(easel, 60_000);
+  client = new OpenAI({ baseURL: `${easel.inference}/v1`, apiKey: 'unused', maxRetries: 0 });
+}, 90_000);
+afterAll(() => easel?.stop());
+
+const ask = { model: 'tiny-lm', messages: [{ role: 'user' as const, content: 'What color is the sky?' }], max_tokens: 8, temperature: 0 };
+
+/** The 400 the client raises, with the field it names. */
+async function refusal(call: () => Promise<unknown>): Promise<{ param: string | null | undefined; message: string }> {
+  const err = await call().then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+  const e = err as InstanceType<typeof OpenAI.BadRequestError>;
+  return { param: e.param, message: e.message };
+}
+
+describe('the OpenAI field policy', () => {
+  it.each([
+    ['response_format', { response_format: { type: 'json_object' } }, /structured outputs are not supported yet/],
+    ['tools', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, /tool calling is not supported yet/],
+    ['tool_choice', { tool_choice: 'auto' }, /tool calling/],
+    ['functions', { functions: [{ name: 'f' }] }, /function calling is not supported/],
+    ['frobnicate', { frobnicate: true }, /unknown field frobnicate/],
+  ])('chat refuses %s with a 400 naming it, streamed or not', async (field, extra, why) => {
+    for (const stream of [false, true]) {
+      const r = await refusal(() => client.chat.completions.create({ ...ask, ...extra, stream } as never));
+      expect(r.message).toMatch(why);
+      expect(r.param).toBe(field);
+    }
+  });
+
+  it('completions refuse suffix and best_of > 1, and take best_of 1', async () => {
+    expect((await refusal(() => client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', suffix: ' the end.' }))).param).toBe('suffix');
+    expect((await refusal(() => client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', best_of: 3 }))).param).toBe('best_of');
+    const ok = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', best_of: 1, max_tokens: 2 });
+    expect(ok.choices).toHaveLength(1);
+  });
+
+  it('refuses an image part for a text model, naming the part', async () => {
+    const r = await refusal(() => client.chat.completions.create({ model: 'tiny-lm', messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }] }));
+    expect(r.param).toBe('messages[0].content[1]');
+    expect(r.message).toMatch(/reads text only/);
+  });
+
+  it('a prompt past the context fails before the stream starts: BadRequestError, not a 200 with an error chunk', async () => {
+    const long = 'Tom had a red ball and a blue kite. '.repeat(60);
+    const r = await refusal(() => client.chat.completions.create({ model: 'tiny-lm', messages: [{ role: 'user', content: long }], stream: true }));
+    expect(r.message).toMatch(/context/);
+  });
+
+  it('says a chat route cannot serve an image model', async () => {
+    const r = await refusal(() => client.chat.completions.create({ ...ask, model: 'tiny-sd' }));
+    expect(r.param).toBe('model');
+    expect(r.message).toMatch(/tiny-sd is a text-to-image model; \/v1\/chat\/completions serves text-generation models/);
+  });
+
+  it('honours stop_token_ids as /predictions does', async () => {
+    const free = await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', max_tokens: 12, temperature: 0, logprobs: 0 });
+    const ids = (free.choices[0]!.logprobs as unknown as { tokens: string[] }).tokens;
+    expect(ids.length).toBeGreaterThan(3);
+    // Stop at the id of the third token the free run made: the text ends before it.
+    const predicted = (await (await fetch(`${easel.inference}/predictions/tiny-lm`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ prompt: 'Once upon a time', max_new_tokens: 12, temperature: 0, logprobs: true }) })).json()) as { logprobs: { token_id: number }[] };
+    const third = predicted.logprobs[2]!.token_id;
+    const stopped = await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', max_tokens: 12, temperature: 0, stop_token_ids: [third] } as never);
+    expect(stopped.choices[0]!.finish_reason).toBe('stop');
+    expect(free.choices[0]!.text.startsWith(stopped.choices[0]!.text)).toBe(true);
+    expect(stopped.choices[0]!.text.length).toBeLessThan(free.choices[0]!.text.length);
+  });
+});
