@@ -91,6 +91,8 @@ export interface TurnReport {
   readonly sessionSeconds?: number | undefined;
   /** Seconds of each model call of the turn, by the model's stage names (begin, the step, finish). */
   readonly stages?: Readonly<Record<string, number>> | undefined;
+  /** The loop went idle: nothing active, nothing waiting (the gauges of active work return to 0). */
+  readonly rest?: boolean | undefined;
 }
 
 export interface StepRunOptions<State> {

@@ -134,6 +134,12 @@ export class Metrics {
 
   /** One turn of a worker's step loop. */
   turn(model: string, r: TurnReport): void {
+    if (r.rest) {
+      this.activeSequences.set({ model }, 0);
+      if (r.memoryBytes !== undefined) this.stepMemory.set({ model }, 0);
+      if (r.sessionSeconds) this.sessionRun.inc({ model }, r.sessionSeconds);
+      return;
+    }
     this.stepBatchSize.observe({ model }, r.states);
     this.stepDuration.observe({ model }, r.seconds);
     this.activeSequences.set({ model }, r.states);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffusionSteps } from '../handlers/text-to-image-handler.js';
 import { DiffusionPipeline, stepsDone, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
 import type { SessionOptions } from '../runtime/onnx-runtime.js';
-import type { StepModel } from '../handlers/handler.js';
+import type { StepModel, TurnReport } from '../handlers/handler.js';
 import { StepLoop } from './step-loop.js';
 
 const TINY_SD = path.resolve(import.meta.dirname, '../../models/tiny-sd');
@@ -25,7 +25,8 @@ describe('StepLoop', () => {
 
   it('steps at most maxBatchSize images per resolution; later requests of that resolution wait, others do not', async () => {
     const turns: number[] = [];
-    const loop = new StepLoop(diffusionSteps(pipeline), { maxBatchSize: 2, onTurn: (turn) => turns.push(turn.states) });
+    const rests: TurnReport[] = [];
+    const loop = new StepLoop(diffusionSteps(pipeline), { maxBatchSize: 2, onTurn: (turn) => void (turn.rest ? rests.push(turn) : turns.push(turn.states)) });
     const log: string[] = [];
     const runs: [string, GenerationRequest[]][] = [
       ['a', [request(1)]],
@@ -44,6 +45,8 @@ describe('StepLoop', () => {
     // a starts the loop alone; b (64²), big (128²) and wide (3 × 96²) join it at the next turn;
     // c (64²) waits until a leaves, then steps beside b, big and wide's last step, then alone.
     expect(turns).toEqual([1, 6, 6, 6, 1, 1]);
+    // Once idle, the loop says so: the gauges of active work return to rest.
+    expect(rests).toEqual([{ states: 0, seconds: 0, memoryBytes: undefined, rest: true }]);
     expect(log.join(' ')).toBe('a+0 a1 b+0 big+0 wide+0 a2 b1 big1 wide1 a3 b2 big2 wide2 c+0 b3 big3 wide3 c1 c2 c3');
     // Waiting changed nothing: every image is the one its request gets alone.
     for (const [i, [name, requests]] of runs.entries()) {

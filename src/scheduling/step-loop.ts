@@ -68,6 +68,8 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
         for (const m of [...this.#active.splice(0), ...this.#waiting.splice(0)]) m.reject(err);
       }
     }
+    // Idle: what is active and held is nothing now, not what the last turn saw.
+    this.options.onTurn?.({ states: 0, seconds: 0, memoryBytes: this.model.memoryBytes ? 0 : undefined, rest: true });
   }
 
   async #turn(): Promise<void> {

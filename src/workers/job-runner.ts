@@ -106,10 +106,12 @@ export class JobRunner {
     let finished: Job | undefined;
     let lastText: number | undefined;
     let lastStep = 0;
+    let promptTokens = 0;
     try {
       // Admitted where it was submitted when that node knew the model; parsing again is idempotent
       // and covers jobs queued by an API node that does not load the model (distributed mode).
       const request = control.admit(job.model, job.version ?? undefined, job.input);
+      promptTokens = Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0;
       const outcome = await control.predict(job.model, job.version ?? undefined, request, {
         signal: controller.signal,
         priority: job.priority,
@@ -127,7 +129,6 @@ export class JobRunner {
           backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
         },
       });
-      if (lastText !== undefined) this.#o.onTokens?.(job.model, { promptTokens: Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0, generatedTokens: lastStep });
       // In the queue until claimed, then in the worker's batcher until its batch started.
       const queueWait = Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds;
       this.#o.onQueueWait?.(job.model, queueWait);
@@ -157,6 +158,8 @@ export class JobRunner {
         finished = await backend.fail(job.id, isEaselError(err) ? err.toJSON() : { code, message: 'the job failed; details are in the server log' });
       }
     } finally {
+      // A run's tokens count whether it finished, failed or was cancelled: they were made.
+      if (lastText !== undefined) this.#o.onTokens?.(job.model, { promptTokens, generatedTokens: lastStep });
       this.#running.delete(job.id);
       this.#inFlight.set(job.model, (this.#inFlight.get(job.model) ?? 1) - 1);
       if (finished?.durable) this.#o.onFinished?.(finished, (performance.now() - started) / 1000);
