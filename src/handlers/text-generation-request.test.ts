@@ -39,8 +39,8 @@ describe('parseTextGeneration', () => {
     const n = rules.tokenizer.encode(long).length;
     expect(n).toBeLessThan(256);
     expect(parseTextGeneration({ prompt: long }, rules).max_new_tokens).toBe(Math.min(64, 256 - n));
-    expect(() => parseTextGeneration({ prompt: long, max_tokens: 256 - n + 1 }, rules)).toThrow(/max_tokens is \d+ but the prompt/);
-    expect(() => parseTextGeneration({ prompt: 'tom '.repeat(400) }, rules)).toThrow(/context is 256 tokens/);
+    expect(() => parseTextGeneration({ prompt: long, max_tokens: 256 - n + 1 }, rules)).toThrow(/maximum context length is 256 tokens\. However, you requested \d+ tokens \(\d+ in the prompt, \d+ in max_tokens\)/);
+    expect(() => parseTextGeneration({ prompt: 'tom '.repeat(400) }, rules)).toThrow(/maximum context length is 256 tokens/);
   });
 
   it('names the field that is out of range or unknown', () => {

@@ -129,13 +129,14 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     }
   }
   if (tokens.length === 0) throw invalidField('prompt', 'the prompt is empty');
-  if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `the prompt is ${tokens.length} tokens; this model's context is ${rules.contextLength} tokens, so a prompt may have at most ${rules.contextLength - 1}`);
+  // Worded as OpenAI's and vLLM's, which clients recognise ("maximum context length is N tokens").
+  if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `This model's maximum context length is ${rules.contextLength} tokens. However, the prompt is ${tokens.length} tokens (at most ${rules.contextLength - 1}, leaving room for one generated token); reduce its length`);
   const room = rules.contextLength - tokens.length;
   const asked = Object.hasOwn(input, 'max_new_tokens') ? 'max_new_tokens' : Object.hasOwn(input, 'max_tokens') ? 'max_tokens' : 'max_new_tokens';
   const explicit = Object.hasOwn(input, asked);
   // A default (easel.yaml, generation_config.json) gives way to a long prompt; a request's own does not.
-  const maxNew = explicit ? number(input, rules, asked, 1, rules.contextLength, room, true) : Math.min(room, number(input, rules, asked, 1, rules.contextLength, Math.min(256, room), true));
-  if (maxNew > room) throw invalidField(asked, `${asked} is ${maxNew} but the prompt (${tokens.length} tokens) leaves room for ${room} in this model's ${rules.contextLength}-token context`);
+  const maxNew = explicit ? number(input, rules, asked, 1, Number.MAX_SAFE_INTEGER, room, true) : Math.min(room, number(input, rules, asked, 1, Number.MAX_SAFE_INTEGER, Math.min(256, room), true));
+  if (maxNew > room) throw invalidField(asked, `This model's maximum context length is ${rules.contextLength} tokens. However, you requested ${tokens.length + maxNew} tokens (${tokens.length} in the prompt, ${maxNew} in ${asked}); the prompt leaves room for ${room}`);
   const stop = input.stop === undefined || input.stop === null ? [] : typeof input.stop === 'string' ? [input.stop] : input.stop;
   if (!Array.isArray(stop) || stop.length > MAX_STOPS || !stop.every((s) => typeof s === 'string' && s.length > 0 && s.length <= 256)) throw invalidField('stop', `stop must be a string or a list of at most ${MAX_STOPS} non-empty strings`);
   const stopIds = input.stop_token_ids ?? [];

@@ -97,7 +97,8 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
   const set = (key: string, v: unknown): void => {
     if (v !== undefined && v !== null) input[key] = v;
   };
-  set('max_new_tokens', ('max_completion_tokens' in b ? b.max_completion_tokens : undefined) ?? b.max_tokens);
+  // Named as the client named it, so that a 400 names the field the client sent.
+  set('max_tokens', ('max_completion_tokens' in b ? b.max_completion_tokens : undefined) ?? b.max_tokens);
   set('temperature', b.temperature);
   set('top_p', b.top_p);
   if (b.top_k !== undefined && b.top_k !== null && b.top_k > 0) input.top_k = b.top_k;
@@ -132,7 +133,12 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   // OpenAI's model object, with Easel's own `easel: {task, parameters}` (what a form may offer:
   // defaults, limits, schedulers; null where this node does not know the model's handler).
-  const model = (id: string): Record<string, unknown> => ({ id, object: 'model', created: 0, owned_by: 'easel', easel: modelParameters(o, id) ?? null });
+  const model = (id: string): Record<string, unknown> => {
+    const parameters = modelParameters(o, id);
+    // vLLM's max_model_len: a text model's context, for clients that size requests by it.
+    const context = (parameters?.parameters as { context_length?: unknown } | undefined)?.context_length;
+    return { id, object: 'model', created: 0, owned_by: 'easel', ...(typeof context === 'number' ? { max_model_len: context } : {}), easel: parameters ?? null };
+  };
   app.get('/v1/models', { schema: { summary: "The models served (OpenAI list shape), each with its task and request parameters in `easel`." } }, async () => {
     const names = new Set([...o.control.list().map((m) => m.modelName), ...(await o.jobs.models())]);
     return { object: 'list', data: [...names].sort().map(model) };
@@ -245,6 +251,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   app.post('/v1/chat/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof chatBody>;
+    if (b.top_logprobs && !b.logprobs) throw new EaselError('EASEL_INVALID_PARAMETER', 'top_logprobs needs logprobs: true', { field: 'top_logprobs' });
     const messages = b.messages.map((m) => ({ role: m.role, content: m.content }));
     const inputs = Array.from({ length: b.n ?? 1 }, (_, i) => ({
       ...generationInput(b, i), messages,

@@ -79,4 +79,14 @@ describe('the OpenAI field policy', () => {
     expect(free.choices[0]!.text.startsWith(stopped.choices[0]!.text)).toBe(true);
     expect(stopped.choices[0]!.text.length).toBeLessThan(free.choices[0]!.text.length);
   });
+
+  it("words the context error as OpenAI's, naming the field the client sent, refuses top_logprobs without logprobs, and lists max_model_len", async () => {
+    const r = await refusal(() => client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', max_tokens: 1000 }));
+    expect(r.param).toBe('max_tokens');
+    expect(r.message).toMatch(/This model's maximum context length is 256 tokens\. However, you requested \d+ tokens/);
+    expect((await refusal(() => client.chat.completions.create({ ...ask, top_logprobs: 2 }))).param).toBe('top_logprobs');
+    const models = await client.models.list();
+    expect(models.data.find((m) => m.id === 'tiny-lm')).toMatchObject({ max_model_len: 256 });
+    expect(models.data.find((m) => m.id === 'tiny-sd')).not.toHaveProperty('max_model_len');
+  });
 });

@@ -125,7 +125,7 @@ describe('OpenAI-compatible API (official client)', () => {
   it("answers errors in OpenAI's shape: an unknown model, a parameter out of range, a prompt past the context", async () => {
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: QUESTION })).rejects.toMatchObject({ status: 404, error: { type: 'not_found_error', code: 'EASEL_MODEL_NOT_FOUND' } });
     await expect(client.chat.completions.create({ model: 'tiny-lm', messages: QUESTION, temperature: 7 })).rejects.toMatchObject({ status: 400, error: { type: 'invalid_request_error', param: 'temperature' } });
-    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'tom '.repeat(400) })).rejects.toMatchObject({ status: 400, error: { param: 'prompt', message: expect.stringMatching(/context is 256 tokens/) } });
+    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'tom '.repeat(400) })).rejects.toMatchObject({ status: 400, error: { param: 'prompt', message: expect.stringMatching(/maximum context length is 256 tokens/) } });
   });
 
   it('generates images as b64_json at the asked size', async () => {

@@ -47,15 +47,15 @@ describe('text generation (tiny-lm)', () => {
     expect(metrics).toMatch(/easel_inter_token_latency_seconds_count\{model="tiny-lm"\} [1-9]/);
     expect(Number(/easel_generation_tokens_total\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(json.usage.completion_tokens);
     expect(metrics).toMatch(/easel_active_sequences\{model="tiny-lm"\} \d+/);
-    // tiny-lm: 4 layers × keys and values × 4 heads × 32 × float32 per cached position.
+    // tiny-lm: 4 layers × keys and values × 4 heads × 32 × float32 per cached position (0 once the
+    // work has ended: test/e2e/llm-metrics.test.ts).
     expect(Number(/easel_kv_cache_bytes\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1]) % (4 * 2 * 4 * 32 * 4)).toBe(0);
-    expect(Number(/easel_kv_cache_bytes\{model="tiny-lm"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
   });
 
   it('refuses what it cannot do with a 400 naming the field', async () => {
     const long = await predict({ data: 'tom '.repeat(400) });
     expect(long.status).toBe(400);
-    expect(await long.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'prompt', message: expect.stringMatching(/context is 256 tokens/) });
+    expect(await long.json()).toMatchObject({ code: 'EASEL_INVALID_PARAMETER', field: 'prompt', message: expect.stringMatching(/maximum context length is 256 tokens/) });
     const hot = await predict({ data: PROMPT, temperature: 9 });
     expect(await hot.json()).toMatchObject({ field: 'temperature' });
     const unknown = await predict({ data: PROMPT, num_inference_steps: 3 });
