@@ -2,7 +2,7 @@
 // Extraction refuses entries that would land outside the target (absolute paths, `..`, links
 // pointing out — checked by their real paths once extracted, hard links, devices), stops archive
 // bombs with a budget of entries and of bytes as they are decompressed, reads a tar no further
-// than its end-of-archive marker, and gives up after a time limit.
+// than its end-of-archive marker, and runs in a child process of its own, killed at a time limit.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
