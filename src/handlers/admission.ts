@@ -3,9 +3,9 @@
 // the field. Built from the model's spec and its files' JSON configs at registration, so a model
 // whose easel.yaml cannot make a valid request is refused there. Nothing here loads a session.
 import { EaselError, invalidField } from '../errors/easel-error.js';
-import type { ModelParameters } from '../models/model-control.js';
+import type { ModelParameters, TextTools } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
-import { checkDraft, parseTextGeneration, textGenerationParameters, textGenerationRules } from './text-generation-request.js';
+import { checkDraft, parseTextGeneration, textGenerationParameters, textGenerationRules, textTools } from './text-generation-request.js';
 import { parseTextToImage, textToImageParameters, textToImageRules } from './text-to-image-request.js';
 
 /** A request's fields as the client sent them → the validated request the worker runs. */
@@ -13,6 +13,8 @@ export type RequestParser = (input: Readonly<Record<string, unknown>>) => Record
 
 export interface Admission extends ModelParameters {
   readonly parse: RequestParser;
+  /** A text model's tokenizer, as its parse uses it. */
+  readonly text?: TextTools | undefined;
 }
 
 export type BatchingMode = 'none' | 'request' | 'step';
@@ -25,7 +27,7 @@ export interface HandlerBatching {
 }
 
 interface BuiltInAdmission {
-  admission(entry: ModelEntry): { parse: RequestParser; parameters: Record<string, unknown> };
+  admission(entry: ModelEntry): { parse: RequestParser; parameters: Record<string, unknown>; text?: TextTools };
   batching: HandlerBatching;
   /** Request-level batching: requests batch together only with equal keys. */
   batchKey?(request: Readonly<Record<string, unknown>>): string;
@@ -74,7 +76,7 @@ const BUILT_INS: ReadonlyMap<string, BuiltInAdmission> = new Map<string, BuiltIn
         // A draft model is checked against this one when the model is registered.
         if (entry.spec.speculative) checkDraft(entry);
         const rules = textGenerationRules(entry.spec, entry.dir);
-        return { parse: (input) => ({ ...parseTextGeneration(input, rules) }), parameters: textGenerationParameters(rules) };
+        return { parse: (input) => ({ ...parseTextGeneration(input, rules) }), parameters: textGenerationParameters(rules), text: textTools(rules) };
       },
       // Iteration-level (continuous) batching by default: the decoder's step API.
       batching: { modes: ['none', 'request', 'step'], preferred: 'step' },

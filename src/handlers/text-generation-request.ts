@@ -5,6 +5,7 @@
 // then generation_config.json, then greedy.
 import { randomInt } from 'node:crypto';
 import { EaselError, invalidField } from '../errors/easel-error.js';
+import type { TextTools } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { readTextLayout } from '../pipelines/text/text-layout.js';
 import { sameTokenizer, TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
@@ -54,6 +55,24 @@ export function textGenerationRules(spec: ModelSpec, dir: string, tokenizer = Te
   const layout = readTextLayout(dir);
   const maxPromptChars = Math.min(MAX_PROMPT_CHARS, layout.contextLength * tokenizer.maxTokenChars);
   return { tokenizer, contextLength: layout.contextLength, maxPromptChars, specialTokensInText: spec.specialTokensInText, vocabSize: layout.vocabSize ?? Number.MAX_SAFE_INTEGER, defaults: { ...layout.generationDefaults, ...spec.defaults } };
+}
+
+/** The model's tokenizer as admission uses it: the same character bound, the same treatment of special tokens' strings. */
+export function textTools(rules: TextGenerationRules): TextTools {
+  return {
+    contextLength: rules.contextLength,
+    tokenize: ({ prompt, messages: chat, addSpecialTokens }) => {
+      if (chat !== undefined) return rules.tokenizer.encodeChat(messages(chat, rules), rules.specialTokensInText);
+      if (prompt === undefined) throw invalidField('prompt', 'send "prompt" (a string) or chat "messages"');
+      if (prompt.length > rules.maxPromptChars) throw invalidField('prompt', `the prompt has ${prompt.length} characters; more than ${rules.maxPromptChars} cannot fit this model's ${rules.contextLength}-token context`);
+      return rules.tokenizer.encode(prompt, addSpecialTokens ?? true, rules.specialTokensInText);
+    },
+    detokenize: (ids) => {
+      const bad = ids.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= rules.vocabSize);
+      if (bad >= 0) throw invalidField(`tokens[${bad}]`, `token ids must be integers from 0 to ${rules.vocabSize - 1}`);
+      return rules.tokenizer.decode(ids);
+    },
+  };
 }
 
 /** The public form of the rules: the defaults, the context length, and whether it chats (has a chat template). */

@@ -104,6 +104,14 @@ export interface ModelParameters {
   readonly parameters: Readonly<Record<string, unknown>>;
 }
 
+/** A text model's tokenizer as admission uses it (vLLM's /tokenize and /detokenize, token-id prompts). */
+export interface TextTools {
+  readonly contextLength: number;
+  /** A prompt's tokens (with the tokenizer's own special tokens unless told not to), or a chat's, its template applied; as admission makes them. */
+  tokenize(o: { prompt?: string | undefined; messages?: readonly { role: string; content: string }[] | undefined; addSpecialTokens?: boolean | undefined }): number[];
+  detokenize(ids: readonly number[]): string;
+}
+
 export interface ModelControl {
   register(entry: ModelEntry, options: RegisterOptions): Promise<ModelDescription>;
   unregister(name: string, version?: string): Promise<void>;
@@ -119,6 +127,8 @@ export interface ModelControl {
   admit(name: string, version: string | undefined, input: Readonly<Record<string, unknown>>): Record<string, unknown>;
   /** The model's task and request parameters, as admission applies them. */
   parameters(name: string, version?: string): ModelParameters;
+  /** A text model's tokenizer; undefined for other models. */
+  textTools(name: string, version?: string): TextTools | undefined;
   /** A tensor model's inputs and outputs, as a live worker's session has them; undefined before one is up. */
   signature(name: string, version?: string): TensorSignature | undefined;
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome>;

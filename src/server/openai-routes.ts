@@ -10,7 +10,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
-import { admitPrediction, assertServed, clientGone, modelParameters, predict, type PredictOptions } from './predict.js';
+import { admitPrediction, assertServed, clientGone, modelParameters, predict, textToolsOf, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
@@ -55,7 +55,7 @@ const sampling = {
 };
 const completionBody = strictObject({
   ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(16)]),
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(16), z.array(z.number().int().min(0)).min(1), z.array(z.array(z.number().int().min(0)).min(1)).min(1).max(16)]),
   logprobs: z.number().int().min(0).max(20).optional().nullable(),
   echo: z.boolean().optional(),
   suffix: refused('suffix', 'insertion (a suffix after the completion) is not supported'),
@@ -68,6 +68,15 @@ const chatBody = strictObject({
   logprobs: z.boolean().optional().nullable(),
   top_logprobs: z.number().int().min(0).max(20).optional().nullable(),
 });
+const tokenizeBody = strictObject({
+  model: pathName,
+  prompt: z.string().optional(),
+  messages: z.array(strictObject({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.string() })).min(1).max(256).optional(),
+  add_special_tokens: z.boolean().optional(),
+  // The chat template is always applied ready for the assistant's turn.
+  add_generation_prompt: z.literal(true).optional(),
+});
+const detokenizeBody = strictObject({ model: pathName, tokens: z.array(z.number().int().min(0)).max(65_536) });
 const imagesBody = strictObject({
   model: pathName,
   prompt: z.string().min(1).max(4000),
@@ -163,6 +172,8 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     // Each distinct prompt is tokenized once, however many choices (n) it has: the copies carry its tokens.
     const tokenized = new Map<string, unknown>();
     for (const input of inputs) {
+      // A prompt given as token ids is admitted as it is (its ids checked).
+      if (input.prompt_tokens !== undefined) continue;
       const text = JSON.stringify(input.messages ?? input.prompt);
       if (!tokenized.has(text)) tokenized.set(text, admitPrediction(o, b.model, undefined, input).prompt_tokens);
       const tokens = tokenized.get(text);
@@ -238,15 +249,33 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
 
   app.post('/v1/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Text completion (OpenAI).', body: completionBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof completionBody>;
-    const prompts = typeof b.prompt === 'string' ? [b.prompt] : b.prompt;
+    // A string, strings, token ids (as vLLM and OpenAI take them), or lists of token ids.
+    const prompts: (string | number[])[] = typeof b.prompt === 'string' ? [b.prompt] : typeof b.prompt[0] === 'number' ? [b.prompt as number[]] : (b.prompt as (string | number[])[]);
     const n = b.n ?? 1;
     // Prompt log-probabilities are not computed: echo gives the prompt's text, not its logprobs.
     if (b.echo && b.logprobs !== undefined && b.logprobs !== null) throw new EaselError('EASEL_INVALID_PARAMETER', 'echo with logprobs is not supported (the prompt\'s log-probabilities are not computed); use echo or logprobs', { field: 'echo' });
     const inputs = prompts.flatMap((prompt) =>
       // logprobs: 0 asks for the chosen tokens' log-probabilities with no alternatives.
-      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), prompt, ...(b.logprobs !== undefined && b.logprobs !== null ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
+      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), ...(typeof prompt === 'string' ? { prompt } : { prompt_tokens: prompt }), ...(b.logprobs !== undefined && b.logprobs !== null ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
     );
-    return run(req, reply, b, inputs, false, b.echo ? prompts.flatMap((prompt) => Array.from({ length: n }, () => prompt)) : []);
+    // Echo gives a prompt's text; token ids are decoded for it.
+    const echoed = (prompt: string | number[]): string => (typeof prompt === 'string' ? prompt : textToolsOf(o, b.model, '/v1/completions').detokenize(prompt));
+    return run(req, reply, b, inputs, false, b.echo ? prompts.flatMap((prompt) => Array.from({ length: n }, () => echoed(prompt))) : []);
+  });
+
+  // vLLM's tokenizer routes: a prompt's (or a chat's) token ids as the model's admission makes them, and ids back to text.
+  app.post('/tokenize', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: "A prompt's or a chat's token ids, as the model encodes them (vLLM).", body: tokenizeBody } }, async (req) => {
+    const b = req.body as z.infer<typeof tokenizeBody>;
+    await assertServed(o, b.model, undefined, req);
+    const text = textToolsOf(o, b.model, '/tokenize');
+    if ((b.prompt === undefined) === (b.messages === undefined)) throw new EaselError('EASEL_INVALID_PARAMETER', 'send one of "prompt" (a string) or "messages"', { field: 'prompt' });
+    const tokens = text.tokenize({ prompt: b.prompt, messages: b.messages, addSpecialTokens: b.add_special_tokens });
+    return { count: tokens.length, max_model_len: text.contextLength, tokens };
+  });
+  app.post('/detokenize', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'The text of token ids (vLLM).', body: detokenizeBody } }, async (req) => {
+    const b = req.body as z.infer<typeof detokenizeBody>;
+    await assertServed(o, b.model, undefined, req);
+    return { prompt: textToolsOf(o, b.model, '/detokenize').detokenize(b.tokens) };
   });
 
   app.post('/v1/chat/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {

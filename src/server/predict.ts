@@ -2,11 +2,11 @@
 // (TorchServe's /predictions, OpenAI's completions): admission here in the API process (the
 // handler's parse), the queue's length limit, then the non-durable lane and the wait.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errors } from '../errors/easel-error.js';
+import { EaselError, errors } from '../errors/easel-error.js';
 import type { Payload } from '../jobs/job.js';
 import { awaitPrediction } from '../jobs/prediction.js';
 import type { WorkEvent } from '../jobs/work-event.js';
-import type { ModelControl, ModelParameters } from '../models/model-control.js';
+import type { ModelControl, ModelParameters, TextTools } from '../models/model-control.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import type { JobRoutesOptions } from './job-routes.js';
 
@@ -55,6 +55,14 @@ export function modelParameters(o: PredictOptions, name: string): ModelParameter
   if (localSpec(o.control, name, undefined)) return o.control.parameters(name);
   const elsewhere = o.jobs.elsewhere?.(name);
   return elsewhere && { task: elsewhere.task, parameters: elsewhere.parameters };
+}
+
+/** A text model's tokenizer, where this node knows the model (here, or from its config); a 400 for another kind. */
+export function textToolsOf(o: PredictOptions, model: string, route: string): TextTools {
+  const tools = localSpec(o.control, model, undefined) ? o.control.textTools(model) : o.jobs.elsewhere?.(model)?.text;
+  if (tools) return tools;
+  const task = modelParameters(o, model)?.task;
+  throw new EaselError('EASEL_INVALID_PARAMETER', `model ${model} is ${task ? `a ${task} model` : 'not a text model this node knows'}; ${route} serves text-generation models`, { field: 'model' });
 }
 
 /**

@@ -3,7 +3,7 @@
 // management API's questions and predicts through the batcher (ModelControl).
 import { EaselError, errors } from '../errors/easel-error.js';
 import type { RequestBatcher } from '../scheduling/request-batcher.js';
-import type { Health, ModelControl, ModelDescription, ModelParameters, PredictOptions, PredictOutcome, RegisterOptions, WorkerDescription } from '../models/model-control.js';
+import type { Health, ModelControl, ModelDescription, ModelParameters, PredictOptions, PredictOutcome, RegisterOptions, TextTools, WorkerDescription } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
 import { batchingPlan, type BatchingPlan } from '../scheduling/batching.js';
 import type { Logger, TensorSignature, TurnReport } from '../handlers/handler.js';
@@ -191,6 +191,10 @@ export class ModelManager implements ModelControl {
   parameters(name: string, version?: string): ModelParameters {
     const { task, parameters } = this.#version(name, version).admission;
     return { task, parameters };
+  }
+
+  textTools(name: string, version?: string): TextTools | undefined {
+    return this.#version(name, version).admission.text;
   }
 
   predict(name: string, version: string | undefined, input: Record<string, unknown>, options: PredictOptions): Promise<PredictOutcome> {

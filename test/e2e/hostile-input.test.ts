@@ -122,6 +122,8 @@ const ROUTES: Route[] = [
   { port: 'inference', method: 'POST', path: () => '/v1/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/chat/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/images/generations' },
+  { port: 'inference', method: 'POST', path: () => '/tokenize' },
+  { port: 'inference', method: 'POST', path: () => '/detokenize' },
   { port: 'inference', method: 'GET', path: (n) => `/v1/models/${n}` },
   { port: 'inference', method: 'GET', path: (_n, q) => `/${q}` },
   { port: 'inference', method: 'GET', path: (n) => `/ui/${n}` },
@@ -156,7 +158,9 @@ const hostileValue = fc.oneof(
 );
 /** Text-to-image fields with hostile values, and hostile keys. */
 const fields = fc.dictionary(
-  fc.oneof(fc.constantFrom('prompt', 'data', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'width', 'height', 'seed', 'scheduler', 'num_images', 'output_format', 'preview_every', 'scheduler_config', 'model', 'input', 'priority', 'webhook', 'webhook_events_filter'), protoKeys, fc.string()),
+  fc.oneof(fc.constantFrom('prompt', 'data', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'width', 'height', 'seed', 'scheduler', 'num_images', 'output_format', 'preview_every', 'scheduler_config', 'model', 'input', 'priority', 'webhook', 'webhook_events_filter',
+    // The OpenAI surface's own, refused or taken.
+    'messages', 'tokens', 'stop_token_ids', 'response_format', 'tools', 'tool_choice', 'suffix', 'best_of', 'top_logprobs', 'add_special_tokens'), protoKeys, fc.string()),
   hostileValue,
   { maxKeys: 8 },
 );
@@ -211,7 +215,7 @@ function expectErrorShape(status: number, type: string | null, text: string, wha
   const parsed = JSON.parse(text) as Record<string, unknown>;
   // OpenAI's routes answer in OpenAI's shape: {"error": {message, type, param, code}}; the
   // router's own refusals (a path parameter too long: 414) come before any route, in Easel's.
-  const openAi = status !== 414 && /\/v1\/(completions|chat\/completions|images\/generations|models)\b/.test(what.split(' ')[1] ?? '');
+  const openAi = status !== 414 && /(\/v1\/(completions|chat\/completions|images\/generations|models)|^\/(tokenize|detokenize))\b/.test(new URL(what.split(' ')[1] ?? '', 'http://x').pathname);
   const body = (openAi ? parsed.error : parsed) as Record<string, unknown>;
   expect(body && typeof body === 'object', `${what}: ${text}`).toBe(true);
   if (openAi) expect(typeof body.type, `${what}: ${text}`).toBe('string');
