@@ -33,6 +33,8 @@ export function generationRequest(p: TextGenerationParameters): TextGenerationRe
     seed: p.seed,
     stop: p.stop,
     stopTokenIds: p.stop_token_ids,
+    minTokens: p.min_tokens,
+    ignoreEos: p.ignore_eos,
     sampling: {
       temperature: p.temperature, topK: p.top_k, topP: p.top_p, minP: p.min_p, repetitionPenalty: p.repetition_penalty,
       presencePenalty: p.presence_penalty, frequencyPenalty: p.frequency_penalty, logitBias: new Map(p.logit_bias),

@@ -26,6 +26,10 @@ export interface TextGenerationParameters {
   seed: number;
   stop: string[];
   stop_token_ids: number[];
+  /** Tokens before an end (EOS or a stop token) may be chosen. */
+  min_tokens: number;
+  /** Go on past the model's end-of-sequence token. */
+  ignore_eos: boolean;
   logprobs: boolean;
   top_logprobs: number;
   /** Tokens reach the client as they are made (progress events carry the text so far). */
@@ -45,7 +49,7 @@ export interface TextGenerationRules {
 
 const FIELDS = new Set([
   'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
-  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'logprobs', 'top_logprobs', 'stream', 'prompt_tokens',
+  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'stream', 'prompt_tokens',
 ]);
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
@@ -166,6 +170,9 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   const topLogprobs = number(input, rules, 'top_logprobs', 0, 20, 0, true);
   const stream = input.stream ?? false;
   if (typeof stream !== 'boolean') throw invalidField('stream', 'stream must be true or false');
+  const ignoreEos = input.ignore_eos ?? false;
+  if (typeof ignoreEos !== 'boolean') throw invalidField('ignore_eos', 'ignore_eos must be true or false');
+  const minTokens = number(input, rules, 'min_tokens', 0, maxNew, 0, true);
   return {
     prompt_tokens: tokens,
     max_new_tokens: maxNew,
@@ -180,6 +187,8 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     seed: number(input, rules, 'seed', 0, 2 ** 32 - 1, randomInt(0, 2 ** 32 - 1), true),
     stop: stop as string[],
     stop_token_ids: stopIds as number[],
+    min_tokens: minTokens,
+    ignore_eos: ignoreEos,
     // Asking for alternatives asks for log-probabilities.
     logprobs: logprobs || topLogprobs > 0,
     top_logprobs: topLogprobs,

@@ -44,6 +44,9 @@ const sampling = {
   repetition_penalty: z.number().positive().optional().nullable(),
   logit_bias: z.record(z.string(), z.number()).optional().nullable(),
   stop_token_ids: z.array(z.number().int().min(0)).max(64).optional().nullable(),
+  // vLLM's extras, honoured as /predictions honours them.
+  min_tokens: z.number().int().min(0).optional().nullable(),
+  ignore_eos: z.boolean().optional().nullable(),
   user: z.string().optional(),
   // Fields OpenAI defines that Easel does not honour yet: refused, never silently ignored.
   response_format: refused('response_format', 'structured outputs are not supported yet'),
@@ -118,6 +121,8 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
   set('logit_bias', b.logit_bias);
   set('stop', b.stop);
   set('stop_token_ids', b.stop_token_ids);
+  set('min_tokens', b.min_tokens);
+  set('ignore_eos', b.ignore_eos);
   // n choices from one seed: each its own, reproducible.
   if (b.seed !== undefined && b.seed !== null) input.seed = (b.seed + index) % 2 ** 32;
   return input;

@@ -89,4 +89,18 @@ describe('the OpenAI field policy', () => {
     expect(models.data.find((m) => m.id === 'tiny-lm')).toMatchObject({ max_model_len: 256 });
     expect(models.data.find((m) => m.id === 'tiny-sd')).not.toHaveProperty('max_model_len');
   });
+
+  it('honours ignore_eos and min_tokens as vLLM does', async () => {
+    const plain = await client.chat.completions.create({ ...ask, max_tokens: 40 });
+    expect(plain.choices[0]!.finish_reason).toBe('stop');
+    const short = plain.usage!.completion_tokens;
+    expect(short).toBeLessThan(30);
+    const ignoring = await client.chat.completions.create({ ...ask, max_tokens: 40, ignore_eos: true } as never);
+    expect(ignoring.choices[0]!.finish_reason).toBe('length');
+    expect(ignoring.usage!.completion_tokens).toBe(40);
+    const atLeast = await client.chat.completions.create({ ...ask, max_tokens: 40, min_tokens: short + 5 } as never);
+    expect(atLeast.usage!.completion_tokens).toBeGreaterThanOrEqual(short + 5);
+    expect(atLeast.choices[0]!.message.content!.startsWith(plain.choices[0]!.message.content!)).toBe(true);
+    expect((await refusal(() => client.chat.completions.create({ ...ask, max_tokens: 4, min_tokens: 9 } as never))).param).toBe('min_tokens');
+  });
 });

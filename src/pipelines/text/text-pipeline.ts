@@ -25,6 +25,10 @@ export interface TextGenerationRequest {
   readonly seed: number;
   /** Generation ends at any of these tokens (not included in the text). */
   readonly stopTokenIds: readonly number[];
+  /** Tokens generated before an end-of-sequence or stop token may be chosen (vLLM's min_tokens). */
+  readonly minTokens?: number | undefined;
+  /** Generation goes on past the model's end-of-sequence token (vLLM's ignore_eos); stop tokens still end it. */
+  readonly ignoreEos?: boolean | undefined;
   /** Generation ends where the text contains any of these (the text stops before it). */
   readonly stop: readonly string[];
 }
@@ -163,7 +167,7 @@ export class TextPipeline {
         const l = logits[i]!.at(-1)!;
         const p = s.request.sampling;
         // The penalties see the proposals so far, as they would have seen them as tokens.
-        processLogits(l, p, s.seen, s.counts);
+        this.#process(s, l, s.generated.length + j);
         let token: number;
         if (p.temperature === 0) token = argmax(l);
         else {
@@ -186,7 +190,7 @@ export class TextPipeline {
       for (; j < proposed.length && !this.isFinished(s); j++) {
         const l = logits[i]![j]!;
         const p = s.request.sampling;
-        processLogits(l, p, s.seen, s.counts);
+        this.#process(s, l, s.generated.length);
         const d = proposed[j]!;
         if (p.temperature === 0) {
           const best = argmax(l);
@@ -280,14 +284,21 @@ export class TextPipeline {
 
   /** The next token from a sequence's logits (its own row of a call's output, changed in place). */
   #choose(s: Sequence, logits: Float32Array): TokenChoice {
-    processLogits(logits, s.request.sampling, s.seen, s.counts);
+    this.#process(s, logits, s.generated.length);
     return chooseToken(logits, s.request.sampling, s.random);
+  }
+
+  /** Sampling's logit processing, and the tokens that may not end the sequence yet (min_tokens) at this position of its output. */
+  #process(s: Sequence, logits: Float32Array, position: number): void {
+    processLogits(logits, s.request.sampling, s.seen, s.counts);
+    if (position >= (s.request.minTokens ?? 0)) return;
+    for (const id of [...s.request.stopTokenIds, ...(s.request.ignoreEos ? [] : this.info.eosTokenIds)]) if (id < logits.length) logits[id] = Number.NEGATIVE_INFINITY;
   }
 
   /** Appends a chosen token and applies the ways a generation ends. */
   #accept(s: Sequence, choice: TokenChoice): void {
     const token = choice.token;
-    if (s.request.stopTokenIds.includes(token) || this.info.eosTokenIds.includes(token)) {
+    if (s.request.stopTokenIds.includes(token) || (!s.request.ignoreEos && this.info.eosTokenIds.includes(token))) {
       s.finishReason = 'stop';
       return;
     }
