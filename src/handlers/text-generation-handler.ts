@@ -10,11 +10,17 @@ import { checkDraft, parseTextGeneration, textGenerationRules, type TextGenerati
 
 /** The decoder's step API: begin prefills, a step is one decoder call over all, finish hands back the text. */
 export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationRequest, Sequence, TextOutput> {
+  // Sequences finished since the last turn's report, by why (vLLM's request_success_total{finished_reason}).
+  const finished = { finished_stop: 0, finished_length: 0 };
   return {
     begin: (requests) => pipeline.begin(requests),
     step: (states) => pipeline.step(states),
     isFinished: (s) => pipeline.isFinished(s),
-    finish: (states) => pipeline.finish(states),
+    finish: async (states) => {
+      const outputs = await pipeline.finish(states);
+      for (const o of outputs) finished[`finished_${o.finishReason}`] += 1;
+      return outputs;
+    },
     // Every sequence can share a decoder call.
     group: () => '',
     progress: (s) => ({ step: s.generated.length, total: s.request.maxNewTokens }),
@@ -22,7 +28,11 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     memoryBytes: () => pipeline.cacheBytes(),
     memoryFor: (r) => pipeline.cacheBytesPerPosition() * (r.promptTokens.length + r.maxNewTokens),
     stages: { begin: 'prefill', step: 'decode', finish: 'finish' },
-    counters: () => (pipeline.speculative ? { ...pipeline.takeCounts() } : undefined),
+    counters: () => {
+      const counts = { ...(pipeline.speculative ? pipeline.takeCounts() : {}), ...finished };
+      Object.assign(finished, { finished_stop: 0, finished_length: 0 });
+      return counts;
+    },
   };
 }
 

@@ -103,7 +103,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
     const all = stepping.flatMap((m) => m.states);
     const stepped = all.filter((s) => !model.isFinished(s)).length;
     await timed(names.step, () => model.step(all));
-    const report = { states: stepped, seconds: stages[names.step]!, memoryBytes: model.memoryBytes?.(), counters: model.counters?.(), stages };
+    const report = { states: stepped, seconds: stages[names.step]!, memoryBytes: model.memoryBytes?.(), stages };
     try {
       for (const m of stepping) await m.options.onStep?.(m.states);
       const finished = stepping.filter((m) => m.states.every((s) => model.isFinished(s)));
@@ -116,8 +116,8 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
         at += m.states.length;
       }
     } finally {
-      // After the turn, with its finish: the stages add up to the turn's model time.
-      this.options.onTurn?.(report);
+      // After the turn, with its finish: the stages add up to the turn's model time, and the counts include what finished.
+      this.options.onTurn?.({ ...report, counters: model.counters?.() });
     }
   }
 

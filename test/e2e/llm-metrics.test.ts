@@ -24,6 +24,12 @@ describe('text-generation metrics after the fact', () => {
     expect(res.status).toBe(200);
     await waitFor(async () => (await metric('easel_active_sequences')) === 0 && (await metric('easel_kv_cache_bytes')) === 0, 10_000, 'the gauges to rest');
     expect(await metric('easel_generation_tokens_total')).toBeGreaterThan(0);
+    // The four sequences counted by why they ended (vLLM's request_success_total{finished_reason}).
+    const reasons = ((await res.json()) as { choices: { finish_reason: string }[] }).choices.map((c) => c.finish_reason);
+    const text = await (await fetch(`${easel.metrics}/metrics`)).text();
+    for (const reason of new Set(reasons)) {
+      expect(text, reason).toContain(`easel_generations_finished_total{model="tiny-lm",finish_reason="${reason}"} ${reasons.filter((r) => r === reason).length}`);
+    }
   });
 
   it('a generation abandoned by its client counts the tokens it made', async () => {
