@@ -5,6 +5,7 @@
 // step, so a request joins at the next step and leaves as soon as it is done or cancelled.
 import { isEaselError, type EaselError } from '../errors/easel-error.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
+import type { TokenChoice } from '../pipelines/text/sampling.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
 import { checkDraft, parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
 
@@ -45,6 +46,7 @@ export function generationRequest(p: TextGenerationParameters): TextGenerationRe
     stopTokenIds: p.stop_token_ids,
     minTokens: p.min_tokens,
     ignoreEos: p.ignore_eos,
+    promptLogprobs: p.prompt_logprobs,
     sampling: {
       temperature: p.temperature, topK: p.top_k, topP: p.top_p, minP: p.min_p, repetitionPenalty: p.repetition_penalty,
       presencePenalty: p.presence_penalty, frequencyPenalty: p.frequency_penalty, logitBias: new Map(p.logit_bias),
@@ -116,18 +118,19 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   #respond(output: TextOutput, run: Run): HandlerResult {
     if (!run.accept || !/application\/json/.test(run.accept)) return { contentType: 'text/plain; charset=utf-8', data: new TextEncoder().encode(output.text) };
     const tokenizer = this.#pipeline!.tokenizer;
+    const described = (c: TokenChoice): Record<string, unknown> => ({
+      token: tokenizer.tokenText(c.token), token_id: c.token, logprob: c.logprob,
+      top_logprobs: c.top.map((t) => ({ token: tokenizer.tokenText(t.token), token_id: t.token, logprob: t.logprob })),
+    });
     return jsonResult({
       text: output.text,
       finish_reason: output.finishReason,
       seed: run.params.seed,
       usage: { prompt_tokens: output.promptTokens, completion_tokens: output.tokens.length, total_tokens: output.promptTokens + output.tokens.length },
-      ...(run.params.logprobs
-        ? {
-            logprobs: output.choices.map((c) => ({
-              token: tokenizer.tokenText(c.token), token_id: c.token, logprob: c.logprob,
-              top_logprobs: c.top.map((t) => ({ token: tokenizer.tokenText(t.token), token_id: t.token, logprob: t.logprob })),
-            })),
-          }
+      ...(run.params.logprobs ? { logprobs: output.choices.map(described) } : {}),
+      // The prompt's tokens, scored (the first has nothing before it: null, as OpenAI's echo gives it).
+      ...(output.promptChoices
+        ? { prompt_logprobs: [{ token: tokenizer.tokenText(run.params.prompt_tokens[0]!), token_id: run.params.prompt_tokens[0], logprob: null, top_logprobs: null }, ...output.promptChoices.map(described)] }
         : {}),
     });
   }

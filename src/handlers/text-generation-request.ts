@@ -30,6 +30,8 @@ export interface TextGenerationParameters {
   min_tokens: number;
   /** Go on past the model's end-of-sequence token. */
   ignore_eos: boolean;
+  /** Score the prompt's tokens, with this many alternatives each (vLLM's); absent: not scored. */
+  prompt_logprobs?: number | undefined;
   logprobs: boolean;
   top_logprobs: number;
   /** Tokens reach the client as they are made (progress events carry the text so far). */
@@ -49,7 +51,7 @@ export interface TextGenerationRules {
 
 const FIELDS = new Set([
   'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
-  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'stream', 'prompt_tokens',
+  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'prompt_logprobs', 'stream', 'prompt_tokens',
 ]);
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
@@ -155,10 +157,13 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   // Worded as OpenAI's and vLLM's, which clients recognise ("maximum context length is N tokens").
   if (tokens.length >= rules.contextLength) throw invalidField(input.messages !== undefined ? 'messages' : 'prompt', `This model's maximum context length is ${rules.contextLength} tokens. However, the prompt is ${tokens.length} tokens (at most ${rules.contextLength - 1}, leaving room for one generated token); reduce its length`);
   const room = rules.contextLength - tokens.length;
+  const promptLogprobs = input.prompt_logprobs === undefined || input.prompt_logprobs === null ? undefined : number(input, rules, 'prompt_logprobs', 0, 20, 0, true);
+  // Scoring a prompt may generate nothing (lm-evaluation-harness's log-likelihoods).
+  const fewest = promptLogprobs === undefined ? 1 : 0;
   const asked = Object.hasOwn(input, 'max_new_tokens') ? 'max_new_tokens' : Object.hasOwn(input, 'max_tokens') ? 'max_tokens' : 'max_new_tokens';
   const explicit = Object.hasOwn(input, asked);
   // A default (easel.yaml, generation_config.json) gives way to a long prompt; a request's own does not.
-  const maxNew = explicit ? number(input, rules, asked, 1, Number.MAX_SAFE_INTEGER, room, true) : Math.min(room, number(input, rules, asked, 1, Number.MAX_SAFE_INTEGER, Math.min(256, room), true));
+  const maxNew = explicit ? number(input, rules, asked, fewest, Number.MAX_SAFE_INTEGER, room, true) : Math.min(room, number(input, rules, asked, fewest, Number.MAX_SAFE_INTEGER, Math.min(256, room), true));
   if (maxNew > room) throw invalidField(asked, `This model's maximum context length is ${rules.contextLength} tokens. However, you requested ${tokens.length + maxNew} tokens (${tokens.length} in the prompt, ${maxNew} in ${asked}); the prompt leaves room for ${room}`);
   const stop = input.stop === undefined || input.stop === null ? [] : typeof input.stop === 'string' ? [input.stop] : input.stop;
   if (!Array.isArray(stop) || stop.length > MAX_STOPS || !stop.every((s) => typeof s === 'string' && s.length > 0 && s.length <= 256)) throw invalidField('stop', `stop must be a string or a list of at most ${MAX_STOPS} non-empty strings`);
@@ -189,6 +194,7 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     stop_token_ids: stopIds as number[],
     min_tokens: minTokens,
     ignore_eos: ignoreEos,
+    ...(promptLogprobs === undefined ? {} : { prompt_logprobs: promptLogprobs }),
     // Asking for alternatives asks for log-probabilities.
     logprobs: logprobs || topLogprobs > 0,
     top_logprobs: topLogprobs,

@@ -24,12 +24,14 @@ interface Generated {
   finish_reason: 'stop' | 'length';
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   logprobs?: { token: string; token_id: number; logprob: number; top_logprobs: { token: string; token_id: number; logprob: number }[] }[];
+  /** With echo and logprobs: the prompt's tokens scored (the first null). */
+  prompt_logprobs?: { token: string; token_id: number; logprob: number | null; top_logprobs: { token: string; token_id: number; logprob: number }[] | null }[];
 }
 
 const stop = z.union([z.string(), z.array(z.string()).max(8)]).optional().nullable();
 const sampling = {
   model: pathName.describe('a registered text model'),
-  max_tokens: z.number().int().min(1).optional().nullable(),
+  max_tokens: z.number().int().min(0).optional().nullable(),
   temperature: z.number().min(0).max(2).optional().nullable(),
   top_p: z.number().gt(0).max(1).optional().nullable(),
   top_k: z.number().int().min(-1).optional().nullable(),
@@ -191,12 +193,14 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const call = (input: Record<string, unknown>, onEvent?: (e: WorkEvent) => void): Promise<Generated> =>
       predict(o, { model: b.model, input, accept: 'application/json', signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
     const logprobsOf = (g: Generated): unknown => {
-      if (!g.logprobs) return null;
-      if (chat) return { content: g.logprobs.map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
-      // Each token's character offset in the completion's text (as vLLM's, without echo).
+      if (!g.logprobs && !g.prompt_logprobs) return null;
+      if (chat) return { content: (g.logprobs ?? []).map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
+      // With echo, the prompt's tokens come first (the first unscored: null), then the completion's.
+      const all = [...(g.prompt_logprobs ?? []), ...(g.logprobs ?? [])];
+      // Each token's character offset in the choice's text (as vLLM's).
       let offset = 0;
-      const textOffset = g.logprobs.map((l) => (offset += l.token.length) - l.token.length);
-      return { tokens: g.logprobs.map((l) => l.token), token_logprobs: g.logprobs.map((l) => l.logprob), top_logprobs: g.logprobs.map((l) => Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob]))), text_offset: textOffset };
+      const textOffset = all.map((l) => (offset += l.token.length) - l.token.length);
+      return { tokens: all.map((l) => l.token), token_logprobs: all.map((l) => l.logprob), top_logprobs: all.map((l) => (l.top_logprobs ? Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob])) : null)), text_offset: textOffset };
     };
     // Each prompt counts once, however many choices (n) it had.
     const perPrompt = Math.max(1, b.n ?? 1);
@@ -258,10 +262,16 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const prompts: (string | number[])[] = typeof b.prompt === 'string' ? [b.prompt] : typeof b.prompt[0] === 'number' ? [b.prompt as number[]] : (b.prompt as (string | number[])[]);
     const n = b.n ?? 1;
     // Prompt log-probabilities are not computed: echo gives the prompt's text, not its logprobs.
-    if (b.echo && b.logprobs !== undefined && b.logprobs !== null) throw new EaselError('EASEL_INVALID_PARAMETER', 'echo with logprobs is not supported (the prompt\'s log-probabilities are not computed); use echo or logprobs', { field: 'echo' });
+    // max_tokens 0 scores a prompt without generating (lm-evaluation-harness's log-likelihoods): with echo only.
+    if (b.max_tokens === 0 && !b.echo) throw new EaselError('EASEL_INVALID_PARAMETER', 'max_tokens 0 needs echo: true (the prompt is scored, nothing generated)', { field: 'max_tokens' });
+    const scorePrompt = b.echo === true && b.logprobs !== undefined && b.logprobs !== null;
     const inputs = prompts.flatMap((prompt) =>
       // logprobs: 0 asks for the chosen tokens' log-probabilities with no alternatives.
-      Array.from({ length: n }, (_, i) => ({ ...generationInput(b, i), ...(typeof prompt === 'string' ? { prompt } : { prompt_tokens: prompt }), ...(b.logprobs !== undefined && b.logprobs !== null ? { logprobs: true, top_logprobs: b.logprobs } : {}) })),
+      Array.from({ length: n }, (_, i) => ({
+        ...generationInput(b, i), ...(typeof prompt === 'string' ? { prompt } : { prompt_tokens: prompt }),
+        ...(b.logprobs !== undefined && b.logprobs !== null ? { logprobs: true, top_logprobs: b.logprobs } : {}),
+        ...(scorePrompt ? { prompt_logprobs: b.logprobs } : {}),
+      })),
     );
     // Echo gives a prompt's text; token ids are decoded for it.
     const echoed = (prompt: string | number[]): string => (typeof prompt === 'string' ? prompt : textToolsOf(o, b.model, '/v1/completions').detokenize(prompt));

@@ -112,14 +112,20 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(content.every((c) => c.top_logprobs.length === 1 && c.top_logprobs[0]!.token === c.token)).toBe(true);
   });
 
-  it('echo: the completion starts with its prompt, streamed or not; with logprobs it is a 400 naming echo', async () => {
+  it('echo: the completion starts with its prompt, streamed or not; with logprobs the prompt is scored too', async () => {
     const plain = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12 });
     const echoed = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12, echo: true });
     expect(echoed.choices[0]!.text).toBe(`Tom had${plain.choices[0]!.text}`);
     let streamed = '';
     for await (const chunk of await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 12, echo: true, stream: true })) streamed += chunk.choices[0]?.text ?? '';
     expect(streamed).toBe(echoed.choices[0]!.text);
-    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', echo: true, logprobs: 1 })).rejects.toMatchObject({ status: 400, error: { param: 'echo' } });
+    const scored = await client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', temperature: 0, max_tokens: 3, echo: true, logprobs: 1 });
+    const lp = scored.choices[0]!.logprobs!;
+    // The prompt's tokens first (the first unscored), then the three generated.
+    expect(lp.tokens!.join('')).toBe(scored.choices[0]!.text);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.token_logprobs!.slice(1).every((x) => typeof x === 'number' && x <= 0)).toBe(true);
+    await expect(client.completions.create({ model: 'tiny-lm', prompt: 'Tom had', max_tokens: 0 })).rejects.toMatchObject({ status: 400, error: { param: 'max_tokens' } });
   });
 
   it("answers errors in OpenAI's shape: an unknown model, a parameter out of range, a prompt past the context", async () => {

@@ -112,9 +112,11 @@ export class KvDecoder {
    * Prompts through the decoder with an empty cache in one call (left-padded to the longest,
    * masked): each row then holds its prompt. The logits of each prompt's last position.
    */
-  async prefill(rows: readonly CacheRow[], prompts: readonly (readonly number[])[]): Promise<Float32Array[]> {
+  async prefill(rows: readonly CacheRow[], prompts: readonly (readonly number[])[], positions?: (b: number, after: (p: number) => Float32Array) => void): Promise<Float32Array[]> {
     const V = this.info.vocabSize;
     const { out, T } = await this.#prefill(prompts);
+    // Every position's logits, for whoever asks (prompt log-probabilities): row b's prompt sits at the end of its T positions.
+    if (positions) for (const [b, prompt] of prompts.entries()) positions(b, (p) => out.logits.subarray((b * T + T - prompt.length + p) * V, (b * T + T - prompt.length + p + 1) * V));
     const batch: BatchCache = { members: [...rows], keys: out.keys, values: out.values, length: T };
     return rows.map((row, b) => {
       row.pastLength = prompts[b]!.length;

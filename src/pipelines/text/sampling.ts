@@ -105,6 +105,12 @@ export function describeChoice(logits: Float32Array, p: SamplingParams, token: n
   return { token, logprob: p.logprobs ? logits[token]! - logZ : 0, top: p.topLogprobs > 0 ? topLogprobs(logits, logZ, p.topLogprobs) : [] };
 }
 
+/** A given token's log-probability under the model's own distribution (no sampling applied), with the `top` likeliest: a prompt token's score. */
+export function scoreToken(logits: Float32Array, token: number, top: number): TokenChoice {
+  const logZ = logSumExp(logits, 1);
+  return { token, logprob: logits[token]! - logZ, top: top > 0 ? topLogprobs(logits, logZ, top) : [] };
+}
+
 /**
  * The distribution chooseToken draws from, per token id, written into `out` (greedy: all of it
  * on the argmax): what speculative decoding's acceptance rule compares.

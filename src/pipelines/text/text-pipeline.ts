@@ -13,7 +13,7 @@
 import { EaselError } from '../../errors/easel-error.js';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
-import { argmax, chooseToken, describeChoice, drawFrom, processLogits, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
+import { argmax, chooseToken, describeChoice, drawFrom, processLogits, scoreToken, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
 import { TextTokenizer } from './text-tokenizer.js';
 
 export type { TextModelInfo } from './kv-decoder.js';
@@ -29,6 +29,8 @@ export interface TextGenerationRequest {
   readonly minTokens?: number | undefined;
   /** Generation goes on past the model's end-of-sequence token (vLLM's ignore_eos); stop tokens still end it. */
   readonly ignoreEos?: boolean | undefined;
+  /** Score each prompt token (after the first) under the model, with this many alternatives (vLLM's prompt_logprobs). */
+  readonly promptLogprobs?: number | undefined;
   /** Generation ends where the text contains any of these (the text stops before it). */
   readonly stop: readonly string[];
 }
@@ -41,6 +43,8 @@ export interface TextOutput {
   readonly promptTokens: number;
   readonly finishReason: FinishReason;
   readonly choices: readonly TokenChoice[];
+  /** Each prompt token's score after the first, when asked (promptLogprobs). */
+  readonly promptChoices?: readonly TokenChoice[] | undefined;
 }
 
 /** One sequence's state between steps. */
@@ -65,6 +69,7 @@ export interface Sequence {
   readonly draftRow: CacheRow | undefined;
   /** Tokens the draft proposes for it next round (its own, when k adapts). */
   draftK: number;
+  promptChoices?: TokenChoice[] | undefined;
 }
 
 /** Speculative decoding: a draft model that shares the target's tokenizer, and how many tokens it proposes per round. */
@@ -130,9 +135,17 @@ export class TextPipeline {
       committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
       row: new CacheRow(), draftRow: this.speculation ? new CacheRow() : undefined, draftK: this.speculation?.k ?? 0,
     }));
-    const logits = await this.target.prefill(seqs.map((s) => s.row), prompts);
+    const logits = await this.target.prefill(seqs.map((s) => s.row), prompts, (b, after) => {
+      const top = requests[b]!.promptLogprobs;
+      const prompt = prompts[b]!;
+      if (top !== undefined) seqs[b]!.promptChoices = prompt.slice(1).map((token, p) => scoreToken(after(p), token, top));
+    });
     if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), prompts);
-    for (const [i, s] of seqs.entries()) this.#accept(s, this.#choose(s, logits[i]!));
+    // max_new_tokens 0 (prompt log-probabilities only): nothing is generated.
+    for (const [i, s] of seqs.entries()) {
+      if (s.request.maxNewTokens === 0) s.finishReason = 'length';
+      else this.#accept(s, this.#choose(s, logits[i]!));
+    }
     return seqs;
   }
 
@@ -255,7 +268,7 @@ export class TextPipeline {
       this.target.release(s.row);
       if (s.draftRow) this.speculation?.draft.release(s.draftRow);
     }
-    return states.map((s) => ({ text: s.text, tokens: [...s.generated], promptTokens: s.request.promptTokens.length, finishReason: s.finishReason ?? 'length', choices: [...s.choices] }));
+    return states.map((s) => ({ text: s.text, tokens: [...s.generated], promptTokens: s.request.promptTokens.length, finishReason: s.finishReason ?? 'length', choices: [...s.choices], promptChoices: s.promptChoices }));
   }
 
   /**
