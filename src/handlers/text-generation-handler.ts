@@ -6,6 +6,8 @@
 import { isEaselError, type EaselError } from '../errors/easel-error.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
 import type { TokenChoice } from '../pipelines/text/sampling.js';
+import type { TextTokenizer } from '../pipelines/text/text-tokenizer.js';
+import type { TokenLogprob } from '../models/model-control.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
 import { checkDraft, parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
 
@@ -34,6 +36,14 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
       Object.assign(finished, { finished_stop: 0, finished_length: 0 });
       return counts;
     },
+  };
+}
+
+/** A chosen token's score as the wire carries it: its text, id, log-probability and alternatives. */
+function describeChoice(tokenizer: TextTokenizer, c: TokenChoice): TokenLogprob {
+  return {
+    token: tokenizer.tokenText(c.token), token_id: c.token, logprob: c.logprob,
+    top_logprobs: c.top.map((t) => ({ token: tokenizer.tokenText(t.token), token_id: t.token, logprob: t.logprob })),
   };
 }
 
@@ -88,6 +98,14 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
       runs.map(async (run, i): Promise<Output> => {
         const handle = ctx.requests[i];
         let sent = 0;
+        let scored = 0;
+        // With logprobs asked, each chunk carries the scores of the tokens chosen since the last one.
+        const scores = (choices: readonly TokenChoice[]): { logprobs?: TokenLogprob[] } => {
+          if (!run.params.logprobs) return {};
+          const fresh = choices.slice(scored).map((c) => describeChoice(pipeline.tokenizer, c));
+          scored = choices.length;
+          return { logprobs: fresh };
+        };
         try {
           // What is certain by now (a stop string may still be forming at the end): the stream's
           // next chunk (token events of jobs and of streamed predictions). The first token comes
@@ -96,12 +114,14 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
             const s = states[0]!;
             const text = pipeline.stableText(s);
             if (text.length > sent) {
-              handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent) });
+              handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent), ...scores(s.choices) });
               sent = text.length;
             }
           };
           const [output] = await loop.run([generationRequest(run.params)], { signal: handle?.signal, onStep: report, onBegin: report });
-          if (output!.text.length > sent) handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text: output!.text.slice(sent) });
+          if (output!.text.length > sent || (run.params.logprobs && output!.choices.length > scored)) {
+            handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text: output!.text.slice(sent), ...scores(output!.choices) });
+          }
           return { output: output!, run };
         } catch (err) {
           if (isEaselError(err) && err.code === 'EASEL_CANCELLED') return err;
@@ -118,10 +138,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   #respond(output: TextOutput, run: Run): HandlerResult {
     if (!run.accept || !/application\/json/.test(run.accept)) return { contentType: 'text/plain; charset=utf-8', data: new TextEncoder().encode(output.text) };
     const tokenizer = this.#pipeline!.tokenizer;
-    const described = (c: TokenChoice): Record<string, unknown> => ({
-      token: tokenizer.tokenText(c.token), token_id: c.token, logprob: c.logprob,
-      top_logprobs: c.top.map((t) => ({ token: tokenizer.tokenText(t.token), token_id: t.token, logprob: t.logprob })),
-    });
+    const described = (c: TokenChoice): TokenLogprob => describeChoice(tokenizer, c);
     return jsonResult({
       text: output.text,
       finish_reason: output.finishReason,

@@ -4,7 +4,7 @@
 // and runners see only this contract.
 
 import { PRIORITY_CLASSES, type EaselConfig, type PriorityClass } from '../config/config.js';
-import type { Payload } from '../models/model-control.js';
+import type { Payload, TokenLogprob } from '../models/model-control.js';
 import type { WorkEvent } from './work-event.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -35,7 +35,7 @@ export interface JobError {
 }
 
 /** A result as bytes with their media type; several outputs travel as its parts. */
-export type { Payload };
+export type { Payload, TokenLogprob };
 
 export { PRIORITY_CLASSES, type PriorityClass };
 
@@ -145,7 +145,7 @@ export interface JobBackend {
    */
   claim(models: readonly string[], policy?: ClaimPolicy): Promise<Job | undefined>;
   /** Progress, with a preview image, or the text a text model made since the last report (a token event). */
-  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void>;
+  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): Promise<void>;
   /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */
   complete(id: string, outputs: readonly JobOutput[], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined>;
   /** A succeeded non-durable job's result, handed over once. */

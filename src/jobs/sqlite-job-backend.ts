@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type ClaimPolicy, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError } from './job.js';
+import { isTerminal, type ClaimPolicy, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError, type TokenLogprob } from './job.js';
 import { MemoryLane } from './memory-lane.js';
 import { progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
@@ -341,8 +341,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return row;
   }
 
-  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): Promise<void> {
-    const events = progressEvents(p, preview, text);
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): Promise<void> {
+    const events = progressEvents(p, preview, text, logprobs);
     if (this.#memory.has(id)) {
       // A held prediction (a streamed one's tokens): its events live in memory, no transaction.
       this.#memory.progress(id, p);

@@ -1,6 +1,6 @@
 // The one event type of a unit of work, in its wire form: what the backends store and publish
 // (the SQLite event table, the Redis stream) is exactly what SSE, WebSocket and webhooks send.
-import { isTerminal, JOB_STATUSES, type Job, type JobProgress, type JobStatus } from './job.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobProgress, type JobStatus, type TokenLogprob } from './job.js';
 import { publicJob } from './job-view.js';
 
 export const WORK_EVENT_TYPES = ['status', 'progress', 'preview', 'token', 'output', 'error'] as const;
@@ -24,8 +24,8 @@ export function statusEvent(job: Job): NewWorkEvent {
  * The events of one progress report: a text model's new text as a token event, otherwise the
  * progress and, with a preview image, a preview event.
  */
-export function progressEvents(p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string): NewWorkEvent[] {
-  if (text !== undefined) return [{ type: 'token', data: { text, step: p.step, total: p.total } }];
+export function progressEvents(p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): NewWorkEvent[] {
+  if (text !== undefined) return [{ type: 'token', data: { text, step: p.step, total: p.total, ...(logprobs ? { logprobs } : {}) } }];
   const progress: NewWorkEvent = { type: 'progress', data: { step: p.step, total: p.total, fraction: p.total > 0 ? p.step / p.total : 0 } };
   return preview ? [progress, { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } }] : [progress];
 }

@@ -57,6 +57,16 @@ export interface Progress {
   preview?: Payload | undefined;
   /** Text generation: the text made since the last report (a stream's next chunk). */
   text?: string | undefined;
+  /** With logprobs asked: the tokens made since the last report, each with its log-probability and alternatives. */
+  logprobs?: readonly TokenLogprob[] | undefined;
+}
+
+/** A generated token's log-probability and its likeliest alternatives, as the wire carries them. */
+export interface TokenLogprob {
+  readonly token: string;
+  readonly token_id: number;
+  readonly logprob: number | null;
+  readonly top_logprobs: readonly { token: string; token_id: number; logprob: number }[] | null;
 }
 
 /** A result as bytes with their media type (an image, JSON). */

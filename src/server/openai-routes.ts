@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
 import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { TokenLogprob } from '../models/model-control.js';
 import { toEaselError } from './errors.js';
 import { countRequests } from './request-metrics.js';
 import { admitPrediction, assertServed, clientGone, modelParameters, predict, textToolsOf, type PredictOptions } from './predict.js';
@@ -23,9 +24,9 @@ interface Generated {
   text: string;
   finish_reason: 'stop' | 'length';
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
-  logprobs?: { token: string; token_id: number; logprob: number; top_logprobs: { token: string; token_id: number; logprob: number }[] }[];
+  logprobs?: TokenLogprob[];
   /** With echo and logprobs: the prompt's tokens scored (the first null). */
-  prompt_logprobs?: { token: string; token_id: number; logprob: number | null; top_logprobs: { token: string; token_id: number; logprob: number }[] | null }[];
+  prompt_logprobs?: TokenLogprob[];
 }
 
 const stop = z.union([z.string(), z.array(z.string()).max(8)]).optional().nullable();
@@ -93,6 +94,19 @@ const imagesBody = strictObject({
 });
 
 type Sampling = z.infer<typeof completionBody> | z.infer<typeof chatBody>;
+
+/** Tokens' scores in a chat choice's (or chunk's) `logprobs` shape. */
+function chatLogprobs(scores: readonly TokenLogprob[]): unknown {
+  const bytes = (token: string): number[] => [...Buffer.from(token)];
+  return { content: scores.map((l) => ({ token: l.token, logprob: l.logprob, bytes: bytes(l.token), top_logprobs: (l.top_logprobs ?? []).map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })) })) };
+}
+
+/** Tokens' scores in a completion choice's (or chunk's) `logprobs` shape; text offsets count on from `offset` (as vLLM's). */
+function completionLogprobs(scores: readonly TokenLogprob[], offset: number): unknown {
+  let at = offset;
+  const textOffset = scores.map((l) => (at += l.token.length) - l.token.length);
+  return { tokens: scores.map((l) => l.token), token_logprobs: scores.map((l) => l.logprob), top_logprobs: scores.map((l) => (l.top_logprobs ? Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob])) : null)), text_offset: textOffset };
+}
 
 /** A field OpenAI defines that Easel refuses (400 naming it and why) rather than ignores. */
 function refused(field: string, why: string): z.ZodOptional<z.ZodUnknown> {
@@ -194,13 +208,8 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       predict(o, { model: b.model, input, accept: 'application/json', signal, onEvent }).then((r) => JSON.parse(Buffer.from(r.data).toString('utf8')) as Generated);
     const logprobsOf = (g: Generated): unknown => {
       if (!g.logprobs && !g.prompt_logprobs) return null;
-      if (chat) return { content: (g.logprobs ?? []).map((l) => ({ token: l.token, logprob: l.logprob, bytes: [...Buffer.from(l.token)], top_logprobs: l.top_logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token)] })) })) };
       // With echo, the prompt's tokens come first (the first unscored: null), then the completion's.
-      const all = [...(g.prompt_logprobs ?? []), ...(g.logprobs ?? [])];
-      // Each token's character offset in the choice's text (as vLLM's).
-      let offset = 0;
-      const textOffset = all.map((l) => (offset += l.token.length) - l.token.length);
-      return { tokens: all.map((l) => l.token), token_logprobs: all.map((l) => l.logprob), top_logprobs: all.map((l) => (l.top_logprobs ? Object.fromEntries(l.top_logprobs.map((t) => [t.token, t.logprob])) : null)), text_offset: textOffset };
+      return chat ? chatLogprobs(g.logprobs ?? []) : completionLogprobs([...(g.prompt_logprobs ?? []), ...(g.logprobs ?? [])], 0);
     };
     // Each prompt counts once, however many choices (n) it had.
     const perPrompt = Math.max(1, b.n ?? 1);
@@ -228,15 +237,22 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       }
       if (!reply.raw.writableEnded) reply.raw.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
     };
-    const chunk = (index: number, delta: Record<string, unknown> | string, finish: string | null): unknown =>
-      chat ? { id, object: chunkObject, created, model: b.model, choices: [{ index, delta, logprobs: null, finish_reason: finish }] } : { id, object: chunkObject, created, model: b.model, choices: [{ index, text: delta, logprobs: null, finish_reason: finish }] };
+    const chunk = (index: number, delta: Record<string, unknown> | string, finish: string | null, logprobs: unknown = null): unknown =>
+      chat ? { id, object: chunkObject, created, model: b.model, choices: [{ index, delta, logprobs, finish_reason: finish }] } : { id, object: chunkObject, created, model: b.model, choices: [{ index, text: delta, logprobs, finish_reason: finish }] };
     try {
       const all = await Promise.all(
         inputs.map(async (input, index) => {
           if (chat) send(chunk(index, { role: 'assistant', content: '' }, null));
           if (echoes[index]) send(chunk(index, echoes[index], null));
+          // A chunk's logprobs are its tokens' (text offsets count from the completion's start).
+          let offset = (echoes[index] ?? '').length;
           const g = await call(input, (e) => {
-            if (e.type === 'token' && typeof e.data.text === 'string' && e.data.text.length > 0) send(chunk(index, chat ? { content: e.data.text } : e.data.text, null));
+            if (e.type !== 'token' || typeof e.data.text !== 'string') return;
+            const scores = Array.isArray(e.data.logprobs) ? (e.data.logprobs as TokenLogprob[]) : undefined;
+            if (e.data.text.length === 0 && !scores?.length) return;
+            const logprobs = scores ? (chat ? chatLogprobs(scores) : completionLogprobs(scores, offset)) : null;
+            offset += e.data.text.length;
+            send(chunk(index, chat ? { content: e.data.text } : e.data.text, null, logprobs));
           });
           send(chunk(index, chat ? {} : '', g.finish_reason));
           return g;

@@ -126,7 +126,7 @@ export class JobRunner {
             lastStep = p.step;
           }
           if (!job.durable && p.text === undefined) return;
-          backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
+          backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text, p.logprobs).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
         },
       });
       // In the queue until claimed, then in the worker's batcher until its batch started.

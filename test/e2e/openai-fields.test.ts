@@ -103,4 +103,26 @@ describe('the OpenAI field policy', () => {
     expect(atLeast.choices[0]!.message.content!.startsWith(plain.choices[0]!.message.content!)).toBe(true);
     expect((await refusal(() => client.chat.completions.create({ ...ask, max_tokens: 4, min_tokens: 9 } as never))).param).toBe('min_tokens');
   });
+
+  it('streams logprobs in the chunks, chat and completions, the same as the unstreamed answer', async () => {
+    const done = await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', max_tokens: 10, temperature: 0, logprobs: 2 });
+    const tokens: string[] = [];
+    const lps: number[] = [];
+    for await (const c of await client.completions.create({ model: 'tiny-lm', prompt: 'Once upon a time', max_tokens: 10, temperature: 0, logprobs: 2, stream: true })) {
+      const lp = c.choices[0]?.logprobs;
+      if (lp) {
+        tokens.push(...lp.tokens!);
+        lps.push(...(lp.token_logprobs as number[]));
+      }
+    }
+    expect(tokens).toEqual(done.choices[0]!.logprobs!.tokens);
+    // Two runs of the same greedy request: the same tokens, scores equal but for float noise of their batches.
+    lps.forEach((lp, i) => expect(lp).toBeCloseTo(done.choices[0]!.logprobs!.token_logprobs![i]!, 4));
+    const chatDone = await client.chat.completions.create({ ...ask, logprobs: true, top_logprobs: 2 });
+    const content: { token: string; logprob: number; top_logprobs: unknown[] }[] = [];
+    for await (const c of await client.chat.completions.create({ ...ask, logprobs: true, top_logprobs: 2, stream: true })) content.push(...(c.choices[0]?.logprobs?.content ?? []));
+    expect(content.map((c) => c.token)).toEqual(chatDone.choices[0]!.logprobs!.content!.map((c) => c.token));
+    content.forEach((c, i) => expect(c.logprob).toBeCloseTo(chatDone.choices[0]!.logprobs!.content![i]!.logprob, 4));
+    expect(content[0]!.top_logprobs).toHaveLength(2);
+  });
 });
