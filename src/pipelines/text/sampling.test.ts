@@ -2,7 +2,7 @@
 // exactly the tokens they promise, logprobs and their alternatives are the best tokens, and a
 // seed gives the same draws again.
 import { describe, expect, it } from 'vitest';
-import { chooseToken, drawFrom, SequenceRandom, tokenProbabilities, type SamplingParams } from './sampling.js';
+import { chooseToken, DRAWS, drawFrom, SequenceRandom, tokenProbabilities, type SamplingParams } from './sampling.js';
 
 const BASE: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, logitBias: new Map(), topLogprobs: 0, logprobs: false };
 // Probabilities 0.5, 0.25, 0.125, 0.0625, 0.0625 (tokens 3, 0, 4, 1, 2).
@@ -61,6 +61,23 @@ describe('chooseToken', () => {
     };
     expect(draws(5)).toEqual(draws(5));
     expect(draws(6)).not.toEqual(draws(5));
+  });
+
+  it("draws by where they are drawn, not by how many came before: a token position's draws are the same after any history", () => {
+    const fresh = new SequenceRandom(11).at(7).uniform();
+    const busy = new SequenceRandom(11);
+    for (let i = 0; i < 100; i++) busy.at(i % 9, i % 3).uniform();
+    expect(busy.at(7).uniform()).toBe(fresh);
+    expect(new SequenceRandom(11).at(8).uniform()).not.toBe(fresh);
+    expect(new SequenceRandom(11).at(7, DRAWS.accept).uniform()).not.toBe(fresh);
+    expect(new SequenceRandom(12).at(7).uniform()).not.toBe(fresh);
+    // Uniform in [0, 1): mean 1/2, variance 1/12 over many positions.
+    const u = Array.from({ length: 20_000 }, (_, i) => new SequenceRandom(3).at(i).uniform());
+    expect(Math.min(...u)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...u)).toBeLessThan(1);
+    const mean = u.reduce((a, b) => a + b, 0) / u.length;
+    expect(mean).toBeCloseTo(0.5, 2);
+    expect(u.reduce((a, b) => a + (b - mean) ** 2, 0) / u.length).toBeCloseTo(1 / 12, 2);
   });
 });
 

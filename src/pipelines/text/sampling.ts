@@ -31,39 +31,58 @@ export interface TokenChoice {
   readonly top: readonly { token: number; logprob: number }[];
 }
 
-/** A small, fast, seedable generator (SplitMix32 seeding a xoshiro128**): uniforms in [0, 1). */
+/** What a draw at a token position is for: the token chosen there, a draft's proposal for it, the test that accepts a proposal. */
+export const DRAWS = { choose: 0, propose: 1, accept: 2 } as const;
+
+/**
+ * Seeded uniforms in [0, 1), keyed by where they are drawn — (seed, token position, what for,
+ * the nth draw there) hashed, as a counter-based generator (Philox in PyTorch and JAX) works —
+ * rather than by how many were drawn before. A token's draws depend only on the request and its
+ * position: a sequence resumed at position i, or decoded in another batch, with other
+ * speculation rounds, draws for token i what an uninterrupted run draws.
+ */
 export class SequenceRandom {
-  #s0: number;
-  #s1: number;
-  #s2: number;
-  #s3: number;
+  readonly #seed: number;
+  #position = 0;
+  #purpose = 0;
+  #draw = 0;
 
   constructor(seed: number) {
-    let x = seed >>> 0;
-    const next = (): number => {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.#s0 = next();
-    this.#s1 = next();
-    this.#s2 = next();
-    this.#s3 = next();
+    this.#seed = seed >>> 0;
+  }
+
+  /** The next draws are for token `position` (0: the first generated), for `purpose`. */
+  at(position: number, purpose: number = DRAWS.choose): this {
+    this.#position = position >>> 0;
+    this.#purpose = purpose >>> 0;
+    this.#draw = 0;
+    return this;
   }
 
   uniform(): number {
-    const result = Math.imul(rotl(Math.imul(this.#s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.#s1 << 9) >>> 0;
-    this.#s2 ^= this.#s0;
-    this.#s3 ^= this.#s1;
-    this.#s1 ^= this.#s2;
-    this.#s0 ^= this.#s3;
-    this.#s2 = (this.#s2 ^ t) >>> 0;
-    this.#s3 = rotl(this.#s3, 11);
-    return result / 0x100000000;
+    const key = [this.#position, this.#purpose, this.#draw++];
+    // Two independent 32-bit hashes make a 53-bit fraction.
+    const hi = mix(this.#seed, key, 0x9e3779b9) >>> 5;
+    const lo = mix(this.#seed, key, 0x85ebca6b) >>> 6;
+    return (hi * 67108864 + lo) / 9007199254740992;
   }
+}
+
+/** MurmurHash3's 32-bit mixing of the words after `seed` (salted), with its finaliser. */
+function mix(seed: number, words: readonly number[], salt: number): number {
+  let h = (seed ^ salt) >>> 0;
+  for (const w of words) {
+    let k = Math.imul(w >>> 0, 0xcc9e2d51);
+    k = rotl(k >>> 0, 15);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k >>> 0;
+    h = rotl(h >>> 0, 13);
+    h = (Math.imul(h, 5) + 0xe6546b64) >>> 0;
+  }
+  h ^= words.length * 4;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 function rotl(x: number, k: number): number {

@@ -13,7 +13,7 @@
 import { EaselError } from '../../errors/easel-error.js';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
-import { argmax, chooseToken, describeChoice, drawFrom, processLogits, scoreToken, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
+import { argmax, chooseToken, describeChoice, DRAWS, drawFrom, processLogits, scoreToken, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
 import { TextTokenizer } from './text-tokenizer.js';
 
 export type { TextModelInfo } from './kv-decoder.js';
@@ -185,7 +185,7 @@ export class TextPipeline {
         if (p.temperature === 0) token = argmax(l);
         else {
           const q = tokenProbabilities(l, p, new Float64Array(l.length));
-          token = drawFrom(q, s.random);
+          token = drawFrom(q, s.random.at(s.generated.length + j, DRAWS.propose));
           drafted[i]!.push(q);
         }
         proposals[i]!.push(token);
@@ -213,13 +213,13 @@ export class TextPipeline {
         }
         const target = tokenProbabilities(l, p, new Float64Array(l.length));
         const q = drafted[i]![j]!;
-        if (s.random.uniform() * q[d]! < target[d]!) {
+        if (s.random.at(s.generated.length, DRAWS.accept).uniform() * q[d]! < target[d]!) {
           this.#accept(s, describeChoice(l, p, d));
           continue;
         }
         // Rejected: the target's own token, from what its distribution has beyond the draft's.
         for (let t = 0; t < target.length; t++) target[t] = Math.max(0, target[t]! - q[t]!);
-        this.#accept(s, describeChoice(l, p, target.some((w) => w > 0) ? drawFrom(target, s.random) : d));
+        this.#accept(s, describeChoice(l, p, target.some((w) => w > 0) ? drawFrom(target, s.random.at(s.generated.length)) : d));
         break;
       }
       // Every proposal kept: the target's token after them comes free with the same call.
@@ -298,7 +298,7 @@ export class TextPipeline {
   /** The next token from a sequence's logits (its own row of a call's output, changed in place). */
   #choose(s: Sequence, logits: Float32Array): TokenChoice {
     this.#process(s, logits, s.generated.length);
-    return chooseToken(logits, s.request.sampling, s.random);
+    return chooseToken(logits, s.request.sampling, s.random.at(s.generated.length));
   }
 
   /** Sampling's logit processing, and the tokens that may not end the sequence yet (min_tokens) at this position of its output. */
