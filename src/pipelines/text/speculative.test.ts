@@ -46,7 +46,7 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
   });
 
   const request = (prompt: string, maxNewTokens: number, sampling = GREEDY, seed = 0): TextGenerationRequest => ({
-    promptTokens: plain.tokenizer.encode(prompt), maxNewTokens, sampling, seed, stopTokenIds: [], stop: [],
+    promptTokens: plain.tokenizer.encode(prompt, true, true), maxNewTokens, sampling, seed, stopTokenIds: [], stop: [],
   });
   const maxTokens = (i: number): number => 6 + ((i * 13) % 48);
 

@@ -25,12 +25,13 @@ for (const [model, card] of CARDS) {
     afterAll(() => pipeline.release());
 
     const request = (prompt: string, maxNewTokens: number, sampling = GREEDY, seed = 0): TextGenerationRequest => ({
-      promptTokens: pipeline.tokenizer.encode(prompt), maxNewTokens, sampling, seed, stopTokenIds: [], stop: [],
+      // The chat prompts carry their markup as special tokens, as a chat template makes them.
+      promptTokens: pipeline.tokenizer.encode(prompt, true, true), maxNewTokens, sampling, seed, stopTokenIds: [], stop: [],
     });
 
     /** Greedy decoding with no cache: the whole sequence through the model at every step. */
     async function reference(prompt: string, maxNewTokens: number): Promise<number[]> {
-      const tokens = pipeline.tokenizer.encode(prompt);
+      const tokens = pipeline.tokenizer.encode(prompt, true, true);
       const out: number[] = [];
       while (out.length < maxNewTokens) {
         const logits = await pipeline.logitsWithoutCache(tokens);
@@ -55,6 +56,22 @@ for (const [model, card] of CARDS) {
       const together = await generate(pipeline, batch.map((k) => request(PROMPTS[k]!, maxTokens(k))));
       for (const [i, k] of batch.entries()) expect(together[i], PROMPTS[k]).toEqual(expected[k]);
     }, 120_000);
+
+    it('a sequence resumed from any point of its output (a dead worker\'s) goes on exactly as the uninterrupted run, greedy and seeded sampling, alone or in a batch', async () => {
+      const sampled = { ...GREEDY, temperature: 0.9, topP: 0.95 };
+      for (const [sampling, seed] of [[GREEDY, 0], [sampled, 42], [sampled, 7]] as const) {
+        const whole = (prompt: string): TextGenerationRequest => ({ ...request(prompt, 24, sampling, seed), stop: [], stopTokenIds: [] });
+        const [full] = await generate(pipeline, [whole(PROMPTS[0]!)]);
+        expect(full!.length).toBeGreaterThan(8);
+        for (const k of [1, 5, full!.length - 1]) {
+          const resumed = { ...whole(PROMPTS[0]!), resumeTokens: full!.slice(0, k) };
+          expect((await generate(pipeline, [resumed]))[0], `${sampling.temperature} seed ${seed} from ${k}`).toEqual(full);
+          // Beside other sequences (other rows, other positions), the same.
+          const batch = await generate(pipeline, [whole(PROMPTS[1]!), resumed, whole(PROMPTS[4]!)]);
+          expect(batch[1], `${sampling.temperature} seed ${seed} from ${k}, in a batch`).toEqual(full);
+        }
+      }
+    });
 
     it('greedy: sequences that join and leave a running batch (rows moved, appended, re-padded) get the reference tokens', async () => {
       const maxTokens = (i: number): number => 4 + ((i * 11) % 40);

@@ -31,6 +31,12 @@ export interface TextGenerationRequest {
   readonly ignoreEos?: boolean | undefined;
   /** Score each prompt token (after the first) under the model, with this many alternatives (vLLM's prompt_logprobs). */
   readonly promptLogprobs?: number | undefined;
+  /**
+   * Tokens an earlier attempt already generated (its worker died): prefilled after the prompt,
+   * they count as generated (max tokens, penalties, the text), and generation goes on from there —
+   * with the position-keyed draws, exactly as the uninterrupted run would have.
+   */
+  readonly resumeTokens?: readonly number[] | undefined;
   /** Generation ends where the text contains any of these (the text stops before it). */
   readonly stop: readonly string[];
 }
@@ -135,15 +141,26 @@ export class TextPipeline {
       committed: '', prefixOffset: Math.max(0, request.promptTokens.length - DETOKENIZE_CONTEXT), readOffset: request.promptTokens.length,
       row: new CacheRow(), draftRow: this.speculation ? new CacheRow() : undefined, draftK: this.speculation?.k ?? 0,
     }));
-    const logits = await this.target.prefill(seqs.map((s) => s.row), prompts, (b, after) => {
+    // A resumed sequence takes its earlier tokens back one by one, as they were made (its text is
+    // detokenized the same way); their scores went to the client with them.
+    for (const s of seqs) {
+      for (const token of s.request.resumeTokens ?? []) {
+        s.tokens.push(token);
+        s.generated.push(token);
+        s.choices.push({ token, logprob: Number.NaN, top: [] });
+        countToken(s, token, 1);
+        this.#detokenize(s);
+      }
+    }
+    const logits = await this.target.prefill(seqs.map((s) => s.row), seqs.map((s) => s.tokens), (b, after) => {
       const top = requests[b]!.promptLogprobs;
       const prompt = prompts[b]!;
       if (top !== undefined) seqs[b]!.promptChoices = prompt.slice(1).map((token, p) => scoreToken(after(p), token, top));
     });
-    if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), prompts);
-    // max_new_tokens 0 (prompt log-probabilities only): nothing is generated.
+    if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), seqs.map((s) => s.tokens));
+    // max_new_tokens 0 (prompt log-probabilities only), or a resumed run already at its end: nothing more is generated.
     for (const [i, s] of seqs.entries()) {
-      if (s.request.maxNewTokens === 0) s.finishReason = 'length';
+      if (s.generated.length >= s.request.maxNewTokens) s.finishReason = 'length';
       else this.#accept(s, this.#choose(s, logits[i]!));
     }
     return seqs;
