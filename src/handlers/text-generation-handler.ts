@@ -57,6 +57,7 @@ export function generationRequest(p: TextGenerationParameters): TextGenerationRe
     minTokens: p.min_tokens,
     ignoreEos: p.ignore_eos,
     promptLogprobs: p.prompt_logprobs,
+    resumeTokens: p.resume_tokens,
     sampling: {
       temperature: p.temperature, topK: p.top_k, topP: p.top_p, minP: p.min_p, repetitionPenalty: p.repetition_penalty,
       presencePenalty: p.presence_penalty, frequencyPenalty: p.frequency_penalty, logitBias: new Map(p.logit_bias),
@@ -97,8 +98,16 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
     return Promise.all(
       runs.map(async (run, i): Promise<Output> => {
         const handle = ctx.requests[i];
-        let sent = 0;
-        let scored = 0;
+        // A retried attempt's client already has the first resume_chars of the text and the scores of its resumed tokens.
+        let sent = run.params.resume_chars ?? 0;
+        let scored = run.params.resume_tokens?.length ?? 0;
+        let reported = scored;
+        // Each report says where a retry would go on from: the tokens made since the last one, and the characters sent.
+        const resume = (generated: readonly number[]): { resume: Record<string, unknown> } => {
+          const fresh = generated.slice(reported);
+          reported = generated.length;
+          return { resume: { resume_tokens: fresh, resume_chars: sent } };
+        };
         // With logprobs asked, each chunk carries the scores of the tokens chosen since the last one.
         const scores = (choices: readonly TokenChoice[]): { logprobs?: TokenLogprob[] } => {
           if (!run.params.logprobs) return {};
@@ -114,8 +123,9 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
             const s = states[0]!;
             const text = pipeline.stableText(s);
             if (text.length > sent) {
-              handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: text.slice(sent), ...scores(s.choices) });
+              const delta = text.slice(sent);
               sent = text.length;
+              handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: delta, ...scores(s.choices), ...resume(s.generated) });
             }
           };
           const [output] = await loop.run([generationRequest(run.params)], { signal: handle?.signal, onStep: report, onBegin: report });

@@ -32,6 +32,9 @@ export interface TextGenerationParameters {
   ignore_eos: boolean;
   /** Score the prompt's tokens, with this many alternatives each (vLLM's); absent: not scored. */
   prompt_logprobs?: number | undefined;
+  /** A retried attempt's starting point: the tokens an earlier one made, and the characters of text its client already has. */
+  resume_tokens?: number[] | undefined;
+  resume_chars?: number | undefined;
   logprobs: boolean;
   top_logprobs: number;
   /** Tokens reach the client as they are made (progress events carry the text so far). */
@@ -51,7 +54,7 @@ export interface TextGenerationRules {
 
 const FIELDS = new Set([
   'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
-  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'prompt_logprobs', 'stream', 'prompt_tokens',
+  'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'prompt_logprobs', 'resume_tokens', 'resume_chars', 'stream', 'prompt_tokens',
 ]);
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
@@ -195,11 +198,22 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     min_tokens: minTokens,
     ignore_eos: ignoreEos,
     ...(promptLogprobs === undefined ? {} : { prompt_logprobs: promptLogprobs }),
+    ...resumePoint(input, rules, maxNew),
     // Asking for alternatives asks for log-probabilities.
     logprobs: logprobs || topLogprobs > 0,
     top_logprobs: topLogprobs,
     stream,
   };
+}
+
+/** Where a retried attempt starts (the batcher merges it in when a worker died under the request): checked as any field is. */
+function resumePoint(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules, maxNew: number): { resume_tokens?: number[]; resume_chars?: number } {
+  if (input.resume_tokens === undefined) return {};
+  const tokens = input.resume_tokens;
+  if (!Array.isArray(tokens) || tokens.length > maxNew || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t < rules.vocabSize)) {
+    throw invalidField('resume_tokens', `resume_tokens must be at most ${maxNew} token ids from 0 to ${rules.vocabSize - 1}`);
+  }
+  return { resume_tokens: tokens as number[], resume_chars: number(input, rules, 'resume_chars', 0, Number.MAX_SAFE_INTEGER, 0, true) };
 }
 
 function parseBias(value: unknown, vocab: number): [number, number][] {

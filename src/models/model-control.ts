@@ -59,6 +59,13 @@ export interface Progress {
   text?: string | undefined;
   /** With logprobs asked: the tokens made since the last report, each with its log-probability and alternatives. */
   logprobs?: readonly TokenLogprob[] | undefined;
+  /**
+   * Fields that let a retry go on from this report instead of starting over (a text model: the
+   * tokens made and the characters sent so far), merged into the request's input if its worker
+   * dies: what the client has is never sent twice. An array field accumulates over the reports
+   * (each sends what is new); any other field replaces the last one's.
+   */
+  resume?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** A generated token's log-probability and its likeliest alternatives, as the wire carries them. */

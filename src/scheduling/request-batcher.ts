@@ -11,7 +11,8 @@ import type { Payload, PredictOutcome as Outcome, Progress as QueueProgress } fr
 export interface QueuedRequest {
   readonly id: string;
   readonly lane: string;
-  readonly input: Readonly<Record<string, unknown>>;
+  /** What the worker runs: the admitted request, and on a retry where the last attempt's reports left it. */
+  input: Readonly<Record<string, unknown>>;
   readonly accept?: string | undefined;
   readonly onProgress?: ((progress: QueueProgress) => void) | undefined;
   readonly priority: number;
@@ -27,6 +28,8 @@ interface Pending extends QueuedRequest {
   resolve(o: Outcome): void;
   reject(e: unknown): void;
   settled: boolean;
+  /** The latest report's resume point (Progress.resume). */
+  resume?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface SubmitOptions {
@@ -117,7 +120,15 @@ export class RequestBatcher {
 
   /** Hands a running request's progress report to its submitter. */
   progress(id: string, progress: QueueProgress): void {
-    this.#running.get(id)?.onProgress?.(progress);
+    const item = this.#running.get(id);
+    if (!item) return;
+    // Recorded before the report goes on: the resume point always matches what the submitter got.
+    if (progress.resume) {
+      const merged: Record<string, unknown> = { ...item.resume };
+      for (const [k, v] of Object.entries(progress.resume)) merged[k] = Array.isArray(v) && Array.isArray(merged[k]) ? [...(merged[k] as unknown[]), ...v] : v;
+      item.resume = merged;
+    }
+    item.onProgress?.(progress);
   }
 
   complete(item: QueuedRequest, result: Payload, timings: Record<string, number>): void {
@@ -135,6 +146,8 @@ export class RequestBatcher {
     this.#running.delete(p.id);
     if (p.settled) return true;
     if (p.attempts >= maxAttempts) return false;
+    // Resume, don't repeat: the next attempt goes on from the last report its submitter got.
+    if (p.resume) p.input = { ...p.input, ...p.resume };
     this.#lane(p.lane).unshift(p);
     this.#wake(p.lane);
     return true;
