@@ -26,10 +26,12 @@ interface Worker { pid: number | null; restarts: number; status: string }
 const worker = async (): Promise<Worker> => ((await (await fetch(`${easel.management}/models/${MODEL}`)).json()) as { workers: Worker[] }[])[0]!.workers[0]!;
 
 /** A streamed chat's text and usage; with `kill`, the worker is stopped at the first chunk and killed. */
-async function stream(sampling: { temperature: number; seed?: number }, kill: boolean): Promise<{ text: string; chunks: number; completionTokens: number }> {
+async function stream(sampling: { temperature: number; seed?: number }, kill: boolean): Promise<{ text: string; chunks: number; completionTokens: number; afterKillMs: number }> {
   const before = await worker();
   let text = '';
   let chunks = 0;
+  let killedAt = 0;
+  let lastAt = 0;
   let completionTokens = -1;
   const request = { model: MODEL, messages: [{ role: 'user' as const, content: 'Tell me a story about a cat.' }], max_tokens: 160, ...sampling, logit_bias: Object.fromEntries(ENDS.map((id) => [id, -100])), stream: true as const, stream_options: { include_usage: true } };
   for await (const chunk of await client.chat.completions.create(request)) {
@@ -38,8 +40,10 @@ async function stream(sampling: { temperature: number; seed?: number }, kill: bo
       if (kill && chunks === 0) {
         process.kill(before.pid!, 'SIGSTOP');
         process.kill(before.pid!, 'SIGKILL');
+        killedAt = performance.now();
       }
       chunks += 1;
+      lastAt = performance.now();
       text += delta;
     }
     if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
@@ -49,7 +53,7 @@ async function stream(sampling: { temperature: number; seed?: number }, kill: bo
     await waitFor(async () => (await worker()).pid !== before.pid && (await worker()).status !== 'STARTING', 30_000, 'a new worker');
     expect((await worker()).restarts).toBe(before.restarts + 1);
   }
-  return { text, chunks, completionTokens };
+  return { text, chunks, completionTokens, afterKillMs: lastAt - killedAt };
 }
 
 describe('resume, don\'t repeat', () => {
@@ -62,7 +66,9 @@ describe('resume, don\'t repeat', () => {
     const interrupted = await stream(sampling, true);
     expect(interrupted.text).toBe(whole.text);
     expect(interrupted.completionTokens).toBe(160);
-    // The kill came after the first chunk and before the last: the retry went on, it did not start over.
+    // The kill landed mid-way: text kept coming long after it, from the new worker (a restart
+    // takes hundreds of ms; the whole uninterrupted stream, tens), and it went on, it did not start over.
     expect(interrupted.chunks).toBeGreaterThan(1);
+    expect(interrupted.afterKillMs).toBeGreaterThan(200);
   }, 90_000);
 });
