@@ -48,7 +48,7 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
   const throughput = new ThroughputEstimate();
   const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret, policy: webhookPolicy(config) });
   const runner = new JobRunner({
-    backend, control, artifacts, logger,
+    backend, control, artifacts, logger, maxAttempts: config.maxAttempts,
     onStarted: (job) => webhooks.track(job),
     onTokens: (model, t) => {
       if (t.firstTokenSeconds !== undefined) metrics?.timeToFirstToken.observe({ model }, t.firstTokenSeconds);

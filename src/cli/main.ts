@@ -33,6 +33,7 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--allow-custom-handlers', 'load handler modules shipped inside model archives (runs their code)'))
     .addOption(new Option('--max-archive-bytes <n>', 'largest total size a model archive may expand to (default 2 GiB)').argParser(int))
     .addOption(new Option('--worker-restart-backoff-ms <ms...>', 'delays before restarting a dead worker, one per consecutive failure (default 100,500,1000,2000,5000,10000)'))
+    .addOption(new Option('--max-attempts <n>', 'runs a request or job gets when its worker (or worker node) dies under it; a text run goes on where it stopped (default 3: survives two crashes)').argParser(int))
     .addOption(new Option('--max-queue-length <n>', 'requests waiting per model before 503 (default 100)').argParser(int))
     .addOption(new Option('--shutdown-grace-ms <n>', 'on SIGTERM, how long in-flight requests may finish (default 30000)').argParser(int))
     .addOption(new Option('--queue <url>', 'job queue: embedded (SQLite in --data-dir, the default) or redis://host:port (distributed mode)'))

@@ -24,7 +24,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   const { metrics, observer } = nodeMetrics(() => jobs, () => manager, config);
   const manager = new ModelManager({
     queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
-    defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs,
+    defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs, maxAttempts: config.maxAttempts,
     observer,
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });

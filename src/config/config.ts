@@ -113,6 +113,8 @@ export const configSchema = z
     /** Signs webhook deliveries (Standard Webhooks HMAC-SHA256); unsigned without it. */
     webhookSecret: z.string().min(16).optional(),
     workerRestartBackoffMs: z.array(z.number().int().positive()).min(1),
+    /** Runs a request or job gets when its worker (or worker node) dies under it: 3 survives two crashes; then it fails. */
+    maxAttempts: z.number().int().min(1).max(100),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     /** Profiling: each worker writes ONNX Runtime's profile of every session and a CPU profile of its process here when it stops. */
     profileDir: z.string().min(1).optional(),
@@ -155,6 +157,7 @@ export const defaults: z.infer<typeof configSchema> = {
   queue: 'embedded',
   localWorkers: true,
   jobLockMs: 30_000,
+  maxAttempts: 3,
   jobTtlMs: 24 * 60 * 60 * 1000,
   sseHeartbeatMs: 15_000,
   workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],

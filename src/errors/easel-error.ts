@@ -123,7 +123,7 @@ export const errors = {
   modelNotFound: (detail: string, field?: string): EaselError => new EaselError('EASEL_MODEL_NOT_FOUND', detail, field === undefined ? {} : { field }),
   noWorkers: (detail: string, retryAfterSeconds?: number): EaselError => new EaselError('EASEL_NO_WORKERS', detail, retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
   workerDied: (detail: string, attempts: number): EaselError =>
-    new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${detail}) on ${attempts} attempts; the request was not completed`),
+    new EaselError('EASEL_WORKER_DIED', `the worker running this request died (${detail}); it ran ${attempts} ${attempts === 1 ? 'time' : 'times'}, each ended by its worker dying, the most allowed (--max-attempts ${attempts}); the request was not completed`),
   jobNotFound: (id: string): EaselError => new EaselError('EASEL_JOB_NOT_FOUND', `no job ${id} (never submitted, or expired)`),
 } as const;
 

@@ -130,7 +130,9 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
           };
           const [output] = await loop.run([generationRequest(run.params)], { signal: handle?.signal, onStep: report, onBegin: report });
           if (output!.text.length > sent || (run.params.logprobs && output!.choices.length > scored)) {
-            handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text: output!.text.slice(sent), ...scores(output!.choices) });
+            const text = output!.text.slice(sent);
+            sent = output!.text.length;
+            handle?.progress({ step: output!.tokens.length, total: run.params.max_new_tokens, text, ...scores(output!.choices), ...resume(output!.tokens) });
           }
           return { output: output!, run };
         } catch (err) {

@@ -148,6 +148,26 @@ export function describeJobBackend(name: string, open: () => Promise<JobBackend>
       expect(await backend.queuedByOwner('alice')).toBe(0);
     });
 
+    it('counts a retry on the same node as an attempt, says so in a status event, and logs text chunks by offset', async () => {
+      const { job } = await backend.submit({ model: 'm', input: {} });
+      await backend.claim(['m']);
+      const events: WorkEvent[] = [];
+      const off = backend.follow(job.id, (e) => events.push(e), '0');
+      await backend.progress(job.id, { step: 1, total: 9 }, undefined, { text: 'Once', offset: 0 });
+      expect(await backend.retrying(job.id)).toMatchObject({ status: 'running', attempts: 2, progress: null });
+      await backend.progress(job.id, { step: 2, total: 9 }, undefined, { text: ' upon', offset: 4 });
+      expect(await backend.loggedTextLength(job.id)).toBe(9);
+      await vi.waitFor(() => expect(events.filter((e) => e.type !== 'status' || e.data.status === 'running')).toHaveLength(4));
+      off();
+      expect(events.filter((e) => e.type !== 'status' || e.data.status === 'running').map((e) => (e.type === 'token' ? [e.data.text, e.data.offset] : [eventStatus(e), e.data.attempts]))).toEqual([
+        ['running', 1], ['Once', 0], ['running', 2], [' upon', 4],
+      ]);
+      await backend.complete(job.id, []);
+      // A finished job is not run again.
+      expect(await backend.retrying(job.id)).toBeUndefined();
+      expect((await backend.get(job.id))?.attempts).toBe(2);
+    });
+
     it('expires finished jobs after the TTL', async () => {
       const { job } = await backend.submit({ model: 'm', input: {} });
       await backend.cancel(job.id);

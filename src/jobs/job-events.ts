@@ -35,6 +35,15 @@ export abstract class JobEvents {
     this.#events.removeAllListeners();
   }
 
+  /** Characters of text the job's token events hold: where a run taken over from a dead node has its clients. */
+  async loggedTextLength(id: string): Promise<number> {
+    let n = 0;
+    for (const e of await this.history(id, '0')) {
+      if (e.type === 'token' && typeof e.data.text === 'string' && typeof e.data.offset === 'number') n = Math.max(n, e.data.offset + e.data.text.length);
+    }
+    return n;
+  }
+
   /** The job's events as they happen, from now on. */
   subscribe(id: string, listener: (event: WorkEvent) => void): () => void {
     return this.#on(`job:${id}`, listener);

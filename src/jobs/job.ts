@@ -19,6 +19,13 @@ export interface JobProgress {
   readonly total: number;
 }
 
+/** A text model's next chunk: its text, where it goes in the output (the characters before it), its tokens' scores when asked. */
+export interface TextChunk {
+  readonly text: string;
+  readonly offset: number;
+  readonly logprobs?: readonly TokenLogprob[] | undefined;
+}
+
 /** A stored output: where the artifact store keeps it and what it is. */
 export interface JobOutput {
   readonly key: string;
@@ -145,7 +152,12 @@ export interface JobBackend {
    */
   claim(models: readonly string[], policy?: ClaimPolicy): Promise<Job | undefined>;
   /** Progress, with a preview image, or the text a text model made since the last report (a token event). */
-  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): Promise<void>;
+  progress(id: string, progress: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: TextChunk): Promise<void>;
+  /**
+   * A running job's worker died and the job runs again at once on this node: one more attempt,
+   * its progress starts again, and a status event says so.
+   */
+  retrying(id: string): Promise<Job | undefined>;
   /** Succeeds a job: a durable one with its stored outputs, a non-durable one with its result. */
   complete(id: string, outputs: readonly JobOutput[], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined>;
   /** A succeeded non-durable job's result, handed over once. */
@@ -154,6 +166,8 @@ export interface JobBackend {
   /** Gives a running job back to the queue (a draining worker). */
   release(id: string): Promise<void>;
 
+  /** Characters of text the job's token events hold (what its clients have of its output). */
+  loggedTextLength(id: string): Promise<number>;
   /** A job's events (status changes, progress, previews) from now on; returns the unsubscribe function. */
   subscribe(id: string, listener: (event: WorkEvent) => void): () => void;
   /** A job's events for a streaming client, resumable after an event id (see JobEvents.follow). */

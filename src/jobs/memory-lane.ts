@@ -78,6 +78,12 @@ export class MemoryLane {
     if (item?.job.status === 'running') this.#set(item, { progress });
   }
 
+  /** A running item whose worker died runs again at once: one more attempt. */
+  retrying(id: string): Job | undefined {
+    const item = this.#items.get(id);
+    return item?.job.status === 'running' ? this.#set(item, { attempts: item.job.attempts + 1, progress: null }) : undefined;
+  }
+
   requestCancel(id: string): Job | undefined {
     const item = this.#items.get(id);
     return item && this.#set(item, { cancelRequested: true });

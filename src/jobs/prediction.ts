@@ -3,7 +3,7 @@
 // away. Giving up takes it out of the queue, or stops it where it runs.
 import { EaselError, errors } from '../errors/easel-error.js';
 import { isTerminal, type Job, type JobBackend, type Payload, type JobError } from './job.js';
-import { eventStatus, isFinalEvent, type WorkEvent } from './work-event.js';
+import { eventStatus, isFinalEvent, TextJoin, type WorkEvent } from './work-event.js';
 
 export interface PredictionWait {
   model: string;
@@ -43,8 +43,18 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
         queue.cancel(id).catch(() => undefined);
         reject(err);
       });
+    // Each character once: a run that another node starts again from the beginning (its node
+    // died) repeats its text until it passes what this client has.
+    const join = new TextJoin();
     const off = queue.subscribe(id, (e) => {
-      if (!settled) o.onEvent?.(e);
+      if (!settled && o.onEvent) {
+        if (e.type !== 'token' || typeof e.data.text !== 'string' || typeof e.data.offset !== 'number') o.onEvent(e);
+        else {
+          const fresh = join.take(e.data.offset, e.data.text);
+          if (fresh === e.data.text) o.onEvent(e);
+          else if (fresh !== undefined) o.onEvent({ ...e, data: { ...e.data, text: fresh, offset: e.data.offset + e.data.text.length - fresh.length, logprobs: undefined } });
+        }
+      }
       const status = eventStatus(e);
       if (status !== undefined && isFinalEvent(e)) ended(status, (e.data.error as JobError | null) ?? null);
     });

@@ -26,7 +26,7 @@ import { Queue, Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, PRIORITY_CLASSES, priorityClass, type ClaimPolicy, type Job, type JobBackend, type PriorityClass, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError, type TokenLogprob } from './job.js';
+import { isTerminal, PRIORITY_CLASSES, priorityClass, type ClaimPolicy, type Job, type JobBackend, type PriorityClass, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError, type TextChunk } from './job.js';
 import { eventStatus, isFinalEvent, progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
 export interface RedisJobBackendOptions {
@@ -428,13 +428,22 @@ export class RedisJobBackend extends JobEvents implements JobBackend {
     return undefined;
   }
 
-  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): Promise<void> {
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: TextChunk): Promise<void> {
     // Only a running job takes progress: a late report never overwrites a finished record.
     await this.#update(id, (job) => {
       if (job.status !== 'running') return undefined;
       const next: StoredJob = { ...job, progress: p };
-      return { job: next, ops: progressEvents(p, preview, text, logprobs).map((e) => this.#event(next, e)) };
+      return { job: next, ops: progressEvents(p, preview, text).map((e) => this.#event(next, e)) };
     });
+  }
+
+  async retrying(id: string): Promise<Job | undefined> {
+    const r = await this.#update(id, (job) => {
+      if (job.status !== 'running') return undefined;
+      const next: StoredJob = { ...job, attempts: job.attempts + 1, progress: null };
+      return { job: next, ops: [this.#status(next)] };
+    });
+    return r?.changed ? fromStored(r.job) : undefined;
   }
 
   async #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload, timings?: Readonly<Record<string, number>>): Promise<Job | undefined> {

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { decodeInput, encodeInput } from './input-codec.js';
 import { JobEvents } from './job-events.js';
-import { isTerminal, type ClaimPolicy, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError, type TokenLogprob } from './job.js';
+import { isTerminal, type ClaimPolicy, type Job, type JobBackend, type JobFilter, type JobOutput, type JobProgress, type JobStatus, type NewJob, type Payload, type JobError, type TextChunk } from './job.js';
 import { MemoryLane } from './memory-lane.js';
 import { progressEvents, statusEvent, type NewWorkEvent, type WorkEvent } from './work-event.js';
 
@@ -341,8 +341,8 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     return row;
   }
 
-  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): Promise<void> {
-    const events = progressEvents(p, preview, text, logprobs);
+  async progress(id: string, p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: TextChunk): Promise<void> {
+    const events = progressEvents(p, preview, text);
     if (this.#memory.has(id)) {
       // A held prediction (a streamed one's tokens): its events live in memory, no transaction.
       this.#memory.progress(id, p);
@@ -351,6 +351,13 @@ export class SqliteJobBackend extends JobEvents implements JobBackend {
     }
     this.#stmt(`UPDATE jobs SET step = ?, total = ? WHERE id = ? AND status = 'running'`).run(p.step, p.total, id);
     for (const e of this.#db.transaction(() => events.map((e) => this.#record(id, e)))()) this.emitJob(id, e);
+  }
+
+  async retrying(id: string): Promise<Job | undefined> {
+    if (this.#memory.has(id)) return this.#heldChanged(this.#memory.retrying(id));
+    let changed = 0;
+    const job = this.#change(id, () => (changed = this.#stmt(`UPDATE jobs SET attempts = attempts + 1, step = NULL, total = NULL WHERE id = ? AND status = 'running'`).run(id).changes));
+    return changed > 0 ? job : undefined;
   }
 
   #finish(id: string, status: JobStatus, error: JobError | null, outputs: readonly JobOutput[] = [], result?: Payload, timings?: Readonly<Record<string, number>>): Job | undefined {

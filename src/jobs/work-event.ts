@@ -1,6 +1,6 @@
 // The one event type of a unit of work, in its wire form: what the backends store and publish
 // (the SQLite event table, the Redis stream) is exactly what SSE, WebSocket and webhooks send.
-import { isTerminal, JOB_STATUSES, type Job, type JobProgress, type JobStatus, type TokenLogprob } from './job.js';
+import { isTerminal, JOB_STATUSES, type Job, type JobProgress, type JobStatus, type TextChunk } from './job.js';
 import { publicJob } from './job-view.js';
 
 export const WORK_EVENT_TYPES = ['status', 'progress', 'preview', 'token', 'output', 'error'] as const;
@@ -24,10 +24,29 @@ export function statusEvent(job: Job): NewWorkEvent {
  * The events of one progress report: a text model's new text as a token event, otherwise the
  * progress and, with a preview image, a preview event.
  */
-export function progressEvents(p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: string, logprobs?: readonly TokenLogprob[]): NewWorkEvent[] {
-  if (text !== undefined) return [{ type: 'token', data: { text, step: p.step, total: p.total, ...(logprobs ? { logprobs } : {}) } }];
+export function progressEvents(p: JobProgress, preview?: { contentType: string; data: Uint8Array }, text?: TextChunk): NewWorkEvent[] {
+  if (text !== undefined) return [{ type: 'token', data: { text: text.text, offset: text.offset, step: p.step, total: p.total, ...(text.logprobs ? { logprobs: text.logprobs } : {}) } }];
   const progress: NewWorkEvent = { type: 'progress', data: { step: p.step, total: p.total, fraction: p.total > 0 ? p.step / p.total : 0 } };
   return preview ? [progress, { type: 'preview', data: { content_type: preview.contentType, data: Buffer.from(preview.data).toString('base64') } }] : [progress];
+}
+
+/**
+ * Joins a text output's chunks exactly once: a chunk says where it goes (`offset`, the characters
+ * before it), and what the reader already has is cut from it. A run started again from the
+ * beginning elsewhere (its node died) makes the same text (the seed is fixed at admission), so
+ * its first chunks are dropped until it passes what was sent.
+ */
+export class TextJoin {
+  constructor(private have = 0) {}
+
+  /** The part of a chunk that is new (undefined: nothing is). */
+  take(offset: number, text: string): string | undefined {
+    const end = offset + text.length;
+    if (end <= this.have) return undefined;
+    const fresh = text.slice(Math.max(0, this.have - offset));
+    this.have = end;
+    return fresh;
+  }
 }
 
 /** The job's status as a status event tells it (terminal statuses end a stream). */

@@ -104,6 +104,10 @@ export interface PredictOptions {
   priority?: number | undefined;
   /** Called with the handler's progress reports while the request runs. */
   onProgress?: ((progress: Progress) => void) | undefined;
+  /** Runs it has had already (a job taken over from a node that died): they count against the crash budget. */
+  attempts?: number | undefined;
+  /** Its worker died and it runs again, going on from its last progress report. */
+  onRetry?: (() => void) | undefined;
 }
 
 /** A model's input and output tensors: name, element type (ONNX Runtime's: float32, int64…) and shape (-1 or a name: dynamic). */

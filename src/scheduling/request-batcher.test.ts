@@ -30,6 +30,22 @@ describe('RequestBatcher', () => {
     await expect(p).rejects.toMatchObject({ code: 'EASEL_WORKER_DIED' });
   });
 
+  it('counts the runs it had elsewhere against the retries, and tells its submitter of each retry', async () => {
+    const q = new RequestBatcher();
+    let retries = 0;
+    const p = q.submit('m', { n: 1 }, { timeoutMs: 5000, attempts: 1, onRetry: () => (retries += 1) });
+    const signal = new AbortController().signal;
+    const [a] = await q.take('m', 1, 0, signal);
+    expect(a!.attempts).toBe(2);
+    expect(q.retry(a!, 3)).toBe(true);
+    expect(retries).toBe(1);
+    const [b] = await q.take('m', 1, 0, signal);
+    expect(q.retry(b!, 3)).toBe(false);
+    expect(retries).toBe(1);
+    q.fail(b!, new EaselError('EASEL_WORKER_DIED', 'died'));
+    await expect(p).rejects.toMatchObject({ code: 'EASEL_WORKER_DIED' });
+  });
+
   it('times out with 504 and aborts the request signal', async () => {
     const q = new RequestBatcher();
     const p = q.submit('m', {}, { timeoutMs: 20 });

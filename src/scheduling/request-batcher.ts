@@ -15,6 +15,7 @@ export interface QueuedRequest {
   input: Readonly<Record<string, unknown>>;
   readonly accept?: string | undefined;
   readonly onProgress?: ((progress: QueueProgress) => void) | undefined;
+  readonly onRetry?: (() => void) | undefined;
   readonly priority: number;
   readonly batchKey?: string | undefined;
   readonly enqueuedAt: number;
@@ -41,6 +42,10 @@ export interface SubmitOptions {
   priority?: number | undefined;
   /** Requests batch together only with the same key (the handler's compatibility key). */
   batchKey?: string | undefined;
+  /** Runs it has had already, elsewhere: they count against the retries. */
+  attempts?: number | undefined;
+  /** Called when its worker died and it goes back to the head of its lane. */
+  onRetry?: (() => void) | undefined;
 }
 
 interface Waiter {
@@ -60,7 +65,7 @@ export class RequestBatcher {
     const controller = new AbortController();
     return new Promise<Outcome>((resolve, reject) => {
       const item: Pending = {
-        id: randomUUID(), lane, input, accept: o.accept, onProgress: o.onProgress, priority: o.priority ?? 0, batchKey: o.batchKey, enqueuedAt: Date.now(), signal: controller.signal, attempts: 0, settled: false,
+        id: randomUUID(), lane, input, accept: o.accept, onProgress: o.onProgress, onRetry: o.onRetry, priority: o.priority ?? 0, batchKey: o.batchKey, enqueuedAt: Date.now(), signal: controller.signal, attempts: o.attempts ?? 0, settled: false,
         resolve: (v) => { if (!item.settled) { item.settled = true; cleanup(); resolve(v); } },
         reject: (e) => { if (!item.settled) { item.settled = true; cleanup(); reject(e); } },
       };
@@ -150,6 +155,7 @@ export class RequestBatcher {
     if (p.resume) p.input = { ...p.input, ...p.resume };
     this.#lane(p.lane).unshift(p);
     this.#wake(p.lane);
+    p.onRetry?.();
     return true;
   }
 

@@ -1,13 +1,10 @@
 // The dispatcher of one model version on this node: feeds each live worker process from the
 // request batcher as the model's batching plan says, sends cancellations, hands results and
-// failures back, and gives a request one more try when its worker dies.
+// failures back, and runs a request again when its worker dies (up to maxAttempts runs).
 import { EaselError, errors } from '../errors/easel-error.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 import type { QueuedRequest, RequestBatcher } from '../scheduling/request-batcher.js';
 import { WorkerDiedError, type WorkerProcess } from './worker-process.js';
-
-/** Tries per request: the first run, and one retry on another worker if the first one's died. */
-const MAX_ATTEMPTS = 2;
 
 export interface DispatchObserver {
   stage(model: string, stage: string, seconds: number): void;
@@ -28,6 +25,8 @@ export class Dispatcher {
     private readonly lane: string,
     private readonly batcher: RequestBatcher,
     private readonly plan: () => BatchingPlan,
+    /** Runs per request when workers die under it (the crash budget, --max-attempts). */
+    private readonly maxAttempts: number,
     private readonly observer?: DispatchObserver,
   ) {}
 
@@ -92,9 +91,9 @@ export class Dispatcher {
       if (handedBack) await proc.exited;
     } catch (err) {
       if (!(err instanceof WorkerDiedError)) throw err;
-      // The supervisor sees the dead process and restarts it; the requests get one more try.
+      // The supervisor sees the dead process and restarts it; the requests run again until their budget is spent.
       for (const item of items) {
-        if (!this.batcher.retry(item, MAX_ATTEMPTS)) {
+        if (!this.batcher.retry(item, this.maxAttempts)) {
           this.batcher.fail(item, errors.workerDied(err.detail, item.attempts));
         }
       }

@@ -3,8 +3,9 @@
 // once, sends each through the model's worker queue, stores a job's outputs (a prediction's
 // result goes back through the queue) and reports progress, previews, cancellation and the outcome.
 import type { Logger } from 'pino';
-import { isEaselError } from '../errors/easel-error.js';
-import type { ClaimPolicy, Job, JobBackend, JobOutput } from '../jobs/job.js';
+import { errors, isEaselError } from '../errors/easel-error.js';
+import type { ClaimPolicy, Job, JobBackend, JobOutput, TextChunk } from '../jobs/job.js';
+import { TextJoin } from '../jobs/work-event.js';
 import type { ModelControl } from '../models/model-control.js';
 import { artifactKey, type ArtifactStore } from '../storage/artifact-store.js';
 
@@ -27,6 +28,8 @@ export interface JobRunnerOptions {
   onOutputs?: (model: string, n: number) => void;
   /** This node's pool's routing rules: which work it claims. */
   policy?: ClaimPolicy | undefined;
+  /** Runs a job gets when workers or worker nodes die under it (--max-attempts). */
+  maxAttempts: number;
 }
 
 export class JobRunner {
@@ -108,14 +111,36 @@ export class JobRunner {
     let lastStep = 0;
     let promptTokens = 0;
     try {
+      // Taken over from nodes that died under it (their locks lapsed) as often as it may run.
+      if (job.attempts > this.#o.maxAttempts) throw errors.workerDied('the nodes running it stopped renewing its lock', job.attempts - 1);
       // Admitted where it was submitted when that node knew the model; parsing again is idempotent
       // and covers jobs queued by an API node that does not load the model (distributed mode).
       const request = control.admit(job.model, job.version ?? undefined, job.input);
       promptTokens = Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0;
+      // Its text so far, as chunks placed by their offset: a job taken over from a dead node starts
+      // again and logs only what comes after its stored text (a retry on this node goes on from its
+      // last report instead: the offsets run on).
+      let offset = 0;
+      // Reports are written in the order they came (a Redis write may otherwise overtake the one before).
+      let recorded: Promise<unknown> = Promise.resolve();
+      const record = (write: () => Promise<unknown>, failure: string): void => {
+        recorded = recorded.then(write).catch((err: unknown) => logger.warn({ err, job: job.id }, failure));
+      };
+      const join = new TextJoin(job.durable && job.attempts > 1 ? await backend.loggedTextLength(job.id) : 0);
+      const chunk = (text: string, logprobs: TextChunk['logprobs']): TextChunk | undefined => {
+        const at = offset;
+        offset += text.length;
+        const fresh = join.take(at, text);
+        if (fresh === undefined) return undefined;
+        return fresh === text ? { text, offset: at, logprobs } : { text: fresh, offset: offset - fresh.length };
+      };
       const outcome = await control.predict(job.model, job.version ?? undefined, request, {
         signal: controller.signal,
         priority: job.priority,
         accept: job.accept ?? undefined,
+        attempts: job.attempts - 1,
+        // Its worker died and it runs again here: the job says so (one more attempt, progress from the start).
+        onRetry: () => record(() => backend.retrying(job.id), 'recording a retry failed'),
         // A synchronous prediction's progress matters only when it streams (text as it is made).
         onProgress: (p) => {
           if (p.text !== undefined) {
@@ -126,9 +151,12 @@ export class JobRunner {
             lastStep = p.step;
           }
           if (!job.durable && p.text === undefined) return;
-          backend.progress(job.id, { step: p.step, total: p.total }, p.preview, p.text, p.logprobs).catch((err: unknown) => logger.warn({ err, job: job.id }, 'recording progress failed'));
+          const text = p.text === undefined ? undefined : chunk(p.text, p.logprobs);
+          if (p.text !== undefined && text === undefined) return;
+          record(() => backend.progress(job.id, { step: p.step, total: p.total }, p.preview, text), 'recording progress failed');
         },
       });
+      await recorded;
       // In the queue until claimed, then in the worker's batcher until its batch started.
       const queueWait = Math.max(0, (job.startedAt ?? Date.now()) - job.createdAt) / 1000 + outcome.queueSeconds;
       this.#o.onQueueWait?.(job.model, queueWait);

@@ -27,6 +27,8 @@ export interface ModelManagerOptions {
   defaultMaxQueueLength: number;
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
+  /** Runs of a request whose workers die under it (--max-attempts). */
+  maxAttempts: number;
   observer?: ManagerObserver;
 }
 
@@ -45,7 +47,7 @@ class ModelVersion {
     this.lane = `${entry.spec.name}:${entry.spec.version}`;
     const model = entry.spec.name;
     const observer = m.observer;
-    this.dispatcher = new Dispatcher(model, this.lane, m.queue, () => this.plan, observer);
+    this.dispatcher = new Dispatcher(model, this.lane, m.queue, () => this.plan, m.maxAttempts, observer);
     this.supervisor = new Supervisor(this.lane, () => this.entry, () => this.plan, {
       logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, profileDir: m.profileDir, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
       onRestart: () => observer?.workerRestart(model),

@@ -24,8 +24,10 @@ export interface SupervisorOptions {
 }
 
 /**
- * A worker that dies this many times in a row, each time within FAST_FAILURE_MS of its start (a
- * model that cannot load, or crashes on every batch), is given up on: no more restarts.
+ * A worker that dies this many times in a row, each time within FAST_FAILURE_MS of its start and
+ * before it made anything (a model that cannot load, or crashes at once on every batch), is given
+ * up on: no more restarts. One killed at work (it had reported progress) starts the count again;
+ * the requests it held have their own budget (--max-attempts).
  */
 const MAX_FAST_FAILURES = 5;
 const FAST_FAILURE_MS = 60_000;
@@ -128,7 +130,20 @@ export class Supervisor {
     const log = this.m.logger;
     while (!slot.stop.signal.aborted) {
       const started = Date.now();
-      const proc = new WorkerProcess({ id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profileDir: this.m.profileDir, onProgress: (id, progress) => this.m.onProgress?.(id, progress), onStep: (report) => this.m.onStep?.(report) });
+      // Whether it made anything (a progress report, a step) before it died: a worker killed at
+      // work is not a crash loop.
+      let worked = false;
+      const proc = new WorkerProcess({
+        id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profileDir: this.m.profileDir,
+        onProgress: (id, progress) => {
+          worked = true;
+          this.m.onProgress?.(id, progress);
+        },
+        onStep: (report) => {
+          worked = true;
+          this.m.onStep?.(report);
+        },
+      });
       slot.proc = proc;
       slot.status = 'STARTING';
       try {
@@ -152,7 +167,7 @@ export class Supervisor {
       proc.kill();
       await proc.exited;
       slot.status = 'DEAD';
-      slot.fastFailures = Date.now() - started < FAST_FAILURE_MS ? slot.fastFailures + 1 : 1;
+      slot.fastFailures = worked ? 0 : Date.now() - started < FAST_FAILURE_MS ? slot.fastFailures + 1 : 1;
       if (slot.fastFailures >= MAX_FAST_FAILURES) {
         slot.status = 'FAILED';
         log.error({ worker: slot.id, failures: slot.fastFailures, reason: slot.lastError }, 'worker keeps dying; no longer restarted (scale the model to try again)');

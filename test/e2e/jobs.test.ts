@@ -31,6 +31,7 @@ interface JobView {
   error: { code: string; message: string } | null;
   outputs: { url: string; content_type: string; bytes: number }[];
   started_at: string | null;
+  attempts: number;
 }
 
 interface SseEvent {
@@ -443,6 +444,17 @@ describe('worker faults while a job runs (embedded backend)', () => {
       }, 20_000, `worker ${pid} to exit`);
       const output = Buffer.from(await (await fetch(`${easel.inference}${done.outputs[0]!.url}`)).arrayBuffer());
       expect(output.equals(await directPng(input))).toBe(true);
+      if (signal !== 'SIGKILL') return;
+      // Killed: a second attempt, announced by a status event before its progress starts again at step 1.
+      expect(done.attempts).toBe(2);
+      const replay = await (await fetch(`${easel.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).text();
+      const events = [...replay.matchAll(/event: (\w+)\ndata: (.*)\n/g)].map((m) => ({ type: m[1]!, data: JSON.parse(m[2]!) as { status?: string; attempts?: number; step?: number } }));
+      const retried = events.findIndex((e) => e.type === 'status' && e.data.status === 'running' && e.data.attempts === 2);
+      expect(retried).toBeGreaterThan(0);
+      const steps = (from: number, to: number): number[] => events.slice(from, to).filter((e) => e.type === 'progress').map((e) => e.data.step!);
+      expect(Math.max(...steps(0, retried))).toBeGreaterThanOrEqual(3);
+      expect(steps(retried, events.length)[0]).toBe(1);
+      expect(steps(retried, events.length).at(-1)).toBe(100);
     }, 120_000);
   }
 });

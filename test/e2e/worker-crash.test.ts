@@ -42,8 +42,8 @@ describe('worker crash', () => {
     expect((await fetch(`${easel.inference}/ping`)).status).toBe(200);
   });
 
-  it('fails with a clear 502 when the retry dies too, and the server keeps serving', async () => {
-    easel = await startEasel(['--model-store', FIXTURES, '--models', 'slow']);
+  it('fails with a clear 502 when its retries die too (--max-attempts 2), and the server keeps serving', async () => {
+    easel = await startEasel(['--model-store', FIXTURES, '--models', 'slow', '--max-attempts', '2']);
     await waitHealthy(easel);
     const pending = slowRequest(easel, 60_000);
     process.kill(await busyPid(easel), 'SIGKILL');
@@ -53,7 +53,7 @@ describe('worker crash', () => {
     expect(res.status).toBe(502);
     const body = (await res.json()) as { code: string; message: string };
     expect(body.code).toBe('EASEL_WORKER_DIED');
-    expect(body.message).toMatch(/died/);
+    expect(body.message).toMatch(/died .*ran 2 times, each ended by its worker dying, the most allowed \(--max-attempts 2\)/);
     await waitHealthy(easel);
     expect((await slowRequest(easel, 10)).status).toBe(200);
   });

@@ -23,7 +23,7 @@ export async function inProcessServers(overrides: Partial<ServersOptions> = {}):
   const dir = mkdtempSync(path.join(tmpdir(), 'easel-routes-'));
   const queue = new SqliteJobBackend({ file: ':memory:', jobTtlMs: 60_000 });
   const logger = pino({ level: 'silent' });
-  const manager = new ModelManager({ queue: new RequestBatcher(), logger, allowCustomHandlers: false, logLevel: 'silent', defaultMaxQueueLength: 10, restartBackoffMs: [100], shutdownGraceMs: 100 });
+  const manager = new ModelManager({ queue: new RequestBatcher(), logger, allowCustomHandlers: false, logLevel: 'silent', defaultMaxQueueLength: 10, restartBackoffMs: [100], shutdownGraceMs: 100, maxAttempts: 3 });
   const metrics = new Metrics({ queueLength: async () => [], liveWorkers: () => [], queuedJobs: async () => [] });
   const servers = await createServers({
     control: manager, store: new ModelStore({ storeDir: dir, dataDir: dir, allowedUrls: [], maxArchiveBytes: 1 << 20 }), metrics, logger,

@@ -31,36 +31,31 @@ export interface TokenChoice {
   readonly top: readonly { token: number; logprob: number }[];
 }
 
-/** What a draw at a token position is for: the token chosen there, a draft's proposal for it, the test that accepts a proposal. */
-export const DRAWS = { choose: 0, propose: 1, accept: 2 } as const;
-
 /**
- * Seeded uniforms in [0, 1), keyed by where they are drawn — (seed, token position, what for,
- * the nth draw there) hashed, as a counter-based generator (Philox in PyTorch and JAX) works —
- * rather than by how many were drawn before. A token's draws depend only on the request and its
- * position: a sequence resumed at position i, or decoded in another batch, with other
- * speculation rounds, draws for token i what an uninterrupted run draws.
+ * Seeded uniforms in [0, 1), keyed by where they are drawn — (seed, token position, the nth draw
+ * there) hashed, as a counter-based generator (Philox in PyTorch and JAX) works — rather than by
+ * how many were drawn before. A token's draws depend only on the request and its position: a
+ * sequence resumed at position i, or decoded in another batch, draws for token i what an
+ * uninterrupted run draws (and a speculative draft proposing token i draws what the target will).
  */
 export class SequenceRandom {
   readonly #seed: number;
   #position = 0;
-  #purpose = 0;
   #draw = 0;
 
   constructor(seed: number) {
     this.#seed = seed >>> 0;
   }
 
-  /** The next draws are for token `position` (0: the first generated), for `purpose`. */
-  at(position: number, purpose: number = DRAWS.choose): this {
+  /** The next draws are for token `position` (0: the first generated). */
+  at(position: number): this {
     this.#position = position >>> 0;
-    this.#purpose = purpose >>> 0;
     this.#draw = 0;
     return this;
   }
 
   uniform(): number {
-    const key = [this.#position, this.#purpose, this.#draw++];
+    const key = [this.#position, this.#draw++];
     // Two independent 32-bit hashes make a 53-bit fraction.
     const hi = mix(this.#seed, key, 0x9e3779b9) >>> 5;
     const lo = mix(this.#seed, key, 0x85ebca6b) >>> 6;
@@ -130,10 +125,7 @@ export function scoreToken(logits: Float32Array, token: number, top: number): To
   return { token, logprob: logits[token]! - logZ, top: top > 0 ? topLogprobs(logits, logZ, top) : [] };
 }
 
-/**
- * The distribution chooseToken draws from, per token id, written into `out` (greedy: all of it
- * on the argmax): what speculative decoding's acceptance rule compares.
- */
+/** The distribution chooseToken draws from, per token id, written into `out` (greedy: all of it on the argmax). */
 export function tokenProbabilities(logits: Float32Array, p: SamplingParams, out: Float64Array): Float64Array {
   out.fill(0);
   if (p.temperature === 0) {
@@ -149,21 +141,6 @@ export function tokenProbabilities(logits: Float32Array, p: SamplingParams, out:
   for (const w of out) total += w;
   for (let i = 0; i < out.length; i++) out[i]! /= total;
   return out;
-}
-
-/** A draw from weights per token id (not necessarily summing to 1), in vocabulary order. */
-export function drawFrom(weights: Float64Array, random: SequenceRandom): number {
-  let total = 0;
-  for (const w of weights) total += w;
-  let u = random.uniform() * total;
-  let last = 0;
-  for (let i = 0; i < weights.length; i++) {
-    if (weights[i] === 0) continue;
-    last = i;
-    u -= weights[i]!;
-    if (u < 0) return i;
-  }
-  return last;
 }
 
 function cuts(p: SamplingParams): boolean {
@@ -202,6 +179,21 @@ function candidates(logits: Float32Array, p: SamplingParams): { order: number[];
 /** A draw from the whole temperature-scaled distribution, in vocabulary order: no sort when nothing is cut. */
 function drawAll(logits: Float32Array, temperature: number, random: SequenceRandom): number {
   return drawFrom(temperatureWeights(logits, temperature, scratch(logits.length).subarray(0, logits.length)), random);
+}
+
+/** A draw from weights per token id (not necessarily summing to 1), in vocabulary order. */
+function drawFrom(weights: Float64Array, random: SequenceRandom): number {
+  let total = 0;
+  for (const w of weights) total += w;
+  let u = random.uniform() * total;
+  let last = 0;
+  for (let i = 0; i < weights.length; i++) {
+    if (weights[i] === 0) continue;
+    last = i;
+    u -= weights[i]!;
+    if (u < 0) return i;
+  }
+  return last;
 }
 
 /** exp((logit - max) / temperature) per token id, into `out`. */

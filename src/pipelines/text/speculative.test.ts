@@ -1,7 +1,8 @@
 // Speculative decoding (tiny-lm with tiny-lm-draft): greedy requests get exactly the tokens of
 // plain decoding, alone and in a batch of 16 whose sequences accept different numbers of
-// proposals per round, joining and leaving as they go; sampled requests' tokens are distributed
-// as the target's (chi-squared against the target's exact next-token probabilities).
+// proposals per round, joining and leaving as they go; seeded sampled requests get exactly plain
+// decoding's tokens (the draft proposes with the draw the target will use at that position), so
+// they are distributed as the target's (also tested by chi-squared against its exact probabilities).
 import path from 'node:path';
 import { jStat } from 'jstat';
 import { CPU, generate, GREEDY, PROMPTS as TEN_PROMPTS } from '../../../test/helpers/text-prompts.js';
@@ -62,6 +63,20 @@ describe('speculative decoding (tiny-lm, draft tiny-lm-draft)', () => {
       expect(counts.accepted).toBeGreaterThan(0);
       expect(counts.accepted).toBeLessThan(counts.proposed);
       expect(counts.emitted / counts.verified).toBeGreaterThan(1);
+    }
+  }, 300_000);
+
+  it('seeded sampling: exactly the tokens of plain decoding with the same seeds (temperature 1; top-k 20 at 0.7; top-p 0.9), alone and in a batch, for every k', async () => {
+    for (const sampling of [{ ...GREEDY, temperature: 1 }, { ...GREEDY, temperature: 0.7, topK: 20 }, { ...GREEDY, topP: 0.9, temperature: 0.9 }]) {
+      const asks = PROMPTS.slice(0, 12).map((p, i) => request(p, maxTokens(i), sampling, 500 + i));
+      const expected = await generate(plain, asks);
+      for (const [k, pipeline] of speculative) {
+        for (const [i, ask] of asks.entries()) expect((await generate(pipeline, [ask]))[0], `k=${k} alone: ${PROMPTS[i]}`).toEqual(expected[i]);
+        expect(await generate(pipeline, asks), `k=${k} in a batch`).toEqual(expected);
+        // The draft's proposals were kept often enough to matter.
+        const counts = pipeline.takeCounts();
+        expect(counts.accepted / counts.proposed, `k=${k}`).toBeGreaterThan(0.2);
+      }
     }
   }, 300_000);
 

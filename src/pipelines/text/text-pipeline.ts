@@ -13,7 +13,7 @@
 import { EaselError } from '../../errors/easel-error.js';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
-import { argmax, chooseToken, describeChoice, DRAWS, drawFrom, processLogits, scoreToken, SequenceRandom, tokenProbabilities, type SamplingParams, type TokenChoice } from './sampling.js';
+import { chooseToken, processLogits, scoreToken, SequenceRandom, type SamplingParams, type TokenChoice } from './sampling.js';
 import { TextTokenizer } from './text-tokenizer.js';
 
 export type { TextModelInfo } from './kv-decoder.js';
@@ -184,8 +184,6 @@ export class TextPipeline {
     // positions the model has.
     const room = active.map((s) => Math.max(0, Math.min(s.draftK, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
     const proposals = active.map((): number[] => []);
-    // Per sequence, the draft's distribution behind each proposal (sampled requests).
-    const drafted = active.map((): Float64Array[] => []);
     const rounds = Math.max(...room);
     for (let j = 0; j < rounds; j++) {
       // The first call also gives the draft what it has not seen (the target's last token, and a
@@ -198,13 +196,9 @@ export class TextPipeline {
         const p = s.request.sampling;
         // The penalties see the proposals so far, as they would have seen them as tokens.
         this.#process(s, l, s.generated.length + j);
-        let token: number;
-        if (p.temperature === 0) token = argmax(l);
-        else {
-          const q = tokenProbabilities(l, p, new Float64Array(l.length));
-          token = drawFrom(q, s.random.at(s.generated.length + j, DRAWS.propose));
-          drafted[i]!.push(q);
-        }
+        // The draft chooses as the target would at this position, with the same draw: where the
+        // two models agree the proposal is the target's own token.
+        const token = chooseToken(l, p.logprobs || p.topLogprobs > 0 ? { ...p, logprobs: false, topLogprobs: 0 } : p, s.random.at(s.generated.length + j)).token;
         proposals[i]!.push(token);
         countToken(s, token, 1);
       }
@@ -221,23 +215,12 @@ export class TextPipeline {
         const l = logits[i]![j]!;
         const p = s.request.sampling;
         this.#process(s, l, s.generated.length);
-        const d = proposed[j]!;
-        if (p.temperature === 0) {
-          const best = argmax(l);
-          this.#accept(s, describeChoice(l, p, best));
-          if (best !== d) break;
-          continue;
-        }
-        const target = tokenProbabilities(l, p, new Float64Array(l.length));
-        const q = drafted[i]![j]!;
-        if (s.random.at(s.generated.length, DRAWS.accept).uniform() * q[d]! < target[d]!) {
-          this.#accept(s, describeChoice(l, p, d));
-          continue;
-        }
-        // Rejected: the target's own token, from what its distribution has beyond the draft's.
-        for (let t = 0; t < target.length; t++) target[t] = Math.max(0, target[t]! - q[t]!);
-        this.#accept(s, describeChoice(l, p, target.some((w) => w > 0) ? drawFrom(target, s.random.at(s.generated.length)) : d));
-        break;
+        // The target's own choice with the position's draw, kept whatever was proposed: the text is
+        // exactly what decoding without a draft makes, greedy or seeded, wherever the rounds fall
+        // (a resumed run's rounds fall elsewhere). A proposal that differs ends the round.
+        const choice = chooseToken(l, p, s.random.at(s.generated.length));
+        this.#accept(s, choice);
+        if (choice.token !== proposed[j]!) break;
       }
       // Every proposal kept: the target's token after them comes free with the same call.
       if (j === proposed.length && !this.isFinished(s)) this.#accept(s, this.#choose(s, logits[i]![j]!));
