@@ -13,6 +13,11 @@ import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { startS3, type S3Process } from '../helpers/s3-server.js';
 
 const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
+const TINY_LLAMA = path.join(ROOT, 'models', 'tiny-llama');
+/** tiny-llama's end tokens (</s>, <|im_end|>) blocked: a generation runs its full length. */
+const NO_END = Object.fromEntries(
+  (JSON.parse(readFileSync(path.join(TINY_LLAMA, 'tokenizer.json'), 'utf8')) as { added_tokens: { id: number; content: string }[] }).added_tokens.filter((t) => t.content === '</s>' || t.content === '<|im_end|>').map((t) => [t.id, -100]),
+);
 const PROMPT = 'a red circle on a blue background';
 
 interface JobView {
@@ -31,7 +36,7 @@ describe('distributed mode (Redis)', () => {
   const nodes: WorkerNode[] = [];
   const storage = (): string[] => ['--artifact-url', `s3://${s3.bucket}/jobs`, '--s3-endpoint', s3.endpoint];
   // Debug logs say where each synchronous prediction started.
-  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, ...storage(), '--job-lock-ms', '1500', '--log-level', 'debug'];
+  const nodeArgs = (): string[] => ['--queue', redis.url, '--models', `tiny-sd=${TINY_SD}`, `tiny-llama=${TINY_LLAMA}`, ...storage(), '--job-lock-ms', '1500', '--log-level', 'debug'];
   const startNode = (): Promise<WorkerNode> => startWorkerNode(nodeArgs(), s3.env);
 
   beforeAll(async () => {
@@ -163,6 +168,76 @@ describe('distributed mode (Redis)', () => {
       const again = await predict(api, inputs[i]!);
       expect(Buffer.from(await again.arrayBuffer()).equals(images[i]!)).toBe(true);
     }
+  }, 180_000);
+
+  /**
+   * At the first text of a run: every worker node is stopped (SIGSTOP: nothing more it makes
+   * reaches Redis), the one that started the run is killed (-9), the others go on; another node
+   * takes the run over when its lock lapses.
+   */
+  function nodeKiller(live: WorkerNode[], started: string): { maybe(): void; victim(): WorkerNode | undefined } {
+    const seen = new Map(live.map((n) => [n, n.logs.length]));
+    let victim: WorkerNode | undefined;
+    return {
+      maybe: () => {
+        if (victim) return;
+        for (const n of live) n.child.kill('SIGSTOP');
+        victim = live.find((n) => n.logs.slice(seen.get(n) ?? 0).some((l) => l.includes(started)));
+        victim?.child.kill('SIGKILL');
+        for (const n of live) if (n !== victim) n.child.kill('SIGCONT');
+      },
+      victim: () => victim,
+    };
+  }
+
+  it('kill -9 of the node running a text job: another node runs it again, and its events still join exactly to its stored output', async () => {
+    const input = { prompt: 'Once upon a time', max_new_tokens: 150, temperature: 0.9, seed: 21, logit_bias: NO_END };
+    const textJob = async (): Promise<JobView> => {
+      const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-llama', input }) });
+      expect(res.status, await res.clone().text()).toBe(202);
+      return (await res.json()) as JobView;
+    };
+    const reference = await finished((await textJob()).id);
+    const expected = await (await fetch(`${api.inference}${reference.outputs[0]!.url}`)).text();
+    const killer = nodeKiller(await alive(2), '"job started"');
+    const job = await textJob();
+    let followed = '';
+    const parser = createParser({
+      onEvent: (e) => {
+        if (e.event !== 'token') return;
+        followed += (JSON.parse(e.data) as { text: string }).text;
+        killer.maybe();
+      },
+    });
+    const decoder = new TextDecoder();
+    for await (const part of (await fetch(`${api.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+    expect(killer.victim()).toBeDefined();
+    const done = await finished(job.id);
+    expect(done).toMatchObject({ status: 'succeeded', attempts: 2 });
+    const stored = await (await fetch(`${api.inference}${done.outputs[0]!.url}`)).text();
+    expect(stored).toBe(expected);
+    expect(followed).toBe(expected);
+    const replay = await (await fetch(`${api2.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).text();
+    expect([...replay.matchAll(/event: token\ndata: (.*)\n/g)].map((m) => (JSON.parse(m[1]!) as { text: string }).text).join('')).toBe(expected);
+  }, 180_000);
+
+  it('kill -9 of the node running a streamed text prediction: the client gets the uninterrupted text, no character twice', async () => {
+    const body = JSON.stringify({ data: 'Once upon a time', max_new_tokens: 150, temperature: 0.9, seed: 22, logit_bias: NO_END, stream: true });
+    const stream = async (onChunk?: () => void): Promise<string> => {
+      const res = await fetch(`${api.inference}/predictions/tiny-llama`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(200);
+      let text = '';
+      const decoder = new TextDecoder();
+      for await (const part of res.body!) {
+        text += decoder.decode(part as Uint8Array, { stream: true });
+        onChunk?.();
+      }
+      return text;
+    };
+    const expected = await stream();
+    const killer = nodeKiller(await alive(2), '"prediction started"');
+    expect(await stream(() => killer.maybe())).toBe(expected);
+    expect(killer.victim()).toBeDefined();
   }, 180_000);
 
   it('SSE resume across API nodes: a client that reconnects to the other node with Last-Event-ID gets exactly the events it missed', async () => {
