@@ -2,6 +2,7 @@
 // predictions) for the models that have live workers, up to what their live workers take at
 // once, sends each through the model's worker queue, stores a job's outputs (a prediction's
 // result goes back through the queue) and reports progress, previews, cancellation and the outcome.
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { errors, isEaselError } from '../errors/easel-error.js';
 import type { ClaimPolicy, Job, JobBackend, JobOutput, TextChunk } from '../jobs/job.js';
@@ -30,6 +31,11 @@ export interface JobRunnerOptions {
   policy?: ClaimPolicy | undefined;
   /** Runs a job gets when workers or worker nodes die under it (--max-attempts). */
   maxAttempts: number;
+}
+
+/** A seed in [0, 2^31) from a job's id. */
+function seedOf(id: string): number {
+  return createHash('sha256').update(id).digest().readUInt32BE(0) >>> 1;
 }
 
 export class JobRunner {
@@ -115,7 +121,10 @@ export class JobRunner {
       if (job.attempts > this.#o.maxAttempts) throw errors.workerDied('the nodes running it stopped renewing its lock', job.attempts - 1);
       // Admitted where it was submitted when that node knew the model; parsing again is idempotent
       // and covers jobs queued by an API node that does not load the model (distributed mode).
-      const request = control.admit(job.model, job.version ?? undefined, job.input);
+      let request = control.admit(job.model, job.version ?? undefined, job.input);
+      // Queued unadmitted (by a node that does not know the model): a seed the admission drew here
+      // would differ on a node that takes the job over. One from the job's id is the same everywhere.
+      if (job.input.seed == null && typeof request.seed === 'number') request = control.admit(job.model, job.version ?? undefined, { ...job.input, seed: seedOf(job.id) });
       promptTokens = Array.isArray(request.prompt_tokens) ? request.prompt_tokens.length : 0;
       // Its text so far, as chunks placed by their offset: a job taken over from a dead node starts
       // again and logs only what comes after its stored text (a retry on this node goes on from its

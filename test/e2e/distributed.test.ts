@@ -2,7 +2,9 @@
 // `easel worker` nodes sharing the queue and the bucket, nothing on disk. Jobs and synchronous
 // predictions run on the workers, their events reach either API node's clients (resumable), and
 // work survives the death (kill -9) or draining (SIGTERM) of the node running it.
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createParser } from 'eventsource-parser';
 import { Redis } from 'ioredis';
@@ -26,6 +28,7 @@ interface JobView {
   attempts: number;
   progress: { step: number; total: number } | null;
   outputs: { url: string }[];
+  input: Record<string, unknown>;
 }
 
 describe('distributed mode (Redis)', () => {
@@ -170,6 +173,27 @@ describe('distributed mode (Redis)', () => {
     }
   }, 180_000);
 
+  async function submitText(input: Record<string, unknown>): Promise<JobView> {
+    const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-llama', input }) });
+    expect(res.status, await res.clone().text()).toBe(202);
+    return (await res.json()) as JobView;
+  }
+
+  /** A text job's token events joined, followed over SSE from the start; `killer` hears of each. */
+  async function followText(id: string, killer: { maybe(): void }): Promise<string> {
+    let text = '';
+    const parser = createParser({
+      onEvent: (e) => {
+        if (e.event !== 'token') return;
+        text += (JSON.parse(e.data) as { text: string }).text;
+        killer.maybe();
+      },
+    });
+    const decoder = new TextDecoder();
+    for await (const part of (await fetch(`${api.inference}/v1/jobs/${id}/events`, { headers: { 'last-event-id': '0' } })).body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
+    return text;
+  }
+
   /**
    * At the first text of a run: every worker node is stopped (SIGSTOP: nothing more it makes
    * reaches Redis), the one that started the run is killed (-9), the others go on; another node
@@ -190,35 +214,49 @@ describe('distributed mode (Redis)', () => {
     };
   }
 
-  it('kill -9 of the node running a text job: another node runs it again, and its events still join exactly to its stored output', async () => {
-    const input = { prompt: 'Once upon a time', max_new_tokens: 150, temperature: 0.9, seed: 21, logit_bias: NO_END };
-    const textJob = async (): Promise<JobView> => {
-      const res = await fetch(`${api.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-llama', input }) });
+  it('kill -9 of the node running a text job (seeded, and unseeded: the API node draws its seed at admission): another node runs it again, and its events still join exactly to its stored output', async () => {
+    const text = async (job: JobView): Promise<string> => (await fetch(`${api.inference}${job.outputs[0]!.url}`)).text();
+    for (const seed of [21, undefined]) {
+      const input = { prompt: 'Once upon a time', max_new_tokens: 150, temperature: 0.9, logit_bias: NO_END, ...(seed === undefined ? {} : { seed }) };
+      const killer = nodeKiller(await alive(2), '"job started"');
+      const job = await submitText(input);
+      const followed = await followText(job.id, killer);
+      expect(killer.victim()).toBeDefined();
+      const done = await finished(job.id);
+      expect(done).toMatchObject({ status: 'succeeded', attempts: 2 });
+      // The uninterrupted run: the same seed (unseeded: the one drawn at admission, in the job's input).
+      expect(typeof job.input.seed).toBe('number');
+      const expected = await text(await finished((await submitText({ ...input, seed: job.input.seed })).id));
+      expect(await text(done), `seed ${seed}`).toBe(expected);
+      expect(followed).toBe(expected);
+      const replay = await (await fetch(`${api2.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).text();
+      expect([...replay.matchAll(/event: token\ndata: (.*)\n/g)].map((m) => (JSON.parse(m[1]!) as { text: string }).text).join('')).toBe(expected);
+    }
+  }, 180_000);
+
+  it('an unseeded text job queued by an API node that knows no model gets its seed from its id on every node: a takeover makes the same text', async () => {
+    const store = mkdtempSync(path.join(tmpdir(), 'easel-empty-store-'));
+    const blind = await startEasel(['--queue', redis.url, '--no-local-workers', '--model-store', store, ...storage()], s3.env);
+    try {
+      const input = { prompt: 'Once upon a time', max_new_tokens: 150, temperature: 0.9, logit_bias: NO_END };
+      const killer = nodeKiller(await alive(2), '"job started"');
+      const res = await fetch(`${blind.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-llama', input }) });
       expect(res.status, await res.clone().text()).toBe(202);
-      return (await res.json()) as JobView;
-    };
-    const reference = await finished((await textJob()).id);
-    const expected = await (await fetch(`${api.inference}${reference.outputs[0]!.url}`)).text();
-    const killer = nodeKiller(await alive(2), '"job started"');
-    const job = await textJob();
-    let followed = '';
-    const parser = createParser({
-      onEvent: (e) => {
-        if (e.event !== 'token') return;
-        followed += (JSON.parse(e.data) as { text: string }).text;
-        killer.maybe();
-      },
-    });
-    const decoder = new TextDecoder();
-    for await (const part of (await fetch(`${api.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).body!) parser.feed(decoder.decode(part as Uint8Array, { stream: true }));
-    expect(killer.victim()).toBeDefined();
-    const done = await finished(job.id);
-    expect(done).toMatchObject({ status: 'succeeded', attempts: 2 });
-    const stored = await (await fetch(`${api.inference}${done.outputs[0]!.url}`)).text();
-    expect(stored).toBe(expected);
-    expect(followed).toBe(expected);
-    const replay = await (await fetch(`${api2.inference}/v1/jobs/${job.id}/events`, { headers: { 'last-event-id': '0' } })).text();
-    expect([...replay.matchAll(/event: token\ndata: (.*)\n/g)].map((m) => (JSON.parse(m[1]!) as { text: string }).text).join('')).toBe(expected);
+      const job = (await res.json()) as JobView;
+      // Queued as sent: no seed was drawn where it was submitted.
+      expect(job.input.seed).toBeUndefined();
+      await followText(job.id, killer);
+      expect(killer.victim()).toBeDefined();
+      const done = await finished(job.id);
+      expect(done).toMatchObject({ status: 'succeeded', attempts: 2 });
+      const seed = createHash('sha256').update(job.id).digest().readUInt32BE(0) >>> 1;
+      const reference = await finished((await submitText({ ...input, seed })).id);
+      const text = async (j: JobView): Promise<string> => (await fetch(`${api.inference}${j.outputs[0]!.url}`)).text();
+      expect(await text(done)).toBe(await text(reference));
+    } finally {
+      await blind.stop();
+      rmSync(store, { recursive: true, force: true });
+    }
   }, 180_000);
 
   it('kill -9 of the node running a streamed text prediction: the client gets the uninterrupted text, no character twice', async () => {
