@@ -103,14 +103,18 @@ export function chooseToken(logits: Float32Array, p: SamplingParams, random: Seq
   if (p.temperature === 0) return describeChoice(logits, p, argmax(logits));
   if (!cuts(p)) return describeChoice(logits, p, drawAll(logits, p.temperature, random));
   const { order, scaled, keep } = candidates(logits, p);
+  // The draw walks the kept tokens in vocabulary order, as drawAll does: a draft model choosing
+  // with the same draw (speculative decoding) then lands on the target's token more often than
+  // if each walked its own ranking.
+  const byId = Array.from({ length: keep }, (_, i) => i).sort((a, b) => order[a]! - order[b]!);
   let kept = 0;
   for (let i = 0; i < keep; i++) kept += scaled[i]!;
   let u = random.uniform() * kept;
-  for (let i = 0; i < keep; i++) {
+  for (const i of byId) {
     u -= scaled[i]!;
     if (u < 0) return describeChoice(logits, p, order[i]!);
   }
-  return describeChoice(logits, p, order[keep - 1]!);
+  return describeChoice(logits, p, order[byId[keep - 1]!]!);
 }
 
 /** A chosen token with its log-probability (and the top alternatives) under processed logits, as the request asked. */
