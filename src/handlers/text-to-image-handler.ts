@@ -5,7 +5,7 @@
 // the next step.
 import sharp from 'sharp';
 import { EaselError } from '../errors/easel-error.js';
-import { DiffusionPipeline, isFinished, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
+import { DiffusionPipeline, isFinished, skippedSteps, stepsDone, totalSteps, type DenoiseState, type GenerationRequest, type InitImage, type RgbImage } from '../pipelines/diffusion/diffusion-pipeline.js';
 import { isEaselError } from '../errors/easel-error.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
 import { parseTextToImage, textToImageRules, type RequestRules, type TextToImageParameters } from './text-to-image-request.js';
@@ -36,9 +36,42 @@ export function diffusionSteps(pipeline: DiffusionPipeline): StepModel<Generatio
     // One UNet call per resolution.
     group: (r) => `${r.width}x${r.height}`,
     progress: (state) => ({ step: stepsDone(state), total: totalSteps(state) }),
-    length: (r) => r.steps,
+    length: (r) => r.steps - (r.init ? skippedSteps(r.steps, r.init.strength) : 0),
     stages: { begin: 'text_encode', step: 'denoise', finish: 'vae_decode' },
   };
+}
+
+/**
+ * The init image as the pipeline takes it: decoded by sharp (within the pixel limit admission
+ * checked), resized to the request's size with Lanczos when it differs (diffusers' resampling),
+ * planar RGB in [-1, 1]; the mask as diffusers' mask processor makes it: greyscale, 1 from half
+ * white up.
+ */
+async function initImage(p: TextToImageParameters, rules: RequestRules): Promise<InitImage> {
+  const { width, height } = p;
+  const decode = async (bytes: Uint8Array, channels: 1 | 3): Promise<Uint8Array> => {
+    let image = sharp(bytes, { limitInputPixels: rules.limits.max_image_pixels }).removeAlpha();
+    const meta = await image.metadata();
+    if (meta.width !== width || meta.height !== height) image = image.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
+    image = channels === 1 ? image.toColourspace('b-w') : image.toColourspace('srgb');
+    const { data, info } = await image.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels) throw new EaselError('EASEL_BAD_REQUEST', `the image decoded to ${info.channels} channels, not ${channels}`, { field: channels === 1 ? 'mask_image' : 'image' });
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  };
+  let rgb: Uint8Array;
+  let grey: Uint8Array | undefined;
+  try {
+    rgb = await decode(p.image!, 3);
+    grey = p.mask_image ? await decode(p.mask_image, 1) : undefined;
+  } catch (err) {
+    if (isEaselError(err)) throw err;
+    throw new EaselError('EASEL_BAD_REQUEST', `the image could not be decoded: ${(err as Error).message}`, { field: 'image' });
+  }
+  const plane = width * height;
+  const pixels = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i += 1) for (let c = 0; c < 3; c += 1) pixels[c * plane + i] = Math.fround(Math.fround(rgb[i * 3 + c]! / 255) * 2 - 1);
+  const mask = grey && Float32Array.from(grey, (v) => (v / 255 >= 0.5 ? 1 : 0));
+  return { pixels, mask, strength: p.strength ?? 1 };
 }
 
 /** True when the client asks for JSON and not for an image. */
@@ -67,8 +100,9 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     }
   }
 
-  #generation(p: TextToImageParameters, image: number): GenerationRequest {
+  #generation(p: TextToImageParameters, image: number, init?: InitImage): GenerationRequest {
     return {
+      init,
       prompt: p.prompt,
       negativePrompt: p.negative_prompt,
       steps: p.num_inference_steps,
@@ -97,8 +131,9 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     return Promise.all(
       jobs.map(async (job, i): Promise<Output> => {
         const handle = ctx.requests[i];
-        const generations = Array.from({ length: job.params.num_images }, (_, k) => this.#generation(job.params, k));
         try {
+          const init = job.params.image ? await initImage(job.params, this.#rules!) : undefined;
+          const generations = Array.from({ length: job.params.num_images }, (_, k) => this.#generation(job.params, k, init));
           const images = await loop.run(generations, {
             signal: handle?.signal,
             onStep: async (states) => {
@@ -130,7 +165,8 @@ export class TextToImageHandler implements Handler<Job[], Output> {
 
   async #respond({ images, params, accept }: Exclude<Output, EaselError>): Promise<HandlerResult> {
     const { output_format: format } = params;
-    const parameters = { ...params, preview_every: undefined };
+    // The parameters as run, less the images sent (the client has them).
+    const parameters = { ...params, preview_every: undefined, image: undefined, mask_image: undefined };
     if (format === 'tensor') {
       // Asked for explicitly: the raw uint8 RGB pixels, NHWC.
       const first = images[0]!;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUILT_IN_LIMITS, parseTextToImage, resolveLimits } from './text-to-image-request.js';
 
-const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, schedulerConfig: { beta_schedule: 'scaled_linear' as const } };
+const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, schedulerConfig: { beta_schedule: 'scaled_linear' as const }, imageToImage: true };
 
 describe('text-to-image request fields', () => {
   it('fills defaults, takes TorchServe\'s data as the prompt, and draws a seed when none is given', () => {

@@ -1,6 +1,7 @@
 // The text-to-image request: its fields, defaults (easel.yaml `defaults:` over built-ins) and
 // limits (easel.yaml `limits:`), each violation a 400 naming the field and what is allowed.
 import { randomInt } from 'node:crypto';
+import { imageSize } from 'image-size';
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import type { ModelSpec } from '../models/model-spec.js';
 import { readDiffusionLayout } from '../pipelines/diffusion/diffusion-layout.js';
@@ -24,6 +25,12 @@ export interface TextToImageParameters {
   /** Send a preview image every N steps (0: none). */
   preview_every: number;
   scheduler_config?: Partial<SchedulerConfig>;
+  /** Image-to-image: the init image's bytes (PNG, JPEG or WebP), resized to width × height in the worker. */
+  image?: Uint8Array;
+  /** Inpainting: the mask's bytes, the image's size; white repaints, black keeps. */
+  mask_image?: Uint8Array;
+  /** With an image: how much of the schedule runs (0 keeps the image, 1 repaints it all). */
+  strength?: number;
 }
 
 export interface TextToImageLimits {
@@ -33,6 +40,10 @@ export interface TextToImageLimits {
   max_num_images: number;
   max_guidance_scale: number;
   max_prompt_length: number;
+  /** An init image or mask as sent, at most. */
+  max_image_bytes: number;
+  /** An init image or mask's width × height as sent, at most (decoded only below it). */
+  max_image_pixels: number;
 }
 
 /** What an SD 1.5 export would be served with when its easel.yaml says nothing. */
@@ -43,7 +54,12 @@ export const BUILT_IN_LIMITS: TextToImageLimits = Object.freeze({
   max_num_images: 4,
   max_guidance_scale: 30,
   max_prompt_length: 2000,
+  max_image_bytes: 8 * 1024 * 1024,
+  max_image_pixels: 4096 * 4096,
 });
+
+/** The image formats an init image or mask may be in (sharp decodes them in the worker). */
+const IMAGE_TYPES = ['png', 'jpg', 'webp'] as const;
 
 const FIELDS = [
   'prompt',
@@ -59,6 +75,9 @@ const FIELDS = [
   'output_format',
   'preview_every',
   'scheduler_config',
+  'image',
+  'mask_image',
+  'strength',
 ] as const;
 
 export interface RequestRules {
@@ -69,6 +88,8 @@ export interface RequestRules {
   readonly sizeMultiple: number;
   /** The model's scheduler_config.json: a request's scheduler_config overrides must stay consistent with it. */
   readonly schedulerConfig: Partial<SchedulerConfig>;
+  /** The layout has a VAE encoder: image and mask_image are taken. */
+  readonly imageToImage: boolean;
 }
 
 /**
@@ -90,6 +111,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     limits: resolveLimits(spec.limits),
     sizeMultiple: layout.vaeScaleFactor * layout.unetFactor,
     schedulerConfig: layout.schedulerConfig,
+    imageToImage: layout.vaeEncoder,
   };
   try {
     // The easel.yaml defaults must make a valid request on their own.
@@ -103,11 +125,16 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
 
 /** The public form of the rules: what a form needs to offer only valid requests. */
 export function textToImageParameters(rules: RequestRules): Record<string, unknown> {
-  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS };
+  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS, image_to_image: rules.imageToImage };
+}
+
+/** A number as sent: JSON's, or a multipart form field's decimal text ("20", "0.75"). */
+function formNumber(value: unknown): unknown {
+  return typeof value === 'string' && /^-?\d{1,16}(\.\d{1,16})?$/.test(value) ? Number(value) : value;
 }
 
 function integer(input: Record<string, unknown>, field: string, fallback: unknown, min: number, max: number): number {
-  const value = input[field] ?? fallback;
+  const value = formNumber(input[field] ?? fallback);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw invalidField(field, `${field} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
@@ -138,13 +165,22 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   const negative = text(raw.negative_prompt ?? defaults.negative_prompt ?? '', 'negative_prompt', limits.max_prompt_length);
 
   const steps = integer(raw, 'num_inference_steps', defaults.num_inference_steps, 1, limits.max_inference_steps);
-  const guidance = raw.guidance_scale ?? defaults.guidance_scale;
+  const guidance = formNumber(raw.guidance_scale ?? defaults.guidance_scale);
   if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0 || guidance > limits.max_guidance_scale) {
     throw invalidField('guidance_scale', `guidance_scale must be a number from 0 to ${limits.max_guidance_scale}, got ${JSON.stringify(guidance)}`);
   }
   const f = rules.sizeMultiple;
+  if (raw.image !== undefined && !rules.imageToImage) throw invalidField('image', 'this model has no VAE encoder (vae_encoder/model.onnx): it makes images from text only');
+  const image = raw.image === undefined ? undefined : imageInput(raw.image, 'image', limits);
+  const mask = raw.mask_image === undefined ? undefined : imageInput(raw.mask_image, 'mask_image', limits);
+  if (mask && !image) throw invalidField('mask_image', 'mask_image needs the image to inpaint: send image too');
+  if (mask && image && (mask.width !== image.width || mask.height !== image.height)) {
+    throw invalidField('mask_image', `mask_image must be the image's size, ${image.width}×${image.height}; got ${mask.width}×${mask.height}`);
+  }
   const size = (field: 'width' | 'height', max: number): number => {
-    const value = raw[field] ?? defaults[field];
+    // Image-to-image keeps the image's size (rounded down to the size multiple) unless asked otherwise, as diffusers does.
+    const fromImage = image && Math.max(f, Math.floor(image[field] / f) * f);
+    const value = formNumber(raw[field] ?? fromImage ?? defaults[field]);
     if (typeof value !== 'number' || !Number.isInteger(value) || value < f || value > max || value % f !== 0) {
       throw invalidField(field, `${field} must be a multiple of ${f} (this model's latent factor) from ${f} to ${max}: ${allowedSizes(f, max)}; got ${JSON.stringify(value)}`);
     }
@@ -166,6 +202,20 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   }
   const previewEvery = integer(raw, 'preview_every', defaults.preview_every ?? 0, 0, limits.max_inference_steps);
 
+  let strength: number | undefined;
+  if (image) {
+    const value = formNumber(raw.strength ?? defaults.strength ?? (mask ? 1 : 0.8));
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) {
+      throw invalidField('strength', `strength must be a number above 0 and at most 1 (how much of the image to repaint), got ${JSON.stringify(value)}`);
+    }
+    if (Math.floor(steps * value) < 1) {
+      throw invalidField('strength', `strength × num_inference_steps must be at least 1 (one denoising step): ${value} × ${steps} runs none; raise either`);
+    }
+    strength = value;
+  } else if (raw.strength !== undefined) {
+    throw invalidField('strength', 'strength applies to image-to-image: send image (the picture to start from) with it');
+  }
+
   const params: TextToImageParameters = {
     prompt,
     negative_prompt: negative,
@@ -178,6 +228,8 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     num_images: numImages,
     output_format: format as OutputFormat,
     preview_every: previewEvery,
+    ...(image ? { image: image.bytes, strength } : {}),
+    ...(mask ? { mask_image: mask.bytes } : {}),
   };
   if (raw.scheduler_config !== undefined) {
     if (!raw.scheduler_config || typeof raw.scheduler_config !== 'object' || Array.isArray(raw.scheduler_config)) {
@@ -193,6 +245,38 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     params.scheduler_config = config;
   }
   return params;
+}
+
+/**
+ * An init image or mask as sent: a multipart file's bytes, or base64 in JSON (a data: URL too).
+ * Its size and format are read from its header; the pixels are decoded in the worker, by sharp
+ * with a pixel limit. Never a URL the server would fetch.
+ */
+function imageInput(value: unknown, field: string, limits: TextToImageLimits): { bytes: Uint8Array; width: number; height: number } {
+  let bytes: Uint8Array;
+  if (value instanceof Uint8Array) bytes = value;
+  else if (typeof value === 'string') {
+    const base64 = value.startsWith('data:') ? value.slice(value.indexOf(',') + 1) : value;
+    if (/^https?:/i.test(value) || !/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) {
+      throw invalidField(field, `${field} must be an image as base64 (or a data: URL, or a multipart file); URLs are not fetched`);
+    }
+    if (base64.length > Math.ceil(limits.max_image_bytes / 3) * 4) throw invalidField(field, `${field} must be at most ${limits.max_image_bytes} bytes`);
+    bytes = new Uint8Array(Buffer.from(base64, 'base64'));
+  } else throw invalidField(field, `${field} must be an image as base64 (or a data: URL, or a multipart file), got ${value === null ? 'null' : typeof value}`);
+  if (bytes.byteLength > limits.max_image_bytes) throw invalidField(field, `${field} must be at most ${limits.max_image_bytes} bytes, got ${bytes.byteLength}`);
+  let dims: { width?: number; height?: number; type?: string };
+  try {
+    dims = imageSize(bytes);
+  } catch {
+    throw invalidField(field, `${field} is not an image Easel reads: send PNG, JPEG or WebP`);
+  }
+  if (!(IMAGE_TYPES as readonly string[]).includes(dims.type ?? '') || !dims.width || !dims.height) {
+    throw invalidField(field, `${field} must be PNG, JPEG or WebP, got ${dims.type ?? 'an unknown format'}`);
+  }
+  if (dims.width * dims.height > limits.max_image_pixels) {
+    throw invalidField(field, `${field} must have at most ${limits.max_image_pixels} pixels, got ${dims.width}×${dims.height}`);
+  }
+  return { bytes, width: dims.width, height: dims.height };
 }
 
 /** A request's scheduler_config over the model's must describe a schedule that can run these steps. */

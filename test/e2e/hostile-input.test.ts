@@ -158,7 +158,7 @@ const hostileValue = fc.oneof(
 );
 /** Text-to-image fields with hostile values, and hostile keys. */
 const fields = fc.dictionary(
-  fc.oneof(fc.constantFrom('prompt', 'data', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'width', 'height', 'seed', 'scheduler', 'num_images', 'output_format', 'preview_every', 'scheduler_config', 'model', 'input', 'priority', 'webhook', 'webhook_events_filter',
+  fc.oneof(fc.constantFrom('prompt', 'data', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'width', 'height', 'seed', 'scheduler', 'num_images', 'output_format', 'preview_every', 'scheduler_config', 'image', 'mask_image', 'strength', 'model', 'input', 'priority', 'webhook', 'webhook_events_filter',
     // The OpenAI surface's own, refused or taken.
     'messages', 'tokens', 'stop_token_ids', 'response_format', 'tools', 'tool_choice', 'suffix', 'best_of', 'top_logprobs', 'add_special_tokens'), protoKeys, fc.string()),
   hostileValue,

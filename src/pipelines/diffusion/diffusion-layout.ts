@@ -1,5 +1,6 @@
 // What a diffusers/optimum layout's JSON configs say about the requests it can serve, read
 // without loading a session: admission in the API process checks requests against it.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { readJsonConfig } from '../json-config.js';
 import { parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
@@ -14,6 +15,8 @@ export interface DiffusionLayout {
   readonly schedulerConfig: Partial<SchedulerConfig>;
   /** The VAE decoder's config.json (scaling factor, latent channels). */
   readonly vaeConfig: Readonly<Record<string, unknown>>;
+  /** It ships a VAE encoder: image-to-image and inpainting. */
+  readonly vaeEncoder: boolean;
 }
 
 export function readDiffusionLayout(dir: string): DiffusionLayout {
@@ -33,5 +36,6 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     defaultScheduler: schedulerName(className) ?? 'pndm',
     schedulerConfig: parseSchedulerConfig(scheduler),
     vaeConfig: vae,
+    vaeEncoder: existsSync(path.join(dir, 'vae_encoder', 'model.onnx')),
   };
 }

@@ -34,6 +34,7 @@ describe('DiffusionPipeline with a scalar-timestep, timestep_cond, int64-ids exp
       guidanceEmbeddingSize: 32,
       defaultScheduler: 'lcm',
       defaultSize: 32,
+      imageToImage: false,
     });
     // Guidance is embedded (timestep_cond): no unconditional half.
     expect(pipeline.usesGuidance(request())).toBe(false);

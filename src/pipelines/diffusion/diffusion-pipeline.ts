@@ -2,6 +2,7 @@
 // text encoder, UNet denoising loop with classifier-free guidance, VAE decoder. It works in
 // steps — begin(requests) → denoise(states) repeatedly → finish(states) — so that a caller
 // can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { findVariant, floatTensor, makeTensor, OnnxSession, variantFile, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
@@ -21,6 +22,22 @@ export interface GenerationRequest {
   readonly scheduler: SchedulerName;
   /** Per-request overrides of scheduler_config.json keys (timestep_spacing, prediction_type, ...). */
   readonly schedulerConfig?: Partial<SchedulerConfig> | undefined;
+  /** Image-to-image and inpainting: the image to start from. */
+  readonly init?: InitImage | undefined;
+}
+
+export interface InitImage {
+  /** Planar RGB in [-1, 1], width × height of the request. */
+  readonly pixels: Float32Array;
+  /** Inpainting: per pixel, 1 where to paint and 0 where to keep the image (diffusers' binarized mask_image). */
+  readonly mask?: Float32Array | undefined;
+  /** How much of the schedule runs: its last strength × steps calls (diffusers' strength). */
+  readonly strength: number;
+}
+
+/** The calls an image-to-image run skips: diffusers' get_timesteps (t_start × the scheduler's order, 1 here). */
+export function skippedSteps(steps: number, strength: number): number {
+  return Math.max(steps - Math.min(Math.floor(steps * strength), steps), 0);
 }
 
 /** One image in progress. Everything a step needs lives here, none of it on the pipeline. */
@@ -35,6 +52,10 @@ export interface DenoiseState {
   /** The negative prompt's embedding; null when guidance is off (scale ≤ 1 or embedded guidance). */
   readonly uncond: Float32Array | null;
   readonly timestepCond: Float32Array | null;
+  /** The first scheduler call run (image-to-image starts part-way). */
+  readonly firstCall: number;
+  /** Inpainting with an ordinary UNet: each step the kept region is reset to the image's latents, noised to that step's level. */
+  readonly inpaint: { readonly imageLatents: Float32Array; readonly mask: Float32Array; readonly noise: Float32Array } | null;
 }
 
 export interface RgbImage {
@@ -54,14 +75,16 @@ export interface PipelineInfo {
   readonly guidanceEmbeddingSize: number | null;
   readonly defaultScheduler: SchedulerName;
   readonly defaultSize: number;
+  /** It has a VAE encoder: image-to-image and inpainting. */
+  readonly imageToImage: boolean;
 }
 
 export function stepsDone(state: DenoiseState): number {
-  return state.scheduler.stepIndex;
+  return state.scheduler.stepIndex - state.firstCall;
 }
 
 export function totalSteps(state: DenoiseState): number {
-  return state.scheduler.timesteps.length;
+  return state.scheduler.timesteps.length - state.firstCall;
 }
 
 export function isFinished(state: DenoiseState): boolean {
@@ -114,6 +137,8 @@ export class DiffusionPipeline {
   readonly #textEncoder: OnnxSession;
   readonly #unet: OnnxSession;
   readonly #vaeDecoder: OnnxSession;
+  /** Image-to-image: the layout's VAE encoder, when it ships one. */
+  readonly #vaeEncoder: OnnxSession | undefined;
   readonly #schedulerConfig: Partial<SchedulerConfig>;
   readonly #vaeScaling: number;
   readonly #io: {
@@ -130,6 +155,7 @@ export class DiffusionPipeline {
     textEncoder: OnnxSession;
     unet: OnnxSession;
     vaeDecoder: OnnxSession;
+    vaeEncoder: OnnxSession | undefined;
     layout: DiffusionLayout;
   }) {
     const { layout } = parts;
@@ -137,6 +163,7 @@ export class DiffusionPipeline {
     this.#textEncoder = parts.textEncoder;
     this.#unet = parts.unet;
     this.#vaeDecoder = parts.vaeDecoder;
+    this.#vaeEncoder = parts.vaeEncoder;
     this.#schedulerConfig = layout.schedulerConfig;
     this.#io = {
       inputIds: requireInput(parts.textEncoder, ['input_ids'], 'text_encoder'),
@@ -157,6 +184,7 @@ export class DiffusionPipeline {
       guidanceEmbeddingSize: this.#io.timestepCond ? (staticDim(this.#io.timestepCond, 1) ?? 256) : null,
       defaultScheduler: layout.defaultScheduler,
       defaultSize: layout.defaultSize,
+      imageToImage: parts.vaeEncoder !== undefined,
     };
   }
 
@@ -170,10 +198,11 @@ export class DiffusionPipeline {
     if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
     const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
     const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
+    const vaeEncoder = existsSync(file('vae_encoder')) ? await session('vae_encoder') : undefined;
     const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
     // The same reading of the JSON configs as admission's, so worker and API agree on sizes and defaults.
-    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, layout: readDiffusionLayout(dir) });
+    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, vaeEncoder, layout: readDiffusionLayout(dir) });
   }
 
   /** Whether the request runs the unconditional half (classifier-free guidance). */
@@ -181,28 +210,73 @@ export class DiffusionPipeline {
     return request.guidanceScale > 1 && this.info.guidanceEmbeddingSize === null;
   }
 
-  /** Tokenizes and encodes every prompt in one text-encoder call, and draws the initial latents. */
+  /**
+   * Tokenizes and encodes every prompt in one text-encoder call, encodes init images (one VAE
+   * encoder call per resolution), and draws the initial latents: Gaussian noise, or for
+   * image-to-image the image's latents noised to the level of the first call it runs.
+   */
   async begin(requests: readonly GenerationRequest[]): Promise<DenoiseState[]> {
     const texts = [...new Set(requests.flatMap((r) => (this.usesGuidance(r) ? [r.prompt, r.negativePrompt] : [r.prompt])))];
     const embeddings = await this.#encodeText(texts);
+    const moments = await this.#encodeImages(requests.filter((r) => r.init !== undefined));
     return requests.map((request) => {
       const scheduler = createScheduler(request.scheduler, this.#schedulerConfig, request.steps, request.schedulerConfig);
       const generator = new TorchGenerator(request.seed);
       const f = this.info.vaeScaleFactor;
       const count = this.info.latentChannels * (request.height / f) * (request.width / f);
-      const sigma = scheduler.initNoiseSigma;
-      const latents = generator.standardNormal(count).map((x) => x * sigma);
       const size = this.info.guidanceEmbeddingSize;
-      return {
-        request,
-        scheduler,
-        generator,
-        latents,
-        predictedOriginal: null,
+      const common = {
+        request, scheduler, generator, predictedOriginal: null,
         cond: embeddings.get(request.prompt)!,
         uncond: this.usesGuidance(request) ? embeddings.get(request.negativePrompt)! : null,
         timestepCond: size === null ? null : guidanceEmbedding(request.guidanceScale, size),
       };
+      const init = request.init;
+      if (!init) {
+        const sigma = scheduler.initNoiseSigma;
+        return { ...common, latents: generator.standardNormal(count).map((x) => x * sigma), firstCall: 0, inpaint: null };
+      }
+      // diffusers' order of draws: the VAE's sample (when the encoder gives a distribution), then the noise.
+      const imageLatents = this.#latentsOf(moments.get(request)!, generator).map((x) => x * this.#vaeScaling);
+      const noise = generator.standardNormal(count);
+      const firstCall = skippedSteps(request.steps, init.strength);
+      scheduler.beginAt(firstCall);
+      // Inpainting at full strength starts from pure noise, as diffusers does; otherwise from the noised image.
+      const latents = init.mask && init.strength >= 1 ? noise.map((x) => x * scheduler.initNoiseSigma) : scheduler.addNoise(imageLatents, noise, firstCall);
+      const inpaint = init.mask ? { imageLatents, mask: latentMask(init.mask, request.width, request.height, f), noise } : null;
+      return { ...common, latents, firstCall, inpaint };
+    });
+  }
+
+  /** The VAE encoder's output per init image: the latents, or their distribution's mean and log-variance. */
+  async #encodeImages(requests: readonly GenerationRequest[]): Promise<Map<GenerationRequest, Float32Array>> {
+    const out = new Map<GenerationRequest, Float32Array>();
+    if (requests.length === 0) return out;
+    const encoder = this.#vaeEncoder;
+    if (!encoder) throw new Error('image-to-image needs the layout\'s vae_encoder');
+    for (const group of groupBy(requests, (r) => `${r.width}x${r.height}`)) {
+      const { width, height } = group[0]!;
+      const per = 3 * width * height;
+      const pixels = new Float32Array(group.length * per);
+      group.forEach((r, i) => pixels.set(r.init!.pixels, i * per));
+      const input = encoder.inputs[0]!;
+      const outputs = await encoder.run({ [input.name]: floatTensor(input.type, pixels, [group.length, 3, height, width]) });
+      const encoded = tensorToFloat32(outputs[encoder.outputs[0]?.name ?? '']!);
+      const size = encoded.length / group.length;
+      group.forEach((r, i) => out.set(r, encoded.slice(i * size, (i + 1) * size)));
+    }
+    return out;
+  }
+
+  /** Latents from the encoder's output: as given, or sampled from mean and log-variance (diffusers' latent_dist.sample). */
+  #latentsOf(encoded: Float32Array, generator: TorchGenerator): Float32Array {
+    const count = encoded.length / 2;
+    // Twice the latent channels: optimum's latent_parameters (mean, then log-variance clamped as diffusers does).
+    if (encoded.length % (2 * this.info.latentChannels) !== 0 || this.#vaeEncoder?.outputs[0]?.name !== 'latent_parameters') return encoded;
+    const eps = generator.standardNormal(count);
+    return Float32Array.from({ length: count }, (_, i) => {
+      const logvar = Math.min(20, Math.max(-30, encoded[count + i] ?? 0));
+      return (encoded[i] ?? 0) + Math.exp(0.5 * logvar) * (eps[i] ?? 0);
     });
   }
 
@@ -279,7 +353,7 @@ export class DiffusionPipeline {
         row += 1;
       }
       const out = state.scheduler.step(noise, state.latents, state.generator);
-      state.latents = out.prevSample;
+      state.latents = state.inpaint ? keepUnmasked(state, out.prevSample) : out.prevSample;
       state.predictedOriginal = out.predictedOriginal;
     }
   }
@@ -313,12 +387,35 @@ export class DiffusionPipeline {
 
   /** Seconds spent inside ONNX Runtime by this pipeline's sessions so far. */
   get sessionSeconds(): number {
-    return this.#textEncoder.runSeconds + this.#unet.runSeconds + this.#vaeDecoder.runSeconds;
+    return this.#textEncoder.runSeconds + this.#unet.runSeconds + this.#vaeDecoder.runSeconds + (this.#vaeEncoder?.runSeconds ?? 0);
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vaeDecoder.release()]);
+    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vaeDecoder.release(), this.#vaeEncoder?.release()]);
   }
+}
+
+/**
+ * Inpainting with an ordinary UNet (diffusers' legacy blend): outside the mask the latents are the
+ * image's, noised to the next call's level (clean after the last).
+ */
+function keepUnmasked(state: DenoiseState, latents: Float32Array): Float32Array {
+  const { imageLatents, mask, noise } = state.inpaint!;
+  const proper = isFinished(state) ? imageLatents : state.scheduler.addNoise(imageLatents, noise, state.scheduler.stepIndex);
+  const plane = mask.length;
+  return latents.map((x, i) => {
+    const m = mask[i % plane]!;
+    return Math.fround(Math.fround((1 - m) * proper[i]!) + Math.fround(m * x));
+  });
+}
+
+/** The pixel mask at latent resolution: torch's nearest interpolation (source index floor(i × f)). */
+function latentMask(mask: Float32Array, width: number, height: number, f: number): Float32Array {
+  const w = width / f;
+  const h = height / f;
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y += 1) for (let x = 0; x < w; x += 1) out[y * w + x] = mask[y * f * width + x * f]!;
+  return out;
 }
 
 /** Planar [-1, 1] RGB → interleaved uint8, as diffusers: (x / 2 + 0.5).clamp(0, 1) * 255, rounded. */

@@ -1,5 +1,5 @@
 // DDIM (Song et al. 2020), deterministic (eta = 0), as diffusers' DDIMScheduler.
-import { clamp, splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
+import { clamp, ddpmAddNoise, splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
 import { noiseTable, spacedTimesteps, type NoiseTable, type SchedulerConfig } from './schedule.js';
 
 export class DdimScheduler implements Scheduler {
@@ -23,6 +23,14 @@ export class DdimScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array): Float32Array {
     return sample;
+  }
+
+  beginAt(index: number): void {
+    this.stepIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array {
+    return ddpmAddNoise(this.#table.alphasCumprod, this.timesteps[index] ?? 0, original, noise);
   }
 
   step(modelOutput: Float32Array, sample: Float32Array, _noise: NoiseSource): StepOutput {

@@ -55,6 +55,16 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return sample;
   }
 
+  beginAt(index: number): void {
+    this.stepIndex = index;
+  }
+
+  /** In DPM-Solver's terms: α_t·x0 + σ_t·ε, with α_t = 1/√(σ²+1) and σ_t = σ·α_t at the call's sigma. */
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array {
+    const { alpha, sigma } = coefficients(this.sigmas[index] ?? 0);
+    return original.map((x, i) => Math.fround(alpha * x) + Math.fround(sigma * (noise[i] ?? 0)));
+  }
+
   step(modelOutput: Float32Array, sample: Float32Array, _noise: NoiseSource): StepOutput {
     const index = this.stepIndex;
     const count = this.timesteps.length;

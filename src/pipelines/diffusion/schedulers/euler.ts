@@ -28,6 +28,15 @@ abstract class SigmaScheduler implements Scheduler {
     return this.sigmas[this.stepIndex] ?? 0;
   }
 
+  beginAt(index: number): void {
+    this.stepIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array {
+    const sigma = this.sigmas[index] ?? 0;
+    return original.map((x, i) => x + Math.fround((noise[i] ?? 0) * sigma));
+  }
+
   scaleModelInput(sample: Float32Array): Float32Array {
     const scale = 1 / Math.sqrt(this.sigma * this.sigma + 1);
     return sample.map((x) => x * scale);

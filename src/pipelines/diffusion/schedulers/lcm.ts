@@ -1,6 +1,6 @@
 // Latent Consistency Model sampling (Luo et al. 2023), as diffusers' LCMScheduler: each step
 // jumps to a denoised estimate, then re-noises it to the next timestep (except the last).
-import { clamp, splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
+import { clamp, ddpmAddNoise, splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
 import { linspace, noiseTable, type NoiseTable, type SchedulerConfig } from './schedule.js';
 
 const SIGMA_DATA = 0.5;
@@ -33,6 +33,14 @@ export class LcmScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array): Float32Array {
     return sample;
+  }
+
+  beginAt(index: number): void {
+    this.stepIndex = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array {
+    return ddpmAddNoise(this.#table.alphasCumprod, this.timesteps[index] ?? 0, original, noise);
   }
 
   step(modelOutput: Float32Array, sample: Float32Array, noise: NoiseSource): StepOutput {

@@ -1,7 +1,7 @@
 // PNDM's pseudo linear multistep part (PLMS, Liu et al. 2022), as diffusers' PNDMScheduler
 // with skip_prk_steps (Stable Diffusion's setting): one extra UNet call at the start, then
 // Adams–Bashforth combinations of up to four previous noise predictions.
-import { splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
+import { ddpmAddNoise, splitPrediction, type NoiseSource, type Scheduler, type StepOutput } from './scheduler.js';
 import { arange, linspace, noiseTable, roundHalfEven, type NoiseTable, type SchedulerConfig } from './schedule.js';
 
 function ascendingTimesteps(config: SchedulerConfig, steps: number): number[] {
@@ -31,6 +31,8 @@ export class PndmScheduler implements Scheduler {
   readonly #stride: number;
   #history: Float32Array[] = [];
   #firstSample: Float32Array | null = null;
+  /** The first call run (image-to-image skips those before it); PLMS counts its steps from there. */
+  #begin = 0;
 
   constructor(
     readonly config: SchedulerConfig,
@@ -48,9 +50,19 @@ export class PndmScheduler implements Scheduler {
     return sample;
   }
 
+  beginAt(index: number): void {
+    this.stepIndex = index;
+    this.#begin = index;
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array {
+    return ddpmAddNoise(this.#table.alphasCumprod, this.timesteps[index] ?? 0, original, noise);
+  }
+
   step(modelOutput: Float32Array, sample: Float32Array, _noise: NoiseSource): StepOutput {
-    const counter = this.stepIndex;
-    let t = this.timesteps[counter] ?? 0;
+    // diffusers' counter: steps made since the run began (its timestep comes from the loop).
+    const counter = this.stepIndex - this.#begin;
+    let t = this.timesteps[this.stepIndex] ?? 0;
     let prevT = t - this.#stride;
     let output: Float32Array;
     let from = sample;

@@ -29,6 +29,18 @@ export interface Scheduler {
   scaleModelInput(sample: Float32Array): Float32Array;
   /** Advances one step given the (guided) model output for the current step. */
   step(modelOutput: Float32Array, sample: Float32Array, noise: NoiseSource): StepOutput;
+  /** Image-to-image: the run starts at call `index`, the calls before it skipped (diffusers' set_begin_index). */
+  beginAt(index: number): void;
+  /** Clean latents noised to the level of call `index` (diffusers' add_noise at that call's timestep). */
+  addNoise(original: Float32Array, noise: Float32Array, index: number): Float32Array;
+}
+
+/** DDPM's forward process at training timestep t: √ᾱ_t·x0 + √(1-ᾱ_t)·ε (the DDPM-parameterised schedulers' add_noise). */
+export function ddpmAddNoise(alphasCumprod: Float32Array, t: number, original: Float32Array, noise: Float32Array): Float32Array {
+  const alphaProd = alphasCumprod[Math.trunc(t)] ?? 1;
+  const a = Math.fround(Math.sqrt(alphaProd));
+  const b = Math.fround(Math.sqrt(Math.fround(1 - alphaProd)));
+  return original.map((x, i) => Math.fround(a * x) + Math.fround(b * (noise[i] ?? 0)));
 }
 
 /** x0 and ε from a model output, for the DDPM-parameterised schedulers (ᾱ_t given). */
