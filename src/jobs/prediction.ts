@@ -50,9 +50,10 @@ export function awaitPrediction(queue: JobBackend, submitted: Job, o: Prediction
       if (!settled && o.onEvent) {
         if (e.type !== 'token' || typeof e.data.text !== 'string' || typeof e.data.offset !== 'number') o.onEvent(e);
         else {
-          const fresh = join.take(e.data.offset, e.data.text);
-          if (fresh === e.data.text) o.onEvent(e);
-          else if (fresh !== undefined) o.onEvent({ ...e, data: { ...e.data, text: fresh, offset: e.data.offset + e.data.text.length - fresh.length, logprobs: undefined } });
+          const chunk = { text: e.data.text, offset: e.data.offset };
+          const fresh = join.next(chunk);
+          if (fresh === chunk) o.onEvent(e);
+          else if (fresh) o.onEvent({ ...e, data: { ...e.data, ...fresh, logprobs: undefined } });
         }
       }
       const status = eventStatus(e);

@@ -39,13 +39,13 @@ export function progressEvents(p: JobProgress, preview?: { contentType: string; 
 export class TextJoin {
   constructor(private have = 0) {}
 
-  /** The part of a chunk that is new (undefined: nothing is). */
-  take(offset: number, text: string): string | undefined {
-    const end = offset + text.length;
+  /** The part of a chunk that is new, placed where it goes (its scores only when whole); undefined when nothing is. */
+  next(chunk: TextChunk): TextChunk | undefined {
+    const end = chunk.offset + chunk.text.length;
     if (end <= this.have) return undefined;
-    const fresh = text.slice(Math.max(0, this.have - offset));
+    const cut = Math.max(0, this.have - chunk.offset);
     this.have = end;
-    return fresh;
+    return cut === 0 ? chunk : { text: chunk.text.slice(cut), offset: chunk.offset + cut };
   }
 }
 

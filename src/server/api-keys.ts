@@ -46,7 +46,7 @@ function isOpen(req: FastifyRequest): boolean {
 }
 
 /** A browser's CORS preflight: it carries no credentials (the request it precedes does). Any other OPTIONS is a request like the rest. */
-export function isPreflight(req: FastifyRequest): boolean {
+function isPreflight(req: FastifyRequest): boolean {
   return req.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined;
 }
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 
-export interface ConnectionLimits {
+interface ConnectionLimits {
   /** Open connections at most (0: from the process's file-descriptor limit). */
   max: number;
   /** A connection that has sent no request for this long (before its first one) is closed. */
@@ -26,7 +26,7 @@ function openFileLimit(): number | undefined {
 }
 
 /** The inference port's default: a share of the descriptors (models, logs and the other ports need the rest), at most 8192. */
-export function defaultMaxConnections(): number {
+function defaultMaxConnections(): number {
   const limit = openFileLimit();
   return limit === undefined ? 1024 : Math.max(16, Math.min(8192, Math.floor(limit * 0.6)));
 }

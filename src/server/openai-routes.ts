@@ -67,9 +67,11 @@ const completionBody = strictObject({
   suffix: refused('suffix', 'insertion (a suffix after the completion) is not supported'),
   best_of: z.literal(1, { error: 'best_of must be 1 (choosing the best of several completions is not supported; ask for n of them)' }).optional().nullable(),
 });
+/** The chat roles a message may have. */
+const role = z.enum(['system', 'user', 'assistant', 'developer']);
 const chatBody = strictObject({
   ...sampling,
-  messages: z.array(strictObject({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
+  messages: z.array(strictObject({ role: role, content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
   max_completion_tokens: z.number().int().min(1).optional().nullable(),
   logprobs: z.boolean().optional().nullable(),
   top_logprobs: z.number().int().min(0).max(20).optional().nullable(),
@@ -77,7 +79,7 @@ const chatBody = strictObject({
 const tokenizeBody = strictObject({
   model: pathName,
   prompt: z.string().optional(),
-  messages: z.array(strictObject({ role: z.enum(['system', 'user', 'assistant', 'developer']), content: z.string() })).min(1).max(256).optional(),
+  messages: z.array(strictObject({ role: role, content: z.string() })).min(1).max(256).optional(),
   add_special_tokens: z.boolean().optional(),
   // The chat template is always applied ready for the assistant's turn.
   add_generation_prompt: z.literal(true).optional(),

@@ -139,9 +139,7 @@ export class JobRunner {
       const chunk = (text: string, logprobs: TextChunk['logprobs']): TextChunk | undefined => {
         const at = offset;
         offset += text.length;
-        const fresh = join.take(at, text);
-        if (fresh === undefined) return undefined;
-        return fresh === text ? { text, offset: at, logprobs } : { text: fresh, offset: offset - fresh.length };
+        return join.next({ text, offset: at, logprobs });
       };
       const outcome = await control.predict(job.model, job.version ?? undefined, request, {
         signal: controller.signal,

@@ -16,11 +16,14 @@ import { ROOT, startEasel, waitFor, waitModelLive, type EaselProcess } from '../
 
 const LLAMA = 'tiny-llama';
 const SPECULATIVE = 'tiny-lm-fast';
-/** Every end token of a model blocked (</s>, <|im_end|>, <|endoftext|>): its generation runs its full length. */
-const noEnd = (model: string): Record<string, number> => {
-  const { added_tokens: added } = JSON.parse(readFileSync(path.join(ROOT, 'models', model, 'tokenizer.json'), 'utf8')) as { added_tokens: { id: number; content: string }[] };
-  return Object.fromEntries(added.filter((t) => ['</s>', '<|im_end|>', '<|endoftext|>'].includes(t.content)).map((t) => [t.id, -100]));
-};
+/** Every end token of a model blocked (</s>, <|im_end|>, <|endoftext|>): its generation runs its full length. Read once per model. */
+const NO_END = new Map(
+  ['tiny-llama', 'tiny-lm'].map((model) => {
+    const { added_tokens: added } = JSON.parse(readFileSync(path.join(ROOT, 'models', model, 'tokenizer.json'), 'utf8')) as { added_tokens: { id: number; content: string }[] };
+    return [model, Object.fromEntries(added.filter((t) => ['</s>', '<|im_end|>', '<|endoftext|>'].includes(t.content)).map((t) => [t.id, -100]))];
+  }),
+);
+const noEnd = (model: string): Record<string, number> => NO_END.get(model)!;
 
 const store = mkdtempSync(path.join(tmpdir(), 'easel-resume-store-'));
 let easel: EaselProcess;

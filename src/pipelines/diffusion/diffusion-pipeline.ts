@@ -2,7 +2,6 @@
 // text encoder, UNet denoising loop with classifier-free guidance, VAE decoder. It works in
 // steps — begin(requests) → denoise(states) repeatedly → finish(states) — so that a caller
 // can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { findVariant, floatTensor, makeTensor, OnnxSession, variantFile, tensorToFloat32, type IoInfo, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
@@ -198,11 +197,12 @@ export class DiffusionPipeline {
     if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
     const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
     const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
-    const vaeEncoder = existsSync(file('vae_encoder')) ? await session('vae_encoder') : undefined;
+    // The same reading of the JSON configs as admission's, so worker and API agree on sizes, defaults and image-to-image.
+    const layout = readDiffusionLayout(dir);
+    const vaeEncoder = layout.vaeEncoder ? await session('vae_encoder') : undefined;
     const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
     const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
-    // The same reading of the JSON configs as admission's, so worker and API agree on sizes and defaults.
-    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, vaeEncoder, layout: readDiffusionLayout(dir) });
+    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, vaeEncoder, layout });
   }
 
   /** Whether the request runs the unconditional half (classifier-free guidance). */
@@ -270,9 +270,9 @@ export class DiffusionPipeline {
 
   /** Latents from the encoder's output: as given, or sampled from mean and log-variance (diffusers' latent_dist.sample). */
   #latentsOf(encoded: Float32Array, generator: TorchGenerator): Float32Array {
+    // optimum's latent_parameters: the mean, then the log-variance (clamped as diffusers does).
+    if (this.#vaeEncoder?.outputs[0]?.name !== 'latent_parameters') return encoded;
     const count = encoded.length / 2;
-    // Twice the latent channels: optimum's latent_parameters (mean, then log-variance clamped as diffusers does).
-    if (encoded.length % (2 * this.info.latentChannels) !== 0 || this.#vaeEncoder?.outputs[0]?.name !== 'latent_parameters') return encoded;
     const eps = generator.standardNormal(count);
     return Float32Array.from({ length: count }, (_, i) => {
       const logvar = Math.min(20, Math.max(-30, encoded[count + i] ?? 0));
