@@ -113,6 +113,17 @@ export class TextToImageHandler implements Handler<Job[], Output> {
       seed: p.seed + image,
       scheduler: p.scheduler,
       schedulerConfig: p.scheduler_config,
+      guidanceRescale: p.guidance_rescale,
+      prompt2: p.prompt_2,
+      negativePrompt2: p.negative_prompt_2,
+      microConditioning: {
+        originalSize: p.original_size,
+        cropsCoordsTopLeft: p.crops_coords_top_left,
+        targetSize: p.target_size,
+        negativeOriginalSize: p.negative_original_size,
+        negativeCropsCoordsTopLeft: p.negative_crops_coords_top_left,
+        negativeTargetSize: p.negative_target_size,
+      },
     };
   }
 

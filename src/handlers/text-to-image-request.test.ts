@@ -1,9 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { BUILT_IN_LIMITS, parseTextToImage, resolveLimits } from './text-to-image-request.js';
 
-const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, schedulerConfig: { beta_schedule: 'scaled_linear' as const }, imageToImage: true };
+const rules = { defaults: { num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim' }, limits: BUILT_IN_LIMITS, sizeMultiple: 16, schedulerConfig: { beta_schedule: 'scaled_linear' as const }, imageToImage: true, dualTextEncoder: false };
+const sdxl = { ...rules, dualTextEncoder: true };
 
 describe('text-to-image request fields', () => {
+  it('takes SDXL\'s second prompts and micro-conditioning on a two-encoder layout only, as [height, width] pairs', () => {
+    const p = parseTextToImage({ prompt: 'a', prompt_2: 'b', negative_prompt_2: 'c', original_size: [96, 72], crops_coords_top_left: [16, 8], target_size: [64, 64], guidance_rescale: 0.7 }, sdxl);
+    expect(p).toMatchObject({ prompt_2: 'b', negative_prompt_2: 'c', original_size: [96, 72], crops_coords_top_left: [16, 8], target_size: [64, 64], guidance_rescale: 0.7 });
+    expect(parseTextToImage({ prompt: 'a' }, sdxl)).not.toHaveProperty('original_size');
+    expect(() => parseTextToImage({ prompt: 'a', prompt_2: 'b' }, rules)).toThrow(expect.objectContaining({ field: 'prompt_2', message: expect.stringMatching(/second text encoder/) }));
+    expect(() => parseTextToImage({ prompt: 'a', negative_target_size: [64, 64] }, rules)).toThrow(expect.objectContaining({ field: 'negative_target_size' }));
+    for (const bad of [[64], [64, 64, 64], [64.5, 64], [-1, 64], '64x64', [64, 1e9]]) {
+      expect(() => parseTextToImage({ prompt: 'a', original_size: bad }, sdxl)).toThrow(expect.objectContaining({ field: 'original_size', message: expect.stringMatching(/\[height, width\]: two integers/) }));
+    }
+    expect(() => parseTextToImage({ prompt: 'a', crops_coords_top_left: [0] }, sdxl)).toThrow(expect.objectContaining({ message: expect.stringMatching(/\[top, left\]/) }));
+    for (const bad of [-0.1, 1.5, 'x']) expect(() => parseTextToImage({ prompt: 'a', guidance_rescale: bad }, rules)).toThrow(expect.objectContaining({ field: 'guidance_rescale' }));
+    expect(parseTextToImage({ prompt: 'a' }, rules).guidance_rescale).toBe(0);
+  });
+
   it('fills defaults, takes TorchServe\'s data as the prompt, and draws a seed when none is given', () => {
     const p = parseTextToImage({ data: 'a red circle' }, rules);
     expect(p).toMatchObject({ prompt: 'a red circle', negative_prompt: '', num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim', num_images: 1, output_format: 'png', preview_every: 0 });

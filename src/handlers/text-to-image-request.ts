@@ -31,7 +31,32 @@ export interface TextToImageParameters {
   mask_image?: Uint8Array;
   /** With an image: how much of the schedule runs (0 keeps the image, 1 repaints it all). */
   strength?: number;
+  /** diffusers' guidance_rescale, 0 to 1 (0: off). */
+  guidance_rescale: number;
+  /** SDXL: the second text encoder's prompts (default: prompt and negative_prompt). */
+  prompt_2?: string;
+  negative_prompt_2?: string;
+  /** SDXL's micro-conditioning, each [height, width] (crops: [top, left]). */
+  original_size?: [number, number];
+  crops_coords_top_left?: [number, number];
+  target_size?: [number, number];
+  negative_original_size?: [number, number];
+  negative_crops_coords_top_left?: [number, number];
+  negative_target_size?: [number, number];
 }
+
+/** SDXL's micro-conditioning fields: [height, width] pairs ([top, left] for crops). */
+const MICRO_CONDITIONING = [
+  'original_size',
+  'crops_coords_top_left',
+  'target_size',
+  'negative_original_size',
+  'negative_crops_coords_top_left',
+  'negative_target_size',
+] as const;
+
+/** The fields only a layout with a second text encoder (SDXL) takes. */
+const SDXL_FIELDS = ['prompt_2', 'negative_prompt_2', ...MICRO_CONDITIONING] as const;
 
 export interface TextToImageLimits {
   max_inference_steps: number;
@@ -78,6 +103,8 @@ const FIELDS = [
   'image',
   'mask_image',
   'strength',
+  'guidance_rescale',
+  ...SDXL_FIELDS,
 ] as const;
 
 export interface RequestRules {
@@ -90,6 +117,8 @@ export interface RequestRules {
   readonly schedulerConfig: Partial<SchedulerConfig>;
   /** The layout has a VAE encoder: image and mask_image are taken. */
   readonly imageToImage: boolean;
+  /** The layout has a second text encoder (SDXL): prompt_2 and the micro-conditioning sizes are taken. */
+  readonly dualTextEncoder: boolean;
 }
 
 /**
@@ -112,6 +141,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     sizeMultiple: layout.vaeScaleFactor * layout.unetFactor,
     schedulerConfig: layout.schedulerConfig,
     imageToImage: layout.vaeEncoder,
+    dualTextEncoder: layout.dualTextEncoder,
   };
   try {
     // The easel.yaml defaults must make a valid request on their own.
@@ -125,7 +155,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
 
 /** The public form of the rules: what a form needs to offer only valid requests. */
 export function textToImageParameters(rules: RequestRules): Record<string, unknown> {
-  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS, image_to_image: rules.imageToImage };
+  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS, image_to_image: rules.imageToImage, sdxl: rules.dualTextEncoder };
 }
 
 /** A number as sent: JSON's, or a multipart form field's decimal text ("20", "0.75"). */
@@ -164,10 +194,19 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   const prompt = text(promptValue, promptField, limits.max_prompt_length);
   const negative = text(raw.negative_prompt ?? defaults.negative_prompt ?? '', 'negative_prompt', limits.max_prompt_length);
 
+  const sdxlField = SDXL_FIELDS.find((k) => raw[k] !== undefined);
+  if (sdxlField && !rules.dualTextEncoder) throw invalidField(sdxlField, `${sdxlField} needs a model with a second text encoder (an SDXL layout, text_encoder_2); this one has one`);
+  const prompt2 = raw.prompt_2 === undefined ? undefined : text(raw.prompt_2, 'prompt_2', limits.max_prompt_length);
+  const negative2 = raw.negative_prompt_2 === undefined ? undefined : text(raw.negative_prompt_2, 'negative_prompt_2', limits.max_prompt_length);
+
   const steps = integer(raw, 'num_inference_steps', defaults.num_inference_steps, 1, limits.max_inference_steps);
   const guidance = formNumber(raw.guidance_scale ?? defaults.guidance_scale);
   if (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0 || guidance > limits.max_guidance_scale) {
     throw invalidField('guidance_scale', `guidance_scale must be a number from 0 to ${limits.max_guidance_scale}, got ${JSON.stringify(guidance)}`);
+  }
+  const rescale = formNumber(raw.guidance_rescale ?? defaults.guidance_rescale ?? 0);
+  if (typeof rescale !== 'number' || !Number.isFinite(rescale) || rescale < 0 || rescale > 1) {
+    throw invalidField('guidance_rescale', `guidance_rescale must be a number from 0 (off) to 1, got ${JSON.stringify(rescale)}`);
   }
   const f = rules.sizeMultiple;
   if (raw.image !== undefined && !rules.imageToImage) throw invalidField('image', 'this model has no VAE encoder (vae_encoder/model.onnx): it makes images from text only');
@@ -228,9 +267,16 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     num_images: numImages,
     output_format: format as OutputFormat,
     preview_every: previewEvery,
+    guidance_rescale: rescale,
+    ...(prompt2 === undefined ? {} : { prompt_2: prompt2 }),
+    ...(negative2 === undefined ? {} : { negative_prompt_2: negative2 }),
     ...(image ? { image: image.bytes, strength } : {}),
     ...(mask ? { mask_image: mask.bytes } : {}),
   };
+  for (const field of MICRO_CONDITIONING) {
+    const value = raw[field] ?? defaults[field];
+    if (value !== undefined) params[field] = sizePair(value, field);
+  }
   if (raw.scheduler_config !== undefined) {
     if (!raw.scheduler_config || typeof raw.scheduler_config !== 'object' || Array.isArray(raw.scheduler_config)) {
       throw invalidField('scheduler_config', 'scheduler_config must be an object of scheduler_config.json keys, e.g. {"timestep_spacing": "trailing"}');
@@ -245,6 +291,18 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     params.scheduler_config = config;
   }
   return params;
+}
+
+/** SDXL's micro-conditioning values are pixel counts the UNet embeds like timesteps: whole, and within a sane range. */
+const MAX_CONDITIONING_SIZE = 16384;
+
+function sizePair(value: unknown, field: string): [number, number] {
+  const ok = Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) && v >= 0 && v <= MAX_CONDITIONING_SIZE);
+  if (!ok) {
+    const what = field.includes('crops') ? '[top, left]' : '[height, width]';
+    throw invalidField(field, `${field} must be ${what}: two integers from 0 to ${MAX_CONDITIONING_SIZE}, got ${JSON.stringify(value)}`);
+  }
+  return [value[0] as number, value[1] as number];
 }
 
 /**

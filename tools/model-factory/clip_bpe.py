@@ -108,7 +108,8 @@ def build_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
 class ClipBpe:
     """Encodes with the trained merges (used by the factory for training; Easel uses a library)."""
 
-    def __init__(self, merges: list[tuple[str, str]], max_length: int):
+    def __init__(self, merges: list[tuple[str, str]], max_length: int, pad: str = EOS):
+        self.pad = pad
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.vocab = build_vocab(merges)
         self.max_length = max_length
@@ -123,15 +124,16 @@ class ClipBpe:
         return ids
 
     def encode(self, text: str) -> list[int]:
-        """BOS, tokens, EOS, truncated and padded with EOS to max_length (as SD's CLIP does)."""
+        """BOS, tokens, EOS, truncated and padded to max_length (with EOS, as SD's CLIP does, or `pad`)."""
         ids = [self.vocab[BOS]]
         for w in WORD_RE.findall(normalise(text)):
             ids += self._bpe(w)
         ids = ids[: self.max_length - 1] + [self.vocab[EOS]]
-        return ids + [self.vocab[EOS]] * (self.max_length - len(ids))
+        return ids + [self.vocab[self.pad]] * (self.max_length - len(ids))
 
 
-def save(merges: list[tuple[str, str]], out_dir: str, max_length: int) -> None:
+def save(merges: list[tuple[str, str]], out_dir: str, max_length: int, pad: str = EOS) -> None:
+    """`pad` is EOS for SD's tokenizer; SDXL's second tokenizer pads with "!"."""
     os.makedirs(out_dir, exist_ok=True)
     vocab = build_vocab(merges)
     with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
@@ -143,7 +145,7 @@ def save(merges: list[tuple[str, str]], out_dir: str, max_length: int) -> None:
     special = {
         "bos_token": {"content": BOS, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
         "eos_token": {"content": EOS, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
-        "pad_token": EOS,
+        "pad_token": pad,
         "unk_token": {"content": EOS, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False},
     }
     with open(os.path.join(out_dir, "special_tokens_map.json"), "w") as f:
@@ -154,7 +156,7 @@ def save(merges: list[tuple[str, str]], out_dir: str, max_length: int) -> None:
         "model_max_length": max_length,
         "bos_token": BOS,
         "eos_token": EOS,
-        "pad_token": EOS,
+        "pad_token": pad,
         "unk_token": EOS,
         "errors": "replace",
         "add_prefix_space": False,

@@ -3,6 +3,7 @@
 Debian packages no ONNX Runtime for Python, so parity runs the exported graphs with the
 project's own onnxruntime-node (ort_parity.mjs) on inputs and PyTorch outputs saved here.
 """
+import inspect
 import json
 import os
 import subprocess
@@ -17,9 +18,11 @@ DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32"}
 def export(module, inputs: dict, outputs: list[str], axes: dict, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     module.eval()
+    # The TorchScript exporter: torch 2.9 and later default to the torch.export one (dynamo=True).
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad():
         torch.onnx.export(module, tuple(inputs.values()), path, input_names=list(inputs), output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
+                          dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, **legacy)
 
 
 def _save(t: torch.Tensor, path: str) -> dict:

@@ -72,16 +72,19 @@ def caption(attrs: dict, rng: random.Random | None = None, template: int | None 
     return templates[template]
 
 
-def render(attrs: dict, rng: random.Random) -> Image.Image:
-    img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), COLOURS[attrs["bg"]])
+def render(attrs: dict, rng: random.Random, size: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)) -> Image.Image:
+    """The scene on a canvas of `size` (width, height): the shape's extent scales with the
+    shorter side, its position with each side."""
+    width, height = size
+    img = Image.new("RGB", (width, height), COLOURS[attrs["bg"]])
     draw = ImageDraw.Draw(img)
-    r = SIZES[attrs["size"]] * rng.uniform(0.9, 1.1)
+    r = SIZES[attrs["size"]] * min(width, height) / IMAGE_SIZE * rng.uniform(0.9, 1.1)
     cx, cy = POSITIONS[attrs["position"]]
-    cx = cx * IMAGE_SIZE + rng.uniform(-3, 3)
-    cy = cy * IMAGE_SIZE + rng.uniform(-3, 3)
+    cx = cx * width + rng.uniform(-3, 3)
+    cy = cy * height + rng.uniform(-3, 3)
     # Keep the shape inside the frame.
-    cx = min(max(cx, r + 1), IMAGE_SIZE - r - 1)
-    cy = min(max(cy, r + 1), IMAGE_SIZE - r - 1)
+    cx = min(max(cx, r + 1), width - r - 1)
+    cy = min(max(cy, r + 1), height - r - 1)
     fill = COLOURS[attrs["fg"]]
     shape = attrs["shape"]
     if shape == "circle":

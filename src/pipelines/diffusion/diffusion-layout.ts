@@ -2,6 +2,7 @@
 // without loading a session: admission in the API process checks requests against it.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { EaselError } from '../../errors/easel-error.js';
 import { readJsonConfig } from '../json-config.js';
 import { parseSchedulerConfig, schedulerName, type SchedulerConfig, type SchedulerName } from './schedulers/index.js';
 
@@ -17,9 +18,26 @@ export interface DiffusionLayout {
   readonly vaeConfig: Readonly<Record<string, unknown>>;
   /** It ships a VAE encoder: image-to-image and inpainting. */
   readonly vaeEncoder: boolean;
+  /**
+   * SDXL: a second text encoder (with projection). The UNet attends to both encoders'
+   * penultimate hidden states side by side and takes the second's pooled output as
+   * `text_embeds`, beside the micro-conditioning `time_ids`; requests may send prompt_2.
+   */
+  readonly dualTextEncoder: boolean;
+  /** model_index.json's force_zeros_for_empty_prompt: no negative prompt means zero embeddings, not the empty prompt's. */
+  readonly forceZerosForEmptyPrompt: boolean;
+  /** The VAE's force_upcast (SDXL's overflows in half precision): its graphs run in float32 even when a variant is asked for. */
+  readonly vaeForceUpcast: boolean;
 }
 
 export function readDiffusionLayout(dir: string): DiffusionLayout {
+  const index = readJsonConfig(path.join(dir, 'model_index.json'));
+  const has = (component: string): boolean => existsSync(path.join(dir, component, 'model.onnx'));
+  // An SDXL refiner's time_ids carry an aesthetic score in place of the target size, and it has
+  // only the second text encoder: refused by name rather than run wrong.
+  if (index.requires_aesthetics_score === true || (has('text_encoder_2') && !has('text_encoder'))) {
+    throw new EaselError('EASEL_MODEL_INVALID', `${path.basename(dir)}: this is an SDXL refiner layout (requires_aesthetics_score, text_encoder_2 only); Easel runs SDXL base-style layouts (text_encoder and text_encoder_2), not refiners`);
+  }
   const vae = readJsonConfig(path.join(dir, 'vae_decoder', 'config.json'));
   const unet = readJsonConfig(path.join(dir, 'unet', 'config.json'));
   const scheduler = readJsonConfig(path.join(dir, 'scheduler', 'scheduler_config.json'));
@@ -36,6 +54,9 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     defaultScheduler: schedulerName(className) ?? 'pndm',
     schedulerConfig: parseSchedulerConfig(scheduler),
     vaeConfig: vae,
-    vaeEncoder: existsSync(path.join(dir, 'vae_encoder', 'model.onnx')),
+    vaeEncoder: has('vae_encoder'),
+    dualTextEncoder: has('text_encoder_2'),
+    forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
+    vaeForceUpcast: vae.force_upcast === true,
   };
 }

@@ -1,5 +1,6 @@
 // A Stable Diffusion style ONNX pipeline (the diffusers / optimum layout): CLIP tokenizer and
-// text encoder, UNet denoising loop with classifier-free guidance, VAE decoder. It works in
+// text encoder (SDXL: two, with pooled embeddings and micro-conditioning), UNet denoising loop
+// with classifier-free guidance, VAE decoder (and encoder, for image-to-image). It works in
 // steps — begin(requests) → denoise(states) repeatedly → finish(states) — so that a caller
 // can run many requests, each at its own step, through shared UNet calls. Knows nothing of HTTP.
 import path from 'node:path';
@@ -23,6 +24,49 @@ export interface GenerationRequest {
   readonly schedulerConfig?: Partial<SchedulerConfig> | undefined;
   /** Image-to-image and inpainting: the image to start from. */
   readonly init?: InitImage | undefined;
+  /** SDXL: the second text encoder's prompt and negative prompt (default: prompt and negativePrompt). */
+  readonly prompt2?: string | undefined;
+  readonly negativePrompt2?: string | undefined;
+  /** SDXL's micro-conditioning (the UNet's time_ids); unset values take diffusers' defaults. */
+  readonly microConditioning?: MicroConditioning | undefined;
+  /** diffusers' guidance_rescale: pulls the guided prediction's spread back toward the text prediction's (0: off). */
+  readonly guidanceRescale?: number | undefined;
+}
+
+/** (height, width) pairs, as diffusers' SDXL pipelines take them. */
+export type SizePair = readonly [number, number];
+
+export interface MicroConditioning {
+  /** Default: the request's height and width. */
+  readonly originalSize?: SizePair | undefined;
+  /** Default: (0, 0). */
+  readonly cropsCoordsTopLeft?: SizePair | undefined;
+  /** Default: the request's height and width. */
+  readonly targetSize?: SizePair | undefined;
+  /** The unconditional pass's, used only when both negative sizes are given (as diffusers); otherwise the above. */
+  readonly negativeOriginalSize?: SizePair | undefined;
+  readonly negativeCropsCoordsTopLeft?: SizePair | undefined;
+  readonly negativeTargetSize?: SizePair | undefined;
+}
+
+/** What one pass of the UNet is conditioned on. */
+export interface Conditioning {
+  /** The text encoder's hidden states (SDXL: both encoders' penultimate ones, side by side). */
+  readonly hidden: Float32Array;
+  /** SDXL: the second encoder's pooled projection (`text_embeds`) and the micro-conditioning (`time_ids`). */
+  readonly pooled: Float32Array | null;
+  readonly timeIds: Float32Array | null;
+}
+
+/** SDXL's add_time_ids: original size, crop's top-left corner, target size; and the negative pass's. */
+export function timeIds(request: GenerationRequest): { cond: Float32Array; uncond: Float32Array } {
+  const m = request.microConditioning ?? {};
+  const size: SizePair = [request.height, request.width];
+  const cond = Float32Array.from([...(m.originalSize ?? size), ...(m.cropsCoordsTopLeft ?? [0, 0]), ...(m.targetSize ?? size)]);
+  const uncond = m.negativeOriginalSize && m.negativeTargetSize
+    ? Float32Array.from([...m.negativeOriginalSize, ...(m.negativeCropsCoordsTopLeft ?? [0, 0]), ...m.negativeTargetSize])
+    : cond;
+  return { cond, uncond };
 }
 
 export interface InitImage {
@@ -47,9 +91,9 @@ export interface DenoiseState {
   latents: Float32Array;
   /** The scheduler's latest estimate of the clean latents, for previews. */
   predictedOriginal: Float32Array | null;
-  readonly cond: Float32Array;
-  /** The negative prompt's embedding; null when guidance is off (scale ≤ 1 or embedded guidance). */
-  readonly uncond: Float32Array | null;
+  readonly cond: Conditioning;
+  /** The negative prompt's conditioning; null when guidance is off (scale ≤ 1 or embedded guidance). */
+  readonly uncond: Conditioning | null;
   readonly timestepCond: Float32Array | null;
   /** The first scheduler call run (image-to-image starts part-way). */
   readonly firstCall: number;
@@ -130,10 +174,48 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): T[][] {
   return [...groups.values()];
 }
 
+/** A text encoder and its tokenizer; SDXL's read the penultimate hidden state. */
+interface TextEncoding {
+  readonly tokenizer: ClipTokenizer;
+  readonly session: OnnxSession;
+  readonly inputIds: IoInfo;
+  /** The output the UNet attends to. */
+  readonly hidden: string;
+}
+
+/** The hidden state before the last layer (diffusers' hidden_states[-2]): optimum exports hidden_states.0 … hidden_states.N. */
+function penultimateHiddenState(session: OnnxSession, component: string): string {
+  const layers = session.outputs.map((o) => /^hidden_states\.(\d+)$/.exec(o.name)?.[1]).filter((n) => n !== undefined).map(Number);
+  if (layers.length < 2) {
+    throw new Error(`${component}: SDXL conditions on the penultimate hidden state, and this export has no hidden_states.N outputs (outputs: ${session.outputs.map((o) => o.name).join(', ')}); export it with optimum, which adds them`);
+  }
+  return `hidden_states.${Math.max(...layers) - 1}`;
+}
+
+function textEncoding(dir: string, component: string, tokenizerDir: string, session: OnnxSession, penultimate: boolean): TextEncoding {
+  const inputIds = requireInput(session, ['input_ids'], component);
+  const tokenizer = ClipTokenizer.load(path.join(dir, tokenizerDir), staticDim(inputIds, 1) ?? 77);
+  const hidden = penultimate ? penultimateHiddenState(session, component) : session.outputs.some((o) => o.name === 'last_hidden_state') ? 'last_hidden_state' : session.outputs[0]?.name ?? '';
+  return { tokenizer, session, inputIds, hidden };
+}
+
+async function encodeWith(encoding: TextEncoding, texts: readonly string[]): Promise<Record<string, Tensor>> {
+  const ids = texts.flatMap((t) => encoding.tokenizer.encode(t));
+  const feeds = { [encoding.inputIds.name]: makeTensor(encoding.inputIds.type, ids, [texts.length, encoding.tokenizer.maxLength]) };
+  return encoding.session.run(feeds);
+}
+
+/** The (prompt, prompt_2) pair a pass is conditioned on, as one Map key. */
+function textKey(first: string, second: string): string {
+  return JSON.stringify([first, second]);
+}
+
 export class DiffusionPipeline {
   readonly info: PipelineInfo;
-  readonly #tokenizer: ClipTokenizer;
-  readonly #textEncoder: OnnxSession;
+  readonly #text: TextEncoding;
+  /** SDXL's second text encoder (with projection). */
+  readonly #text2: TextEncoding | undefined;
+  readonly #forceZeros: boolean;
   readonly #unet: OnnxSession;
   readonly #vaeDecoder: OnnxSession;
   /** Image-to-image: the layout's VAE encoder, when it ships one. */
@@ -141,44 +223,55 @@ export class DiffusionPipeline {
   readonly #schedulerConfig: Partial<SchedulerConfig>;
   readonly #vaeScaling: number;
   readonly #io: {
-    inputIds: IoInfo;
     sample: IoInfo;
     timestep: IoInfo;
     hidden: IoInfo;
     timestepCond: IoInfo | undefined;
+    textEmbeds: IoInfo | undefined;
+    timeIds: IoInfo | undefined;
     latent: IoInfo;
   };
 
   private constructor(parts: {
-    tokenizer: ClipTokenizer;
-    textEncoder: OnnxSession;
+    text: TextEncoding;
+    text2: TextEncoding | undefined;
     unet: OnnxSession;
     vaeDecoder: OnnxSession;
     vaeEncoder: OnnxSession | undefined;
     layout: DiffusionLayout;
   }) {
     const { layout } = parts;
-    this.#tokenizer = parts.tokenizer;
-    this.#textEncoder = parts.textEncoder;
+    this.#text = parts.text;
+    this.#text2 = parts.text2;
+    this.#forceZeros = layout.forceZerosForEmptyPrompt;
     this.#unet = parts.unet;
     this.#vaeDecoder = parts.vaeDecoder;
     this.#vaeEncoder = parts.vaeEncoder;
     this.#schedulerConfig = layout.schedulerConfig;
     this.#io = {
-      inputIds: requireInput(parts.textEncoder, ['input_ids'], 'text_encoder'),
       sample: requireInput(parts.unet, ['sample'], 'unet'),
       timestep: requireInput(parts.unet, ['timestep'], 'unet'),
       hidden: requireInput(parts.unet, ['encoder_hidden_states'], 'unet'),
       timestepCond: optionalInput(parts.unet, 'timestep_cond'),
+      textEmbeds: optionalInput(parts.unet, 'text_embeds'),
+      timeIds: optionalInput(parts.unet, 'time_ids'),
       latent: requireInput(parts.vaeDecoder, ['latent_sample', 'latent'], 'vae_decoder'),
     };
+    if ((this.#io.textEmbeds !== undefined) !== (parts.text2 !== undefined) || (this.#io.timeIds !== undefined) !== (parts.text2 !== undefined)) {
+      throw new Error(parts.text2
+        ? 'unet: an SDXL layout (text_encoder_2) needs a UNet that takes text_embeds and time_ids'
+        : 'unet: this UNet takes text_embeds and time_ids (SDXL) but the layout has no text_encoder_2 to make them');
+    }
+    if (parts.text2 && parts.text2.tokenizer.maxLength !== parts.text.tokenizer.maxLength) {
+      throw new Error(`tokenizer_2: its length (${parts.text2.tokenizer.maxLength}) must equal tokenizer's (${parts.text.tokenizer.maxLength}): the UNet attends to both encoders' tokens side by side`);
+    }
     const scaling = layout.vaeConfig.scaling_factor;
     this.#vaeScaling = typeof scaling === 'number' ? scaling : 0.18215;
     const channels = staticDim(this.#io.sample, 1) ?? (typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4);
     this.info = {
       vaeScaleFactor: layout.vaeScaleFactor,
       latentChannels: channels,
-      textLength: parts.tokenizer.maxLength,
+      textLength: parts.text.tokenizer.maxLength,
       scalarTimestep: this.#io.timestep.shape.length === 0,
       guidanceEmbeddingSize: this.#io.timestepCond ? (staticDim(this.#io.timestepCond, 1) ?? 256) : null,
       defaultScheduler: layout.defaultScheduler,
@@ -190,19 +283,22 @@ export class DiffusionPipeline {
   /** Loads a diffusers/optimum ONNX layout (model_index.json and one folder per component). */
   static async load(dir: string, options: SessionOptions): Promise<DiffusionPipeline> {
     const file = (component: string): string => path.join(dir, component, 'model.onnx');
-    const components = ['text_encoder', 'unet', 'vae_decoder'];
-    // A variant (fp16, int8) applies to each component that has it; often only the UNet does.
-    const { variant } = options;
-    const withVariant = variant ? components.filter((c) => findVariant(file(c), variant)) : [];
-    if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
-    const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
-    const [textEncoder, unet, vaeDecoder] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession];
     // The same reading of the JSON configs as admission's, so worker and API agree on sizes, defaults and image-to-image.
     const layout = readDiffusionLayout(dir);
+    const components = ['text_encoder', 'unet', 'vae_decoder', ...(layout.dualTextEncoder ? ['text_encoder_2'] : [])];
+    // A variant (fp16, int8) applies to each component that has it; often only the UNet does. A
+    // VAE marked force_upcast runs in float32 (diffusers upcasts it: SDXL's overflows in fp16).
+    const { variant } = options;
+    const takesVariant = (c: string): boolean => !(layout.vaeForceUpcast && c.startsWith('vae_')) && findVariant(file(c), variant!) !== undefined;
+    const withVariant = variant ? components.filter(takesVariant) : [];
+    if (variant && withVariant.length === 0) variantFile(file('unet'), variant); // throws, naming the files looked for
+    const session = (c: string): Promise<OnnxSession> => OnnxSession.create(file(c), { ...options, variant: withVariant.includes(c) ? variant : undefined });
+    const [textEncoder, unet, vaeDecoder, textEncoder2] = await Promise.all(components.map(session)) as [OnnxSession, OnnxSession, OnnxSession, OnnxSession | undefined];
     const vaeEncoder = layout.vaeEncoder ? await session('vae_encoder') : undefined;
-    const textInput = requireInput(textEncoder, ['input_ids'], 'text_encoder');
-    const tokenizer = ClipTokenizer.load(path.join(dir, 'tokenizer'), staticDim(textInput, 1) ?? 77);
-    return new DiffusionPipeline({ tokenizer, textEncoder, unet, vaeDecoder, vaeEncoder, layout });
+    const sdxl = textEncoder2 !== undefined;
+    const text = textEncoding(dir, 'text_encoder', 'tokenizer', textEncoder, sdxl);
+    const text2 = textEncoder2 && textEncoding(dir, 'text_encoder_2', 'tokenizer_2', textEncoder2, true);
+    return new DiffusionPipeline({ text, text2, unet, vaeDecoder, vaeEncoder, layout });
   }
 
   /** Whether the request runs the unconditional half (classifier-free guidance). */
@@ -216,8 +312,12 @@ export class DiffusionPipeline {
    * image-to-image the image's latents noised to the level of the first call it runs.
    */
   async begin(requests: readonly GenerationRequest[]): Promise<DenoiseState[]> {
-    const texts = [...new Set(requests.flatMap((r) => (this.usesGuidance(r) ? [r.prompt, r.negativePrompt] : [r.prompt])))];
-    const embeddings = await this.#encodeText(texts);
+    const pairs = new Map<string, [string, string]>();
+    for (const r of requests) {
+      pairs.set(textKey(r.prompt, r.prompt2 ?? r.prompt), [r.prompt, r.prompt2 ?? r.prompt]);
+      if (this.usesGuidance(r) && !this.#zeroNegative(r)) pairs.set(textKey(r.negativePrompt, r.negativePrompt2 ?? r.negativePrompt), [r.negativePrompt, r.negativePrompt2 ?? r.negativePrompt]);
+    }
+    const embeddings = await this.#encodeText(pairs);
     const moments = await this.#encodeImages(requests.filter((r) => r.init !== undefined));
     return requests.map((request) => {
       const scheduler = createScheduler(request.scheduler, this.#schedulerConfig, request.steps, request.schedulerConfig);
@@ -225,10 +325,15 @@ export class DiffusionPipeline {
       const f = this.info.vaeScaleFactor;
       const count = this.info.latentChannels * (request.height / f) * (request.width / f);
       const size = this.info.guidanceEmbeddingSize;
+      const cond = embeddings.get(textKey(request.prompt, request.prompt2 ?? request.prompt))!;
+      const negative = this.#zeroNegative(request)
+        ? { hidden: new Float32Array(cond.hidden.length), pooled: cond.pooled && new Float32Array(cond.pooled.length) }
+        : embeddings.get(textKey(request.negativePrompt, request.negativePrompt2 ?? request.negativePrompt))!;
+      const ids = this.#text2 ? timeIds(request) : null;
       const common = {
         request, scheduler, generator, predictedOriginal: null,
-        cond: embeddings.get(request.prompt)!,
-        uncond: this.usesGuidance(request) ? embeddings.get(request.negativePrompt)! : null,
+        cond: { ...cond, timeIds: ids?.cond ?? null },
+        uncond: this.usesGuidance(request) ? { ...negative, timeIds: ids?.uncond ?? null } : null,
         timestepCond: size === null ? null : guidanceEmbedding(request.guidanceScale, size),
       };
       const init = request.init;
@@ -239,6 +344,8 @@ export class DiffusionPipeline {
       // diffusers' order of draws: the VAE's sample (when the encoder gives a distribution), then the noise.
       const imageLatents = this.#latentsOf(moments.get(request)!, generator).map((x) => x * this.#vaeScaling);
       const noise = generator.standardNormal(count);
+      // diffusers' inpaint pipelines then encode the masked image too (for 9-channel UNets): one more VAE sample from the generator.
+      if (init.mask && this.#encoderSamples) generator.standardNormal(count);
       const firstCall = skippedSteps(request.steps, init.strength);
       scheduler.beginAt(firstCall);
       // Inpainting at full strength starts from pure noise, as diffusers does; otherwise from the noised image.
@@ -270,8 +377,8 @@ export class DiffusionPipeline {
 
   /** Latents from the encoder's output: as given, or sampled from mean and log-variance (diffusers' latent_dist.sample). */
   #latentsOf(encoded: Float32Array, generator: TorchGenerator): Float32Array {
+    if (!this.#encoderSamples) return encoded;
     // optimum's latent_parameters: the mean, then the log-variance (clamped as diffusers does).
-    if (this.#vaeEncoder?.outputs[0]?.name !== 'latent_parameters') return encoded;
     const count = encoded.length / 2;
     const eps = generator.standardNormal(count);
     return Float32Array.from({ length: count }, (_, i) => {
@@ -280,16 +387,46 @@ export class DiffusionPipeline {
     });
   }
 
-  async #encodeText(texts: readonly string[]): Promise<Map<string, Float32Array>> {
-    const length = this.#tokenizer.maxLength;
-    const ids = texts.flatMap((t) => this.#tokenizer.encode(t));
-    const type = this.#io.inputIds.type;
-    const feeds = { [this.#io.inputIds.name]: makeTensor(type, ids, [texts.length, length]) };
-    const outputs = await this.#textEncoder.run(feeds);
-    const name = outputs.last_hidden_state ? 'last_hidden_state' : this.#textEncoder.outputs[0]?.name ?? '';
-    const hidden = tensorToFloat32(outputs[name]!);
-    const width = hidden.length / texts.length;
-    return new Map(texts.map((t, i) => [t, hidden.slice(i * width, (i + 1) * width)]));
+  /** SDXL's force_zeros_for_empty_prompt: with no negative prompt, the unconditional pass gets zeros. */
+  #zeroNegative(request: GenerationRequest): boolean {
+    return this.#forceZeros && request.negativePrompt === '';
+  }
+
+  /**
+   * Encodes every (prompt, prompt_2) pair in one call per text encoder. SDXL: the first prompt
+   * through the first encoder, the second through the second; their penultimate hidden states
+   * side by side per token, and the second's pooled projection.
+   */
+  /** The VAE encoder gives a distribution (optimum's latent_parameters), which diffusers samples with the request's generator. */
+  get #encoderSamples(): boolean {
+    return this.#vaeEncoder?.outputs[0]?.name === 'latent_parameters';
+  }
+
+  async #encodeText(pairs: ReadonlyMap<string, readonly [string, string]>): Promise<Map<string, Omit<Conditioning, 'timeIds'>>> {
+    const keys = [...pairs.keys()];
+    const first = await encodeWith(this.#text, keys.map((k) => pairs.get(k)![0]));
+    const hidden1 = tensorToFloat32(first[this.#text.hidden]!);
+    const text2 = this.#text2;
+    if (!text2) {
+      const width = hidden1.length / keys.length;
+      return new Map(keys.map((k, i) => [k, { hidden: hidden1.slice(i * width, (i + 1) * width), pooled: null }]));
+    }
+    const second = await encodeWith(text2, keys.map((k) => pairs.get(k)![1]));
+    const hidden2 = tensorToFloat32(second[text2.hidden]!);
+    const pooled = tensorToFloat32(second.text_embeds ?? second[text2.session.outputs[0]?.name ?? '']!);
+    const tokens = this.info.textLength;
+    const d1 = hidden1.length / keys.length / tokens;
+    const d2 = hidden2.length / keys.length / tokens;
+    const p = pooled.length / keys.length;
+    return new Map(keys.map((k, i) => {
+      const hidden = new Float32Array(tokens * (d1 + d2));
+      for (let t = 0; t < tokens; t += 1) {
+        const row = i * tokens + t;
+        hidden.set(hidden1.subarray(row * d1, (row + 1) * d1), t * (d1 + d2));
+        hidden.set(hidden2.subarray(row * d2, (row + 1) * d2), t * (d1 + d2) + d1);
+      }
+      return [k, { hidden, pooled: pooled.slice(i * p, (i + 1) * p) }];
+    }));
   }
 
   /**
@@ -305,22 +442,25 @@ export class DiffusionPipeline {
   }
 
   async #denoiseGroup(group: readonly DenoiseState[]): Promise<void> {
-    const rows: { state: DenoiseState; hidden: Float32Array; input: Float32Array }[] = [];
+    const rows: { state: DenoiseState; on: Conditioning; input: Float32Array }[] = [];
     for (const state of group) {
       const input = state.scheduler.scaleModelInput(state.latents);
-      if (state.uncond) rows.push({ state, hidden: state.uncond, input });
-      rows.push({ state, hidden: state.cond, input });
+      if (state.uncond) rows.push({ state, on: state.uncond, input });
+      rows.push({ state, on: state.cond, input });
     }
     const first = group[0]!.request;
     const f = this.info.vaeScaleFactor;
     const dims = [rows.length, this.info.latentChannels, first.height / f, first.width / f];
-    const hiddenWidth = rows[0]!.hidden.length;
     const sample = new Float32Array(rows.length * rows[0]!.input.length);
-    const hidden = new Float32Array(rows.length * hiddenWidth);
-    rows.forEach((row, i) => {
-      sample.set(row.input, i * row.input.length);
-      hidden.set(row.hidden, i * hiddenWidth);
-    });
+    rows.forEach((row, i) => sample.set(row.input, i * row.input.length));
+    /** One row per pass, stacked: [rows, …dims]. */
+    const stack = (io: IoInfo, pick: (c: Conditioning) => Float32Array | null, dims: number[]): Tensor => {
+      const width = dims.reduce((a, b) => a * b, 1);
+      const out = new Float32Array(rows.length * width);
+      rows.forEach((r, i) => out.set(pick(r.on)!, i * width));
+      return floatTensor(io.type, out, [rows.length, ...dims]);
+    };
+    const hiddenWidth = rows[0]!.on.hidden.length;
     const io = this.#io;
     const timesteps = rows.map((r) => r.state.scheduler.timesteps[r.state.scheduler.stepIndex] ?? 0);
     // Integer timestep inputs truncate, as numpy's astype does in diffusers' ONNX pipeline.
@@ -328,8 +468,10 @@ export class DiffusionPipeline {
     const feeds: Record<string, Tensor> = {
       [io.sample.name]: floatTensor(io.sample.type, sample, dims),
       [io.timestep.name]: this.info.scalarTimestep ? makeTensor(io.timestep.type, timestepValues.slice(0, 1), []) : makeTensor(io.timestep.type, timestepValues, [rows.length]),
-      [io.hidden.name]: floatTensor(io.hidden.type, hidden, [rows.length, this.info.textLength, hiddenWidth / this.info.textLength]),
+      [io.hidden.name]: stack(io.hidden, (c) => c.hidden, [this.info.textLength, hiddenWidth / this.info.textLength]),
     };
+    if (io.textEmbeds) feeds[io.textEmbeds.name] = stack(io.textEmbeds, (c) => c.pooled, [rows[0]!.on.pooled!.length]);
+    if (io.timeIds) feeds[io.timeIds.name] = stack(io.timeIds, (c) => c.timeIds, [6]);
     if (io.timestepCond) {
       const size = this.info.guidanceEmbeddingSize ?? 0;
       const cond = new Float32Array(rows.length * size);
@@ -347,6 +489,8 @@ export class DiffusionPipeline {
         const text = predicted.subarray((row + 1) * per, (row + 2) * per);
         const g = state.request.guidanceScale;
         noise = uncond.map((u, i) => u + g * ((text[i] ?? 0) - u));
+        const rescale = state.request.guidanceRescale ?? 0;
+        if (rescale > 0) noise = rescaleGuidance(noise, text, rescale);
         row += 2;
       } else {
         noise = predicted.slice(row * per, (row + 1) * per);
@@ -387,12 +531,36 @@ export class DiffusionPipeline {
 
   /** Seconds spent inside ONNX Runtime by this pipeline's sessions so far. */
   get sessionSeconds(): number {
-    return this.#textEncoder.runSeconds + this.#unet.runSeconds + this.#vaeDecoder.runSeconds + (this.#vaeEncoder?.runSeconds ?? 0);
+    return this.#sessions().reduce((sum, s) => sum + s.runSeconds, 0);
+  }
+
+  #sessions(): OnnxSession[] {
+    return [this.#text.session, this.#unet, this.#vaeDecoder, ...(this.#text2 ? [this.#text2.session] : []), ...(this.#vaeEncoder ? [this.#vaeEncoder] : [])];
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.#textEncoder.release(), this.#unet.release(), this.#vaeDecoder.release(), this.#vaeEncoder?.release()]);
+    await Promise.all(this.#sessions().map((s) => s.release()));
   }
+}
+
+/** Sample standard deviation (torch's std, unbiased). */
+function std(x: Float32Array): number {
+  let mean = 0;
+  for (const v of x) mean += v;
+  mean /= x.length;
+  let sq = 0;
+  for (const v of x) sq += (v - mean) ** 2;
+  return Math.sqrt(sq / (x.length - 1));
+}
+
+/**
+ * diffusers' rescale_noise_cfg (Lin et al., "Common Diffusion Noise Schedules and Sample Steps
+ * are Flawed", §3.4): the guided prediction scaled to the text prediction's standard deviation,
+ * mixed with the unscaled one by `rescale`.
+ */
+function rescaleGuidance(guided: Float32Array, text: Float32Array, rescale: number): Float32Array {
+  const factor = std(text) / std(guided);
+  return guided.map((x) => rescale * (x * factor) + (1 - rescale) * x);
 }
 
 /**
