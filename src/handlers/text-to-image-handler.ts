@@ -45,12 +45,13 @@ export function diffusionSteps(pipeline: DiffusionPipeline): StepModel<Generatio
  * The init image as the pipeline takes it: decoded by sharp (within the pixel limit admission
  * checked), resized to the request's size with Lanczos when it differs (diffusers' resampling),
  * planar RGB in [-1, 1]; the mask as diffusers' mask processor makes it: greyscale, 1 from half
- * white up.
+ * white up (with mask_alpha, 1 where the alpha is below half: OpenAI's transparent-repaints).
  */
 async function initImage(p: TextToImageParameters, rules: RequestRules): Promise<InitImage> {
   const { width, height } = p;
-  const decode = async (bytes: Uint8Array, channels: 1 | 3): Promise<Uint8Array> => {
-    let image = sharp(bytes, { limitInputPixels: rules.limits.max_image_pixels }).removeAlpha();
+  const decode = async (bytes: Uint8Array, channels: 1 | 3, alpha = false): Promise<Uint8Array> => {
+    let image = sharp(bytes, { limitInputPixels: rules.limits.max_image_pixels });
+    image = alpha ? image.ensureAlpha().extractChannel('alpha') : image.removeAlpha();
     const meta = await image.metadata();
     if (meta.width !== width || meta.height !== height) image = image.resize(width, height, { fit: 'fill', kernel: 'lanczos3' });
     image = channels === 1 ? image.toColourspace('b-w') : image.toColourspace('srgb');
@@ -62,7 +63,7 @@ async function initImage(p: TextToImageParameters, rules: RequestRules): Promise
   let grey: Uint8Array | undefined;
   try {
     rgb = await decode(p.image!, 3);
-    grey = p.mask_image ? await decode(p.mask_image, 1) : undefined;
+    grey = p.mask_image ? await decode(p.mask_image, 1, p.mask_alpha) : undefined;
   } catch (err) {
     if (isEaselError(err)) throw err;
     throw new EaselError('EASEL_BAD_REQUEST', `the image could not be decoded: ${(err as Error).message}`, { field: 'image' });
@@ -70,7 +71,8 @@ async function initImage(p: TextToImageParameters, rules: RequestRules): Promise
   const plane = width * height;
   const pixels = new Float32Array(3 * plane);
   for (let i = 0; i < plane; i += 1) for (let c = 0; c < 3; c += 1) pixels[c * plane + i] = Math.fround(Math.fround(rgb[i * 3 + c]! / 255) * 2 - 1);
-  const mask = grey && Float32Array.from(grey, (v) => (v / 255 >= 0.5 ? 1 : 0));
+  const repaint = p.mask_alpha ? (v: number): boolean => v / 255 < 0.5 : (v: number): boolean => v / 255 >= 0.5;
+  const mask = grey && Float32Array.from(grey, (v) => (repaint(v) ? 1 : 0));
   return { pixels, mask, strength: p.strength ?? 1 };
 }
 
@@ -177,7 +179,7 @@ export class TextToImageHandler implements Handler<Job[], Output> {
   async #respond({ images, params, accept }: Exclude<Output, EaselError>): Promise<HandlerResult> {
     const { output_format: format } = params;
     // The parameters as run, less the images sent (the client has them).
-    const parameters = { ...params, preview_every: undefined, image: undefined, mask_image: undefined };
+    const parameters = { ...params, preview_every: undefined, image: undefined, mask_image: undefined, mask_alpha: undefined };
     if (format === 'tensor') {
       // Asked for explicitly: the raw uint8 RGB pixels, NHWC.
       const first = images[0]!;

@@ -19,6 +19,14 @@ describe('text-to-image request fields', () => {
     expect(parseTextToImage({ prompt: 'a' }, rules).guidance_rescale).toBe(0);
   });
 
+  it('reads mask_alpha (OpenAI\'s transparent-repaints mask) only beside a mask, from JSON or multipart text', () => {
+    const png = new Uint8Array(Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAJ0lEQVR4nO3BAQ0AAADCoPdPbQ43oAAAAAAAAAAAAAAAAAAAAIDODUBAAAENBzWNAAAAAElFTkSuQmCC', 'base64'));
+    expect(parseTextToImage({ prompt: 'a', image: png, mask_image: png, mask_alpha: 'true' }, rules).mask_alpha).toBe(true);
+    expect(parseTextToImage({ prompt: 'a', image: png, mask_image: png, mask_alpha: false }, rules)).not.toHaveProperty('mask_alpha');
+    expect(() => parseTextToImage({ prompt: 'a', image: png, mask_alpha: true }, rules)).toThrow(expect.objectContaining({ field: 'mask_alpha', message: expect.stringMatching(/send mask_image too/) }));
+    expect(() => parseTextToImage({ prompt: 'a', image: png, mask_image: png, mask_alpha: 'yes' }, rules)).toThrow(expect.objectContaining({ field: 'mask_alpha' }));
+  });
+
   it('fills defaults, takes TorchServe\'s data as the prompt, and draws a seed when none is given', () => {
     const p = parseTextToImage({ data: 'a red circle' }, rules);
     expect(p).toMatchObject({ prompt: 'a red circle', negative_prompt: '', num_inference_steps: 20, guidance_scale: 7.5, width: 64, height: 64, scheduler: 'ddim', num_images: 1, output_format: 'png', preview_every: 0 });

@@ -29,6 +29,8 @@ export interface TextToImageParameters {
   image?: Uint8Array;
   /** Inpainting: the mask's bytes, the image's size; white repaints, black keeps. */
   mask_image?: Uint8Array;
+  /** The mask is mask_image's alpha channel: transparent repaints (OpenAI's images/edits). */
+  mask_alpha?: boolean;
   /** With an image: how much of the schedule runs (0 keeps the image, 1 repaints it all). */
   strength?: number;
   /** diffusers' guidance_rescale, 0 to 1 (0: off). */
@@ -102,6 +104,7 @@ const FIELDS = [
   'scheduler_config',
   'image',
   'mask_image',
+  'mask_alpha',
   'strength',
   'guidance_rescale',
   ...SDXL_FIELDS,
@@ -213,6 +216,9 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   const image = raw.image === undefined ? undefined : imageInput(raw.image, 'image', limits);
   const mask = raw.mask_image === undefined ? undefined : imageInput(raw.mask_image, 'mask_image', limits);
   if (mask && !image) throw invalidField('mask_image', 'mask_image needs the image to inpaint: send image too');
+  const maskAlpha = raw.mask_alpha === 'true' ? true : raw.mask_alpha === 'false' ? false : raw.mask_alpha;
+  if (maskAlpha !== undefined && typeof maskAlpha !== 'boolean') throw invalidField('mask_alpha', `mask_alpha must be true or false, got ${JSON.stringify(maskAlpha)}`);
+  if (maskAlpha && !mask) throw invalidField('mask_alpha', 'mask_alpha says how to read mask_image: send mask_image too');
   if (mask && image && (mask.width !== image.width || mask.height !== image.height)) {
     throw invalidField('mask_image', `mask_image must be the image's size, ${image.width}×${image.height}; got ${mask.width}×${mask.height}`);
   }
@@ -271,7 +277,7 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
     ...(prompt2 === undefined ? {} : { prompt_2: prompt2 }),
     ...(negative2 === undefined ? {} : { negative_prompt_2: negative2 }),
     ...(image ? { image: image.bytes, strength } : {}),
-    ...(mask ? { mask_image: mask.bytes } : {}),
+    ...(mask ? { mask_image: mask.bytes, ...(maskAlpha ? { mask_alpha: true } : {}) } : {}),
   };
   for (const field of MICRO_CONDITIONING) {
     const value = raw[field] ?? defaults[field];

@@ -40,7 +40,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     // The model may be served by another node (distributed mode): 404 only when none serves it,
     // before reading a large body's meaning.
     await assertServed(o, model, version, req);
-    const input = req.isMultipart() ? await multipartInput(req) : bodyInput(req.body, o.json);
+    const input = req.isMultipart() ? await multipartFields(req) : bodyInput(req.body, o.json);
     if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
       await submitJob(o.jobs, { owner: ownerOf(req), model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
       return reply;
@@ -115,7 +115,8 @@ export function bodyInput(body: unknown, json: JsonLimits): Record<string, unkno
   return { data: body };
 }
 
-async function multipartInput(req: FastifyRequest): Promise<Record<string, unknown>> {
+/** A multipart body's parts: files as bytes, fields as text. */
+export async function multipartFields(req: FastifyRequest): Promise<Record<string, unknown>> {
   // A Map, then own properties: a part named "__proto__" is a plain (unknown) field.
   const fields = new Map<string, unknown>();
   try {

@@ -1,8 +1,9 @@
 // OpenAI's API on the inference port, as vLLM serves it: GET /v1/models, POST /v1/completions,
 // POST /v1/chat/completions (stream: true as SSE `data:` chunks ending in `data: [DONE]`) and
-// POST /v1/images/generations for text-to-image models. Each choice is one prediction through
+// POST /v1/images/generations and /v1/images/edits (multipart: image, mask) for text-to-image models. Each choice is one prediction through
 // the work queue; errors answer in OpenAI's {"error": {message, type, param, code}} shape.
 import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EaselError, isEaselError } from '../errors/easel-error.js';
@@ -10,6 +11,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { TokenLogprob } from '../models/model-control.js';
 import { toEaselError } from './errors.js';
+import { multipartFields } from './inference-routes.js';
 import { countRequests } from './request-metrics.js';
 import { admitPrediction, assertServed, clientGone, modelParameters, predict, textToolsOf, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
@@ -17,6 +19,8 @@ import { jsonObject, pathName, strictObject } from './schemas.js';
 export interface OpenAiRouteOptions extends PredictOptions {
   isDraining(): boolean;
   metrics: Metrics;
+  /** A multipart body (images/edits) at most. */
+  maxBodyBytes: number;
 }
 
 /** What a text model's JSON answer carries (the text-generation handler's Accept: application/json form). */
@@ -92,6 +96,19 @@ const imagesBody = strictObject({
   size: z.string().regex(/^\d{1,5}x\d{1,5}$/, { error: 'size must be WIDTHxHEIGHT, e.g. 64x64' }).optional(),
   response_format: z.enum(['b64_json']).optional(),
   seed: z.number().int().min(0).optional(),
+  user: z.string().optional(),
+});
+
+/** images/edits' form fields (the image and mask are files, the rest text). */
+const editsForm = strictObject({
+  model: pathName,
+  prompt: z.string().min(1).max(4000),
+  image: z.instanceof(Uint8Array, { error: 'image must be a file part (an image as PNG, JPEG or WebP)' }),
+  mask: z.instanceof(Uint8Array, { error: 'mask must be a file part (a PNG whose transparent pixels mark what to repaint)' }).optional(),
+  n: z.coerce.number().int().min(1).max(10).optional(),
+  size: imagesBody.shape.size,
+  response_format: imagesBody.shape.response_format,
+  seed: z.coerce.number().int().min(0).optional(),
   user: z.string().optional(),
 });
 
@@ -322,14 +339,39 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     return run(req, reply, b, inputs, true);
   });
 
+  /** One prediction of n PNGs, answered as OpenAI's images list. */
+  const images = async (reply: FastifyReply, model: string, input: Record<string, unknown>): Promise<FastifyReply> => {
+    const result = await predict(o, { model, input, accept: 'application/json', signal: clientGone(reply) });
+    const parts = result.parts ?? [result];
+    return reply.send({ created: Math.floor(Date.now() / 1000), data: parts.map((p) => ({ b64_json: Buffer.from(p.data).toString('base64') })) });
+  };
+  const sizeFields = (size: string | undefined): Record<string, number> => {
+    const [width, height] = (size ?? '').split('x').map(Number);
+    return size ? { width: width!, height: height! } : {};
+  };
+
   app.post('/v1/images/generations', { schema: { summary: 'Images from a text-to-image model (OpenAI): b64_json.', body: imagesBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof imagesBody>;
     await assertServed(o, b.model, undefined, req);
-    const [width, height] = (b.size ?? '').split('x').map(Number);
-    const input: Record<string, unknown> = { prompt: b.prompt, num_images: b.n ?? 1, output_format: 'png', ...(b.size ? { width, height } : {}), ...(b.seed !== undefined ? { seed: b.seed } : {}) };
-    const signal = clientGone(reply);
-    const result = await predict(o, { model: b.model, input, accept: 'application/json', signal });
-    const images = result.parts ?? [result];
-    return reply.send({ created: Math.floor(Date.now() / 1000), data: images.map((p) => ({ b64_json: Buffer.from(p.data).toString('base64') })) });
+    return images(reply, b.model, { prompt: b.prompt, num_images: b.n ?? 1, output_format: 'png', ...sizeFields(b.size), ...(b.seed !== undefined ? { seed: b.seed } : {}) });
+  });
+
+  // images/edits is multipart (OpenAI's clients send the image and mask as files): the parser is this route's alone.
+  await app.register(async (edits) => {
+    await edits.register(multipart, { limits: { fileSize: o.maxBodyBytes, files: 2, fields: 16, parts: 18, fieldSize: 64 * 1024 } });
+    edits.post('/v1/images/edits', { schema: { summary: 'Image edits (OpenAI): a multipart image, an optional mask whose transparent pixels are repainted, and a prompt; b64_json. Without a mask, image-to-image.' } }, async (req, reply) => {
+      if (!req.isMultipart()) throw new EaselError('EASEL_BAD_REQUEST', 'images/edits takes multipart/form-data: image (a file), prompt and model, optionally mask (a file), n and size', { field: 'body' });
+      const parsed = editsForm.safeParse(await multipartFields(req));
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        const field = issue.code === 'unrecognized_keys' ? issue.keys[0]! : String(issue.path[0] ?? 'body');
+        throw new EaselError('EASEL_INVALID_PARAMETER', issue.code === 'unrecognized_keys' ? `unknown field ${field}; images/edits takes ${Object.keys(editsForm.shape).join(', ')}` : `${field}: ${issue.message}`, { field });
+      }
+      const b = parsed.data;
+      await assertServed(o, b.model, undefined, req);
+      // OpenAI's mask: transparent pixels mark what to repaint (diffusers' mask_image is white there).
+      const mask = b.mask ? { mask_image: b.mask, mask_alpha: true } : {};
+      return images(reply, b.model, { prompt: b.prompt, image: b.image, ...mask, num_images: b.n ?? 1, output_format: 'png', ...sizeFields(b.size), ...(b.seed !== undefined ? { seed: b.seed } : {}) });
+    });
   });
 }

@@ -119,7 +119,7 @@ export async function createServers(o: ServersOptions): Promise<Servers> {
     const stage = (model: string, name: string, seconds: number): void => o.metrics.stage.observe({ model, stage: name }, seconds);
     await app.register(inferenceRoutes, { control: o.control, metrics: o.metrics, maxBodyBytes: o.maxBodyBytes, isDraining: o.isDraining, jobs: o.jobs, json: o.json, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage });
     await app.register(jobRoutes, o.jobs);
-    await app.register(openAiRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, isDraining: o.isDraining, stage, metrics: o.metrics });
+    await app.register(openAiRoutes, { control: o.control, jobs: o.jobs, maxBodyBytes: o.maxBodyBytes, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, isDraining: o.isDraining, stage, metrics: o.metrics });
     await app.register(kserveRoutes, { control: o.control, jobs: o.jobs, defaultMaxQueueLength: o.defaultMaxQueueLength, defaultResponseTimeoutMs: o.defaultResponseTimeoutMs, stage, serverVersion: API_VERSION, metrics: o.metrics });
     await app.register(playgroundRoutes);
   });

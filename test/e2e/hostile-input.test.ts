@@ -122,6 +122,7 @@ const ROUTES: Route[] = [
   { port: 'inference', method: 'POST', path: () => '/v1/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/chat/completions' },
   { port: 'inference', method: 'POST', path: () => '/v1/images/generations' },
+  { port: 'inference', method: 'POST', path: () => '/v1/images/edits' },
   { port: 'inference', method: 'POST', path: () => '/tokenize' },
   { port: 'inference', method: 'POST', path: () => '/detokenize' },
   { port: 'inference', method: 'GET', path: (n) => `/v1/models/${n}` },
@@ -215,7 +216,7 @@ function expectErrorShape(status: number, type: string | null, text: string, wha
   const parsed = JSON.parse(text) as Record<string, unknown>;
   // OpenAI's routes answer in OpenAI's shape: {"error": {message, type, param, code}}; the
   // router's own refusals (a path parameter too long: 414) come before any route, in Easel's.
-  const openAi = status !== 414 && /(\/v1\/(completions|chat\/completions|images\/generations|models)|^\/(tokenize|detokenize))\b/.test(new URL(what.split(' ')[1] ?? '', 'http://x').pathname);
+  const openAi = status !== 414 && /(\/v1\/(completions|chat\/completions|images\/(generations|edits)|models)|^\/(tokenize|detokenize))\b/.test(new URL(what.split(' ')[1] ?? '', 'http://x').pathname);
   const body = (openAi ? parsed.error : parsed) as Record<string, unknown>;
   expect(body && typeof body === 'object', `${what}: ${text}`).toBe(true);
   if (openAi) expect(typeof body.type, `${what}: ${text}`).toBe('string');

@@ -3,7 +3,7 @@
 // (of both demo architectures: tiny-lm is GPT-2-like, tiny-llama is Llama), errors in OpenAI's
 // shape, and image generation.
 import path from 'node:path';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
@@ -141,6 +141,37 @@ describe('OpenAI-compatible API (official client)', () => {
       const meta = await sharp(Buffer.from(d.b64_json!, 'base64')).metadata();
       expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
     }
+  }, 60_000);
+
+  it('edits an image (images/edits, multipart): transparent mask pixels are repainted, the rest is the image within the VAE round trip', async () => {
+    const generated = await client.images.generate({ model: 'tiny-sd', prompt: 'a red circle on a blue background', size: '64x64' as never, response_format: 'b64_json', seed: 4 } as never);
+    const init = Buffer.from(generated.data![0]!.b64_json!, 'base64');
+    // OpenAI's mask: transparent (the left half) repaints, opaque keeps.
+    const alpha = Buffer.alloc(64 * 64 * 4);
+    for (let i = 0; i < 64 * 64; i++) alpha[i * 4 + 3] = i % 64 < 32 ? 0 : 255;
+    const mask = await sharp(alpha, { raw: { width: 64, height: 64, channels: 4 } }).png().toBuffer();
+    const res = await client.images.edit({ model: 'tiny-sd', image: await toFile(init, 'init.png', { type: 'image/png' }), mask: await toFile(mask, 'mask.png', { type: 'image/png' }), prompt: 'a green square on a yellow background', size: '64x64' as never, seed: 2 } as never);
+    expect(res.data).toHaveLength(1);
+    const edited = Buffer.from(res.data![0]!.b64_json!, 'base64');
+    expect((await sharp(edited).metadata()).format).toBe('png');
+    const [a, b] = await Promise.all([init, edited].map(async (png) => (await sharp(png).removeAlpha().raw().toBuffer())));
+    // Columns away from the mask's edge (the tiny VAE's decoder sees the whole 8×8 latent).
+    const diff = (where: (x: number) => boolean): number => {
+      let [sum, n] = [0, 0];
+      for (let i = 0; i < a!.length; i++) if (where(Math.floor(i / 3) % 64)) [sum, n] = [sum + Math.abs(a![i]! - b![i]!), n + 1];
+      return sum / n;
+    };
+    expect(diff((x) => x >= 40)).toBeLessThan(6);
+    expect(diff((x) => x < 24)).toBeGreaterThan(20);
+    // Without a mask: image-to-image. A bad form gets OpenAI's error shape naming the field.
+    const whole = await client.images.edit({ model: 'tiny-sd', image: await toFile(init, 'init.png', { type: 'image/png' }), prompt: 'a yellow square on a green background' });
+    expect(whole.data).toHaveLength(1);
+    const form = new FormData();
+    form.append('model', 'tiny-sd');
+    form.append('prompt', 'x');
+    const bad = await fetch(`${easel.inference}/v1/images/edits`, { method: 'POST', body: form });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { param: 'image' } });
   }, 60_000);
 
   it('counts its requests in easel_requests_total, streamed ones too', async () => {
