@@ -76,6 +76,8 @@ export interface TextToImageParameters {
   limits: { max_inference_steps: number; max_width: number; max_height: number; max_num_images: number; max_guidance_scale: number };
   size_multiple: number;
   schedulers: string[];
+  /** The model has a VAE encoder: an init image (and a mask) may be sent. */
+  image_to_image?: boolean;
 }
 
 export interface TextGenerationParameters {

@@ -6,6 +6,7 @@ import type { ComponentChildren } from 'preact';
 import { Field, ModelPicker } from './fields.js';
 import { Gallery } from './gallery.js';
 import { loadGallery, saveGallery, type GalleryItem } from './gallery-store.js';
+import { base64Of, initImageOf, InitImagePanel, maskOf, type InitImage } from './init-image.js';
 
 /** The form's fields, as the request sends them. */
 interface Form {
@@ -21,7 +22,7 @@ interface Form {
   num_images: number;
 }
 
-const FIELDS: ReadonlySet<string> = new Set(['prompt', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'scheduler', 'width', 'height', 'seed', 'num_images']);
+const FIELDS: ReadonlySet<string> = new Set(['prompt', 'negative_prompt', 'num_inference_steps', 'guidance_scale', 'scheduler', 'width', 'height', 'seed', 'num_images', 'strength']);
 
 interface Card {
   id: string;
@@ -68,6 +69,9 @@ export function ImageTab({ models }: { models: Model[] }) {
   const [cards, setCards] = useState<Card[]>([]);
   const [gallery, setGallery] = useState<GalleryItem[]>([]);
   const following = useRef(new Map<string, AbortController>());
+  const [init, setInit] = useState<InitImage | undefined>();
+  const [strength, setStrength] = useState(0.8);
+  const maskRef = useRef<HTMLCanvasElement | null>(null);
 
   useEffect(() => {
     void loadGallery().then(setGallery);
@@ -131,7 +135,12 @@ export function ImageTab({ models }: { models: Model[] }) {
     e?.preventDefault();
     setFormError('');
     const { randomSeed, seed, ...fields } = form;
-    const input = { ...fields, ...(randomSeed || seed === '' ? {} : { seed: Number(seed) }), preview_every: previewEvery(form.num_inference_steps) };
+    const input: Record<string, unknown> = { ...fields, ...(randomSeed || seed === '' ? {} : { seed: Number(seed) }), preview_every: previewEvery(form.num_inference_steps) };
+    if (init && params.image_to_image) {
+      // The image keeps its own size (as diffusers): width and height come from it.
+      const mask = await maskOf(maskRef.current);
+      Object.assign(input, { image: await base64Of(init.image), strength, width: undefined, height: undefined, ...(mask ? { mask_image: await base64Of(mask) } : {}) });
+    }
     try {
       const job = await postJson<Job>('/v1/jobs', { model: model.id, input });
       setErrors(new Map());
@@ -201,20 +210,21 @@ export function ImageTab({ models }: { models: Model[] }) {
             reuse last
           </button>
         </div>
+        {params.image_to_image && <InitImagePanel init={init} strength={strength} onInit={setInit} onStrength={setStrength} maskRef={maskRef} />}
         {formError && <p class="error" role="alert" data-testid="form-error">{formError}</p>}
         <button type="submit" data-testid="generate">Generate <kbd>Ctrl+Enter</kbd></button>
       </form>
       <section class="queue" aria-label="Jobs">
         <h2>Queue</h2>
         {cards.length === 0 && <p class="empty">Jobs appear here.</p>}
-        {cards.map((c) => <JobCard key={c.id} card={c} onCancel={() => void remove(`/v1/jobs/${c.id}`).catch(() => undefined)} />)}
+        {cards.map((c) => <JobCard key={c.id} card={c} onCancel={() => void remove(`/v1/jobs/${c.id}`).catch(() => undefined)} onUse={params.image_to_image ? (src) => void fetch(src).then((r) => r.blob()).then(initImageOf).then(setInit) : undefined} />)}
       </section>
       <Gallery items={gallery} onReuse={reuse} onDelete={(key) => setGallery((g) => { const next = g.filter((i) => i.key !== key); void saveGallery(next); return next; })} />
     </div>
   );
 }
 
-function JobCard({ card, onCancel }: { card: Card; onCancel: () => void }) {
+function JobCard({ card, onCancel, onUse }: { card: Card; onCancel: () => void; onUse?: ((src: string) => void) | undefined }) {
   const { job } = card;
   const width = Number(job.input.width);
   const height = Number(job.input.height);
@@ -244,6 +254,7 @@ function JobCard({ card, onCancel }: { card: Card; onCancel: () => void }) {
       <div class="meta">
         <span data-testid="job-status">{status}</span>
         {live && <button type="button" class="secondary" data-testid="cancel" onClick={onCancel}>Cancel</button>}
+        {onUse && card.images[0] && <button type="button" class="secondary" data-testid="use-result" onClick={() => onUse(card.images[0]!)}>Use as init</button>}
       </div>
       <p class="prompt">{String(job.input.prompt ?? '')} · seed {String(job.input.seed)}</p>
     </article>
