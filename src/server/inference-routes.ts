@@ -9,7 +9,7 @@ import type { WorkEvent } from '../jobs/work-event.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { installPredictionParsers, parseJsonBounded, PREDICTION_MEDIA_TYPES, type JsonLimits } from './body-parsers.js';
 import { methodNotAllowed, toEaselError } from './errors.js';
-import { idempotencyKey, ownerOf, submitJob } from './job-routes.js';
+import { idempotencyKey, ownerOf, resolveJobOutputs, submitJob } from './job-routes.js';
 import { countRequests } from './request-metrics.js';
 import { assertServed, clientGone, predict, responseBody, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
@@ -40,7 +40,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
     // The model may be served by another node (distributed mode): 404 only when none serves it,
     // before reading a large body's meaning.
     await assertServed(o, model, version, req);
-    const input = req.isMultipart() ? await multipartFields(req) : bodyInput(req.body, o.json);
+    const input = await resolveJobOutputs(o.jobs, req, req.isMultipart() ? await multipartFields(req) : bodyInput(req.body, o.json));
     if (/\brespond-async\b/.test(String(req.headers.prefer ?? ''))) {
       await submitJob(o.jobs, { owner: ownerOf(req), model, version, input, idempotencyKey: idempotencyKey(req) }, reply);
       return reply;

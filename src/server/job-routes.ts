@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { EaselError, errors } from '../errors/easel-error.js';
+import { EaselError, errors, invalidField } from '../errors/easel-error.js';
 import { isTerminal, JOB_STATUSES, type Job, type JobBackend } from '../jobs/job.js';
 import { isEventId, isFinalEvent, type WorkEvent } from '../jobs/work-event.js';
 import { publicJob } from '../jobs/job-view.js';
@@ -247,11 +247,42 @@ class StreamCounts {
   }
 }
 
+/** The request fields that take an image, and so a reference to a finished job's output. */
+const IMAGE_FIELDS = ['image', 'mask_image'] as const;
+
+/**
+ * A finished job's output as an init image or mask: `{"job": "<id>", "output": 0}` in place of the
+ * image's bytes (diffusers' "use this result", without a round trip through the client). Only a
+ * job the caller may read; its output's bytes are read from the artifact store here, at
+ * admission, so the queued request carries the image itself.
+ */
+export async function resolveJobOutputs(o: JobRoutesOptions, req: FastifyRequest, input: Record<string, unknown>): Promise<Record<string, unknown>> {
+  let resolved = input;
+  for (const field of IMAGE_FIELDS) {
+    const ref = input[field];
+    if (!ref || typeof ref !== 'object' || ref instanceof Uint8Array || Array.isArray(ref)) continue;
+    const { job: id, output = 0, ...rest } = ref as Record<string, unknown>;
+    if (typeof id !== 'string' || !Number.isInteger(output) || Object.keys(rest).length > 0) {
+      throw invalidField(field, `${field} as a reference is {"job": "<job id>", "output": <index, default 0>}; got ${JSON.stringify(ref).slice(0, 200)}`);
+    }
+    const job = await o.backend.get(id);
+    // Another key's job reads as one that does not exist.
+    if (!job || !mayRead(req, job)) throw invalidField(field, `${field}: there is no job ${id.slice(0, 64)} (or it is another API key's)`);
+    const stored = job.outputs[output as number];
+    if (!stored) throw invalidField(field, `${field}: job ${job.id} has ${job.outputs.length} output(s) (status ${job.status}); there is no output ${String(output)}`);
+    const data = await o.artifacts.get(stored.key);
+    if (!data) throw invalidField(field, `${field}: output ${String(output)} of job ${job.id} has expired`);
+    resolved = { ...resolved, [field]: data };
+  }
+  return resolved;
+}
+
 export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Promise<void> {
   const streams = new StreamCounts(o.maxStreamsPerClient);
   app.post('/v1/jobs', { schema: { summary: 'Submit a job: 202 with its id, queue position and estimate.', body: submitBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof submitBody>;
-    return submitJob(o, { owner: ownerOf(req), model: b.model, version: b.version, input: b.input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
+    const input = await resolveJobOutputs(o, req, b.input);
+    return submitJob(o, { owner: ownerOf(req), model: b.model, version: b.version, input, priority: b.priority, webhook: b.webhook, webhookEvents: b.webhook_events_filter, idempotencyKey: idempotencyKey(req) }, reply);
   });
 
   app.get('/v1/jobs', { schema: { summary: 'List jobs, newest first.', querystring: listQuery } }, async (req) => {

@@ -75,6 +75,24 @@ describe('image-to-image and inpainting through the server (tiny-sd)', () => {
     expect(Buffer.from(await png(body)).equals(Buffer.from(painted))).toBe(true);
   });
 
+  it('takes a finished job\'s output as the image ({"job": id, "output": 0}), in a prediction and in a job, as if its bytes were sent', async () => {
+    const submitted = await fetch(`${easel.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { prompt: 'a red circle on a blue background', seed: 4 } }) });
+    const { id } = (await submitted.json()) as { id: string };
+    await waitFor(async () => ((await (await fetch(`${easel.inference}/v1/jobs/${id}`)).json()) as { status: string }).status === 'succeeded', 30_000, `job ${id}`);
+    const request = { prompt: 'a green square on a yellow background', strength: 0.6, seed: 5 };
+    const byBytes = await png({ ...request, image: b64(source) });
+    expect(Buffer.from(await png({ ...request, image: { job: id, output: 0 } })).equals(Buffer.from(byBytes))).toBe(true);
+    const job = await fetch(`${easel.inference}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-sd', input: { ...request, image: { job: id } } }) });
+    const { id: second } = (await job.json()) as { id: string };
+    await waitFor(async () => ((await (await fetch(`${easel.inference}/v1/jobs/${second}`)).json()) as { status: string }).status === 'succeeded', 30_000, `job ${second}`);
+    expect(Buffer.from(await (await fetch(`${easel.inference}/v1/jobs/${second}/outputs/0`)).arrayBuffer()).equals(Buffer.from(byBytes))).toBe(true);
+    for (const [image, message] of [[{ job: id, output: 3 }, /has 1 output\(s\)/], [{ job: 'nope' }, /there is no job/], [{ job: id, extra: 1 }, /\{"job": "<job id>"/]] as const) {
+      const res = await predict({ ...request, image });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ field: 'image', message: expect.stringMatching(message) });
+    }
+  });
+
   it('a job with an init image streams previews and progress counted over the steps it runs', async () => {
     const res = await fetch(`${easel.inference}/v1/jobs`, {
       method: 'POST',

@@ -79,6 +79,14 @@ describe('jobs belong to the key that submitted them', () => {
       expect(body.code).toBe('EASEL_JOB_NOT_FOUND');
       expect(body.message.replace(id, never)).toBe(((await unknown.json()) as { message: string }).message);
     }
+    // Nor may bob use its output as an init image: refused as a job that does not exist.
+    const reference = async (job: string): Promise<Response> =>
+      fetch(`${easel.inference}/predictions/add-one`, as('bob', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ data: [1], image: { job, output: 0 } }) }));
+    const [theirs, none] = await Promise.all([reference(id), reference(never)]);
+    expect(theirs.status).toBe(400);
+    const refused = (await theirs.json()) as { field: string; message: string };
+    expect(refused.field).toBe('image');
+    expect(refused.message.replace(id, never)).toBe(((await none.json()) as { message: string }).message);
     expect(await firstMessage('bob', id)).toMatchObject({ data: { event: 'error', data: { code: 'EASEL_JOB_NOT_FOUND' } } });
     expect(await firstMessage('alice', id)).toMatchObject({ data: { event: 'status' } });
     // Still alice's, untouched by bob's DELETE.
