@@ -94,7 +94,7 @@ export class TextToImageHandler implements Handler<Job[], Output> {
     this.#loop = ctx.stepLoop(diffusionSteps(pipeline));
     this.#rules = textToImageRules(ctx.spec, ctx.modelDir);
     ctx.logger.info({ ...info }, 'text-to-image pipeline loaded');
-    if (ctx.spec.runtime.warmup) {
+    if (ctx.spec.runtime.warmup && !info.inpaintingUnet) {
       // One step at the default size: first-run allocations happen here, not in a request.
       const states = await pipeline.begin([this.#generation(parseTextToImage({ prompt: '', num_inference_steps: 1, seed: 0 }, this.#rules), 0)]);
       await pipeline.denoise(states);

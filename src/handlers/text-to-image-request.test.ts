@@ -19,6 +19,14 @@ describe('text-to-image request fields', () => {
     expect(parseTextToImage({ prompt: 'a' }, rules).guidance_rescale).toBe(0);
   });
 
+  it('an inpainting UNet (9 input channels) takes only requests with an image and a mask', () => {
+    const png = new Uint8Array(Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAJ0lEQVR4nO3BAQ0AAADCoPdPbQ43oAAAAAAAAAAAAAAAAAAAAIDODUBAAAENBzWNAAAAAElFTkSuQmCC', 'base64'));
+    const inpainting = { ...rules, inpaintingUnet: true };
+    expect(() => parseTextToImage({ prompt: 'a' }, inpainting)).toThrow(expect.objectContaining({ field: 'image', message: expect.stringMatching(/inpainting UNet/) }));
+    expect(() => parseTextToImage({ prompt: 'a', image: png }, inpainting)).toThrow(expect.objectContaining({ field: 'mask_image' }));
+    expect(parseTextToImage({ prompt: 'a', image: png, mask_image: png }, inpainting).strength).toBe(1);
+  });
+
   it('reads mask_alpha (OpenAI\'s transparent-repaints mask) only beside a mask, from JSON or multipart text', () => {
     const png = new Uint8Array(Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAACqaXHeAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAJ0lEQVR4nO3BAQ0AAADCoPdPbQ43oAAAAAAAAAAAAAAAAAAAAIDODUBAAAENBzWNAAAAAElFTkSuQmCC', 'base64'));
     expect(parseTextToImage({ prompt: 'a', image: png, mask_image: png, mask_alpha: 'true' }, rules).mask_alpha).toBe(true);

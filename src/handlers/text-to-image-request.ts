@@ -122,6 +122,8 @@ export interface RequestRules {
   readonly imageToImage: boolean;
   /** The layout has a second text encoder (SDXL): prompt_2 and the micro-conditioning sizes are taken. */
   readonly dualTextEncoder: boolean;
+  /** An inpainting UNet (9 input channels): every request sends image and mask_image. */
+  readonly inpaintingUnet?: boolean;
 }
 
 /**
@@ -145,10 +147,11 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     schedulerConfig: layout.schedulerConfig,
     imageToImage: layout.vaeEncoder,
     dualTextEncoder: layout.dualTextEncoder,
+    inpaintingUnet: layout.unetInChannels === 2 * (typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4) + 1,
   };
   try {
-    // The easel.yaml defaults must make a valid request on their own.
-    parseTextToImage({ prompt: '' }, rules);
+    // The easel.yaml defaults must make a valid request on their own (an inpainting model's, with an image and mask).
+    parseTextToImage({ prompt: '' }, { ...rules, inpaintingUnet: false });
   } catch (err) {
     const e = err as EaselError;
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: easel.yaml defaults.${e.field ?? ''}: ${e.message}`, { field: `defaults.${e.field ?? ''}` });
@@ -158,7 +161,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
 
 /** The public form of the rules: what a form needs to offer only valid requests. */
 export function textToImageParameters(rules: RequestRules): Record<string, unknown> {
-  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS, image_to_image: rules.imageToImage, sdxl: rules.dualTextEncoder };
+  return { defaults: rules.defaults, limits: rules.limits, size_multiple: rules.sizeMultiple, schedulers: SCHEDULER_NAMES, output_formats: OUTPUT_FORMATS, image_to_image: rules.imageToImage, sdxl: rules.dualTextEncoder, inpainting: rules.inpaintingUnet === true };
 }
 
 /** A number as sent: JSON's, or a multipart form field's decimal text ("20", "0.75"). */
@@ -216,6 +219,9 @@ export function parseTextToImage(input: Readonly<Record<string, unknown>>, rules
   const image = raw.image === undefined ? undefined : imageInput(raw.image, 'image', limits);
   const mask = raw.mask_image === undefined ? undefined : imageInput(raw.mask_image, 'mask_image', limits);
   if (mask && !image) throw invalidField('mask_image', 'mask_image needs the image to inpaint: send image too');
+  if (rules.inpaintingUnet && !mask) {
+    throw invalidField(image ? 'mask_image' : 'image', 'this model\'s UNet is an inpainting UNet (9 input channels: latents, mask, masked image): send image and mask_image');
+  }
   const maskAlpha = raw.mask_alpha === 'true' ? true : raw.mask_alpha === 'false' ? false : raw.mask_alpha;
   if (maskAlpha !== undefined && typeof maskAlpha !== 'boolean') throw invalidField('mask_alpha', `mask_alpha must be true or false, got ${JSON.stringify(maskAlpha)}`);
   if (maskAlpha && !mask) throw invalidField('mask_alpha', 'mask_alpha says how to read mask_image: send mask_image too');

@@ -4,7 +4,10 @@ Runs StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline and
 StableDiffusionXLInpaintPipeline on tiny-sdxl's PyTorch weights (the diffusers folder that
 tools/model-factory/tiny_sdxl.py writes beside its ONNX export), for 3 schedulers × 2 seeds ×
 (text-to-image, image-to-image at strength 0.3 and 0.7, inpainting), and writes each case's
-request (Easel's field names) and diffusers' PNG. test/e2e/sdxl-fidelity.test.ts sends the same
+request (Easel's field names) and diffusers' PNG. Then the same inpainting through an inpainting
+UNet (9 input channels: latents, mask, masked image's latents): a small seeded random one with
+tiny-sdxl's conditioning, exported to test/fixtures/models/tiny-sdxl-inpaint-unet (its weights
+are noise, so its images are too; what is checked is that Easel feeds it as diffusers does). test/e2e/sdxl-fidelity.test.ts sends the same
 requests to Easel and compares pixels. The noise is the pipelines' own: a CPU torch.Generator
 seeded with the request's seed, which Easel reproduces draw for draw.
 
@@ -26,7 +29,9 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "model-factory"))
+import export_util  # noqa: E402
 import shapes  # noqa: E402
+import tiny_sdxl  # noqa: E402
 
 from diffusers import (  # noqa: E402
     DPMSolverMultistepScheduler,
@@ -35,6 +40,7 @@ from diffusers import (  # noqa: E402
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
+    UNet2DConditionModel,
 )
 
 SCHEDULERS = {"euler": EulerDiscreteScheduler, "euler_a": EulerAncestralDiscreteScheduler, "dpmpp_2m": DPMSolverMultistepScheduler}
@@ -70,6 +76,29 @@ def inputs() -> tuple[Image.Image, Image.Image]:
     return init, mask
 
 
+def inpainting_unet(base: UNet2DConditionModel, out_dir: str) -> UNet2DConditionModel:
+    """A small seeded random UNet with 9 input channels and tiny-sdxl's conditioning widths, exported as optimum would."""
+    torch.manual_seed(9)
+    c = base.config
+    unet = UNet2DConditionModel(
+        sample_size=c.sample_size, in_channels=9, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=c.cross_attention_dim, attention_head_dim=(8, 8), norm_num_groups=8, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=c.addition_time_embed_dim,
+        projection_class_embeddings_input_dim=c.projection_class_embeddings_input_dim,
+    ).eval()
+    g = torch.Generator().manual_seed(3)
+    inputs = {"sample": torch.randn((2, 9, 8, 8), generator=g), "timestep": torch.tensor([999.0, 1.0]),
+              "encoder_hidden_states": torch.randn((2, 32, c.cross_attention_dim), generator=g),
+              "text_embeds": torch.randn((2, c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim), generator=g),
+              "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64], [64.0, 64, 0, 0, 64, 64]])}
+    axes = {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch", 1: "sequence"},
+            "text_embeds": {0: "batch"}, "time_ids": {0: "batch"}, "out_sample": {0: "batch", 2: "height", 3: "width"}}
+    export_util.export(tiny_sdxl.UNetExport(unet), inputs, ["out_sample"], axes, os.path.join(out_dir, "unet", "model.onnx"))
+    unet.save_config(os.path.join(out_dir, "unet"))
+    return unet
+
+
 def as_pair(v):
     return tuple(v) if v is not None else None
 
@@ -78,6 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pipeline", default="tools/model-factory/.work/tiny-sdxl/diffusers")
     ap.add_argument("--out", default="test/fixtures/sdxl")
+    ap.add_argument("--inpaint-unet", default="test/fixtures/models/tiny-sdxl-inpaint-unet")
     ap.add_argument("--diffusers-commit", default="58eb52c0803ea9af3abec60841c2a093bdf1f951", help="the checkout's commit, recorded in cases.json")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -98,6 +128,9 @@ def main() -> None:
         f.write(png(mask))
 
     cases = []
+    with_inpaint_unet = StableDiffusionXLInpaintPipeline(
+        **{**base.components, "unet": inpainting_unet(base.unet, args.inpaint_unet)}, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+    with_inpaint_unet.set_progress_bar_config(disable=True)
     for sched_name, sched_cls in SCHEDULERS.items():
         for seed, fields in SEEDS.items():
             for mode, extra in MODES.items():
@@ -118,6 +151,17 @@ def main() -> None:
                     num_inference_steps=STEPS, generator=torch.Generator().manual_seed(seed), output_type="pil",
                 )
                 pipe = pipes["t2i" if mode == "t2i" else "inpaint" if mode == "inpaint" else "i2i"]
+                if mode == "inpaint" and seed == 11:
+                    # The inpainting UNet, at full strength and at 0.6 (its draws differ: the image is sampled only below 1).
+                    for strength in (1.0, 0.6):
+                        vname = f"inpaint-unet-{sched_name}-{strength}"
+                        with_inpaint_unet.scheduler = sched_cls.from_config(base.scheduler.config)
+                        vkw = {**kw, "generator": torch.Generator().manual_seed(seed)}
+                        image = with_inpaint_unet(image=init, mask_image=mask, strength=strength, height=64, width=64, **vkw).images[0]
+                        with open(os.path.join(args.out, f"{vname}.png"), "wb") as f:
+                            f.write(png(image))
+                        cases.append({"name": vname, "unet": "inpaint", "request": {**request, "strength": strength, "image": "init.png", "mask_image": "mask.png"}})
+                        print(vname, flush=True)
                 pipe.scheduler = sched_cls.from_config(base.scheduler.config)
                 if mode == "t2i":
                     image = pipe(height=64, width=64, **kw).images[0]

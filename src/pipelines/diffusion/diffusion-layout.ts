@@ -26,6 +26,8 @@ export interface DiffusionLayout {
   readonly dualTextEncoder: boolean;
   /** model_index.json's force_zeros_for_empty_prompt: no negative prompt means zero embeddings, not the empty prompt's. */
   readonly forceZerosForEmptyPrompt: boolean;
+  /** unet/config.json's in_channels: 9 for an inpainting UNet (latents, mask, masked image's latents). */
+  readonly unetInChannels: number | undefined;
   /** The VAE's force_upcast (SDXL's overflows in half precision): its graphs run in float32 even when a variant is asked for. */
   readonly vaeForceUpcast: boolean;
 }
@@ -58,5 +60,6 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     dualTextEncoder: has('text_encoder_2'),
     forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
     vaeForceUpcast: vae.force_upcast === true,
+    unetInChannels: typeof unet.in_channels === 'number' ? unet.in_channels : undefined,
   };
 }

@@ -29,6 +29,7 @@ describe('DiffusionPipeline with a scalar-timestep, timestep_cond, int64-ids exp
     expect(pipeline.info).toEqual({
       vaeScaleFactor: 8,
       latentChannels: 4,
+      inpaintingUnet: false,
       textLength: 8,
       scalarTimestep: true,
       guidanceEmbeddingSize: 32,

@@ -99,6 +99,8 @@ export interface DenoiseState {
   readonly firstCall: number;
   /** Inpainting with an ordinary UNet: each step the kept region is reset to the image's latents, noised to that step's level. */
   readonly inpaint: { readonly imageLatents: Float32Array; readonly mask: Float32Array; readonly noise: Float32Array } | null;
+  /** An inpainting UNet's extra input channels, after the latents: the mask and the masked image's latents. */
+  readonly unetExtra: Float32Array | null;
 }
 
 export interface RgbImage {
@@ -111,6 +113,8 @@ export interface RgbImage {
 export interface PipelineInfo {
   readonly vaeScaleFactor: number;
   readonly latentChannels: number;
+  /** An inpainting UNet (diffusers' 9 input channels: latents, mask, masked image's latents): every request is inpainting. */
+  readonly inpaintingUnet: boolean;
   readonly textLength: number;
   /** The UNet's `timestep` is a scalar: requests share a call only at the same timestep. */
   readonly scalarTimestep: boolean;
@@ -222,6 +226,8 @@ export class DiffusionPipeline {
   readonly #vaeEncoder: OnnxSession | undefined;
   readonly #schedulerConfig: Partial<SchedulerConfig>;
   readonly #vaeScaling: number;
+  /** The UNet's input channels: the latents', or 2 × those + 1 for an inpainting UNet. */
+  readonly #unetChannels: number;
   readonly #io: {
     sample: IoInfo;
     timestep: IoInfo;
@@ -267,10 +273,12 @@ export class DiffusionPipeline {
     }
     const scaling = layout.vaeConfig.scaling_factor;
     this.#vaeScaling = typeof scaling === 'number' ? scaling : 0.18215;
-    const channels = staticDim(this.#io.sample, 1) ?? (typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4);
+    const channels = typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4;
+    this.#unetChannels = staticDim(this.#io.sample, 1) ?? layout.unetInChannels ?? channels;
     this.info = {
       vaeScaleFactor: layout.vaeScaleFactor,
       latentChannels: channels,
+      inpaintingUnet: this.#unetChannels === 2 * channels + 1,
       textLength: parts.text.tokenizer.maxLength,
       scalarTimestep: this.#io.timestep.shape.length === 0,
       guidanceEmbeddingSize: this.#io.timestepCond ? (staticDim(this.#io.timestepCond, 1) ?? 256) : null,
@@ -318,7 +326,10 @@ export class DiffusionPipeline {
       if (this.usesGuidance(r) && !this.#zeroNegative(r)) pairs.set(textKey(r.negativePrompt, r.negativePrompt2 ?? r.negativePrompt), [r.negativePrompt, r.negativePrompt2 ?? r.negativePrompt]);
     }
     const embeddings = await this.#encodeText(pairs);
-    const moments = await this.#encodeImages(requests.filter((r) => r.init !== undefined));
+    const withImage = requests.filter((r) => r.init !== undefined);
+    const moments = await this.#encodeImages(withImage.map((r) => ({ request: r, pixels: r.init!.pixels })));
+    // An inpainting UNet also sees the masked image (diffusers: the image × (mask < 0.5)).
+    const masked = this.info.inpaintingUnet ? await this.#encodeImages(withImage.map((r) => ({ request: r, pixels: maskedPixels(r.init!) }))) : new Map<GenerationRequest, Float32Array>();
     return requests.map((request) => {
       const scheduler = createScheduler(request.scheduler, this.#schedulerConfig, request.steps, request.schedulerConfig);
       const generator = new TorchGenerator(request.seed);
@@ -338,8 +349,26 @@ export class DiffusionPipeline {
       };
       const init = request.init;
       if (!init) {
+        if (this.info.inpaintingUnet) throw new Error('an inpainting UNet needs an image and a mask');
         const sigma = scheduler.initNoiseSigma;
-        return { ...common, latents: generator.standardNormal(count).map((x) => x * sigma), firstCall: 0, inpaint: null };
+        return { ...common, latents: generator.standardNormal(count).map((x) => x * sigma), firstCall: 0, inpaint: null, unetExtra: null };
+      }
+      if (this.info.inpaintingUnet) {
+        if (!init.mask) throw new Error('an inpainting UNet needs a mask');
+        // diffusers' order of draws here: the image's sample only when the start is the noised
+        // image (strength below 1), the noise, then the masked image's sample.
+        const firstCall = skippedSteps(request.steps, init.strength);
+        scheduler.beginAt(firstCall);
+        const full = init.strength >= 1;
+        const imageLatents = full ? null : this.#latentsOf(moments.get(request)!, generator).map((x) => x * this.#vaeScaling);
+        const noise = generator.standardNormal(count);
+        const maskedLatents = this.#latentsOf(masked.get(request)!, generator).map((x) => x * this.#vaeScaling);
+        const latents = imageLatents ? scheduler.addNoise(imageLatents, noise, firstCall) : noise.map((x) => x * scheduler.initNoiseSigma);
+        const mask = latentMask(init.mask, request.width, request.height, f);
+        const unetExtra = new Float32Array(mask.length + maskedLatents.length);
+        unetExtra.set(mask);
+        unetExtra.set(maskedLatents, mask.length);
+        return { ...common, latents, firstCall, inpaint: null, unetExtra };
       }
       // diffusers' order of draws: the VAE's sample (when the encoder gives a distribution), then the noise.
       const imageLatents = this.#latentsOf(moments.get(request)!, generator).map((x) => x * this.#vaeScaling);
@@ -351,26 +380,26 @@ export class DiffusionPipeline {
       // Inpainting at full strength starts from pure noise, as diffusers does; otherwise from the noised image.
       const latents = init.mask && init.strength >= 1 ? noise.map((x) => x * scheduler.initNoiseSigma) : scheduler.addNoise(imageLatents, noise, firstCall);
       const inpaint = init.mask ? { imageLatents, mask: latentMask(init.mask, request.width, request.height, f), noise } : null;
-      return { ...common, latents, firstCall, inpaint };
+      return { ...common, latents, firstCall, inpaint, unetExtra: null };
     });
   }
 
-  /** The VAE encoder's output per init image: the latents, or their distribution's mean and log-variance. */
-  async #encodeImages(requests: readonly GenerationRequest[]): Promise<Map<GenerationRequest, Float32Array>> {
+  /** The VAE encoder's output per request's pixels: the latents, or their distribution's mean and log-variance. */
+  async #encodeImages(items: readonly { request: GenerationRequest; pixels: Float32Array }[]): Promise<Map<GenerationRequest, Float32Array>> {
     const out = new Map<GenerationRequest, Float32Array>();
-    if (requests.length === 0) return out;
+    if (items.length === 0) return out;
     const encoder = this.#vaeEncoder;
     if (!encoder) throw new Error('image-to-image needs the layout\'s vae_encoder');
-    for (const group of groupBy(requests, (r) => `${r.width}x${r.height}`)) {
-      const { width, height } = group[0]!;
+    for (const group of groupBy(items, (item) => `${item.request.width}x${item.request.height}`)) {
+      const { width, height } = group[0]!.request;
       const per = 3 * width * height;
       const pixels = new Float32Array(group.length * per);
-      group.forEach((r, i) => pixels.set(r.init!.pixels, i * per));
+      group.forEach((item, i) => pixels.set(item.pixels, i * per));
       const input = encoder.inputs[0]!;
       const outputs = await encoder.run({ [input.name]: floatTensor(input.type, pixels, [group.length, 3, height, width]) });
       const encoded = tensorToFloat32(outputs[encoder.outputs[0]?.name ?? '']!);
       const size = encoded.length / group.length;
-      group.forEach((r, i) => out.set(r, encoded.slice(i * size, (i + 1) * size)));
+      group.forEach((item, i) => out.set(item.request, encoded.slice(i * size, (i + 1) * size)));
     }
     return out;
   }
@@ -392,16 +421,16 @@ export class DiffusionPipeline {
     return this.#forceZeros && request.negativePrompt === '';
   }
 
-  /**
-   * Encodes every (prompt, prompt_2) pair in one call per text encoder. SDXL: the first prompt
-   * through the first encoder, the second through the second; their penultimate hidden states
-   * side by side per token, and the second's pooled projection.
-   */
   /** The VAE encoder gives a distribution (optimum's latent_parameters), which diffusers samples with the request's generator. */
   get #encoderSamples(): boolean {
     return this.#vaeEncoder?.outputs[0]?.name === 'latent_parameters';
   }
 
+  /**
+   * Encodes every (prompt, prompt_2) pair in one call per text encoder. SDXL: the first prompt
+   * through the first encoder, the second through the second; their penultimate hidden states
+   * side by side per token, and the second's pooled projection.
+   */
   async #encodeText(pairs: ReadonlyMap<string, readonly [string, string]>): Promise<Map<string, Omit<Conditioning, 'timeIds'>>> {
     const keys = [...pairs.keys()];
     const first = await encodeWith(this.#text, keys.map((k) => pairs.get(k)![0]));
@@ -444,13 +473,13 @@ export class DiffusionPipeline {
   async #denoiseGroup(group: readonly DenoiseState[]): Promise<void> {
     const rows: { state: DenoiseState; on: Conditioning; input: Float32Array }[] = [];
     for (const state of group) {
-      const input = state.scheduler.scaleModelInput(state.latents);
+      const input = withExtra(state.scheduler.scaleModelInput(state.latents), state.unetExtra);
       if (state.uncond) rows.push({ state, on: state.uncond, input });
       rows.push({ state, on: state.cond, input });
     }
     const first = group[0]!.request;
     const f = this.info.vaeScaleFactor;
-    const dims = [rows.length, this.info.latentChannels, first.height / f, first.width / f];
+    const dims = [rows.length, this.#unetChannels, first.height / f, first.width / f];
     const sample = new Float32Array(rows.length * rows[0]!.input.length);
     rows.forEach((row, i) => sample.set(row.input, i * row.input.length));
     /** One row per pass, stacked: [rows, …dims]. */
@@ -541,6 +570,22 @@ export class DiffusionPipeline {
   async release(): Promise<void> {
     await Promise.all(this.#sessions().map((s) => s.release()));
   }
+}
+
+/** An inpainting UNet's input: the scaled latents, then the mask and the masked image's latents (diffusers' torch.cat on channels). */
+function withExtra(input: Float32Array, extra: Float32Array | null): Float32Array {
+  if (!extra) return input;
+  const out = new Float32Array(input.length + extra.length);
+  out.set(input);
+  out.set(extra, input.length);
+  return out;
+}
+
+/** The init image where the mask keeps it, 0 (mid-grey) where it repaints: diffusers' image × (mask < 0.5). */
+function maskedPixels(init: InitImage): Float32Array {
+  const mask = init.mask!;
+  const plane = mask.length;
+  return init.pixels.map((v, i) => (mask[i % plane]! < 0.5 ? v : 0));
 }
 
 /** Sample standard deviation (torch's std, unbiased). */
