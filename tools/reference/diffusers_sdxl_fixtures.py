@@ -176,6 +176,18 @@ def main() -> None:
                 cases.append({"name": name, "request": request})
                 print(name, flush=True)
 
+    # SDXL-Turbo's recipe (its model card): EulerAncestral with trailing timesteps, no guidance, 1 to 4 steps.
+    for steps in (1, 4):
+        name = f"turbo-{steps}"
+        pipes["t2i"].scheduler = EulerAncestralDiscreteScheduler.from_config(base.scheduler.config, timestep_spacing="trailing")
+        image = pipes["t2i"](SEEDS[11]["prompt"], height=64, width=64, num_inference_steps=steps, guidance_scale=0.0,
+                             generator=torch.Generator().manual_seed(11), output_type="pil").images[0]
+        with open(os.path.join(args.out, f"{name}.png"), "wb") as f:
+            f.write(png(image))
+        cases.append({"name": name, "request": {"prompt": SEEDS[11]["prompt"], "num_inference_steps": steps, "guidance_scale": 0, "seed": 11, "width": 64, "height": 64,
+                                                "scheduler": "euler_a", "scheduler_config": {"timestep_spacing": "trailing"}}})
+        print(name, flush=True)
+
     with open(os.path.join(args.out, "cases.json"), "w") as f:
         json.dump({"diffusers": args.diffusers_commit, "steps": STEPS, "cases": cases}, f, indent=1)
         f.write("\n")
