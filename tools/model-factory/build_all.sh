@@ -7,6 +7,13 @@ cd "$(dirname "$0")/../.."
 start=$(date +%s)
 /usr/bin/python3 tools/model-factory/fixtures.py
 /usr/bin/python3 tools/model-factory/tiny_sd.py
+# tiny-sdxl is built with diffusers' and transformers' classes: a venv (VENV_PYTHON) with torch and
+# transformers, and a diffusers checkout (DIFFUSERS_SRC: its src folder). Skipped without them.
+if [[ -n "${DIFFUSERS_SRC:-}" && -n "${VENV_PYTHON:-}" ]]; then
+  PYTHONPATH="$DIFFUSERS_SRC" "$VENV_PYTHON" tools/model-factory/tiny_sdxl.py
+else
+  echo "skipping tiny-sdxl: set VENV_PYTHON and DIFFUSERS_SRC (see tiny_sdxl.py)"
+fi
 /usr/bin/python3 tools/model-factory/tiny_lm.py
 /usr/bin/python3 tools/model-factory/tiny_llama.py
 /usr/bin/python3 tools/model-factory/cards.py

@@ -121,6 +121,87 @@ its samples run alone (for the UNet: timesteps 999 and 1 in one batch):
 """
 
 
+def tiny_sdxl_card(report: dict) -> str:
+    d = os.path.join(ROOT, "models", "tiny-sdxl")
+    files, total = table(d)
+    params = report["params"]
+    q = report["quality"]
+    return f"""# tiny-sdxl
+
+A tiny Stable Diffusion XL, trained from scratch by Easel's model factory on the same captioned
+shapes as tiny-sd. Its networks are diffusers' and transformers' own classes at toy size, and
+its folder is what optimum writes when it exports an SDXL pipeline to ONNX: two text encoders
+(the second with a projection), a UNet with SDXL's added conditioning (pooled text embedding and
+the micro-conditioning `time_ids`), a VAE encoder and decoder. The code that serves it serves
+`stabilityai/stable-diffusion-xl-base-1.0` exported by optimum.
+
+## What it draws
+
+One filled shape on a plain background, 64x64 pixels, from the captions' English (see tiny-sd:
+circle, square, triangle, cross; red, green, blue, yellow, purple, orange, white, black; white,
+black, blue, yellow, green, gray backgrounds; small, medium, large; five positions).
+
+Micro-conditioning means here what it means to SDXL: training images were drawn at random
+original sizes (smaller ones upscaled: soft edges) and crops of larger ones (the shape may leave
+the frame), each with its `original_size` and `crops_coords_top_left`. diffusers' defaults
+(original size = target size, crop (0, 0)) ask for a sharp, uncropped scene.
+
+`samples.png`: rows 1–2 the first 16 held-out captions (DDIM, 20 steps, guidance 7.5); row 3 the
+first 8 again with `original_size` (32, 32); row 4 with `original_size` (96, 96) and
+`crops_coords_top_left` (24, 24).
+
+## Components
+
+| component | what | parameters |
+|---|---|---|
+| tokenizer, tokenizer_2 | CLIP byte-level BPE trained on the captions, max length 32 (the second pads with `!`, as SDXL's does) | — |
+| text_encoder | transformers `CLIPTextModel`, 3 layers, width 128: `input_ids` (int32) → `last_hidden_state`, `pooler_output`, `hidden_states.0`–`3` | {params['text_encoder']} |
+| text_encoder_2 | transformers `CLIPTextModelWithProjection`, 3 layers, width 96, projection 64: → `text_embeds`, `last_hidden_state`, `hidden_states.0`–`3` | {params['text_encoder_2']} |
+| unet | diffusers `UNet2DConditionModel`, channels 64/128, cross-attention at both levels over the encoders' penultimate states side by side (224 wide), `addition_embed_type: text_time` (time embedding 8 per number): `sample`, `timestep` (float32, `[batch]`), `encoder_hidden_states`, `text_embeds`, `time_ids` → `out_sample`; epsilon | {params['unet']} |
+| vae_encoder / vae_decoder | diffusers `AutoencoderKL` (channels 16/32/64/64, 4-channel latent at 1/8), `scaling_factor` from the latents' spread, `force_upcast` as SDXL's; the encoder gives optimum's `latent_parameters` (mean and log-variance) | {params['vae']} |
+| scheduler | SDXL base's `EulerDiscreteScheduler` config: scaled_linear 0.00085–0.012, leading spacing, steps_offset 1 | — |
+
+## Training
+
+{report['images']} rendered images (seeded), half at the target size, a quarter drawn at 24–48
+pixels and upscaled, a quarter drawn at 64–96 and cropped at random; the 100 held-out captions
+are tiny-sd's, whose attribute combinations never occur in training. The autoencoder trained
+{report['vae_steps']} steps; then both text encoders and the UNet jointly {report['unet_steps']}
+steps (batch 32, AdamW, one-cycle LR 5e-4, EMA 0.999), 10% of captions dropped to zero
+embeddings (what `force_zeros_for_empty_prompt` feeds the unconditional pass). Training took
+{report['train_seconds']} s and the whole build {report['total_seconds']} s on 2 CPU cores.
+
+Rebuild (a venv with torch, transformers, onnx, pillow and numpy; diffusers from a checkout):
+
+    PYTHONPATH=<diffusers>/src <venv>/bin/python tools/model-factory/tiny_sdxl.py && /usr/bin/python3 tools/model-factory/cards.py tiny-sdxl
+
+The PyTorch pipeline (diffusers' `save_pretrained`) stays in `tools/model-factory/.work/tiny-sdxl/diffusers`
+for `tools/reference/diffusers_sdxl_fixtures.py`.
+
+## Measured quality
+
+100 held-out captions through diffusers' own `StableDiffusionXLPipeline` on these weights, 20
+steps, guidance 7.5, graded by the factory's analyser (tiny-sd's card has the same measures):
+
+| measure | value |
+|---|---|
+{fmt({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in q.items()})}
+
+ONNX Runtime vs PyTorch on fixed inputs (max abs difference), and each graph's batch of two vs
+its samples run alone:
+
+| check | max abs |
+|---|---|
+{fmt(report['parity'])}
+
+## Files
+
+{total} bytes in all.
+
+{files}
+"""
+
+
 def tiny_lm_card(name: str, report: dict) -> str:
     d = os.path.join(ROOT, "models", name)
     files, total = table(d)
@@ -268,10 +349,13 @@ one, as Llama's does).
 
 
 def main() -> None:
-    which = sys.argv[1:] or ["tiny-sd", "tiny-lm", "tiny-llama"]
+    which = sys.argv[1:] or ["tiny-sd", "tiny-sdxl", "tiny-lm", "tiny-llama"]
     if "tiny-sd" in which:
         r = json.load(open(os.path.join(WORK, "tiny-sd", "report.json")))
         open(os.path.join(ROOT, "models", "tiny-sd", "README.md"), "w").write(tiny_sd_card(r))
+    if "tiny-sdxl" in which:
+        r = json.load(open(os.path.join(WORK, "tiny-sdxl", "report.json")))
+        open(os.path.join(ROOT, "models", "tiny-sdxl", "README.md"), "w").write(tiny_sdxl_card(r))
     if "tiny-lm" in which:
         r = json.load(open(os.path.join(WORK, "tiny-lm", "report.json")))
         for name in ("tiny-lm", "tiny-lm-draft"):
