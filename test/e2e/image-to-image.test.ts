@@ -7,24 +7,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, serveModel, waitFor, type EaselProcess } from '../helpers/easel-process.js';
+import { meanDiff, rgbPixels as pixels } from '../helpers/pixels.js';
 
 const TINY_SD = path.join(ROOT, 'models', 'tiny-sd');
-
-async function pixels(bytes: Uint8Array): Promise<Buffer> {
-  return (await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true })).data;
-}
-
-/** Mean absolute difference per channel value over the pixels whose column `where` takes. */
-function meanDiff(a: Buffer, b: Buffer, width: number, where: (x: number) => boolean = () => true): number {
-  let sum = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!where(Math.floor(i / 3) % width)) continue;
-    sum += Math.abs(a[i]! - b[i]!);
-    n++;
-  }
-  return sum / n;
-}
 
 describe('image-to-image and inpainting through the server (tiny-sd)', () => {
   let easel: EaselProcess;

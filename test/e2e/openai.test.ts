@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
 import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+import { meanDiff, rgbPixels } from '../helpers/pixels.js';
 
 const TINY_LM = path.join(ROOT, 'models', 'tiny-lm');
 const TINY_LLAMA = path.join(ROOT, 'models', 'tiny-llama');
@@ -154,15 +155,10 @@ describe('OpenAI-compatible API (official client)', () => {
     expect(res.data).toHaveLength(1);
     const edited = Buffer.from(res.data![0]!.b64_json!, 'base64');
     expect((await sharp(edited).metadata()).format).toBe('png');
-    const [a, b] = await Promise.all([init, edited].map(async (png) => (await sharp(png).removeAlpha().raw().toBuffer())));
+    const [a, b] = await Promise.all([init, edited].map(rgbPixels));
     // Columns away from the mask's edge (the tiny VAE's decoder sees the whole 8×8 latent).
-    const diff = (where: (x: number) => boolean): number => {
-      let [sum, n] = [0, 0];
-      for (let i = 0; i < a!.length; i++) if (where(Math.floor(i / 3) % 64)) [sum, n] = [sum + Math.abs(a![i]! - b![i]!), n + 1];
-      return sum / n;
-    };
-    expect(diff((x) => x >= 40)).toBeLessThan(6);
-    expect(diff((x) => x < 24)).toBeGreaterThan(20);
+    expect(meanDiff(a!, b!, 64, (x) => x >= 40)).toBeLessThan(6);
+    expect(meanDiff(a!, b!, 64, (x) => x < 24)).toBeGreaterThan(20);
     // Without a mask: image-to-image. A bad form gets OpenAI's error shape naming the field.
     const whole = await client.images.edit({ model: 'tiny-sd', image: await toFile(init, 'init.png', { type: 'image/png' }), prompt: 'a yellow square on a green background' });
     expect(whole.data).toHaveLength(1);

@@ -3,6 +3,7 @@
 Debian packages no ONNX Runtime for Python, so parity runs the exported graphs with the
 project's own onnxruntime-node (ort_parity.mjs) on inputs and PyTorch outputs saved here.
 """
+import argparse
 import inspect
 import json
 import os
@@ -65,3 +66,21 @@ def print_table(title: str, report: dict) -> None:
                 print(f"  {kk:<34} {vv}")
         else:
             print(f"{k:<36} {v}")
+
+
+def diffusion_args(name: str, unet_steps: int, skip_help: str) -> argparse.Namespace:
+    """The command line both diffusion builders take (tiny_sd.py, tiny_sdxl.py)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=f"models/{name}")
+    ap.add_argument("--work", default=f"tools/model-factory/.work/{name}")
+    ap.add_argument("--images", type=int, default=30000)
+    ap.add_argument("--vae-steps", type=int, default=1200)
+    ap.add_argument("--unet-steps", type=int, default=unet_steps)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-train", action="store_true", help=skip_help)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.work, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    return args

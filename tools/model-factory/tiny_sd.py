@@ -10,8 +10,7 @@ import os
 # OpenBLAS's own threads fight torch's OpenMP threads on two cores (measured: 1.7x slower).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json
+import json  # noqa: E402
 import random
 import sys
 import time
@@ -160,19 +159,7 @@ def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str, model_dir:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models/tiny-sd")
-    ap.add_argument("--work", default="tools/model-factory/.work/tiny-sd")
-    ap.add_argument("--images", type=int, default=30000)
-    ap.add_argument("--vae-steps", type=int, default=1200)
-    ap.add_argument("--unet-steps", type=int, default=6000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-train", action="store_true", help="reuse the checkpoints in --work")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.work, exist_ok=True)
-    os.makedirs(args.out, exist_ok=True)
+    args = export_util.diffusion_args("tiny-sd", 6000, "reuse the checkpoints in --work")
     started = time.time()
 
     log("rendering data")

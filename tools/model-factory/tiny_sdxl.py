@@ -22,8 +22,7 @@ import os
 # OpenBLAS's own threads fight torch's OpenMP threads on two cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import copy
+import copy  # noqa: E402
 import json
 import random
 import shutil
@@ -39,6 +38,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import clip_bpe  # noqa: E402
 import export_util  # noqa: E402
 import shapes  # noqa: E402
+# SD's noise schedule, which SDXL keeps.
+from tiny_sd import BETA_END, BETA_START, TRAIN_STEPS, alphas_cumprod  # noqa: E402
 
 from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
@@ -51,7 +52,6 @@ UNET_CHANNELS = (64, 128)
 VAE_CHANNELS = (16, 32, 64, 64)
 GROUPS = 8
 SIZE = 64
-BETA_START, BETA_END, TRAIN_STEPS = 0.00085, 0.012, 1000
 
 
 def log(msg: str) -> None:
@@ -155,11 +155,6 @@ def encode_prompts(te1, te2, ids1, ids2):
     h1 = te1(ids1, output_hidden_states=True).hidden_states[-2]
     out2 = te2(ids2, output_hidden_states=True)
     return torch.cat([h1, out2.hidden_states[-2]], -1), out2.text_embeds
-
-
-def alphas_cumprod() -> torch.Tensor:
-    betas = torch.linspace(BETA_START**0.5, BETA_END**0.5, TRAIN_STEPS, dtype=torch.float64) ** 2
-    return torch.cumprod(1 - betas, 0).float()
 
 
 def train_unet(latents, ids1, ids2, time_ids, vocab: int, steps: int, seed: int):
@@ -355,19 +350,7 @@ def evaluate(pipe: StableDiffusionXLPipeline, heldout, work: str, model_dir: str
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="models/tiny-sdxl")
-    ap.add_argument("--work", default="tools/model-factory/.work/tiny-sdxl")
-    ap.add_argument("--images", type=int, default=30000)
-    ap.add_argument("--vae-steps", type=int, default=1200)
-    ap.add_argument("--unet-steps", type=int, default=5000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-train", action="store_true", help="reuse the PyTorch pipeline in --work/diffusers")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.makedirs(args.work, exist_ok=True)
-    os.makedirs(args.out, exist_ok=True)
+    args = export_util.diffusion_args("tiny-sdxl", 5000, "reuse the PyTorch pipeline in --work/diffusers")
     torch_dir = os.path.join(args.work, "diffusers")
     started = time.time()
 
