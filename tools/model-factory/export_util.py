@@ -68,9 +68,11 @@ def print_table(title: str, report: dict) -> None:
             print(f"{k:<36} {v}")
 
 
-def diffusion_args(name: str, unet_steps: int, skip_help: str) -> argparse.Namespace:
-    """The command line both diffusion builders take (tiny_sd.py, tiny_sdxl.py)."""
+def diffusion_args(name: str, unet_steps: int, skip_help: str, extra=None) -> argparse.Namespace:
+    """The command line both diffusion builders take (tiny_sd.py, tiny_sdxl.py); `extra` adds a builder's own."""
     ap = argparse.ArgumentParser()
+    if extra:
+        extra(ap)
     ap.add_argument("--out", default=f"models/{name}")
     ap.add_argument("--work", default=f"tools/model-factory/.work/{name}")
     ap.add_argument("--images", type=int, default=30000)

@@ -157,15 +157,19 @@ def encode_prompts(te1, te2, ids1, ids2):
     return torch.cat([h1, out2.hidden_states[-2]], -1), out2.text_embeds
 
 
-def train_unet(latents, ids1, ids2, time_ids, vocab: int, steps: int, seed: int):
+def train_unet(latents, ids1, ids2, time_ids, vocab: int, steps: int, seed: int, start=None, max_lr: float = 5e-4):
+    """Trains both text encoders and the UNet jointly; `start`: the networks to continue from."""
     torch.manual_seed(seed)
-    te1, te2 = text_encoders(vocab)
-    unet = unet_model()
+    if start:
+        te1, te2, unet = (n.train() for n in start)
+    else:
+        te1, te2 = text_encoders(vocab)
+        unet = unet_model()
     nets = [te1, te2, unet]
     emas = [copy.deepcopy(n).eval() for n in nets]
     params = [p for n in nets for p in n.parameters()]
-    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps, pct_start=0.05, final_div_factor=20)
+    opt = torch.optim.AdamW(params, lr=max_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.05, final_div_factor=20)
     ac = alphas_cumprod()
     g = torch.Generator().manual_seed(seed)
     batch = 32
@@ -350,7 +354,8 @@ def evaluate(pipe: StableDiffusionXLPipeline, heldout, work: str, model_dir: str
 
 
 def main() -> None:
-    args = export_util.diffusion_args("tiny-sdxl", 5000, "reuse the PyTorch pipeline in --work/diffusers")
+    more = lambda ap: ap.add_argument("--more-steps", type=int, default=0, help="continue training the pipeline in --work/diffusers this many steps (max LR 2e-4)")  # noqa: E731
+    args = export_util.diffusion_args("tiny-sdxl", 5000, "reuse the PyTorch pipeline in --work/diffusers", more)
     torch_dir = os.path.join(args.work, "diffusers")
     started = time.time()
 
@@ -363,6 +368,18 @@ def main() -> None:
 
     if args.skip_train:
         pipe = StableDiffusionXLPipeline.from_pretrained(torch_dir)
+    elif args.more_steps:
+        pipe = StableDiffusionXLPipeline.from_pretrained(torch_dir)
+        images = torch.from_numpy(np.stack(images_u8)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            latents = torch.cat([pipe.vae.encode(images[i : i + 256]).latent_dist.mean for i in range(0, len(images), 256)])
+        ids1 = torch.tensor([tok1.encode(c) for c in captions])
+        ids2 = torch.tensor([tok2.encode(c) for c in captions])
+        log(f"continuing {args.more_steps} steps")
+        start = (pipe.text_encoder, pipe.text_encoder_2, pipe.unet)
+        te1, te2, unet = train_unet(latents * pipe.vae.config.scaling_factor, ids1, ids2, time_ids, vocab, args.more_steps, args.seed + 1, start, 2e-4)
+        pipe = pipeline(pipe.vae, te1, te2, unet, os.path.join(args.work, "tokenizers"))
+        pipe.save_pretrained(torch_dir)
     else:
         tok_dir = os.path.join(args.work, "tokenizers")
         clip_bpe.save(merges, os.path.join(tok_dir, "tokenizer"), MAX_LENGTH)
