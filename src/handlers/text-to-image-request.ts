@@ -147,7 +147,7 @@ export function textToImageRules(spec: ModelSpec, dir: string): RequestRules {
     schedulerConfig: layout.schedulerConfig,
     imageToImage: layout.vaeEncoder,
     dualTextEncoder: layout.dualTextEncoder,
-    inpaintingUnet: layout.unetInChannels === 2 * (typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4) + 1,
+    inpaintingUnet: layout.inpaintingUnet,
   };
   try {
     // The easel.yaml defaults must make a valid request on their own (an inpainting model's, with an image and mask).

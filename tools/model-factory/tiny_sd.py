@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 import clip_bpe  # noqa: E402
+import diffusion_train  # noqa: E402
 import export_util  # noqa: E402
 import shapes  # noqa: E402
 from tiny_sd_model import TextEncoder, TextEncoderExport, UNet, VaeDecoder, VaeEncoder, VaeEncoderExport  # noqa: E402
@@ -92,23 +93,11 @@ def train_unet(latents: torch.Tensor, ids: torch.Tensor, empty_ids: torch.Tensor
         cond = ids[idx].clone()
         drop = torch.rand(batch, generator=g) < 0.1  # classifier-free guidance dropout
         cond[drop] = empty_ids
-        t = torch.randint(0, TRAIN_STEPS, (batch,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        a = ac[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        t, noise, xt = diffusion_train.noised(x0, ac, TRAIN_STEPS, g)
         hidden, _ = te(cond)
         pred = unet(xt, t.float(), hidden)
         loss = F.mse_loss(pred, noise)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema, cur in ((ema_te, te), (ema_unet, unet)):
-                for pe, pc in zip(ema.parameters(), cur.parameters()):
-                    pe.mul_(decay).add_(pc, alpha=1 - decay)
+        diffusion_train.step(loss, opt, sched, params, ((ema_te, te), (ema_unet, unet)), step)
         if step % 250 == 0 or step == steps - 1:
             rate = (step + 1) / (time.time() - t0)
             log(f"unet step {step}/{steps} loss {loss.item():.4f} ({rate:.2f} steps/s)")

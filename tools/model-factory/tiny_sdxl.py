@@ -36,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
 import clip_bpe  # noqa: E402
+import diffusion_train  # noqa: E402
 import export_util  # noqa: E402
 import shapes  # noqa: E402
 # SD's noise schedule, which SDXL keeps.
@@ -181,22 +182,10 @@ def train_unet(latents, ids1, ids2, time_ids, vocab: int, steps: int, seed: int,
         # Classifier-free guidance: a dropped caption is all zeros, as force_zeros_for_empty_prompt feeds it.
         keep = (torch.rand(batch, generator=g) >= 0.1).float()
         ctx, pooled = ctx * keep[:, None, None], pooled * keep[:, None]
-        t = torch.randint(0, TRAIN_STEPS, (batch,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        a = ac[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        t, noise, xt = diffusion_train.noised(x0, ac, TRAIN_STEPS, g)
         pred = unet(xt, t, ctx, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids[idx]}).sample
         loss = F.mse_loss(pred, noise)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for ema, cur in zip(emas, nets):
-                for pe, pc in zip(ema.parameters(), cur.parameters()):
-                    pe.mul_(decay).add_(pc, alpha=1 - decay)
+        diffusion_train.step(loss, opt, sched, params, zip(emas, nets), step)
         if step % 250 == 0 or step == steps - 1:
             rate = (step + 1) / (time.time() - t0)
             log(f"unet step {step}/{steps} loss {loss.item():.4f} ({rate:.2f} steps/s)")

@@ -26,8 +26,12 @@ export interface DiffusionLayout {
   readonly dualTextEncoder: boolean;
   /** model_index.json's force_zeros_for_empty_prompt: no negative prompt means zero embeddings, not the empty prompt's. */
   readonly forceZerosForEmptyPrompt: boolean;
+  /** The VAE's latent channels (4 unless its config says otherwise). */
+  readonly latentChannels: number;
   /** unet/config.json's in_channels: 9 for an inpainting UNet (latents, mask, masked image's latents). */
   readonly unetInChannels: number | undefined;
+  /** The UNet takes the latents, the mask and the masked image's latents: 2 × latent channels + 1 inputs. */
+  readonly inpaintingUnet: boolean;
   /** The VAE's force_upcast (SDXL's overflows in half precision): its graphs run in float32 even when a variant is asked for. */
   readonly vaeForceUpcast: boolean;
 }
@@ -48,6 +52,8 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
   const unetBlocks = unet.down_block_types ?? unet.block_out_channels;
   const unetFactor = Array.isArray(unetBlocks) && unetBlocks.length > 0 ? 2 ** (unetBlocks.length - 1) : 1;
   const sampleSize = typeof unet.sample_size === 'number' ? unet.sample_size : 64;
+  const latentChannels = typeof vae.latent_channels === 'number' ? vae.latent_channels : 4;
+  const unetInChannels = typeof unet.in_channels === 'number' ? unet.in_channels : undefined;
   const className = typeof scheduler._class_name === 'string' ? scheduler._class_name : 'PNDMScheduler';
   return {
     vaeScaleFactor,
@@ -60,6 +66,8 @@ export function readDiffusionLayout(dir: string): DiffusionLayout {
     dualTextEncoder: has('text_encoder_2'),
     forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
     vaeForceUpcast: vae.force_upcast === true,
-    unetInChannels: typeof unet.in_channels === 'number' ? unet.in_channels : undefined,
+    latentChannels,
+    unetInChannels,
+    inpaintingUnet: unetInChannels === 2 * latentChannels + 1,
   };
 }

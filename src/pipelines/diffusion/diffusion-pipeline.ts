@@ -273,7 +273,7 @@ export class DiffusionPipeline {
     }
     const scaling = layout.vaeConfig.scaling_factor;
     this.#vaeScaling = typeof scaling === 'number' ? scaling : 0.18215;
-    const channels = typeof layout.vaeConfig.latent_channels === 'number' ? layout.vaeConfig.latent_channels : 4;
+    const channels = layout.latentChannels;
     this.#unetChannels = staticDim(this.#io.sample, 1) ?? layout.unetInChannels ?? channels;
     this.info = {
       vaeScaleFactor: layout.vaeScaleFactor,
