@@ -4,6 +4,7 @@
 // the worker's step loop (src/scheduling) runs every active sequence in one decoder call per
 // step, so a request joins at the next step and leaves as soon as it is done or cancelled.
 import { isEaselError, type EaselError } from '../errors/easel-error.js';
+import { Guides, type GuideMatcher } from '../pipelines/text/guided.js';
 import { TextPipeline, type Sequence, type TextGenerationRequest, type TextOutput } from '../pipelines/text/text-pipeline.js';
 import type { TokenChoice } from '../pipelines/text/sampling.js';
 import type { TextTokenizer } from '../pipelines/text/text-tokenizer.js';
@@ -47,8 +48,9 @@ function describeChoice(tokenizer: TextTokenizer, c: TokenChoice): TokenLogprob 
   };
 }
 
-export function generationRequest(p: TextGenerationParameters): TextGenerationRequest {
+export function generationRequest(p: TextGenerationParameters, guide?: GuideMatcher): TextGenerationRequest {
   return {
+    guide,
     promptTokens: p.prompt_tokens,
     maxNewTokens: p.max_new_tokens,
     seed: p.seed,
@@ -77,6 +79,8 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   #pipeline: TextPipeline | undefined;
   #loop: StepRunner<TextGenerationRequest, Sequence, TextOutput> | undefined;
   #rules: TextGenerationRules | undefined;
+  /** The grammar compiler over the model's vocabulary, made at the first guided request. */
+  #guides: (() => Promise<Guides>) | undefined;
 
   async initialize(ctx: HandlerContext): Promise<void> {
     const speculative = ctx.spec.speculative;
@@ -84,6 +88,9 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
     this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch, adaptive: speculative.adaptive });
     this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
+    const { vocabSize, eosTokenIds } = this.#pipeline.info;
+    let guides: Promise<Guides> | undefined;
+    this.#guides = () => (guides ??= Guides.load(ctx.modelDir, vocabSize, eosTokenIds));
     ctx.logger.info({ ...this.#pipeline.info, speculative: this.#pipeline.speculative }, 'text-generation pipeline loaded');
     if (ctx.spec.runtime.warmup) await this.#loop.run([generationRequest(parseTextGeneration({ prompt: 'Hello', max_new_tokens: 2, seed: 0 }, this.#rules))]);
   }
@@ -115,6 +122,14 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
           scored = choices.length;
           return { logprobs: fresh };
         };
+        // A guided request's matcher: its grammar compiled (or taken from the cache) before it joins the step loop.
+        let guide: GuideMatcher | undefined;
+        try {
+          if (run.params.guide) guide = await (await this.#guides!()).matcher(run.params.guide, run.params.stop_token_ids);
+        } catch (err) {
+          if (isEaselError(err)) return err;
+          throw err;
+        }
         try {
           // What is certain by now (a stop string may still be forming at the end): the stream's
           // next chunk (token events of jobs and of streamed predictions). The first token comes
@@ -128,7 +143,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
               handle?.progress({ step: s.generated.length, total: s.request.maxNewTokens, text: delta, ...scores(s.choices), ...resume(s.generated) });
             }
           };
-          const [output] = await loop.run([generationRequest(run.params)], { signal: handle?.signal, onStep: report, onBegin: report });
+          const [output] = await loop.run([generationRequest(run.params, guide)], { signal: handle?.signal, onStep: report, onBegin: report });
           if (output!.text.length > sent || (run.params.logprobs && output!.choices.length > scored)) {
             const text = output!.text.slice(sent);
             sent = output!.text.length;
@@ -138,6 +153,8 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
         } catch (err) {
           if (isEaselError(err) && err.code === 'EASEL_CANCELLED') return err;
           throw err;
+        } finally {
+          guide?.dispose();
         }
       }),
     );

@@ -7,8 +7,10 @@ import { randomInt } from 'node:crypto';
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import type { TextTools } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
+import type { GuideSpec } from '../pipelines/text/guided.js';
 import { readTextLayout } from '../pipelines/text/text-layout.js';
 import { sameTokenizer, TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
+import { GUIDE_FIELDS, parseGuide } from './guided-request.js';
 
 export interface TextGenerationParameters {
   /** The prompt as token ids (after the chat template, for messages). */
@@ -39,6 +41,8 @@ export interface TextGenerationParameters {
   top_logprobs: number;
   /** Tokens reach the client as they are made (progress events carry the text so far). */
   stream: boolean;
+  /** The grammar the text follows (guided decoding), from response_format or a guided_* field. */
+  guide?: GuideSpec | undefined;
 }
 
 export interface TextGenerationRules {
@@ -55,6 +59,7 @@ export interface TextGenerationRules {
 const FIELDS = new Set([
   'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'prompt_logprobs', 'resume_tokens', 'resume_chars', 'stream', 'prompt_tokens',
+  ...GUIDE_FIELDS,
 ]);
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
@@ -138,7 +143,7 @@ function messages(value: unknown, rules: TextGenerationRules): ChatMessage[] {
 
 /** The validated request, or a 400 naming the field. Idempotent: its output parses to itself. */
 export function parseTextGeneration(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules): TextGenerationParameters {
-  for (const key of Object.keys(input)) if (!FIELDS.has(key)) throw invalidField(key, `unknown field ${key}; allowed: ${[...FIELDS].filter((f) => f !== 'prompt_tokens').join(', ')}`);
+  for (const key of Object.keys(input)) if (!FIELDS.has(key)) throw invalidField(key, `unknown field ${key}; allowed: ${[...FIELDS].filter((f) => f !== 'prompt_tokens' && f !== 'guide').join(', ')}`);
   let tokens: number[];
   if (Array.isArray(input.prompt_tokens)) {
     // Already admitted (a job parsed again on the worker node).
@@ -181,6 +186,7 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   const ignoreEos = input.ignore_eos ?? false;
   if (typeof ignoreEos !== 'boolean') throw invalidField('ignore_eos', 'ignore_eos must be true or false');
   const minTokens = number(input, rules, 'min_tokens', 0, maxNew, 0, true);
+  const guide = parseGuide(input);
   return {
     prompt_tokens: tokens,
     max_new_tokens: maxNew,
@@ -203,6 +209,7 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     logprobs: logprobs || topLogprobs > 0,
     top_logprobs: topLogprobs,
     stream,
+    ...(guide ? { guide } : {}),
   };
 }
 

@@ -55,8 +55,24 @@ const sampling = {
   min_tokens: z.number().int().min(0).optional().nullable(),
   ignore_eos: z.boolean().optional().nullable(),
   user: z.string().optional(),
+  // Structured outputs (guided decoding; the text-generation handler checks the schema itself).
+  response_format: z
+    .union([
+      strictObject({ type: z.literal('text') }),
+      strictObject({ type: z.literal('json_object') }),
+      strictObject({
+        type: z.literal('json_schema'),
+        json_schema: strictObject({ name: z.string().max(64), description: z.string().optional(), schema: jsonObject.optional(), strict: z.boolean().optional().nullable() }),
+      }),
+    ])
+    .optional()
+    .nullable(),
+  // vLLM's guided decoding fields.
+  guided_json: z.union([jsonObject, z.string()]).optional().nullable(),
+  guided_regex: z.string().optional().nullable(),
+  guided_choice: z.array(z.string()).optional().nullable(),
+  guided_grammar: z.string().optional().nullable(),
   // Fields OpenAI defines that Easel does not honour yet: refused, never silently ignored.
-  response_format: refused('response_format', 'structured outputs are not supported yet'),
   tools: refused('tools', 'tool calling is not supported yet'),
   tool_choice: refused('tool_choice', 'tool calling is not supported yet'),
   parallel_tool_calls: refused('parallel_tool_calls', 'tool calling is not supported yet'),
@@ -158,6 +174,7 @@ function generationInput(b: Sampling, index: number): Record<string, unknown> {
   set('stop_token_ids', b.stop_token_ids);
   set('min_tokens', b.min_tokens);
   set('ignore_eos', b.ignore_eos);
+  for (const field of ['response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const) set(field, b[field]);
   // n choices from one seed: each its own, reproducible.
   if (b.seed !== undefined && b.seed !== null) input.seed = (b.seed + index) % 2 ** 32;
   return input;

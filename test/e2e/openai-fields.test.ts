@@ -29,7 +29,6 @@ async function refusal(call: () => Promise<unknown>): Promise<{ param: string | 
 
 describe('the OpenAI field policy', () => {
   it.each([
-    ['response_format', { response_format: { type: 'json_object' } }, /structured outputs are not supported yet/],
     ['tools', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, /tool calling is not supported yet/],
     ['tool_choice', { tool_choice: 'auto' }, /tool calling/],
     ['functions', { functions: [{ name: 'f' }] }, /function calling is not supported/],

@@ -10,9 +10,15 @@
 // exactly the tokens of plain decoding; sampled ones follow the acceptance rule of Leviathan et
 // al. and Chen et al. (accept a proposal with min(1, p/q), else draw from the residual
 // max(0, p - q)), so their tokens are distributed as the target's.
+//
+// A guided sequence (guided.ts) has its grammar's mask applied to its logits before each choice —
+// the draft's proposals too, its matcher advanced over them and rolled back before the target's
+// verification advances it over the tokens kept — so that guided speculative decoding keeps exactly
+// the tokens of guided plain decoding.
 import { EaselError } from '../../errors/easel-error.js';
 import type { SessionOptions } from '../../runtime/onnx-runtime.js';
 import { CacheRow, KvDecoder, type TextModelInfo } from './kv-decoder.js';
+import type { GuideMatcher } from './guided.js';
 import { chooseToken, processLogits, scoreToken, SequenceRandom, type SamplingParams, type TokenChoice } from './sampling.js';
 import { TextTokenizer } from './text-tokenizer.js';
 
@@ -39,6 +45,8 @@ export interface TextGenerationRequest {
   readonly resumeTokens?: readonly number[] | undefined;
   /** Generation ends where the text contains any of these (the text stops before it). */
   readonly stop: readonly string[];
+  /** The grammar the text follows (guided decoding): this sequence's own matcher, at its start; whoever made it disposes of it. */
+  readonly guide?: GuideMatcher | undefined;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -148,6 +156,7 @@ export class TextPipeline {
         s.tokens.push(token);
         s.generated.push(token);
         s.choices.push({ token, logprob: Number.NaN, top: [] });
+        s.request.guide?.accept(token);
         countToken(s, token, 1);
         this.#detokenize(s);
       }
@@ -161,7 +170,7 @@ export class TextPipeline {
     // max_new_tokens 0 (prompt log-probabilities only), or a resumed run already at its end: nothing more is generated.
     for (const [i, s] of seqs.entries()) {
       if (s.generated.length >= s.request.maxNewTokens) s.finishReason = 'length';
-      else this.#accept(s, this.#choose(s, logits[i]!));
+      else this.#accept(s, await this.#choose(s, logits[i]!));
     }
     return seqs;
   }
@@ -172,7 +181,7 @@ export class TextPipeline {
     if (active.length === 0) return;
     if (this.speculation && active.length <= this.speculation.maxBatch) return this.#speculate(active, this.speculation.draft, this.speculation.adaptive);
     const logits = await this.target.feed(active.map((s) => s.row), active.map((s) => [s.tokens.at(-1)!]));
-    for (const [i, s] of active.entries()) this.#accept(s, this.#choose(s, logits[i]![0]!));
+    for (const [i, s] of active.entries()) this.#accept(s, await this.#choose(s, logits[i]![0]!));
   }
 
   /**
@@ -185,6 +194,8 @@ export class TextPipeline {
     const room = active.map((s) => Math.max(0, Math.min(s.draftK, s.request.maxNewTokens - s.generated.length - 1, this.info.contextLength - s.tokens.length)));
     const proposals = active.map((): number[] => []);
     const rounds = Math.max(...room);
+    // A guided sequence's matcher follows its proposals, and is rolled back over them after.
+    const guided = active.map(() => 0);
     for (let j = 0; j < rounds; j++) {
       // The first call also gives the draft what it has not seen (the target's last token, and a
       // proposal kept last round that the draft never fed).
@@ -196,14 +207,23 @@ export class TextPipeline {
         const p = s.request.sampling;
         // The penalties see the proposals so far, as they would have seen them as tokens.
         this.#process(s, l, s.generated.length + j);
+        await s.request.guide?.mask(l);
         // The draft chooses as the target would at this position, with the same draw: where the
         // two models agree the proposal is the target's own token.
         const token = chooseToken(l, p.logprobs || p.topLogprobs > 0 ? { ...p, logprobs: false, topLogprobs: 0 } : p, s.random.at(s.generated.length + j)).token;
         proposals[i]!.push(token);
         countToken(s, token, 1);
+        // A proposal its grammar refuses (an end the grammar does not yet allow) is the sequence's last this round.
+        if (s.request.guide) {
+          if (s.request.guide.accept(token)) guided[i]!++;
+          else room[i] = j + 1;
+        }
       }
     }
-    for (const [i, s] of active.entries()) for (const token of proposals[i]!) countToken(s, token, -1);
+    for (const [i, s] of active.entries()) {
+      for (const token of proposals[i]!) countToken(s, token, -1);
+      s.request.guide?.rollback(guided[i]!);
+    }
 
     const logits = await this.target.feed(active.map((s) => s.row), active.map((s, i) => [s.tokens.at(-1)!, ...proposals[i]!]));
     const counts = this.#counts;
@@ -215,6 +235,7 @@ export class TextPipeline {
         const l = logits[i]![j]!;
         const p = s.request.sampling;
         this.#process(s, l, s.generated.length);
+        await s.request.guide?.mask(l);
         // The target's own choice with the position's draw, kept whatever was proposed: the text is
         // exactly what decoding without a draft makes, greedy or seeded, wherever the rounds fall
         // (a resumed run's rounds fall elsewhere). A proposal that differs ends the round.
@@ -223,7 +244,7 @@ export class TextPipeline {
         if (choice.token !== proposed[j]!) break;
       }
       // Every proposal kept: the target's token after them comes free with the same call.
-      if (j === proposed.length && !this.isFinished(s)) this.#accept(s, this.#choose(s, logits[i]![j]!));
+      if (j === proposed.length && !this.isFinished(s)) this.#accept(s, await this.#choose(s, logits[i]![j]!));
       // j: the proposals kept.
       if (adaptive) s.draftK = j === s.draftK ? Math.min(s.draftK + 2, MAX_ADAPTIVE_K) : Math.max(1, s.draftK - 1);
       counts.proposed += proposed.length;
@@ -296,8 +317,9 @@ export class TextPipeline {
   }
 
   /** The next token from a sequence's logits (its own row of a call's output, changed in place). */
-  #choose(s: Sequence, logits: Float32Array): TokenChoice {
+  async #choose(s: Sequence, logits: Float32Array): Promise<TokenChoice> {
     this.#process(s, logits, s.generated.length);
+    await s.request.guide?.mask(logits);
     return chooseToken(logits, s.request.sampling, s.random.at(s.generated.length));
   }
 
@@ -318,6 +340,7 @@ export class TextPipeline {
     s.tokens.push(token);
     s.generated.push(token);
     s.choices.push(choice);
+    s.request.guide?.accept(token);
     countToken(s, token, 1);
     const before = s.committed.length;
     this.#detokenize(s);
