@@ -91,6 +91,17 @@ function admitted(value: unknown): GuideSpec {
       return { type: 'grammar', grammar: grammar(g.grammar, field), field };
     case 'choice':
       return { ...(parseGuide({ guided_choice: g.choices }) as GuideSpec), field };
+    case 'tools': {
+      const tools = g.tools;
+      if (!Array.isArray(tools) || tools.length === 0 || typeof g.required !== 'boolean' || typeof g.parallel !== 'boolean') throw invalidField('guide', 'guide must be the admitted form of a guided-decoding field');
+      return {
+        type: 'tools', required: g.required, parallel: g.parallel, field,
+        tools: tools.map((t: { name?: unknown; parameters?: unknown }, i) => {
+          if (typeof t?.name !== 'string') throw invalidField('guide', 'guide must be the admitted form of a guided-decoding field');
+          return { name: t.name, parameters: checkSchema(t.parameters, `tools[${i}].function.parameters`) };
+        }),
+      };
+    }
     default:
       throw invalidField('guide', 'guide must be the admitted form of a guided-decoding field');
   }

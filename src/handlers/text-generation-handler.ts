@@ -10,6 +10,7 @@ import type { TokenChoice } from '../pipelines/text/sampling.js';
 import type { TextTokenizer } from '../pipelines/text/text-tokenizer.js';
 import type { TokenLogprob } from '../models/model-control.js';
 import { jsonResult, type Handler, type HandlerContext, type HandlerOutcome, type HandlerResult, type InferenceRequest, type RequestContext, type StepModel, type StepRunner } from './handler.js';
+import { extractToolCalls } from './tool-calls.js';
 import { checkDraft, parseTextGeneration, textGenerationRules, type TextGenerationParameters, type TextGenerationRules } from './text-generation-request.js';
 
 /** The decoder's step API: begin prefills, a step is one decoder call over all, finish hands back the text. */
@@ -168,9 +169,13 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
     if (!run.accept || !/application\/json/.test(run.accept)) return { contentType: 'text/plain; charset=utf-8', data: new TextEncoder().encode(output.text) };
     const tokenizer = this.#pipeline!.tokenizer;
     const described = (c: TokenChoice): TokenLogprob => describeChoice(tokenizer, c);
+    // With tools: the calls in the text, and the text around them; an answer that ends with calls finishes for them.
+    const tools = run.params.tool_choice && run.params.tool_choice.mode !== 'none' ? extractToolCalls(output.text) : undefined;
+    const calls = tools && tools.calls.length > 0 ? { content: tools.content, tool_calls: tools.calls } : {};
     return jsonResult({
       text: output.text,
-      finish_reason: output.finishReason,
+      ...calls,
+      finish_reason: 'tool_calls' in calls && output.finishReason === 'stop' ? 'tool_calls' : output.finishReason,
       seed: run.params.seed,
       usage: { prompt_tokens: output.promptTokens, completion_tokens: output.tokens.length, total_tokens: output.promptTokens + output.tokens.length },
       ...(run.params.logprobs ? { logprobs: output.choices.map(described) } : {}),

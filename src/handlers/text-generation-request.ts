@@ -11,6 +11,7 @@ import type { GuideSpec } from '../pipelines/text/guided.js';
 import { readTextLayout } from '../pipelines/text/text-layout.js';
 import { sameTokenizer, TextTokenizer, type ChatMessage } from '../pipelines/text/text-tokenizer.js';
 import { GUIDE_FIELDS, parseGuide } from './guided-request.js';
+import { parseToolRequest, refuseMarkup, TOOL_FIELDS, type ToolChoice } from './tool-calls.js';
 
 export interface TextGenerationParameters {
   /** The prompt as token ids (after the chat template, for messages). */
@@ -41,8 +42,10 @@ export interface TextGenerationParameters {
   top_logprobs: number;
   /** Tokens reach the client as they are made (progress events carry the text so far). */
   stream: boolean;
-  /** The grammar the text follows (guided decoding), from response_format or a guided_* field. */
+  /** The grammar the text follows (guided decoding), from response_format, a guided_* field or tools. */
   guide?: GuideSpec | undefined;
+  /** With tools offered: how they may be called (the answer's calls are parsed out of its text unless "none"). */
+  tool_choice?: ToolChoice | undefined;
 }
 
 export interface TextGenerationRules {
@@ -60,6 +63,7 @@ const FIELDS = new Set([
   'prompt', 'data', 'messages', 'max_new_tokens', 'max_tokens', 'temperature', 'top_k', 'top_p', 'min_p', 'repetition_penalty', 'presence_penalty',
   'frequency_penalty', 'logit_bias', 'seed', 'stop', 'stop_token_ids', 'min_tokens', 'ignore_eos', 'logprobs', 'top_logprobs', 'prompt_logprobs', 'resume_tokens', 'resume_chars', 'stream', 'prompt_tokens',
   ...GUIDE_FIELDS,
+  ...TOOL_FIELDS,
 ]);
 const MAX_PROMPT_CHARS = 100_000;
 const MAX_STOPS = 8;
@@ -122,9 +126,12 @@ function messages(value: unknown, rules: TextGenerationRules): ChatMessage[] {
   let total = 0;
   return value.map((m: unknown, i) => {
     const o = m as Record<string, unknown> | null;
-    if (!o || typeof o !== 'object' || typeof o.role !== 'string' || !['system', 'user', 'assistant', 'developer'].includes(o.role)) {
-      throw invalidField(`messages[${i}].role`, 'each message needs a role: system, user, assistant or developer');
+    if (!o || typeof o !== 'object' || typeof o.role !== 'string' || !['system', 'user', 'assistant', 'developer', 'tool'].includes(o.role)) {
+      throw invalidField(`messages[${i}].role`, 'each message needs a role: system, user, assistant, developer or tool');
     }
+    // An assistant turn that called functions may have no text.
+    const calls = o.role === 'assistant' && o.tool_calls !== undefined && o.tool_calls !== null ? toolCalls(o.tool_calls, `messages[${i}].tool_calls`, rules) : undefined;
+    if (calls && (o.content === null || o.content === undefined)) return { role: 'assistant', content: '', tool_calls: calls };
     if (Array.isArray(o.content)) {
       // A part that is not text (an image_url, audio) is refused: these models read text only.
       for (const [j, p] of (o.content as { type?: unknown; text?: unknown }[]).entries()) {
@@ -137,13 +144,38 @@ function messages(value: unknown, rules: TextGenerationRules): ChatMessage[] {
     if (total > rules.maxPromptChars) {
       throw invalidField(`messages[${i}].content`, `the messages have ${total} characters by message ${i}; more than ${rules.maxPromptChars} cannot fit this model's ${rules.contextLength}-token context`);
     }
-    return { role: o.role === 'developer' ? 'system' : o.role, content };
+    const toolCallId = o.role === 'tool' && typeof o.tool_call_id === 'string' ? { tool_call_id: o.tool_call_id } : {};
+    return { role: o.role === 'developer' ? 'system' : o.role, content, ...(calls ? { tool_calls: calls } : {}), ...toolCallId };
+  });
+}
+
+/** An assistant turn's calls (OpenAI's shape, arguments as JSON text), with their arguments parsed for the template. */
+function toolCalls(value: unknown, field: string, rules: TextGenerationRules): NonNullable<ChatMessage['tool_calls']> {
+  if (!Array.isArray(value) || value.length > 64) throw invalidField(field, 'tool_calls must be a list of at most 64 calls');
+  return value.map((c: unknown, j) => {
+    const f = (c as { function?: { name?: unknown; arguments?: unknown } } | null)?.function;
+    const at = `${field}[${j}]`;
+    if (!f || typeof f.name !== 'string' || typeof f.arguments !== 'string') throw invalidField(at, 'each call is {"id", "type": "function", "function": {"name", "arguments": JSON text}}');
+    let args: unknown;
+    try {
+      args = JSON.parse(f.arguments);
+    } catch {
+      throw invalidField(`${at}.function.arguments`, 'a call\'s arguments are JSON text');
+    }
+    refuseMarkup(f.name + f.arguments, rules.tokenizer.addedTokenStrings, at);
+    const id = (c as { id?: unknown }).id;
+    return { id: typeof id === 'string' ? id : '', type: 'function', function: { name: f.name, arguments: args } };
   });
 }
 
 /** The validated request, or a 400 naming the field. Idempotent: its output parses to itself. */
 export function parseTextGeneration(input: Readonly<Record<string, unknown>>, rules: TextGenerationRules): TextGenerationParameters {
   for (const key of Object.keys(input)) if (!FIELDS.has(key)) throw invalidField(key, `unknown field ${key}; allowed: ${[...FIELDS].filter((f) => f !== 'prompt_tokens' && f !== 'guide').join(', ')}`);
+  // Tools go into the prompt through the chat template (so they come with messages); an admitted
+  // request has its prompt's tokens, its guide and tool_choice already.
+  const admitted = Array.isArray(input.prompt_tokens);
+  const tools = admitted ? undefined : parseToolRequest(input, rules.specialTokensInText ? [] : rules.tokenizer.addedTokenStrings);
+  if ((tools || (admitted && input.tools !== undefined)) && input.messages === undefined) throw invalidField('tools', 'tools come with chat messages (the chat template writes them into the prompt)');
   let tokens: number[];
   if (Array.isArray(input.prompt_tokens)) {
     // Already admitted (a job parsed again on the worker node).
@@ -153,7 +185,7 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     });
   } else {
     // Lengths are checked before anything is tokenized: tokenizing is the API process's work.
-    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages, rules), rules.specialTokensInText);
+    if (input.messages !== undefined) tokens = rules.tokenizer.encodeChat(messages(input.messages, rules), rules.specialTokensInText, tools?.tools);
     else {
       const text = input.prompt ?? input.data;
       if (typeof text !== 'string') throw invalidField('prompt', 'send "prompt" (or "data") as a string, or chat "messages"');
@@ -186,7 +218,13 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
   const ignoreEos = input.ignore_eos ?? false;
   if (typeof ignoreEos !== 'boolean') throw invalidField('ignore_eos', 'ignore_eos must be true or false');
   const minTokens = number(input, rules, 'min_tokens', 0, maxNew, 0, true);
-  const guide = parseGuide(input);
+  const requested = parseGuide(input);
+  if (requested && tools?.guide) {
+    const field = requested.field.split('.')[0]!;
+    throw invalidField(field, `send either tools (with tool_choice "${tools.choice.mode}") or ${field}; to use both, set tool_choice to "none"`);
+  }
+  const guide = tools?.guide ?? requested;
+  const toolChoice = tools ? tools.choice : admittedChoice(input.tool_choice);
   return {
     prompt_tokens: tokens,
     max_new_tokens: maxNew,
@@ -210,7 +248,17 @@ export function parseTextGeneration(input: Readonly<Record<string, unknown>>, ru
     top_logprobs: topLogprobs,
     stream,
     ...(guide ? { guide } : {}),
+    ...(toolChoice ? { tool_choice: toolChoice } : {}),
   };
+}
+
+/** tool_choice in its admitted form ({mode, name}), read back; undefined where there were no tools. */
+function admittedChoice(value: unknown): ToolChoice | undefined {
+  if (value === undefined || value === null) return undefined;
+  const c = value as { mode?: unknown; name?: unknown };
+  if (c.mode === 'none' || c.mode === 'auto' || c.mode === 'required') return { mode: c.mode };
+  if (c.mode === 'named' && typeof c.name === 'string') return { mode: 'named', name: c.name };
+  throw invalidField('tool_choice', 'tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}');
 }
 
 /** Where a retried attempt starts (the batcher merges it in when a worker died under the request): checked as any field is. */

@@ -13,6 +13,7 @@ import type { TokenLogprob } from '../models/model-control.js';
 import { toEaselError } from './errors.js';
 import { multipartFields } from './inference-routes.js';
 import { countRequests } from './request-metrics.js';
+import { ToolCallStream, type ParsedToolCall } from '../handlers/tool-calls.js';
 import { admitPrediction, assertServed, clientGone, modelParameters, predict, textToolsOf, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
 
@@ -26,7 +27,10 @@ export interface OpenAiRouteOptions extends PredictOptions {
 /** What a text model's JSON answer carries (the text-generation handler's Accept: application/json form). */
 interface Generated {
   text: string;
-  finish_reason: 'stop' | 'length';
+  finish_reason: 'stop' | 'length' | 'tool_calls';
+  /** With tools: the answer's calls, and its text around them (null: none). */
+  tool_calls?: ParsedToolCall[];
+  content?: string | null;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   logprobs?: TokenLogprob[];
   /** With echo and logprobs: the prompt's tokens scored (the first null). */
@@ -72,10 +76,7 @@ const sampling = {
   guided_regex: z.string().optional().nullable(),
   guided_choice: z.array(z.string()).optional().nullable(),
   guided_grammar: z.string().optional().nullable(),
-  // Fields OpenAI defines that Easel does not honour yet: refused, never silently ignored.
-  tools: refused('tools', 'tool calling is not supported yet'),
-  tool_choice: refused('tool_choice', 'tool calling is not supported yet'),
-  parallel_tool_calls: refused('parallel_tool_calls', 'tool calling is not supported yet'),
+  // Fields OpenAI defines that Easel does not honour: refused, never silently ignored.
   functions: refused('functions', 'function calling is not supported'),
   function_call: refused('function_call', 'function calling is not supported'),
 };
@@ -85,13 +86,32 @@ const completionBody = strictObject({
   logprobs: z.number().int().min(0).max(20).optional().nullable(),
   echo: z.boolean().optional(),
   suffix: refused('suffix', 'insertion (a suffix after the completion) is not supported'),
+  tools: refused('tools', 'tools are offered to chat models: use /v1/chat/completions'),
+  tool_choice: refused('tool_choice', 'tools are offered to chat models: use /v1/chat/completions'),
   best_of: z.literal(1, { error: 'best_of must be 1 (choosing the best of several completions is not supported; ask for n of them)' }).optional().nullable(),
 });
 /** The chat roles a message may have. */
-const role = z.enum(['system', 'user', 'assistant', 'developer']);
+const role = z.enum(['system', 'user', 'assistant', 'developer', 'tool']);
+const toolCall = strictObject({ id: z.string().max(256), type: z.literal('function'), function: strictObject({ name: z.string().max(64), arguments: z.string() }) });
 const chatBody = strictObject({
   ...sampling,
-  messages: z.array(strictObject({ role: role, content: z.union([z.string(), z.array(jsonObject)]), name: z.string().optional() })).min(1).max(256),
+  messages: z
+    .array(
+      strictObject({
+        role: role,
+        // An assistant turn that called functions may have no text.
+        content: z.union([z.string(), z.array(jsonObject)]).nullable().optional(),
+        name: z.string().optional(),
+        tool_calls: z.array(toolCall).max(64).optional().nullable(),
+        tool_call_id: z.string().max(256).optional(),
+      }),
+    )
+    .min(1)
+    .max(256),
+  // Tool calling (the text-generation handler checks the functions' schemas itself).
+  tools: z.array(jsonObject).max(64).optional().nullable(),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), jsonObject]).optional().nullable(),
+  parallel_tool_calls: z.boolean().optional().nullable(),
   max_completion_tokens: z.number().int().min(1).optional().nullable(),
   logprobs: z.boolean().optional().nullable(),
   top_logprobs: z.number().int().min(0).max(20).optional().nullable(),
@@ -227,17 +247,22 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
     const created = Math.floor(Date.now() / 1000);
     const object = chat ? 'chat.completion' : 'text_completion';
     // Each distinct prompt is tokenized once, however many choices (n) it has: the copies carry its tokens.
-    const tokenized = new Map<string, unknown>();
+    const tokenized = new Map<string, Record<string, unknown>>();
     for (const input of inputs) {
       // A prompt given as token ids is admitted as it is (its ids checked).
       if (input.prompt_tokens !== undefined) continue;
       const text = JSON.stringify(input.messages ?? input.prompt);
-      if (!tokenized.has(text)) tokenized.set(text, admitPrediction(o, b.model, undefined, input).prompt_tokens);
-      const tokens = tokenized.get(text);
-      if (tokens === undefined) continue;
+      if (!tokenized.has(text)) tokenized.set(text, admitPrediction(o, b.model, undefined, input));
+      const admitted = tokenized.get(text)!;
+      if (admitted.prompt_tokens === undefined) continue;
       delete input.messages;
       delete input.prompt;
-      input.prompt_tokens = tokens;
+      input.prompt_tokens = admitted.prompt_tokens;
+      // The tools are in the prompt now: what is left of them is the guide and the choice (their admitted forms).
+      if (input.tools !== undefined) {
+        for (const field of ['tools', 'tool_choice', 'parallel_tool_calls']) delete input[field];
+        for (const field of ['tool_choice', 'guide']) if (admitted[field] !== undefined) input[field] = admitted[field];
+      }
     }
     const signal = clientGone(reply);
     const call = (input: Record<string, unknown>, onEvent?: (e: WorkEvent) => void): Promise<Generated> =>
@@ -258,7 +283,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       const all = await Promise.all(inputs.map((input) => call(input)));
       return reply.send({
         id, object, created, model: b.model,
-        choices: all.map((g, index) => (chat ? { index, message: { role: 'assistant', content: g.text }, logprobs: logprobsOf(g), finish_reason: g.finish_reason } : { index, text: (echoes[index] ?? '') + g.text, logprobs: logprobsOf(g), finish_reason: g.finish_reason })),
+        choices: all.map((g, index) => (chat ? { index, message: g.tool_calls ? { role: 'assistant', content: g.content ?? null, tool_calls: g.tool_calls } : { role: 'assistant', content: g.text }, logprobs: logprobsOf(g), finish_reason: g.finish_reason } : { index, text: (echoes[index] ?? '') + g.text, logprobs: logprobsOf(g), finish_reason: g.finish_reason })),
         usage: usage(all),
       });
     }
@@ -273,6 +298,8 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
       }
       if (!reply.raw.writableEnded) reply.raw.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
     };
+    // With tools, each choice's text passes through a splitter that holds a call back until it is whole.
+    const callsExpected = chat && 'tools' in b && Array.isArray(b.tools) && b.tool_choice !== 'none';
     const chunk = (index: number, delta: Record<string, unknown> | string, finish: string | null, logprobs: unknown = null): unknown =>
       chat ? { id, object: chunkObject, created, model: b.model, choices: [{ index, delta, logprobs, finish_reason: finish }] } : { id, object: chunkObject, created, model: b.model, choices: [{ index, text: delta, logprobs, finish_reason: finish }] };
     try {
@@ -282,14 +309,26 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
           if (echoes[index]) send(chunk(index, echoes[index], null));
           // A chunk's logprobs are its tokens' (text offsets count from the completion's start).
           let offset = (echoes[index] ?? '').length;
+          const splitter = callsExpected ? new ToolCallStream() : undefined;
+          let calls = 0;
+          // A call streams as OpenAI's tool-call delta: its index, id, name and arguments, whole.
+          const sendParts = (parts: ReturnType<ToolCallStream['push']>, logprobs: unknown): void => {
+            for (const part of parts) {
+              if ('text' in part) send(chunk(index, { content: part.text }, null, logprobs));
+              else send(chunk(index, { tool_calls: [{ index: calls++, ...part.call }] }, null, logprobs));
+              logprobs = null;
+            }
+          };
           const g = await call(input, (e) => {
             if (e.type !== 'token' || typeof e.data.text !== 'string') return;
             const scores = Array.isArray(e.data.logprobs) ? (e.data.logprobs as TokenLogprob[]) : undefined;
             if (e.data.text.length === 0 && !scores?.length) return;
             const logprobs = scores ? (chat ? chatLogprobs(scores) : completionLogprobs(scores, offset)) : null;
             offset += e.data.text.length;
-            send(chunk(index, chat ? { content: e.data.text } : e.data.text, null, logprobs));
+            if (splitter) sendParts(splitter.push(e.data.text), logprobs);
+            else send(chunk(index, chat ? { content: e.data.text } : e.data.text, null, logprobs));
           });
+          if (splitter) sendParts(splitter.end(), null);
           send(chunk(index, chat ? {} : '', g.finish_reason));
           return g;
         }),
@@ -348,9 +387,10 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
   app.post('/v1/chat/completions', { bodyLimit: TEXT_BODY_BYTES, schema: { summary: 'Chat completion through the model\'s chat template (OpenAI).', body: chatBody } }, async (req, reply) => {
     const b = req.body as z.infer<typeof chatBody>;
     if (b.top_logprobs && !b.logprobs) throw new EaselError('EASEL_INVALID_PARAMETER', 'top_logprobs needs logprobs: true', { field: 'top_logprobs' });
-    const messages = b.messages.map((m) => ({ role: m.role, content: m.content }));
+    const messages = b.messages.map((m) => ({ role: m.role, content: m.content ?? null, ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id ? { tool_call_id: m.tool_call_id } : {}) }));
+    const tools = b.tools ? { tools: b.tools, ...(b.tool_choice ? { tool_choice: b.tool_choice } : {}), ...(typeof b.parallel_tool_calls === 'boolean' ? { parallel_tool_calls: b.parallel_tool_calls } : {}) } : b.tool_choice ? { tool_choice: b.tool_choice } : {};
     const inputs = Array.from({ length: b.n ?? 1 }, (_, i) => ({
-      ...generationInput(b, i), messages,
+      ...generationInput(b, i), messages, ...tools,
       ...(b.logprobs ? { logprobs: true, ...(b.top_logprobs ? { top_logprobs: b.top_logprobs } : {}) } : {}),
     }));
     return run(req, reply, b, inputs, true);

@@ -29,8 +29,6 @@ async function refusal(call: () => Promise<unknown>): Promise<{ param: string | 
 
 describe('the OpenAI field policy', () => {
   it.each([
-    ['tools', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, /tool calling is not supported yet/],
-    ['tool_choice', { tool_choice: 'auto' }, /tool calling/],
     ['functions', { functions: [{ name: 'f' }] }, /function calling is not supported/],
     ['frobnicate', { frobnicate: true }, /unknown field frobnicate/],
   ])('chat refuses %s with a 400 naming it, streamed or not', async (field, extra, why) => {

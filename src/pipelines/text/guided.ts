@@ -16,7 +16,15 @@ export type GuideSpec =
   | { readonly type: 'regex'; readonly pattern: string; readonly field: string }
   | { readonly type: 'choice'; readonly choices: readonly string[]; readonly field: string }
   /** xgrammar's EBNF, its rule `root` first. */
-  | { readonly type: 'grammar'; readonly grammar: string; readonly field: string };
+  | { readonly type: 'grammar'; readonly grammar: string; readonly field: string }
+  /**
+   * Function calls, `<tool_call>{"name": NAME, "arguments": ARGS}</tool_call>`, ARGS following
+   * the function's parameters: from the first token (`required`), or wherever the model opens one.
+   */
+  | { readonly type: 'tools'; readonly tools: readonly { readonly name: string; readonly parameters: unknown }[]; readonly required: boolean; readonly parallel: boolean; readonly field: string };
+
+/** The text a tool call opens with, as the demo chat templates write it (Hermes's). */
+export const TOOL_CALL_OPEN = '<tool_call>';
 
 /** Compiled grammars kept per model (least recently used dropped first). */
 const CACHED_GRAMMARS = 64;
@@ -66,7 +74,8 @@ export class Guides {
   }
 
   #entry(spec: GuideSpec): CacheEntry {
-    const key = JSON.stringify([spec.type, spec.type === 'json_schema' ? spec.schema : spec.type === 'regex' ? spec.pattern : spec.type === 'choice' ? spec.choices : spec.grammar]);
+    const { field: _, ...rest } = spec;
+    const key = JSON.stringify(rest);
     let entry = this.#cache.get(key);
     // Most recently used last.
     if (entry) this.#cache.delete(key);
@@ -85,7 +94,7 @@ export class Guides {
     return entry;
   }
 
-  #compile(spec: GuideSpec): Promise<CompiledGrammar> {
+  async #compile(spec: GuideSpec): Promise<CompiledGrammar> {
     switch (spec.type) {
       case 'json_schema':
         // Compact JSON (indent -1: none; no free whitespace): a small model cannot pad its answer with spaces forever.
@@ -96,6 +105,22 @@ export class Guides {
         return this.compiler.compileGrammar(`root ::= ${spec.choices.map(ebnfString).join(' | ')}`);
       case 'grammar':
         return this.compiler.compileGrammar(spec.grammar, 'root');
+      case 'tools': {
+        // Each call's arguments as compact JSON (a structural tag's own json_schema content allows
+        // free whitespace, which a small model fills forever): its schema's grammar, written out.
+        const xg = await xgrammar();
+        const tags = [];
+        for (const t of spec.tools) {
+          const grammar = await xg.Grammar.fromJSONSchema(JSON.stringify(t.parameters, patternOverFormat), false, -1, [',', ':'], true);
+          tags.push({ type: 'tag', begin: `${TOOL_CALL_OPEN}{"name": ${JSON.stringify(t.name)}, "arguments": `, content: { type: 'grammar', grammar: grammar.toString() }, end: '}</tool_call>' });
+          grammar.dispose();
+        }
+        const stopAfterFirst = !spec.parallel;
+        const format = spec.required
+          ? { type: 'tags_with_separator', tags, separator: '\n', at_least_one: true, stop_after_first: stopAfterFirst }
+          : { type: 'triggered_tags', triggers: [TOOL_CALL_OPEN], tags, at_least_one: false, stop_after_first: stopAfterFirst };
+        return this.compiler.compileStructuralTag(JSON.stringify({ type: 'structural_tag', format }, patternOverFormat));
+      }
     }
   }
 }
@@ -120,7 +145,7 @@ function patternOverFormat(this: unknown, key: string, value: unknown): unknown 
 }
 
 function describe(spec: GuideSpec): string {
-  return spec.type === 'json_schema' ? 'JSON schema' : spec.type === 'regex' ? 'regular expression' : spec.type === 'choice' ? 'list of choices' : 'grammar';
+  return { json_schema: 'JSON schema', regex: 'regular expression', choice: 'list of choices', grammar: 'grammar', tools: 'list of functions' }[spec.type];
 }
 
 /** A string literal of xgrammar's EBNF (its escapes are JSON's). */

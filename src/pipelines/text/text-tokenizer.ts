@@ -9,6 +9,22 @@ import { EaselError } from '../../errors/easel-error.js';
 export interface ChatMessage {
   readonly role: string;
   readonly content: string;
+  /** An assistant turn's function calls (OpenAI's shape; `arguments` as an object, as chat templates render it). */
+  readonly tool_calls?: readonly ToolCall[] | undefined;
+  /** A `tool` turn: the call it answers. */
+  readonly tool_call_id?: string | undefined;
+}
+
+export interface ToolCall {
+  readonly id: string;
+  readonly type: 'function';
+  readonly function: { readonly name: string; readonly arguments: unknown };
+}
+
+/** A function the model may call (OpenAI's `tools[i]`). */
+export interface ToolDefinition {
+  readonly type: 'function';
+  readonly function: { readonly name: string; readonly description?: string | undefined; readonly parameters?: unknown };
 }
 
 export class TextTokenizer {
@@ -80,13 +96,14 @@ export class TextTokenizer {
    * template's own markup makes special tokens: what the messages say is text, whatever it spells
    * (unless `specialTokensInText`), so a user cannot write a system turn.
    */
-  encodeChat(messages: readonly ChatMessage[], specialTokensInText = false): number[] {
-    if (specialTokensInText) return this.#tokenizer.encode(this.chatPrompt(messages), { add_special_tokens: false }).ids;
+  encodeChat(messages: readonly ChatMessage[], specialTokensInText = false, tools?: readonly ToolDefinition[]): number[] {
+    if (specialTokensInText) return this.#tokenizer.encode(this.chatPrompt(messages, tools), { add_special_tokens: false }).ids;
     // Each message's content is a placeholder while the template renders (private-use characters
     // no message can hold: they are refused), then goes back into its section as text.
     const contents = new Map(messages.map((m, i) => [`\uE000${i}\uE001`, m.content]));
     for (const m of messages) if (/[\uE000\uE001]/.test(m.content)) throw new EaselError('EASEL_INVALID_PARAMETER', 'message content may not hold the private-use characters U+E000 or U+E001', { field: 'messages' });
-    const rendered = this.chatPrompt(messages.map((m, i) => ({ role: m.role, content: `\uE000${i}\uE001` })));
+    // (Tools and calls' arguments are markup: admission refuses the added tokens' strings in them.)
+    const rendered = this.chatPrompt(messages.map((m, i) => ({ ...m, content: `\uE000${i}\uE001` })), tools);
     return this.#encodeSections(rendered.split(/(\uE000\d+\uE001)/).map((part) => (contents.has(part) ? { text: contents.get(part)!, user: true } : { text: part, user: false })), false);
   }
 
@@ -136,10 +153,16 @@ export class TextTokenizer {
     return this.decode([this.#anchor.id, id]).slice(this.#anchor.text.length);
   }
 
-  /** The text the chat template makes of these messages, ready for the assistant's turn. */
-  chatPrompt(messages: readonly ChatMessage[]): string {
+  /** The text the chat template makes of these messages (and the functions it may call), ready for the assistant's turn. */
+  chatPrompt(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): string {
     if (!this.#template) throw new EaselError('EASEL_INVALID_PARAMETER', 'this model has no chat template (tokenizer_config.json chat_template); use /v1/completions with a prompt', { field: 'messages' });
-    return this.#template.render({ messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: true, ...this.#specials });
+    const turns = messages.map((m) => ({ role: m.role, content: m.content, ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}), ...(m.tool_call_id ? { tool_call_id: m.tool_call_id } : {}) }));
+    return this.#template.render({ messages: turns, add_generation_prompt: true, ...(tools?.length ? { tools } : {}), ...this.#specials });
+  }
+
+  /** The added tokens' strings (`<|im_end|>`): text that would become markup where a template renders it as such. */
+  get addedTokenStrings(): readonly string[] {
+    return [...this.#added.keys()];
   }
 }
 

@@ -67,6 +67,6 @@ export async function explained<T>(call: () => Promise<T>): Promise<T> {
     return await call();
   } catch (err) {
     const why = lastError.replace(/^.*\[FATAL\]\s*\S+:\d+:\s*/s, '').trim();
-    throw new Error(why || (err as Error).message, { cause: err });
+    throw new Error(why || (err as Error).message || String(err), { cause: err });
   }
 }
