@@ -9,8 +9,12 @@
 // HTTP). Then speculative decoding (greedy, the model's draft), in the same run: a raw ONNX Runtime
 // speculative loop against a raw plain loop (the technique's ceiling on this machine: its gain),
 // then Easel plain and speculative, the engine alone and through the server, at 1 and 16 streams,
-// with the acceptance rate and tokens per target call. Not a test: it asserts nothing.
+// with the acceptance rate and tokens per target call. Then guided decoding: tokens/s with a JSON
+// schema ÷ free (greedy, the same prompts), engine alone and through the server, at 1 and 16
+// streams, interleaved rounds, medians; and the share of the engine's time spent computing masks
+// at 16 sequences. Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
+//   npm run bench:text-generation -- --constrained-only [--rounds 3]
 //   npm run bench:text-generation -- --speculative-only [--k 3,2,4,5,2+ --pairs 5 --draft tiny-lm-draft]
 //   (the first k is also run at 16 streams and through the server; "2+": k adapts, from 2)
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +27,8 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { generationRequest, textSteps } from '../../src/handlers/text-generation-handler.js';
 import { parseTextGeneration, textGenerationRules } from '../../src/handlers/text-generation-request.js';
 import { readModelSpec } from '../../src/models/model-spec.js';
+import { parseGuide } from '../../src/handlers/guided-request.js';
+import { GuideMatcher, Guides } from '../../src/pipelines/text/guided.js';
 import { argmax } from '../../src/pipelines/text/sampling.js';
 import { readTextLayout } from '../../src/pipelines/text/text-layout.js';
 import { TextTokenizer } from '../../src/pipelines/text/text-tokenizer.js';
@@ -35,6 +41,7 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' },
     draft: { type: 'string', default: 'tiny-lm-draft' }, k: { type: 'string', default: '3,2,4,5,2+' }, pairs: { type: 'string', default: '5' }, 'speculative-only': { type: 'boolean', default: false },
+    'constrained-only': { type: 'boolean', default: false }, rounds: { type: 'string', default: '3' },
   },
 });
 const MODEL = values.model;
@@ -105,12 +112,12 @@ async function closedLoop(clients: number, request: (prompt: string, seed: numbe
   return { tokensPerSecond: (tokens / (performance.now() - t0)) * 1000, ttft, gaps };
 }
 
-/** The server: POST /v1/completions with stream: true. */
-function load(e: EaselProcess, clients: number, temperature = 0.8, model = MODEL): Promise<Result> {
+/** The server: POST /v1/completions with stream: true (`extra`: more request fields). */
+function load(e: EaselProcess, clients: number, temperature = 0.8, model = MODEL, extra: Record<string, unknown> = {}): Promise<Result> {
   return closedLoop(clients, async (prompt, seed, arrived) => {
     const res = await fetch(`${e.inference}/v1/completions`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model, prompt, max_tokens: TOKENS, temperature, seed, stream: true, stream_options: { include_usage: true } }),
+      body: JSON.stringify({ model, prompt, max_tokens: TOKENS, temperature, seed, stream: true, stream_options: { include_usage: true }, ...extra }),
     });
     let tokens = 0;
     const parser = createParser({
@@ -133,7 +140,7 @@ function load(e: EaselProcess, clients: number, temperature = 0.8, model = MODEL
  * costs from what serving costs (on a 2-core machine the server and the load generator share the
  * cores that the ceiling has to itself).
  */
-async function engine(clients: number, options: { temperature?: number; speculative?: SpeculativeOptions } = {}): Promise<Result & { counts: SpeculationCounts }> {
+async function engine(clients: number, options: { temperature?: number; speculative?: SpeculativeOptions; guided?: Record<string, unknown> } = {}): Promise<Result & { counts: SpeculationCounts }> {
   const spec = readModelSpec(MODEL_DIR);
   const rules = textGenerationRules(spec, MODEL_DIR);
   const key = JSON.stringify(options.speculative ?? {});
@@ -149,13 +156,73 @@ async function engine(clients: number, options: { temperature?: number; speculat
       seen = states[0]!.generated.length;
       arrived();
     };
-    const [out] = await loop.run([generationRequest(parseTextGeneration({ prompt, max_tokens: TOKENS, temperature, seed }, rules))], { onBegin: note, onStep: note });
-    return out!.tokens.length;
+    const params = parseTextGeneration({ prompt, max_tokens: TOKENS, temperature, seed, ...options.guided }, rules);
+    // A guided request's matcher, as the handler makes it (the grammar compiled once, then cached).
+    const guide = params.guide ? await (await guidesFor(pipeline)).matcher(params.guide) : undefined;
+    try {
+      const [out] = await loop.run([generationRequest(params, guide)], { onBegin: note, onStep: note });
+      return out!.tokens.length;
+    } finally {
+      guide?.dispose();
+    }
   });
   return { ...result, counts: pipeline.takeCounts() };
 }
 
 const pipelines = new Map<string, TextPipeline>();
+let guides: Promise<Guides> | undefined;
+function guidesFor(pipeline: TextPipeline): Promise<Guides> {
+  guides ??= Guides.load(MODEL_DIR, pipeline.info.vocabSize, pipeline.info.eosTokenIds);
+  return guides;
+}
+
+/** A JSON schema whose answers go on (a list of records): guided text as long as the free text. */
+const SCHEMA = { type: 'array', items: { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 99 }, pet: { enum: ['cat', 'dog', 'bird'] } }, required: ['name', 'age', 'pet'] } };
+
+/**
+ * Guided decoding's cost: tokens/s with SCHEMA ÷ free (greedy, the same prompts and lengths asked),
+ * interleaved rounds, medians; the engine alone and the server; and the share of the engine's time
+ * at 16 sequences spent computing masks (GuideMatcher.mask timed).
+ */
+async function constrainedSection(): Promise<void> {
+  const guided = { guided_json: SCHEMA };
+  parseGuide(guided);
+  const rounds = Number(values.rounds);
+  const median = (xs: number[]): number => q(xs, 0.5);
+  console.log(`\nguided decoding — ${MODEL}: a JSON schema (a list of {name, age, pet}) against free text, greedy, ${TOKENS} tokens asked, ${rounds} interleaved rounds (medians)\n`);
+  console.log(`${'where'.padEnd(24)} ${'streams'.padStart(7)} ${'free tok/s'.padStart(10)} ${'JSON tok/s'.padStart(10)} ${'JSON÷free'.padStart(10)}`);
+  const measure = async (where: string, clients: number, run: (g?: Record<string, unknown>) => Promise<Result>): Promise<void> => {
+    await run();
+    await run(guided); // warm-up: compiles the grammar once
+    const free: number[] = [];
+    const json: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      free.push((await run()).tokensPerSecond);
+      json.push((await run(guided)).tokensPerSecond);
+    }
+    console.log(`${where.padEnd(24)} ${String(clients).padStart(7)} ${median(free).toFixed(0).padStart(10)} ${median(json).toFixed(0).padStart(10)} ${(median(json) / median(free)).toFixed(2).padStart(10)}`);
+  };
+  for (const clients of [1, 16]) await measure('engine alone (no HTTP)', clients, (g) => engine(clients, { temperature: 0, guided: g }));
+  const e = await serveModel(MODEL, MODEL_DIR);
+  try {
+    for (const clients of [1, 16]) await measure('server', clients, (g) => load(e, clients, 0, MODEL, g ?? {}));
+  } finally {
+    await e.stop();
+  }
+  // The masks' share of the engine's time at 16 sequences.
+  const mask = GuideMatcher.prototype.mask;
+  let inMasks = 0;
+  GuideMatcher.prototype.mask = async function (this: GuideMatcher, logits: Float32Array): Promise<void> {
+    const t0 = performance.now();
+    await mask.call(this, logits);
+    inMasks += performance.now() - t0;
+  };
+  const t0 = performance.now();
+  const r = await engine(16, { temperature: 0, guided });
+  const wall = performance.now() - t0;
+  GuideMatcher.prototype.mask = mask;
+  console.log(`\nmasks at 16 sequences (engine alone): ${inMasks.toFixed(0)} ms of ${wall.toFixed(0)} ms = ${((inMasks / wall) * 100).toFixed(1)}% of the time (${r.tokensPerSecond.toFixed(0)} tokens/s)`);
+}
 
 const q = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -406,6 +473,10 @@ async function speculationMetrics(e: EaselProcess, model: string): Promise<Count
   };
 }
 
-if (!values['speculative-only']) await plainSections();
-await speculativeSection();
+if (values['constrained-only']) await constrainedSection();
+else {
+  if (!values['speculative-only']) await plainSections();
+  await speculativeSection();
+  if (!values['speculative-only']) await constrainedSection();
+}
 for (const pipeline of pipelines.values()) await pipeline.release();
