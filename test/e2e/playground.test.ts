@@ -224,6 +224,60 @@ describe('playground (chromium)', () => {
     }
   });
 
+  it('chat with tools shows the call (name and arguments) and sends the result typed back; JSON mode answers JSON of the schema', async () => {
+    const tools = [{ type: 'function', function: { name: 'time', parameters: { type: 'object', properties: { zone: { enum: ['utc', 'cet'] } }, required: ['zone'] } } }];
+    const messages = [{ role: 'user', content: 'Time?' }];
+    const api = (await (await fetch(`${easel.inference}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-lm', messages, tools, tool_choice: 'required', parallel_tool_calls: false, temperature: 0, max_tokens: 64 }) })).json()) as { choices: { message: { tool_calls: { function: { name: string; arguments: string } }[] } }[] };
+    expect(api.choices?.[0]?.message.tool_calls, JSON.stringify(api)).toHaveLength(1);
+    const expected = api.choices[0]!.message.tool_calls[0]!.function;
+    const page = await open(DESKTOP);
+    const bodies: unknown[] = [];
+    page.on('request', (r) => r.url().endsWith('/v1/chat/completions') && bodies.push(r.postDataJSON()));
+    await page.getByTestId('tab-chat').click();
+    await page.locator('[name=temperature]').fill('0');
+    await page.locator('[name=max_tokens]').fill('64');
+    await page.locator('.structured summary').click();
+    await page.getByTestId('tools').fill(JSON.stringify(tools));
+    await page.getByTestId('tool-choice').selectOption('required');
+    await page.getByTestId('chat-input').fill('Time?');
+    await page.getByTestId('chat-input').press('Enter');
+    const call = page.getByTestId('tool-call').first();
+    await call.getByTestId('tool-result').waitFor({ timeout: 30_000 });
+    expect(await call.getByTestId('tool-call-name').textContent()).toBe(expected.name);
+    expect(await call.getByTestId('tool-call-arguments').textContent()).toBe(expected.arguments);
+    await page.screenshot({ path: path.join(SHOTS, 'chat-tool-call-desktop.png') });
+    await call.getByTestId('tool-result').fill('9:00');
+    await page.getByTestId('tool-choice').selectOption('none');
+    // The demo models' context is 256 tokens: the functions, the call and its result leave little room.
+    await page.locator('[name=max_tokens]').fill('8');
+    await page.getByTestId('send').click();
+    await expect.poll(() => page.getByTestId('message-assistant').count(), { timeout: 30_000 }).toBe(2);
+    await expect.poll(() => page.getByTestId('message-assistant').last().getAttribute('data-done'), { timeout: 30_000 }).toBe('true');
+    // The second request carried the call and its result.
+    const second = bodies.at(-1) as { messages: { role: string; content: string; tool_calls?: unknown[]; tool_call_id?: string }[] };
+    expect(second.messages.map((m) => m.role)).toEqual(['user', 'assistant', 'tool']);
+    expect(second.messages[2]!.content).toBe('9:00');
+    expect(second.messages[1]!.tool_calls).toHaveLength(1);
+
+    // JSON mode with a schema: the reply is JSON that follows it.
+    await page.getByTestId('tools').fill('');
+    await page.locator('[name=max_tokens]').fill('40');
+    await page.getByTestId('json-mode').check();
+    await page.getByTestId('json-schema').fill(JSON.stringify({ type: 'object', properties: { color: { enum: ['red', 'blue'] } }, required: ['color'] }));
+    await page.getByTestId('chat-input').fill('What color is the sky?');
+    await page.getByTestId('chat-input').press('Enter');
+    await expect.poll(() => page.getByTestId('message-assistant').count(), { timeout: 30_000 }).toBe(3);
+    const reply = page.getByTestId('message-assistant').last();
+    await expect.poll(() => reply.getAttribute('data-done'), { timeout: 30_000 }).toBe('true');
+    expect(['red', 'blue']).toContain((JSON.parse((await reply.locator('p').textContent())!) as { color: string }).color);
+    // A schema that is not JSON is refused beside its box, before anything is sent.
+    await page.getByTestId('json-schema').fill('{not json');
+    await page.getByTestId('chat-input').fill('Again?');
+    await page.getByTestId('chat-input').press('Enter');
+    await page.getByTestId('error-response_format').waitFor();
+    await page.context().close();
+  });
+
   it('asks for an API key when the server requires one, and works with it', async () => {
     const keyed = await serveModel('tiny-sd', path.join(ROOT, 'models', 'tiny-sd'), [], { EASEL_API_KEYS: 'playground=pg-secret' });
     try {

@@ -157,9 +157,19 @@ async function readSse(res: Response, signal: AbortSignal, onMessage: (m: EventS
 
 // ---- chat
 
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** An assistant turn's function calls. */
+  tool_calls?: ToolCall[] | undefined;
+  /** A tool turn: the call it answers. */
+  tool_call_id?: string | undefined;
 }
 
 export interface ChatUsage {
@@ -167,17 +177,19 @@ export interface ChatUsage {
   completion_tokens: number;
 }
 
-/** Streams a chat completion: each piece of text as it comes; resolves with the usage the server counted. */
-export async function streamChat(body: Record<string, unknown>, onText: (text: string) => void, signal: AbortSignal): Promise<ChatUsage | undefined> {
+/** Streams a chat completion: each piece of text as it comes, each function call as it is made; resolves with the usage the server counted. */
+export async function streamChat(body: Record<string, unknown>, onText: (text: string) => void, signal: AbortSignal, onToolCall?: (call: ToolCall) => void): Promise<ChatUsage | undefined> {
   const res = await call('/v1/chat/completions', { method: 'POST', body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }), signal });
   let usage: ChatUsage | undefined;
   try {
     await readSse(res, signal, (m) => {
       if (m.data === '[DONE]') return;
-      const chunk = JSON.parse(m.data) as { choices: { delta: { content?: string } }[]; usage?: ChatUsage | null; error?: { message: string } };
+      const chunk = JSON.parse(m.data) as { choices: { delta: { content?: string; tool_calls?: (ToolCall & { index: number })[] } }[]; usage?: ChatUsage | null; error?: { message: string } };
       if (chunk.error) throw new ApiError(500, 'EASEL_STREAM_FAILED', chunk.error.message);
       const text = chunk.choices[0]?.delta.content;
       if (text) onText(text);
+      // Easel sends each call whole, in one delta.
+      for (const { index: _, ...call } of chunk.choices[0]?.delta.tool_calls ?? []) onToolCall?.(call);
       if (chunk.usage) usage = chunk.usage;
     });
   } catch (err) {
