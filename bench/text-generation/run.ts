@@ -176,8 +176,8 @@ function guidesFor(pipeline: TextPipeline): Promise<Guides> {
   return guides;
 }
 
-/** A JSON schema whose answers go on (a list of records): guided text as long as the free text. */
-const SCHEMA = { type: 'array', items: { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 99 }, pet: { enum: ['cat', 'dog', 'bird'] } }, required: ['name', 'age', 'pet'] } };
+/** A JSON schema whose answers go on (at least ten records: longer than the tokens asked), so that guided requests are as long as free ones. */
+const SCHEMA = { type: 'array', minItems: 10, items: { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 99 }, pet: { enum: ['cat', 'dog', 'bird'] } }, required: ['name', 'age', 'pet'] } };
 
 /**
  * Guided decoding's cost: tokens/s with SCHEMA ÷ free (greedy, the same prompts and lengths asked),
