@@ -230,7 +230,8 @@ Stories in the style of "Once upon a time, there was a little girl named Lily...
 cast (Lily, Tom, Mia, Ben...), animals, places and objects; and chat answers to simple questions
 ("What color is the sky?", "What does a cat say?") through the ChatML chat template in
 `tokenizer_config.json` (`<|im_start|>user ... <|im_end|>`). Generation ends at `<|im_end|>` or
-`<|endoftext|>`.
+`<|endoftext|>`. The template also writes OpenAI's `tools` into the system turn and an assistant's calls as
+`<tool_call>{{"name": …, "arguments": …}}</tool_call>` (Hermes/Qwen style); the model was not trained on tool use.
 
 ## Model
 
@@ -291,7 +292,8 @@ have the layout of an optimum decoder export of a `LlamaForCausalLM`.
 ## What it writes
 
 The same as tiny-lm: stories ("Once upon a time, there was a little girl named Lily...") and chat
-answers through the ChatML template in `tokenizer_config.json`, which starts with `{{{{ bos_token }}}}`.
+answers through the ChatML template in `tokenizer_config.json`, which starts with `{{{{ bos_token }}}}`. The template also writes OpenAI's `tools` into the system turn and an assistant's calls as
+`<tool_call>{{"name": …, "arguments": …}}</tool_call>` (Hermes/Qwen style); the model was not trained on tool use.
 Generation ends at `</s>` or `<|im_end|>`.
 
 | prompt | greedy continuation (PyTorch) |
