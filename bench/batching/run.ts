@@ -17,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { DiffusionPipeline } from '../../src/pipelines/diffusion/diffusion-pipeline.js';
 import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
+import { seededRandom } from '../../test/helpers/seeded-random.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,25 +42,14 @@ const MODES = values.modes.split(',').map((m) => {
   return [m, yaml] as const;
 });
 
-/** mulberry32: a small seeded generator, so every mode sees the same arrivals and requests. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Planned {
   at: number;
   body: Record<string, unknown>;
 }
 
 function plan(rate: number, seed: number): Planned[] {
-  const rnd = random(seed);
+  // Seeded: every mode sees the same arrivals and requests.
+  const rnd = seededRandom(seed);
   let t = 0;
   return Array.from({ length: REQUESTS }, (_, i) => {
     t += -Math.log(1 - rnd()) / rate;

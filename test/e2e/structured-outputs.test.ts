@@ -5,34 +5,19 @@
 // vLLM's guided_choice, guided_regex, guided_grammar and guided_json on the OpenAI routes and on
 // /predictions; a schema the server cannot use is a 400 naming the path at fault, before or after
 // the grammar engine sees it.
-import path from 'node:path';
 import OpenAI from 'openai';
 import { LengthFinishReasonError } from 'openai/error';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+import { serveChatModels } from '../helpers/chat-models.js';
+import type { EaselProcess } from '../helpers/easel-process.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 let easel: EaselProcess;
 let client: OpenAI;
-beforeAll(async () => {
-  easel = await startEasel(['--models', ['tiny-llama', 'tiny-lm'].map((m) => `${m}=${path.join(ROOT, 'models', m)}`).join(',')]);
-  await waitHealthy(easel, 60_000);
-  client = new OpenAI({ baseURL: `${easel.inference}/v1`, apiKey: 'unused', maxRetries: 0 });
-}, 90_000);
+beforeAll(async () => ({ easel, client } = await serveChatModels()), 90_000);
 afterAll(() => easel?.stop());
-
-/** mulberry32: the schemas are the same on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ['red', 'blue', 'cat', 'dog', 'sun', 'tree', 'ball', 'kite', 'park', 'moon'];
 
@@ -70,7 +55,7 @@ const PROMPTS = ['Describe a cat as JSON.', 'What color is the sky?', 'Tell me a
 
 describe('structured outputs (response_format)', () => {
   it('chat.completions.parse() with 50 random zod schemas on both chat models, streamed and not: every answer that ends parses and validates; the stream says what the answer says', async () => {
-    const next = random(29);
+    const next = seededRandom(29);
     let ended = 0;
     let cut = 0;
     for (let i = 0; i < 50; i++) {

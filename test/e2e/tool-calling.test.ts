@@ -3,19 +3,15 @@
 // parallel_tool_calls false gives one call; streamed tool-call deltas assemble to the call the
 // non-streamed answer gives; a full round trip (call → tool message → answer); "none" answers in
 // text; the bad requests are 400s naming the field.
-import path from 'node:path';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitHealthy, type EaselProcess } from '../helpers/easel-process.js';
+import { serveChatModels } from '../helpers/chat-models.js';
+import type { EaselProcess } from '../helpers/easel-process.js';
 
 let easel: EaselProcess;
 let client: OpenAI;
-beforeAll(async () => {
-  easel = await startEasel(['--models', ['tiny-llama', 'tiny-lm'].map((m) => `${m}=${path.join(ROOT, 'models', m)}`).join(',')]);
-  await waitHealthy(easel, 60_000);
-  client = new OpenAI({ baseURL: `${easel.inference}/v1`, apiKey: 'unused', maxRetries: 0 });
-}, 90_000);
+beforeAll(async () => ({ easel, client } = await serveChatModels()), 90_000);
 afterAll(() => easel?.stop());
 
 // Small: the demo models' context is 256 tokens, and the functions go into the prompt.
