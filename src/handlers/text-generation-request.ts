@@ -162,7 +162,7 @@ function toolCalls(value: unknown, field: string, rules: TextGenerationRules): N
     } catch {
       throw invalidField(`${at}.function.arguments`, 'a call\'s arguments are JSON text');
     }
-    refuseMarkup(f.name + f.arguments, rules.tokenizer.addedTokenStrings, at);
+    refuseMarkup(f.name + f.arguments, rules.specialTokensInText ? [] : rules.tokenizer.addedTokenStrings, at);
     const id = (c as { id?: unknown }).id;
     return { id: typeof id === 'string' ? id : '', type: 'function', function: { name: f.name, arguments: args } };
   });
