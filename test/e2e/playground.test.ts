@@ -72,7 +72,8 @@ describe('playground (chromium)', () => {
   async function generate(page: Page, fields: Record<string, string>): Promise<string> {
     const before = await page.getByTestId('job-card').count();
     await submit(page, fields);
-    await expect.poll(() => page.getByTestId('job-card').count()).toBe(before + 1);
+    // The submission (an init image and a painted mask encoded in the page first) can take seconds on a loaded machine.
+    await expect.poll(() => page.getByTestId('job-card').count(), { timeout: 30_000 }).toBe(before + 1);
     return (await page.getByTestId('job-card').first().getAttribute('data-job'))!;
   }
 
