@@ -130,25 +130,35 @@ def build_data(n: int, seed: int):
     return images, captions, torch.tensor(time_ids, dtype=torch.float32), heldout
 
 
-def train_vae(images: torch.Tensor, steps: int, seed: int) -> AutoencoderKL:
+def fit_vae(vae: AutoencoderKL, params: list, images: torch.Tensor, steps: int, seed: int, lr: float, loss_of, what: str) -> AutoencoderKL:
+    """The autoencoder's training loop, for both its stages: batches of 16, AdamW with a one-cycle
+    schedule over `params`; `loss_of(vae, x, g)` is the stage's loss on a batch."""
     torch.manual_seed(seed)
-    vae = vae_model()
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     g = torch.Generator().manual_seed(seed)
+    vae.train()
     t0 = time.time()
     for step in range(steps):
-        x = images[torch.randint(0, images.shape[0], (16,), generator=g)]
-        dist = vae.encode(x).latent_dist
-        rec = vae.decode(dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)).sample
-        loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 1e-5 * dist.kl().mean() / dist.mean[0].numel()
+        loss = loss_of(vae, images[torch.randint(0, images.shape[0], (16,), generator=g)], g)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if step % 200 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+            log(f"{what} step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
     return vae.eval()
+
+
+def train_vae(images: torch.Tensor, steps: int, seed: int) -> AutoencoderKL:
+    def loss_of(vae, x, g):
+        dist = vae.encode(x).latent_dist
+        rec = vae.decode(dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)).sample
+        return F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 1e-5 * dist.kl().mean() / dist.mean[0].numel()
+
+    torch.manual_seed(seed)
+    vae = vae_model()
+    return fit_vae(vae, list(vae.parameters()), images, steps, seed, 1e-3, loss_of, "vae")
 
 
 def tune_decoder(vae: AutoencoderKL, images: torch.Tensor, steps: int, seed: int) -> AutoencoderKL:
@@ -157,27 +167,15 @@ def tune_decoder(vae: AutoencoderKL, images: torch.Tensor, steps: int, seed: int
     draws it more faithfully (the autoencoder's round trip had the held-out colours right 57% of
     the time; 93% after 6000 steps, though the pipeline's colours did not follow: a decoder tuned
     on the encoder's samples drifts from the UNet's latents)."""
-    torch.manual_seed(seed)
-    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps, pct_start=0.05)
-    g = torch.Generator().manual_seed(seed)
-    vae.train()
-    t0 = time.time()
-    for step in range(steps):
-        x = images[torch.randint(0, images.shape[0], (16,), generator=g)]
+    def loss_of(vae, x, g):
         with torch.no_grad():
             dist = vae.encode(x).latent_dist
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g)
         rec = vae.decode(z).sample
-        loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"decoder step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
-    return vae.eval()
+        return F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
+
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    return fit_vae(vae, params, images, steps, seed, 5e-4, loss_of, "decoder")
 
 
 def encode_prompts(te1, te2, ids1, ids2):
