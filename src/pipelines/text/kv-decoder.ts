@@ -13,10 +13,10 @@
 // count only what the row holds, so a hole changes nothing the model computes. When a sequence
 // leaves, the last row moves into its place; newcomers are appended; the rows are re-padded
 // (holes squeezed out) only when the padding grows wasteful.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
-import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
+import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, variantFile, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { readTextLayout } from './text-layout.js';
 
 export interface TextModelInfo {
@@ -61,6 +61,24 @@ const REPAD_SLACK = 32;
 
 const MODEL_FILES = ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx', 'decoder_model_merged.onnx', 'model.onnx'];
 
+/**
+ * Below this many bytes of weights a decoder runs on one intra-op thread unless its config says
+ * otherwise; above, on ONNX Runtime's default (one per core). A decode step reads every weight
+ * once: for a small model the step is over before a second thread has its share (tiny-llama, 4 MB,
+ * served at 16 streams: one thread gives more tokens/s than two), for a large one memory bandwidth
+ * and the matmuls are split usefully (a 76M-parameter model: about 1.6× the tokens/s on two
+ * threads). `npm run bench:text-generation -- --threads` measures both on a model.
+ */
+export const ONE_THREAD_BELOW_BYTES = 32 * 1024 * 1024;
+
+/** The intra-op threads a decoder gets: its config's, or one for a small graph and ONNX Runtime's default (0) for a large one. */
+export function decoderThreads(file: string, options: SessionOptions): number {
+  if (options.intraOpThreads > 0) return options.intraOpThreads;
+  const chosen = variantFile(file, options.variant);
+  const external = [`${chosen}.data`, `${chosen}_data`].filter((f) => existsSync(f)).reduce((n, f) => n + statSync(f).size, 0);
+  return statSync(chosen).size + external < ONE_THREAD_BELOW_BYTES ? 1 : 0;
+}
+
 export function findTextModel(dir: string): string | undefined {
   return MODEL_FILES.map((f) => path.join(dir, f)).find((f) => existsSync(f));
 }
@@ -83,7 +101,7 @@ export class KvDecoder {
   static async load(dir: string, options: SessionOptions): Promise<KvDecoder> {
     const file = findTextModel(dir);
     if (!file) throw new EaselError('EASEL_MODEL_INVALID', `no decoder graph in the model directory; looked for ${MODEL_FILES.join(', ')}`);
-    const session = await OnnxSession.create(file, options);
+    const session = await OnnxSession.create(file, { ...options, intraOpThreads: decoderThreads(file, options) });
     const layout = readTextLayout(dir);
     const inputs = new Map(session.inputs.map((i) => [i.name, i]));
     const layers = session.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i.name)).length;

@@ -1,0 +1,240 @@
+// bench/text-generation/peers.ts: an LLM at each precision it ships, against its peers, in one run.
+// First the machine's ceiling: raw ONNX Runtime on the same graph (a greedy decode loop, the
+// faster of one intra-op thread and one per core). Then llama.cpp through node-llama-cpp (its
+// prebuilt CPU binaries) on the GGUF of the same weights, F32 and Q8_0, at 1 and 2 threads. Then
+// Easel's server (streamed /v1/completions). Each at 1 and 16 concurrent streams: tokens/s (all
+// streams' generated tokens ÷ the wall time from the first request to the last token), time to
+// first token p50, resident memory at the end (the process; Easel: the server and its workers).
+// Every figure is one child process per measurement, rounds interleaved, medians. The prompt is
+// the same token ids for every peer (the greedy text of random weights is noise; its cost is not).
+// Not a test: it asserts nothing.
+//   npm run bench:llm-peers -- --model <folder made by tools/model-factory/bench_llama.py> [--rounds 3 --tokens 64 --prompt 32]
+//   npm run bench:llm-peers -- --model tiny-llama          (a bundled model: its precisions that exist; no GGUF)
+// llama.cpp rows need the bench-only peer packages, installed on first use into bench/peers
+// (NODE_LLAMA_CPP_SKIP_DOWNLOAD, no install scripts, no optional GPU packages: nothing is built or
+// downloaded but the npm packages).
+import { execFileSync, execSync } from 'node:child_process';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { createParser } from 'eventsource-parser';
+import { fromTypedArray, OnnxSession, type Tensor } from '../../src/runtime/onnx-runtime.js';
+import { ROOT, serveModel } from '../../test/helpers/easel-process.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'tiny-llama' }, precisions: { type: 'string', default: 'f32,q8,q4' }, rounds: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '64' }, prompt: { type: 'string', default: '32' }, streams: { type: 'string', default: '1,16' },
+    child: { type: 'string' },
+  },
+});
+const MODEL_DIR = values.model.includes('/') ? path.resolve(values.model) : path.join(ROOT, 'models', values.model);
+const TOKENS = Number(values.tokens);
+const PROMPT = Array.from({ length: Number(values.prompt) }, (_, i) => 10 + ((i * 37) % 500));
+const PEERS = path.join(ROOT, 'bench', 'peers');
+const GRAPHS: Record<string, string> = { f32: 'model.onnx', q8: 'model_q8.onnx', q4: 'model_q4.onnx', int8: 'model_int8.onnx' };
+const GGUFS: Record<string, string> = { F32: 'model-f32.gguf', Q8_0: 'model-q8_0.gguf' };
+
+type Config =
+  | { kind: 'raw'; precision: string; threads: number; streams: number }
+  | { kind: 'llama.cpp'; quant: string; threads: number; streams: number }
+  | { kind: 'easel'; precision: string; streams: number };
+interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number }
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const maxRssMb = (): number => process.resourceUsage().maxRSS / 1024;
+
+/** Greedy decode with ONNX Runtime alone: one prefill of `streams` prompts, then one call per token, the presents fed back as they come. */
+async function rawChild(c: Extract<Config, { kind: 'raw' }>): Promise<Result> {
+  const session = await OnnxSession.create(path.join(MODEL_DIR, 'onnx', GRAPHS[c.precision]!), { executionProvider: 'cpu', graphOptimizationLevel: 'all', intraOpThreads: c.threads, interOpThreads: 0 });
+  const kv = session.inputs.filter((i) => i.name.startsWith('past_key_values.')).map((i) => i.name);
+  const first = session.inputs.find((i) => i.name === kv[0])!;
+  const [H, D] = [Number(first.shape[1]), Number(first.shape[3])];
+  const S = c.streams;
+  const ids = (rows: number[][]): Tensor => fromTypedArray('int64', BigInt64Array.from(rows.flat(), BigInt), [S, rows[0]!.length]);
+  const run = async (tokens: number[][], past: Map<string, Tensor>, L: number): Promise<{ next: number[]; past: Map<string, Tensor> }> => {
+    const T = tokens[0]!.length;
+    const feeds: Record<string, Tensor> = {
+      input_ids: ids(tokens),
+      attention_mask: fromTypedArray('int64', new BigInt64Array(S * (L + T)).fill(1n), [S, L + T]),
+      position_ids: ids(tokens.map(() => Array.from({ length: T }, (_, i) => L + i))),
+    };
+    for (const [name, t] of past) feeds[name] = t;
+    const out = await session.run(feeds);
+    const logits = out.logits!.data as Float32Array;
+    const V = logits.length / (S * T);
+    const next = tokens.map((_, b) => {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[(b * T + T - 1) * V + v]! > logits[(b * T + T - 1) * V + best]!) best = v;
+      return best;
+    });
+    return { next, past: new Map(kv.map((n) => [n, out[n.replace('past_key_values', 'present')]!])) };
+  };
+  const empty = new Map(kv.map((n) => [n, fromTypedArray('float32', new Float32Array(0), [S, H, 0, D])]));
+  await run(Array.from({ length: S }, () => PROMPT.slice(0, 4)), empty, 0); // warm-up
+  const t0 = performance.now();
+  let step = await run(Array.from({ length: S }, () => PROMPT), empty, 0);
+  const ttftMs = performance.now() - t0;
+  for (let i = 1; i < TOKENS; i++) step = await run(step.next.map((t) => [t]), step.past, PROMPT.length + i - 1);
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokensPerSecond: (S * TOKENS) / seconds, ttftMs, rssMb: maxRssMb() };
+}
+
+/** The part of node-llama-cpp's API the bench uses. */
+interface LlamaSequence { evaluate(tokens: number[], o: { temperature: number }): AsyncIterable<number>; clearHistory(): Promise<void> }
+interface LlamaApi {
+  getLlama(o: Record<string, unknown>): Promise<{
+    loadModel(o: { modelPath: string }): Promise<{ createContext(o: Record<string, number>): Promise<{ getSequence(): LlamaSequence }> }>;
+  }>;
+}
+
+/** node-llama-cpp from bench/peers, installed on first use without building or downloading anything but its npm packages. */
+async function llamaCpp(): Promise<LlamaApi> {
+  const entry = path.join(PEERS, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+  if (!existsSync(entry)) {
+    execSync('npm install --ignore-scripts --omit=optional --no-audit --no-fund', { cwd: PEERS, stdio: 'inherit', env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' } });
+  }
+  return (await import(entry)) as LlamaApi;
+}
+
+async function llamaChild(c: Extract<Config, { kind: 'llama.cpp' }>): Promise<Result> {
+  const { getLlama } = await llamaCpp();
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  const model = await llama.loadModel({ modelPath: path.join(MODEL_DIR, 'gguf', GGUFS[c.quant]!) });
+  const context = await model.createContext({ contextSize: c.streams * (PROMPT.length + TOKENS + 16), sequences: c.streams, threads: c.threads, batchSize: Math.max(512, c.streams * PROMPT.length) });
+  const sequences = Array.from({ length: c.streams }, () => context.getSequence());
+  const generate = async (seq: LlamaSequence, n: number, firstAt?: (ms: number) => void, t0 = 0): Promise<void> => {
+    let got = 0;
+    for await (const _ of seq.evaluate(PROMPT, { temperature: 0 })) {
+      if (got === 0) firstAt?.(performance.now() - t0);
+      if (++got >= n) break;
+    }
+    await seq.clearHistory();
+  };
+  await generate(sequences[0]!, 2); // warm-up
+  const firsts: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(sequences.map((s) => generate(s, TOKENS, (ms) => firsts.push(ms), t0)));
+  const seconds = (performance.now() - t0) / 1000;
+  return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), rssMb: maxRssMb() };
+}
+
+/** The model folder with its files hard-linked (nothing copied) and an easel.yaml that picks the precision. */
+function servedCopy(precision: string): string {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'easel-peers-')), 'model');
+  const link = (from: string, to: string): void => {
+    if (statSync(from).isDirectory()) {
+      mkdirSync(to, { recursive: true });
+      for (const f of readdirSync(from)) link(path.join(from, f), path.join(to, f));
+    } else {
+      try { linkSync(from, to); } catch { copyFileSync(from, to); }
+    }
+  };
+  mkdirSync(dir);
+  for (const f of readdirSync(MODEL_DIR)) if (f !== 'easel.yaml' && f !== 'gguf') link(path.join(MODEL_DIR, f), path.join(dir, f));
+  writeFileSync(path.join(dir, 'easel.yaml'), ['name: peers', 'handler: text-generation', 'batching:', '  batchSize: 16', ...(precision === 'f32' ? [] : ['runtime:', `  variant: ${precision}`])].join('\n') + '\n');
+  return dir;
+}
+
+/** Resident memory of a process and its children (kB from ps), in MB. */
+function treeRssMb(pid: number): number {
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,rss=']).toString().trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+  const pids = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [p, pp] of out) if (!pids.has(p!) && pids.has(pp!)) { pids.add(p!); grew = true; }
+  }
+  return out.filter(([p]) => pids.has(p!)).reduce((n, [, , rss]) => n + rss!, 0) / 1024;
+}
+
+async function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result> {
+  const dir = servedCopy(c.precision);
+  const e = await serveModel('peers', dir);
+  try {
+    const request = async (t0: number, max: number): Promise<number> => {
+      const res = await fetch(`${e.inference}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'peers', prompt: PROMPT, max_tokens: max, temperature: 0, ignore_eos: true, stream: true }),
+      });
+      let first = 0;
+      const parser = createParser({ onEvent: () => { if (first === 0) first = performance.now() - t0; } });
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body!) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+      return first;
+    };
+    await request(performance.now(), 4); // warm-up
+    const t0 = performance.now();
+    const firsts = await Promise.all(Array.from({ length: c.streams }, () => request(t0, TOKENS)));
+    const seconds = (performance.now() - t0) / 1000;
+    return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), rssMb: treeRssMb(e.child.pid!) };
+  } finally {
+    await e.stop();
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+}
+
+function measure(c: Config): Result {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'text-generation', 'peers.ts'), '--model', MODEL_DIR, '--tokens', String(TOKENS), '--prompt', String(PROMPT.length), '--child', JSON.stringify(c)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 }).toString();
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`no result from ${JSON.stringify(c)}: ${out.slice(-500)}`);
+  return JSON.parse(line.slice(7)) as Result;
+}
+
+async function main(): Promise<void> {
+  if (values.child) {
+    const c = JSON.parse(values.child) as Config;
+    const r = c.kind === 'raw' ? await rawChild(c) : c.kind === 'llama.cpp' ? await llamaChild(c) : await easelChild(c);
+    console.log(`RESULT ${JSON.stringify(r)}`);
+    process.exit(0);
+  }
+  const precisions = values.precisions.split(',').filter((p) => GRAPHS[p] && existsSync(path.join(MODEL_DIR, 'onnx', GRAPHS[p]!)));
+  const quants = Object.keys(GGUFS).filter((q) => existsSync(path.join(MODEL_DIR, 'gguf', GGUFS[q]!)));
+  const streams = values.streams.split(',').map(Number);
+  const configs: Config[] = [];
+  for (const s of streams) {
+    for (const p of precisions) for (const threads of [1, 0]) configs.push({ kind: 'raw', precision: p, threads, streams: s });
+    for (const q of quants) for (const threads of [1, 2]) configs.push({ kind: 'llama.cpp', quant: q, threads, streams: s });
+    for (const p of precisions) configs.push({ kind: 'easel', precision: p, streams: s });
+  }
+  const graphMb = (p: string): number => statSync(path.join(MODEL_DIR, 'onnx', GRAPHS[p]!)).size / 1e6;
+  console.log(`# ${path.basename(MODEL_DIR)}: ${precisions.map((p) => `${p} ${graphMb(p).toFixed(0)} MB`).join(', ')}; prompt ${PROMPT.length} tokens, ${TOKENS} generated per stream, greedy; ${values.rounds} rounds interleaved, medians`);
+  const results = new Map<string, Result[]>();
+  const key = (c: Config): string => JSON.stringify(c);
+  for (let r = 0; r < Number(values.rounds); r++) {
+    for (const c of configs) {
+      const got = measure(c);
+      results.set(key(c), [...(results.get(key(c)) ?? []), got]);
+      console.error(`round ${r + 1}: ${key(c)} ${got.tokensPerSecond.toFixed(1)} tokens/s`);
+    }
+  }
+  const med = (c: Config): Result => {
+    const rs = results.get(key(c))!;
+    return { tokensPerSecond: median(rs.map((x) => x.tokensPerSecond)), ttftMs: median(rs.map((x) => x.ttftMs)), rssMb: median(rs.map((x) => x.rssMb)) };
+  };
+  const fmt = (r: Result): string => `${r.tokensPerSecond.toFixed(1)} | ${r.ttftMs.toFixed(0)} | ${r.rssMb.toFixed(0)}`;
+  console.log(`\n| peer | ${streams.map((s) => `${s} stream${s > 1 ? 's' : ''}: tokens/s | TTFT p50 ms | RSS MB`).join(' | ')} |`);
+  console.log(`|---|${streams.map(() => '---|---|---').join('|')}|`);
+  const row = (label: string, of: (s: number) => Result): void => console.log(`| ${label} | ${streams.map((s) => fmt(of(s))).join(' | ')} |`);
+  const best = (p: string, s: number): Result => [1, 0].map((threads) => med({ kind: 'raw', precision: p, threads, streams: s })).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0]!;
+  for (const p of precisions) {
+    for (const threads of [1, 0]) row(`raw ONNX Runtime ${p}, ${threads === 1 ? '1 thread' : 'a thread per core'}`, (s) => med({ kind: 'raw', precision: p, threads, streams: s }));
+  }
+  for (const q of quants) for (const threads of [1, 2]) row(`llama.cpp ${q}, ${threads} thread${threads > 1 ? 's' : ''}`, (s) => med({ kind: 'llama.cpp', quant: q, threads, streams: s }));
+  for (const p of precisions) row(`Easel server ${p}`, (s) => med({ kind: 'easel', precision: p, streams: s }));
+  console.log('\nRatios (tokens/s):');
+  for (const p of precisions) {
+    for (const s of streams) {
+      const easel = med({ kind: 'easel', precision: p, streams: s }).tokensPerSecond;
+      const parts = [`Easel ÷ raw ONNX Runtime (best threads) ${(easel / best(p, s).tokensPerSecond).toFixed(2)}`];
+      if (quants.includes('Q8_0')) {
+        const q8 = Math.max(...[1, 2].map((threads) => med({ kind: 'llama.cpp', quant: 'Q8_0', threads, streams: s }).tokensPerSecond));
+        parts.push(`Easel ÷ llama.cpp Q8_0 (best threads) ${(easel / q8).toFixed(2)}`);
+      }
+      console.log(`- ${p}, ${s} stream${s > 1 ? 's' : ''}: ${parts.join('; ')}`);
+    }
+  }
+}
+
+await main();

@@ -1,0 +1,183 @@
+"""Makes a bench-size LLM on demand: a Llama-architecture decoder with seeded random weights
+(default ~100M parameters: hidden 768, 16 layers, 12 query / 4 KV heads, SwiGLU 2048, context
+2048) in tiny-llama's layout and tokenizer, in every precision the benches compare:
+
+    <out>/onnx/model.onnx        float32 (optimum's decoder layout, as tiny-llama)
+    <out>/onnx/model_q8.onnx     MatMulNBits, 8-bit weights, blocks of 32 (`runtime: {variant: q8}`)
+    <out>/onnx/model_q4.onnx     MatMulNBits, 4-bit weights, blocks of 32 (`runtime: {variant: q4}`)
+    <out>/gguf/model-f32.gguf    the same weights for llama.cpp, F32
+    <out>/gguf/model-q8_0.gguf   and Q8_0
+
+Nothing here is committed: it writes outside the repository (it refuses a folder inside it).
+The weights mean nothing, so its text is noise; what it is for is the cost of a token at a size
+users serve, where decoding reads every weight once per step and memory bandwidth bounds it.
+
+MatMulNBits is ONNX Runtime's weight-only quantized matmul (what onnxruntime-genai ships for CPU),
+made by ONNX Runtime's own quantizer; `accuracy_level` 4 lets its CPU kernels multiply in int8
+(activations quantized per block as they go). The GGUF files follow llama.cpp's own conversion:
+the query and key projections' rows permuted from rotate-half pairs to interleaved pairs.
+
+    <venv>/bin/pip install torch onnx onnxruntime gguf numpy       # the local package index has them
+    <venv>/bin/python tools/model-factory/bench_llama.py --out /tmp/bench-llama [--layers 16 ...]
+"""
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tiny_lm  # noqa: E402
+import tiny_llama  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TOKENIZER = os.path.join(REPO, "models", "tiny-llama")
+
+
+def log(msg: str) -> None:
+    print(f"[bench-llama {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def vocabulary(tok_dir: str) -> dict[str, int]:
+    with open(os.path.join(tok_dir, "tokenizer.json")) as f:
+        tj = json.load(f)
+    vocab = dict(tj["model"]["vocab"])
+    vocab.update({t["content"]: t["id"] for t in tj["added_tokens"]})
+    return vocab
+
+
+def quantize(src: str, dst: str, bits: int) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
+    q = MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config)
+    q.process()
+    q.model.save_model_to_file(dst, use_external_data_format=False)
+
+
+def permute_rotary(w: np.ndarray, heads: int) -> np.ndarray:
+    """Rows of a query/key projection from rotate-half order (HF Llama) to llama.cpp's interleaved pairs."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(model: tiny_llama.TinyLlama, vocab: dict[str, int], positions: int, path: str, q8: bool) -> None:
+    import gguf
+
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("easel-bench-llama")
+    w.add_context_length(positions)
+    w.add_embedding_length(model.dim)
+    w.add_block_count(model.layers)
+    w.add_feed_forward_length(model.hidden)
+    w.add_head_count(model.heads)
+    w.add_head_count_kv(model.kv_heads)
+    w.add_rope_dimension_count(model.head_dim)
+    w.add_rope_freq_base(model.rope_theta)
+    w.add_layer_norm_rms_eps(model.eps)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8 else gguf.LlamaFileType.ALL_F32)
+    # The vocabulary, for llama.cpp to load; the benches feed token ids, never text.
+    by_id = {i: t for t, i in vocab.items()}
+    tokens = [by_id.get(i, f"<unused{i}>") for i in range(len(vocab))]
+    kinds = [gguf.TokenType.CONTROL if t in ("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
+             else gguf.TokenType.BYTE if t.startswith("<0x") else gguf.TokenType.NORMAL for t in tokens]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([-float(i) for i in range(len(tokens))])
+    w.add_token_types(kinds)
+    w.add_bos_token_id(vocab["<s>"])
+    w.add_eos_token_id(vocab["</s>"])
+
+    def tensor(name: str, t: torch.Tensor) -> None:
+        a = t.detach().float().numpy()
+        if q8 and a.ndim == 2:
+            w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            w.add_tensor(name, a)
+
+    tensor("token_embd.weight", model.embed_tokens.weight)
+    for i, b in enumerate(model.blocks):
+        tensor(f"blk.{i}.attn_norm.weight", b.input_layernorm.weight)
+        tensor(f"blk.{i}.attn_q.weight", torch.from_numpy(permute_rotary(b.q_proj.weight.detach().numpy(), model.heads)))
+        tensor(f"blk.{i}.attn_k.weight", torch.from_numpy(permute_rotary(b.k_proj.weight.detach().numpy(), model.kv_heads)))
+        tensor(f"blk.{i}.attn_v.weight", b.v_proj.weight)
+        tensor(f"blk.{i}.attn_output.weight", b.o_proj.weight)
+        tensor(f"blk.{i}.ffn_norm.weight", b.post_attention_layernorm.weight)
+        tensor(f"blk.{i}.ffn_gate.weight", b.gate_proj.weight)
+        tensor(f"blk.{i}.ffn_up.weight", b.up_proj.weight)
+        tensor(f"blk.{i}.ffn_down.weight", b.down_proj.weight)
+    tensor("output_norm.weight", model.norm.weight)
+    tensor("output.weight", model.lm_head.weight)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="a folder outside the repository")
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=16)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--context", type=int, default=2048)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-gguf", action="store_true", help="skip the llama.cpp files")
+    args = ap.parse_args()
+    out = os.path.abspath(args.out)
+    if out == REPO or out.startswith(REPO + os.sep):
+        sys.exit(f"--out {args.out} is inside the repository: the bench model is large and never committed")
+    started = time.time()
+    torch.manual_seed(args.seed)
+    vocab = vocabulary(TOKENIZER)
+    model = tiny_llama.TinyLlama(len(vocab), args.dim, args.layers, args.heads, args.kv_heads, args.hidden, 10000.0, 1e-5)
+    # Random weights at the scale trained ones have (std 0.02, as transformers initialises Llama).
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 0.02)
+    model.eval()
+    params = sum(p.numel() for p in model.parameters())
+    log(f"{params / 1e6:.1f}M parameters, vocabulary {len(vocab)}, context {args.context}")
+
+    tok_dir = os.path.join(out, ".tokenizer")
+    os.makedirs(tok_dir, exist_ok=True)
+    for f in ("tokenizer.json",):
+        shutil.copy(os.path.join(TOKENIZER, f), os.path.join(tok_dir, f))
+    tiny_lm.export(model, out, "bench-llama", len(vocab), tok_dir)
+    shutil.rmtree(tok_dir)
+    tiny_llama.write_configs(model, out, vocab, args.context)
+    with open(os.path.join(out, "easel.yaml"), "w") as f:
+        f.write("# Made by tools/model-factory/bench_llama.py: random weights, for benchmarks only.\n"
+                "name: bench-llama\nhandler: text-generation\nbatching:\n  batchSize: 16\n")
+    log(f"float32 graph: {os.path.getsize(os.path.join(out, 'onnx', 'model.onnx')) / 1e6:.0f} MB")
+    for bits in (8, 4):
+        dst = os.path.join(out, "onnx", f"model_q{bits}.onnx")
+        quantize(os.path.join(out, "onnx", "model.onnx"), dst, bits)
+        log(f"MatMulNBits {bits}-bit graph: {os.path.getsize(dst) / 1e6:.0f} MB")
+    if not args.no_gguf:
+        os.makedirs(os.path.join(out, "gguf"), exist_ok=True)
+        for q8, name in ((False, "model-f32.gguf"), (True, "model-q8_0.gguf")):
+            write_gguf(model, vocab, args.context, os.path.join(out, "gguf", name), q8)
+            log(f"{name}: {os.path.getsize(os.path.join(out, 'gguf', name)) / 1e6:.0f} MB")
+    # The prompt and greedy tokens of the float32 graph, for the benches to check llama.cpp against.
+    with torch.no_grad():
+        ids = [vocab["<s>"]] + list(range(10, 26))
+        for _ in range(16):
+            ids.append(int(model.lm_logits(torch.tensor([ids]))[0, -1].argmax()))
+    with open(os.path.join(out, "greedy.json"), "w") as f:
+        json.dump({"prompt": ids[:17], "greedy": ids[17:], "params": params}, f)
+    log(f"done in {time.time() - started:.0f}s: {out}")
+
+
+if __name__ == "__main__":
+    main()
