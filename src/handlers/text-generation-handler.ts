@@ -34,7 +34,7 @@ export function textSteps(pipeline: TextPipeline): StepModel<TextGenerationReque
     memoryFor: (r) => pipeline.cacheBytesPerPosition() * (r.promptTokens.length + r.maxNewTokens),
     stages: { begin: 'prefill', step: 'decode', finish: 'finish' },
     counters: () => {
-      const counts = { ...(pipeline.speculative ? pipeline.takeCounts() : {}), ...finished };
+      const counts = { ...(pipeline.speculative ? pipeline.takeCounts() : {}), ...pipeline.takePrefixCounts(), ...finished };
       Object.assign(finished, { finished_stop: 0, finished_length: 0 });
       return counts;
     },
@@ -86,7 +86,7 @@ export class TextGenerationHandler implements Handler<Run[], Output> {
   async initialize(ctx: HandlerContext): Promise<void> {
     const speculative = ctx.spec.speculative;
     if (speculative) checkDraft({ spec: ctx.spec, dir: ctx.modelDir, draftDir: ctx.draftDir });
-    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch, adaptive: speculative.adaptive });
+    this.#pipeline = await TextPipeline.load(ctx.modelDir, ctx.spec.runtime, speculative && { draftDir: ctx.draftDir!, k: speculative.k, maxBatch: speculative.maxBatch, adaptive: speculative.adaptive }, ctx.spec.prefixCache.maxBytes);
     this.#rules = textGenerationRules(ctx.spec, ctx.modelDir, this.#pipeline.tokenizer);
     this.#loop = ctx.stepLoop(textSteps(this.#pipeline));
     const { vocabSize, eosTokenIds } = this.#pipeline.info;

@@ -39,12 +39,15 @@ export class Metrics {
   readonly outputs = new Counter({ name: 'easel_outputs_total', help: 'Outputs of finished runs (images; 1 per other result), by model and the pool of the node that made them: easel_cost_total ÷ this is the cost per image.', labelNames: ['model', 'pool'] as const, registers: [this.registry] });
   readonly authFailures = new Counter({ name: 'easel_auth_failures_total', help: 'Requests refused 401 for a missing or wrong API key or management token, by API (inference, management).', labelNames: ['api'] as const, registers: [this.registry] });
   readonly workerRestarts = new Counter({ name: 'easel_worker_restarts_total', help: 'Worker processes restarted after dying.', labelNames: ['model'] as const, registers: [this.registry] });
-  /** Speculative decoding, by the names a worker's turn counts them (as vLLM's spec_decode metrics). */
-  readonly #speculation = new Map<string, Counter<'model'>>([
+  /** What a worker's turn counts, by the names it counts them: speculative decoding (as vLLM's spec_decode metrics) and prefix caching. */
+  readonly #counted = new Map<string, Counter<'model'>>([
     ['proposed', new Counter({ name: 'easel_spec_decode_draft_tokens_total', help: 'Speculative decoding: tokens the draft model proposed.', labelNames: ['model'] as const, registers: [this.registry] })],
     ['accepted', new Counter({ name: 'easel_spec_decode_accepted_tokens_total', help: 'Speculative decoding: proposed tokens the target model kept.', labelNames: ['model'] as const, registers: [this.registry] })],
     ['emitted', new Counter({ name: 'easel_spec_decode_emitted_tokens_total', help: 'Speculative decoding: tokens the verify calls gave (kept proposals plus the target\'s own).', labelNames: ['model'] as const, registers: [this.registry] })],
     ['verified', new Counter({ name: 'easel_spec_decode_verifications_total', help: 'Speculative decoding: sequences verified (one per sequence per target call); emitted ÷ this is tokens per target call.', labelNames: ['model'] as const, registers: [this.registry] })],
+    // Automatic prefix caching, in prompt tokens (as vLLM's prefix_cache_queries and prefix_cache_hits).
+    ['prefix_queried', new Counter({ name: 'easel_prefix_cache_queries_total', help: 'Prefix caching: prompt tokens looked up in the prefix cache at prefill.', labelNames: ['model'] as const, registers: [this.registry] })],
+    ['prefix_hit', new Counter({ name: 'easel_prefix_cache_hits_total', help: 'Prefix caching: prompt tokens found in the prefix cache (their KV taken, not computed).', labelNames: ['model'] as const, registers: [this.registry] })],
   ]);
 
   /**
@@ -69,7 +72,7 @@ export class Metrics {
   }
 
   constructor(sources: MetricsSources) {
-    const speculation = this.#speculation;
+    const counted = this.#counted;
     collectDefaultMetrics({ register: this.registry, prefix: 'easel_' });
     this.#watchEventLoop();
     new Gauge({
@@ -117,12 +120,13 @@ export class Metrics {
         name, help, labelNames: ['model'] as const, registers: [this.registry],
         async collect() {
           this.reset();
-          const totals = async (counter: string): Promise<Map<string, number>> => new Map((await speculation.get(counter)!.get()).values.map((v) => [String(v.labels.model), v.value]));
+          const totals = async (counter: string): Promise<Map<string, number>> => new Map((await counted.get(counter)!.get()).values.map((v) => [String(v.labels.model), v.value]));
           const [num, den] = [await totals(of), await totals(per)];
           for (const [model, n] of den) if (n > 0) this.set({ model }, (num.get(model) ?? 0) / n);
         },
       });
     rate('easel_spec_decode_acceptance_rate', 'Speculative decoding: accepted ÷ proposed draft tokens since start.', 'accepted', 'proposed');
+    rate('easel_prefix_cache_hit_rate', 'Prefix caching: prompt tokens found cached ÷ looked up, since start.', 'prefix_hit', 'prefix_queried');
     rate('easel_spec_decode_tokens_per_target_call', 'Speculative decoding: tokens each sequence got per target model call since start (1 without speculation).', 'emitted', 'verified');
     new Gauge({
       name: 'easel_jobs_queued', help: 'Jobs queued per model.', labelNames: ['model'] as const, registers: [this.registry],
@@ -150,7 +154,7 @@ export class Metrics {
     for (const [name, n] of Object.entries(r.counters ?? {})) {
       if (n <= 0) continue;
       if (name.startsWith('finished_')) this.generationsFinished.inc({ model, finish_reason: name.slice('finished_'.length) }, n);
-      else this.#speculation.get(name)?.inc({ model }, n);
+      else this.#counted.get(name)?.inc({ model }, n);
     }
   }
 }

@@ -55,6 +55,14 @@ const speculativeSchema = z
   })
   .strict();
 
+/** Text generation: prompts' whole blocks of KV cache kept for later prompts that begin the same (automatic prefix caching). */
+const prefixCacheSchema = z
+  .object({
+    /** The budget, per decoder (a draft model has its own); 0 keeps none. Least recently used blocks leave first. */
+    maxBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+  })
+  .strict();
+
 export const modelSpecSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'letters, digits, _ . - (at most 128)'),
@@ -76,6 +84,7 @@ export const modelSpecSchema = z
     /** Free-form settings for the handler (TorchServe's model-config.yaml `handler:` block). */
     handlerConfig: z.record(z.string(), z.unknown()).default({}),
     speculative: speculativeSchema.optional(),
+    prefixCache: prefixCacheSchema.prefault({}),
     /**
      * Text models: a special token's string in a prompt or a message (`<|im_end|>`) becomes that
      * special token, as transformers and vLLM encode it. Off: it is text, as OpenAI encodes it.

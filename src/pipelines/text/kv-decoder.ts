@@ -17,6 +17,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
 import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, variantFile, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
+import { PrefixCache, type KvArrays } from './prefix-cache.js';
 import { readTextLayout } from './text-layout.js';
 
 export interface TextModelInfo {
@@ -29,11 +30,6 @@ export interface TextModelInfo {
   readonly positionIds: boolean;
   readonly useCacheBranch: boolean;
   readonly cacheType: string;
-}
-
-interface KvArrays {
-  keys: Float32Array[];
-  values: Float32Array[];
 }
 
 /** One sequence's place in a decoder's cache. */
@@ -93,12 +89,19 @@ export class KvDecoder {
   #spare: KvArrays | undefined;
   readonly #buffers = new WeakSet<ArrayBufferLike>();
 
+  /** Prompts' cached prefixes (automatic prefix caching), when the model has a budget for them. */
+  readonly prefixCache: PrefixCache | undefined;
+
   private constructor(
     private readonly session: OnnxSession,
     readonly info: TextModelInfo,
-  ) {}
+    prefixCacheBytes: number,
+  ) {
+    this.prefixCache = prefixCacheBytes > 0 ? new PrefixCache(prefixCacheBytes, info) : undefined;
+  }
 
-  static async load(dir: string, options: SessionOptions): Promise<KvDecoder> {
+  /** `prefixCacheBytes`: the budget of prompts' cached prefixes (0: none kept). */
+  static async load(dir: string, options: SessionOptions, prefixCacheBytes = 0): Promise<KvDecoder> {
     const file = findTextModel(dir);
     if (!file) throw new EaselError('EASEL_MODEL_INVALID', `no decoder graph in the model directory; looked for ${MODEL_FILES.join(', ')}`);
     const session = await OnnxSession.create(file, { ...options, intraOpThreads: decoderThreads(file, options) });
@@ -123,7 +126,7 @@ export class KvDecoder {
       positionIds: inputs.has('position_ids'),
       useCacheBranch: inputs.has('use_cache_branch'),
       cacheType: past.type,
-    });
+    }, prefixCacheBytes);
   }
 
   /**
@@ -131,6 +134,15 @@ export class KvDecoder {
    * masked): each row then holds its prompt. The logits of each prompt's last position.
    */
   async prefill(rows: readonly CacheRow[], prompts: readonly (readonly number[])[], positions?: (b: number, after: (p: number) => Float32Array) => void): Promise<Float32Array[]> {
+    // Every position's logits are wanted (prompt log-probabilities): the whole prompt is computed.
+    const cache = positions ? undefined : this.prefixCache;
+    const hits = cache ? prompts.map((p) => cache.lookup(p)) : [];
+    const logits = hits.some((h) => h !== undefined) ? await this.#prefillAfter(rows, prompts, hits) : await this.#prefillWhole(rows, prompts, positions);
+    for (const [b, row] of rows.entries()) cache?.insert(prompts[b]!, row.own!, row.pastLength);
+    return logits;
+  }
+
+  async #prefillWhole(rows: readonly CacheRow[], prompts: readonly (readonly number[])[], positions?: (b: number, after: (p: number) => Float32Array) => void): Promise<Float32Array[]> {
     const V = this.info.vocabSize;
     const { out, T } = await this.#prefill(prompts);
     // Every position's logits, for whoever asks (prompt log-probabilities): row b's prompt sits at the end of its T positions.
@@ -141,6 +153,54 @@ export class KvDecoder {
       row.holes = [];
       // Its own cache: its row of the presents, less the padding on the left.
       row.own = this.#extract(batch, b);
+      return out.logits.subarray((b * T + T - 1) * V, (b * T + T) * V);
+    });
+  }
+
+  /**
+   * Prompts of which some begin with cached blocks: one call computes each prompt's rest after its
+   * cached prefix (the prefixes left-padded to the longest, the rests too, the padding masked).
+   * Each row then holds its whole prompt.
+   */
+  async #prefillAfter(rows: readonly CacheRow[], prompts: readonly (readonly number[])[], hits: readonly ({ length: number; kv: KvArrays } | undefined)[]): Promise<Float32Array[]> {
+    const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
+    const B = prompts.length;
+    const cached = hits.map((h) => h?.length ?? 0);
+    const L = Math.max(...cached);
+    const rests = prompts.map((p, b) => p.slice(cached[b]));
+    const T = Math.max(...rests.map((r) => r.length));
+    const prefix: BatchCache = {
+      members: [...rows], length: L,
+      keys: Array.from({ length: layers }, () => new Float32Array(B * H * L * D)), values: Array.from({ length: layers }, () => new Float32Array(B * H * L * D)),
+    };
+    const ids = new BigInt64Array(B * T);
+    const mask = new BigInt64Array(B * (L + T));
+    const positions = new BigInt64Array(B * T);
+    for (const [b, rest] of rests.entries()) {
+      const n = cached[b]!;
+      const hit = hits[b];
+      for (let l = 0; hit && l < layers; l++) {
+        for (let h = 0; h < H; h++) {
+          prefix.keys[l]!.set(hit.kv.keys[l]!.subarray(h * n * D, (h + 1) * n * D), ((b * H + h) * L + L - n) * D);
+          prefix.values[l]!.set(hit.kv.values[l]!.subarray(h * n * D, (h + 1) * n * D), ((b * H + h) * L + L - n) * D);
+        }
+      }
+      for (let p = L - n; p < L; p++) mask[b * (L + T) + p] = 1n;
+      const offset = T - rest.length;
+      for (const [i, token] of rest.entries()) {
+        ids[b * T + offset + i] = BigInt(token);
+        mask[b * (L + T) + L + offset + i] = 1n;
+        positions[b * T + offset + i] = BigInt(n + i);
+      }
+    }
+    const out = await this.#run(B, T, ids, mask, positions, prefix);
+    const batch: BatchCache = { members: [...rows], keys: out.keys, values: out.values, length: L + T };
+    return rows.map((row, b) => {
+      // Its own cache: its prefix and its rest, less the padding left of each.
+      row.pastLength = prompts[b]!.length;
+      row.holes = Array.from({ length: T - rests[b]!.length }, (_, j) => L + j);
+      row.own = this.#extract(batch, b);
+      row.holes = [];
       return out.logits.subarray((b * T + T - 1) * V, (b * T + T) * V);
     });
   }

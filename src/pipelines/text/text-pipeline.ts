@@ -124,11 +124,12 @@ export class TextPipeline {
     private readonly speculation: { readonly draft: KvDecoder; readonly k: number; readonly maxBatch: number; readonly adaptive: boolean } | undefined,
   ) {}
 
-  static async load(dir: string, options: SessionOptions, speculative?: SpeculativeOptions): Promise<TextPipeline> {
-    const target = await KvDecoder.load(dir, options);
+  /** `prefixCacheBytes`: each decoder's budget for prompts' cached prefixes (0: none). */
+  static async load(dir: string, options: SessionOptions, speculative?: SpeculativeOptions, prefixCacheBytes = 0): Promise<TextPipeline> {
+    const target = await KvDecoder.load(dir, options, prefixCacheBytes);
     if (!speculative) return new TextPipeline(target, TextTokenizer.load(dir), undefined);
     // Its tokenizer is checked where the model is registered (checkDraft); its logits must index the same tokens.
-    const draft = await KvDecoder.load(speculative.draftDir, options);
+    const draft = await KvDecoder.load(speculative.draftDir, options, prefixCacheBytes);
     if (draft.info.vocabSize !== target.info.vocabSize) {
       throw new EaselError('EASEL_MODEL_INVALID', `speculative.draft must share the target's vocabulary: its logits have ${draft.info.vocabSize} entries, the target's ${target.info.vocabSize}`, { field: 'speculative.draft' });
     }
@@ -161,11 +162,13 @@ export class TextPipeline {
         this.#detokenize(s);
       }
     }
-    const logits = await this.target.prefill(seqs.map((s) => s.row), seqs.map((s) => s.tokens), (b, after) => {
+    // Prompt log-probabilities need every position's logits: then no prompt takes a cached prefix.
+    const scored = requests.some((r) => r.promptLogprobs !== undefined);
+    const logits = await this.target.prefill(seqs.map((s) => s.row), seqs.map((s) => s.tokens), scored ? (b, after) => {
       const top = requests[b]!.promptLogprobs;
       const prompt = prompts[b]!;
       if (top !== undefined) seqs[b]!.promptChoices = prompt.slice(1).map((token, p) => scoreToken(after(p), token, top));
-    });
+    } : undefined);
     if (this.speculation) await this.speculation.draft.prefill(seqs.map((s) => s.draftRow!), seqs.map((s) => s.tokens));
     // max_new_tokens 0 (prompt log-probabilities only), or a resumed run already at its end: nothing more is generated.
     for (const [i, s] of seqs.entries()) {
@@ -262,6 +265,11 @@ export class TextPipeline {
     const out = { ...this.#counts };
     Object.assign(this.#counts, { proposed: 0, accepted: 0, emitted: 0, verified: 0 });
     return out;
+  }
+
+  /** The model's prompt tokens looked up in its prefix cache and found there since the last call (zeros without one), reset. */
+  takePrefixCounts(): { prefix_queried: number; prefix_hit: number } {
+    return this.target.prefixCache?.takeCounts() ?? { prefix_queried: 0, prefix_hit: 0 };
   }
 
   /** The speculative settings in effect, or undefined. */
