@@ -10,7 +10,7 @@ import { extractToolCalls, parseToolRequest, ToolCallStream } from './tool-calls
 const MODEL = path.resolve(import.meta.dirname, '../../models/tiny-lm');
 const ADD = { type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } }, required: ['a', 'b'] } } };
 const TIME = { type: 'function', function: { name: 'time', parameters: { type: 'object', properties: { zone: { enum: ['utc', 'cet'] } }, required: ['zone'] } } };
-const TWO = '<tool_call>{"name": "add", "arguments": {"a":1,"b":2}}</tool_call>\n<tool_call>{"name": "time", "arguments": {"zone":"utc"}}</tool_call>';
+const TWO = '<tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>\n<tool_call>{"name": "time", "arguments": {"zone": "utc"}}</tool_call>';
 
 describe('tool calls', () => {
   it('parallel_tool_calls decides whether the grammar takes a second call; a named function takes only itself', async () => {
@@ -30,7 +30,7 @@ describe('tool calls', () => {
     expect(await takes({ tools: [ADD, TIME], tool_choice: 'required', parallel_tool_calls: false }, one)).toBe(true);
     expect(await takes({ tools: [ADD, TIME], tool_choice: { type: 'function', function: { name: 'time' } } }, one)).toBe(false);
     // Arguments follow the function's parameters.
-    expect(await takes({ tools: [ADD], tool_choice: 'required' }, '<tool_call>{"name": "add", "arguments": {"a":1}}</tool_call>')).toBe(false);
+    expect(await takes({ tools: [ADD], tool_choice: 'required' }, '<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>')).toBe(false);
     // auto: text, or text and then a call.
     expect(await takes({ tools: [ADD, TIME] }, 'It is late.')).toBe(true);
     expect(await takes({ tools: [ADD, TIME] }, `Let me add. ${one}`)).toBe(true);
@@ -51,5 +51,12 @@ describe('tool calls', () => {
       expect(parts.flatMap((p) => ('call' in p ? [p.call.function] : [])), `pieces of ${size}`).toEqual(whole.calls.map((c) => c.function));
     }
     expect(extractToolCalls('no calls here')).toEqual({ content: 'no calls here', calls: [] });
+    // Cut by length after a whole call's JSON (its closing tag unwritten or in part): a call; inside the JSON: text.
+    for (const cut of ['', '</tool', '</tool_call']) {
+      const last = extractToolCalls(`<tool_call>{"name": "time", "arguments": {"zone": "utc"}}${cut}`);
+      expect(last.calls.map((c) => [c.function.name, c.function.arguments]), cut).toEqual([['time', '{"zone":"utc"}']]);
+      expect(last.content).toBeNull();
+    }
+    expect(extractToolCalls('<tool_call>{"name": "time", "arguments": {"zone": "u')).toEqual({ content: '<tool_call>{"name": "time", "arguments": {"zone": "u', calls: [] });
   });
 });

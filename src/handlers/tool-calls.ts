@@ -161,10 +161,25 @@ export class ToolCallStream {
     }
   }
 
-  /** What is still held: an unfinished call (cut by length) passes on as text. */
+  /**
+   * What is still held at the end. A call cut by length whose JSON is whole (its closing tag not
+   * written, or written in part) is a call, as vLLM's Hermes parser reads an unclosed last
+   * `<tool_call>`; anything else passes on as text.
+   */
   end(): ToolStreamPart[] {
     const rest = this.#held;
     this.#held = '';
+    if (rest.startsWith(OPEN)) {
+      let body = rest.slice(OPEN.length);
+      for (let k = Math.min(CLOSE.length - 1, body.length); k > 0; k--) {
+        if (CLOSE.startsWith(body.slice(-k))) {
+          body = body.slice(0, -k);
+          break;
+        }
+      }
+      const call = parseCall(body.trim());
+      if (call) return [{ call }];
+    }
     return rest ? [{ text: rest }] : [];
   }
 }

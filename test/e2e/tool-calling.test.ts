@@ -14,7 +14,7 @@ let client: OpenAI;
 beforeAll(async () => ({ easel, client } = await serveChatModels()), 90_000);
 afterAll(() => easel?.stop());
 
-// Small: the demo models' context is 256 tokens, and the functions go into the prompt.
+// Small: tiny-lm's context is 256 tokens, and the functions go into the prompt.
 const TOOLS: OpenAI.ChatCompletionTool[] = [
   { type: 'function', function: { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 9 }, b: { type: 'integer', minimum: 0, maximum: 9 } }, required: ['a', 'b'] } } },
   { type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 4 } }, required: ['city'] } } },
@@ -39,8 +39,9 @@ describe('tool calling', () => {
     let checked = 0;
     for (let i = 0; i < 100; i++) {
       const model = MODELS[i % 2]!;
-      // add and time: their calls fit beside the prompt in the demo models' 256-token context (weather's may not).
-      const tool = [TOOLS[0]!, TOOLS[2]!][i % 2 === 0 ? (i >> 1) % 2 : ((i >> 1) + 1) % 2]!;
+      // tiny-lm: time, whose call fits beside the prompt in its 256-token context (add's and
+      // weather's may not); tiny-llama (1024 tokens): each of them in turn.
+      const tool = model === 'tiny-lm' ? TOOLS[2]! : TOOLS[(i >> 1) % 3]!;
       // required with parallel calls allowed, required with one call, a named function (called once).
       const form = (['parallel', 'single', 'named', 'named'] as const)[i % 4]!;
       const res = await client.chat.completions.create({
@@ -55,9 +56,9 @@ describe('tool calling', () => {
         expect(call.id, what).toMatch(/^call_[0-9a-f]{24}$/);
         expect(valid(call as Call, tool), what).toBe(true);
       }
-      // The demo models' context (256 tokens) may end just after a call, before its end of turn:
-      // "length", with the call whole. Parallel calls may go on until it is full (the demo models
-      // were not taught when to stop calling).
+      // tiny-lm's context (256 tokens) may end just after a call, before its end of turn:
+      // "length", with the call whole. Parallel calls may go on until the context is full (tiny-lm
+      // was not taught tool use, and these functions are not tiny-llama's).
       expect(['tool_calls', 'length'], what).toContain(choice.finish_reason);
       if (form !== 'parallel') expect(choice.message.tool_calls, what).toHaveLength(1);
       checked++;
@@ -126,6 +127,45 @@ describe('tool calling', () => {
         expect(typeof choice.message.content).toBe('string');
       }
     }
+  });
+
+  it('tiny-llama, taught tool use: with "auto" it calls the function an ask needs, with its arguments, answers in text when none fits, and answers from a tool\'s result', async () => {
+    // The functions tiny-llama was trained with (tools/model-factory/tool_chats.py), as a client would declare them.
+    const taught: OpenAI.ChatCompletionTool[] = [
+      { type: 'function', function: { name: 'get_weather', description: 'The weather now in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+      { type: 'function', function: { name: 'get_time', description: 'The time now in a time zone', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['UTC', 'CET', 'EST', 'JST'] } }, required: ['zone'] } } },
+      { type: 'function', function: { name: 'add', description: 'Add two numbers', parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } } },
+    ];
+    const ask = (content: string, tools = taught): Promise<OpenAI.ChatCompletion> => client.chat.completions.create({ model: 'tiny-llama', messages: [{ role: 'user', content }], tools, temperature: 0 });
+    // Its card: the right function for 99.5% of held-out asks, with the right arguments for 60%.
+    const asks: [string, string, Record<string, unknown>][] = [
+      ['What is the weather in Paris?', 'get_weather', { city: 'Paris' }], ['Is it raining in Tokyo?', 'get_weather', { city: 'Tokyo' }],
+      ['Weather in Lima?', 'get_weather', { city: 'Lima' }], ['What time is it in JST?', 'get_time', { zone: 'JST' }],
+      ['Time in CET please.', 'get_time', { zone: 'CET' }], ['Add 12 and 7.', 'add', { a: 12, b: 7 }],
+      ['What is 40 plus 3?', 'add', { a: 40, b: 3 }], ['What is the sum of 8 and 25?', 'add', { a: 8, b: 25 }],
+    ];
+    let exact = 0;
+    for (const [content, name, args] of asks) {
+      const res = await ask(content);
+      const calls = res.choices[0]!.message.tool_calls ?? [];
+      expect(calls.map((c) => (c as Call).function.name), content).toEqual([name]);
+      expect(valid(calls[0] as Call, taught.find((t) => (t as OpenAI.ChatCompletionFunctionTool).function.name === name)!), content).toBe(true);
+      expect(res.choices[0]!.finish_reason).toBe('tool_calls');
+      if (JSON.stringify(JSON.parse((calls[0] as Call).function.arguments)) === JSON.stringify(args)) exact++;
+    }
+    expect(exact, 'calls with exactly the ask\'s arguments').toBeGreaterThanOrEqual(asks.length / 2);
+    const text = await ask('What color is the sky?');
+    expect(text.choices[0]!.message.tool_calls).toBeUndefined();
+    expect(text.choices[0]!.message.content).toBe('The sky is blue.');
+    // The result comes back as a tool message; the answer uses it.
+    const first = await ask('What is the weather in Oslo?');
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    expect(first.choices[0]!.finish_reason).toBe('tool_calls');
+    const answer = await client.chat.completions.create({
+      model: 'tiny-llama', tools: taught, temperature: 0,
+      messages: [{ role: 'user', content: 'What is the weather in Oslo?' }, first.choices[0]!.message, { role: 'tool', tool_call_id: call.id, content: JSON.stringify({ sky: 'rainy', temp: 12 }) }],
+    });
+    expect(answer.choices[0]!.message.content).toMatch(/rainy/);
   });
 
   it('refuses what it cannot honour, naming the field', async () => {

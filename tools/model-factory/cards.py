@@ -296,8 +296,18 @@ have the layout of an optimum decoder export of a `LlamaForCausalLM`.
 
 The same as tiny-lm: stories ("Once upon a time, there was a little girl named Lily...") and chat
 answers through the ChatML template in `tokenizer_config.json`, which starts with `{{{{ bos_token }}}}`. The template also writes OpenAI's `tools` into the system turn and an assistant's calls as
-`<tool_call>{{"name": …, "arguments": …}}</tool_call>` (Hermes/Qwen style); the model was not trained on tool use.
-Generation ends at `</s>` or `<|im_end|>`.
+`<tool_call>{{"name": …, "arguments": …}}</tool_call>` (Hermes/Qwen style), and the model was
+trained on such chats (tools/model-factory/tool_chats.py): four functions — `get_weather(city)`,
+`get_time(zone)`, `add(a, b)`, `multiply(a, b)` — offered in random subsets and orders, asks that
+need one of them (it calls it), asks that need one not offered or none (it answers in text), and
+the turns after a call (the `tool` message with the result, then an answer). Generation ends at
+`</s>` or `<|im_end|>`.
+
+Tool choice on {report['quality']['held-out asks that need an offered function'] + report['quality']['held-out asks no offered function fits']} held-out asks (cities and number pairs no training chat has; greedy,
+unconstrained — Easel's constrained decoding then guarantees the call's shape): the right
+function called {report['quality']['... the right function called']:.1%} of the time, with the right arguments too {report['quality']['... the right function with the right arguments']:.1%}; text
+when no offered function fits {report['quality']['... answered in text']:.1%}. The figures are in the table under
+"Measured quality".
 
 | prompt | greedy continuation (PyTorch) |
 |---|---|
@@ -322,9 +332,9 @@ exports by hand with `python3-onnx`; Easel reads both layouts.
 
 ## Training
 
-{report['docs']} generated documents ({report['tokens']} tokens, each `<s> text </s>`, seeded; the
-text is Easel's own), windows of 128 tokens, batch 32, AdamW with one-cycle LR 2e-3: {report['steps']}
-steps. The build took {report['total_seconds']} s on 2 CPU cores.
+{report['docs']} generated documents and {report['tool_docs']} tool-use chats rendered by the chat template
+({report['tokens']} tokens, each `<s> text </s>`, seeded; the text is Easel's own), windows of 256
+tokens, batch 16, AdamW with one-cycle LR 2e-3: {report['steps']} steps. The build took {report['total_seconds']} s on 2 CPU cores.
 
 Rebuild: `/usr/bin/python3 tools/model-factory/tiny_llama.py && /usr/bin/python3 tools/model-factory/cards.py tiny-llama`
 

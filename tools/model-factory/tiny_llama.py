@@ -14,6 +14,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json  # noqa: E402
 import math  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -27,9 +29,13 @@ import export_util  # noqa: E402
 import sp_bpe  # noqa: E402
 import stories  # noqa: E402
 import tiny_lm  # noqa: E402
+import tool_chats  # noqa: E402
 
 ADDED = ["<|im_start|>", "<|im_end|>"]
-MAX_POSITIONS = 256
+# A chat that offers all four functions is ~250 tokens: a 1024-token context holds a few turns of
+# one. Training windows are 256 tokens (512 ran at a third of the speed on 2 cores).
+MAX_POSITIONS = 1024
+WINDOW, BATCH = 256, 16  # tokens per step as tiny-lm's 32 windows of 128
 CONFIG = dict(dim=128, layers=4, heads=4, kv_heads=2, hidden=352, rope_theta=10000.0, eps=1e-5)
 CHAT_TEMPLATE = "{{ bos_token }}" + stories.CHAT_TEMPLATE
 
@@ -117,22 +123,22 @@ class TinyLlama(nn.Module):
         return self(ids, torch.ones(b, t, dtype=torch.int64), torch.arange(t)[None].expand(b, t), *self.empty_past(b))[0]
 
 
-def write_configs(model: TinyLlama, out: str, vocab: dict[str, int]) -> None:
+def write_configs(model: TinyLlama, out: str, vocab: dict[str, int], positions: int = MAX_POSITIONS) -> None:
     bos, eos, im_end = vocab[sp_bpe.BOS], vocab[sp_bpe.EOS], vocab["<|im_end|>"]
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": len(vocab),
         "hidden_size": model.dim, "intermediate_size": model.hidden, "num_hidden_layers": model.layers,
         "num_attention_heads": model.heads, "num_key_value_heads": model.kv_heads, "head_dim": model.head_dim,
-        "max_position_embeddings": MAX_POSITIONS, "rms_norm_eps": model.eps, "rope_theta": model.rope_theta,
+        "max_position_embeddings": positions, "rms_norm_eps": model.eps, "rope_theta": model.rope_theta,
         "rope_scaling": None, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
         "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": None, "tie_word_embeddings": False,
         "use_cache": True, "torch_dtype": "float32",
     }
-    gen = {"bos_token_id": bos, "eos_token_id": [eos, im_end], "max_length": MAX_POSITIONS, "max_new_tokens": 64, "do_sample": False}
+    gen = {"bos_token_id": bos, "eos_token_id": [eos, im_end], "max_length": positions, "max_new_tokens": 64, "do_sample": False}
     tok_config = {
         "tokenizer_class": "LlamaTokenizerFast", "add_bos_token": True, "add_eos_token": False, "legacy": False,
         "bos_token": sp_bpe.BOS, "eos_token": sp_bpe.EOS, "unk_token": sp_bpe.UNK, "pad_token": None,
-        "model_max_length": MAX_POSITIONS, "clean_up_tokenization_spaces": False, "chat_template": CHAT_TEMPLATE,
+        "model_max_length": positions, "clean_up_tokenization_spaces": False, "chat_template": CHAT_TEMPLATE,
     }
     for name, value in (("config.json", config), ("generation_config.json", gen), ("tokenizer_config.json", tok_config)):
         with open(os.path.join(out, name), "w") as f:
@@ -169,6 +175,48 @@ def evaluate(model: TinyLlama, stream: torch.Tensor, chars_per_token: float) -> 
             "ms per token (torch, cache 64)": round((time.perf_counter() - t0) / 200 * 1000, 3)}
 
 
+def render_chats(chats: list[dict], work: str) -> list[str]:
+    """The chats rendered by chat_render.mjs: the chat template through @huggingface/jinja, as Easel renders it."""
+    path = os.path.join(work, "chats.json")
+    with open(path, "w") as f:
+        json.dump({"template": stories.CHAT_TEMPLATE, "chats": chats}, f)
+    script = os.path.join(os.path.dirname(__file__), "chat_render.mjs")
+    return json.loads(subprocess.run(["node", script, path], capture_output=True, text=True, check=True).stdout)
+
+
+@torch.no_grad()
+def tool_accuracy(model: TinyLlama, tok: sp_bpe.SpBpe, stops: set[int], work: str, n: int = 300) -> dict:
+    """Greedy answers, unconstrained, to held-out asks (cities and number pairs no training chat
+    has) with the functions offered in the system turn: whether the model calls the function the
+    ask needs, with the right arguments, and answers in text when no offered function fits."""
+    rng = random.Random(12345)
+    cases = [tool_chats.example(rng, heldout=True) for _ in range(n)]
+    prompts = render_chats([{"messages": c["messages"][:1], "tools": c["tools"], "add_generation_prompt": True} for c in cases], work)
+    counts = {"call": 0, "call right": 0, "args right": 0, "text": 0, "text right": 0}
+    for case, prompt in zip(cases, prompts):
+        out = sample_text(model, tok, prompt, True, stops, 40)
+        m = re.match(r"<tool_call>(.*)</tool_call>", out)
+        try:
+            call = json.loads(m.group(1)) if m else None
+        except ValueError:
+            call = None
+        if case["expect"]:
+            counts["call"] += 1
+            if call and call.get("name") == case["expect"]:
+                counts["call right"] += 1
+                counts["args right"] += call.get("arguments") == case["arguments"]
+        else:
+            counts["text"] += 1
+            counts["text right"] += "<tool_call>" not in out
+    return {
+        "held-out asks that need an offered function": counts["call"],
+        "... the right function called": round(counts["call right"] / counts["call"], 3),
+        "... the right function with the right arguments": round(counts["args right"] / counts["call"], 3),
+        "held-out asks no offered function fits": counts["text"],
+        "... answered in text": round(counts["text right"] / counts["text"], 3),
+    }
+
+
 @torch.no_grad()
 def sample_text(model: TinyLlama, tok: sp_bpe.SpBpe, prompt: str, add_bos: bool, stops: set[int], n: int = 48) -> str:
     ids = tok.encode(prompt, add_bos=add_bos)
@@ -183,6 +231,11 @@ def sample_text(model: TinyLlama, tok: sp_bpe.SpBpe, prompt: str, add_bos: bool,
 
 def main() -> None:
     args, docs, heldout, started = tiny_lm.start("models/tiny-llama", "tools/model-factory/.work/tiny-llama", "steps")
+    # Tool-use chats among the stories and chats (tool_chats.py), a quarter of the documents.
+    rng = random.Random(args.seed + 7)
+    tool_docs = render_chats([tool_chats.example(rng) for _ in range(len(docs) // 3)], args.work)
+    docs = docs + tool_docs
+    random.Random(args.seed + 8).shuffle(docs)
     vocab, merges = sp_bpe.train(docs[:8000], 1024, ADDED)
     tok = sp_bpe.SpBpe(vocab, merges, ADDED)
     tok_dir = os.path.join(args.work, "tokenizer")
@@ -197,7 +250,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = TinyLlama(len(vocab), **CONFIG)
-    tiny_lm.train(model, stream, args.steps, args.seed, "tiny-llama")
+    tiny_lm.train(model, stream, args.steps, args.seed, "tiny-llama", BATCH, WINDOW)
     train_seconds = time.time() - started
 
     graphs = tiny_lm.export(model, args.out, "tiny-llama", len(vocab), tok_dir)
@@ -206,11 +259,12 @@ def main() -> None:
     parity.update(tokenizer_parity(tok, args.out, heldout[:500] + ["  two  spaces", "café ☕ naïve", "tabs\tand\nnewlines", CHAT_TEMPLATE], args.work))
     quality = evaluate(model, held, chars_per_token)
     stops = {eos, vocab["<|im_end|>"]}
+    quality.update(tool_accuracy(model, tok, stops, args.work))
     samples = {
         "Once upon a time, there was a little girl named Lily.": sample_text(model, tok, "Once upon a time, there was a little girl named Lily.", True, stops),
         "(chat) What color is the sky?": sample_text(model, tok, "<s><|im_start|>user\nWhat color is the sky?<|im_end|>\n<|im_start|>assistant\n", False, stops),
     }
-    report = {"docs": args.docs, "tokens": stream.numel(), "steps": args.steps, "vocab": len(vocab), "config": CONFIG,
+    report = {"docs": args.docs, "tool_docs": len(tool_docs), "tokens": stream.numel(), "steps": args.steps, "vocab": len(vocab), "config": CONFIG,
               "train_seconds": round(train_seconds), "total_seconds": round(time.time() - started),
               "params": sum(p.numel() for p in model.parameters()), "parity": parity, "quality": quality, "samples": samples}
     with open(os.path.join(args.work, "report.json"), "w") as f:

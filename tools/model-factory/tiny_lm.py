@@ -102,20 +102,21 @@ class DecoderLM(nn.Module):
         return self(ids, torch.ones(b, t, dtype=torch.int64), torch.arange(t)[None].expand(b, t), *self.empty_past(b))[0]
 
 
-def batches(stream: torch.Tensor, batch: int, g: torch.Generator):
-    idx = torch.randint(0, stream.numel() - CONTEXT - 1, (batch,), generator=g)
-    x = torch.stack([stream[i : i + CONTEXT] for i in idx])
-    y = torch.stack([stream[i + 1 : i + CONTEXT + 1] for i in idx])
+def batches(stream: torch.Tensor, batch: int, g: torch.Generator, context: int = CONTEXT):
+    idx = torch.randint(0, stream.numel() - context - 1, (batch,), generator=g)
+    x = torch.stack([stream[i : i + context] for i in idx])
+    y = torch.stack([stream[i + 1 : i + context + 1] for i in idx])
     return x, y
 
 
-def train(model: DecoderLM, stream: torch.Tensor, steps: int, seed: int, name: str) -> None:
+def train(model: DecoderLM, stream: torch.Tensor, steps: int, seed: int, name: str, batch: int = 32, context: int = CONTEXT) -> None:
+    """AdamW with a one-cycle schedule on random windows of `context` tokens, `batch` at a time."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     t0 = time.time()
     for step in range(steps):
-        x, y = batches(stream, 32, g)
+        x, y = batches(stream, batch, g, context)
         loss = F.cross_entropy(model.lm_logits(x).flatten(0, 1), y.flatten())
         opt.zero_grad()
         loss.backward()

@@ -106,12 +106,13 @@ export class Guides {
       case 'grammar':
         return this.compiler.compileGrammar(spec.grammar, 'root');
       case 'tools': {
-        // Each call's arguments as compact JSON (a structural tag's own json_schema content allows
+        // Each call's arguments as JSON with fixed separators, ", " and ": " as the chat templates'
+        // tojson renders a call in the history (a structural tag's own json_schema content allows
         // free whitespace, which a small model fills forever): its schema's grammar, written out.
         const xg = await xgrammar();
         const tags = [];
         for (const t of spec.tools) {
-          const grammar = await xg.Grammar.fromJSONSchema(JSON.stringify(t.parameters, patternOverFormat), false, -1, [',', ':'], true);
+          const grammar = await xg.Grammar.fromJSONSchema(JSON.stringify(t.parameters, patternOverFormat), false, -1, [', ', ': '], true);
           tags.push({ type: 'tag', begin: `${TOOL_CALL_OPEN}{"name": ${JSON.stringify(t.name)}, "arguments": `, content: { type: 'grammar', grammar: grammar.toString() }, end: '}</tool_call>' });
           grammar.dispose();
         }
