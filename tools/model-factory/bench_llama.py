@@ -12,9 +12,8 @@ Nothing here is committed: it writes outside the repository (it refuses a folder
 The weights mean nothing, so its text is noise; what it is for is the cost of a token at a size
 users serve, where decoding reads every weight once per step and memory bandwidth bounds it.
 
-MatMulNBits is ONNX Runtime's weight-only quantized matmul (what onnxruntime-genai ships for CPU),
-made by ONNX Runtime's own quantizer; `accuracy_level` 4 lets its CPU kernels multiply in int8
-(activations quantized per block as they go). The GGUF files follow llama.cpp's own conversion:
+MatMulNBits is ONNX Runtime's weight-only quantized matmul (quantize.py's matmul_nbits, ONNX
+Runtime's own quantizer). The GGUF files follow llama.cpp's own conversion:
 the query and key projections' rows permuted from rotate-half pairs to interleaved pairs.
 
     <venv>/bin/pip install torch onnx onnxruntime gguf numpy       # the local package index has them
@@ -36,6 +35,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_lm  # noqa: E402
 import tiny_llama  # noqa: E402
+from quantize import matmul_nbits  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOKENIZER = os.path.join(REPO, "models", "tiny-llama")
@@ -51,16 +51,6 @@ def vocabulary(tok_dir: str) -> dict[str, int]:
     vocab = dict(tj["model"]["vocab"])
     vocab.update({t["content"]: t["id"] for t in tj["added_tokens"]})
     return vocab
-
-
-def quantize(src: str, dst: str, bits: int) -> None:
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
-    q = MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config)
-    q.process()
-    q.model.save_model_to_file(dst, use_external_data_format=False)
 
 
 def permute_rotary(w: np.ndarray, heads: int) -> np.ndarray:
@@ -162,7 +152,7 @@ def main() -> None:
     log(f"float32 graph: {os.path.getsize(os.path.join(out, 'onnx', 'model.onnx')) / 1e6:.0f} MB")
     for bits in (8, 4):
         dst = os.path.join(out, "onnx", f"model_q{bits}.onnx")
-        quantize(os.path.join(out, "onnx", "model.onnx"), dst, bits)
+        matmul_nbits(os.path.join(out, "onnx", "model.onnx"), dst, bits)
         log(f"MatMulNBits {bits}-bit graph: {os.path.getsize(dst) / 1e6:.0f} MB")
     if not args.no_gguf:
         os.makedirs(os.path.join(out, "gguf"), exist_ok=True)

@@ -1,14 +1,16 @@
-"""int8 weight quantisation of the demo models, and what it costs in quality.
+"""Weight quantisation of the demo models, and what it costs in quality.
 
-Makes `onnx/model_int8.onnx` beside each demo LM's graph and `unet/model_int8.onnx` beside
-tiny-sd's UNet (Easel loads them with `runtime: {variant: int8}`), measures them, and removes
-them again unless `--keep` is given (then `npm run bench:runtime-options` measures them too, and
-the bundled-models test reports them as files the cards do not list). Made by ONNX Runtime's own
-dynamic quantiser: MatMul weights stored as int8 (per output channel), activations quantised per
-call (MatMulInteger). tiny-sd's convolutions stay float32 (ONNX Runtime's CPU ConvInteger takes
-only uint8 weights and its quantised convolutions need calibration data).
+Makes `onnx/model_int8.onnx`, `model_q8.onnx` and `model_q4.onnx` beside each demo LM's graph and
+`unet/model_int8.onnx` beside tiny-sd's UNet (Easel loads them with `runtime: {variant: NAME}`),
+measures them, and removes them again unless `--keep` is given (then `npm run
+bench:runtime-options` and `npm run bench:llm-peers` measure them too, and the bundled-models test
+reports them as files the cards do not list). All made by ONNX Runtime's own quantisers:
+- int8: dynamic quantisation, MatMul weights stored as int8 (per output channel), activations
+  quantised per call (MatMulInteger). tiny-sd's convolutions stay float32 (ONNX Runtime's CPU
+  ConvInteger takes only uint8 weights and its quantised convolutions need calibration data).
+- q8 and q4: weight-only MatMulNBits, 8 or 4 bits in blocks of 32 (matmul_nbits).
 
-Quality, each measured with ONNX Runtime on the float32 and the int8 graph alike:
+Quality, each measured with ONNX Runtime on the float32 and the quantised graphs alike:
 - LMs: held-out perplexity per token (stories.py's held-out split, as the training scripts make
   it, in windows of 128 tokens) and how often the two graphs' greedy tokens agree;
 - tiny-sd: the factory's colour/shape grade (shapes.analyse) of 100 held-out captions, 20 DDIM
@@ -48,6 +50,23 @@ def quantise(src: str, dst: str) -> None:
     quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
 
 
+def matmul_nbits(src: str, dst: str, bits: int) -> None:
+    """Weight-only quantization to ONNX Runtime's MatMulNBits (what onnxruntime-genai ships for
+    CPU): symmetric blocks of 32 weights with one scale each; `accuracy_level` 4 lets the CPU
+    kernels multiply in int8, activations quantized per block as they go."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits)
+    q = MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4, algo_config=config)
+    q.process()
+    q.model.save_model_to_file(dst, use_external_data_format=False)
+
+
+# An LM's variants, by the name `runtime: {variant: ...}` picks them with (onnx/model_<name>.onnx).
+LM_VARIANTS = {"int8": quantise, "q8": lambda s, d: matmul_nbits(s, d, 8), "q4": lambda s, d: matmul_nbits(s, d, 4)}
+
+
 def session(path: str) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
@@ -76,11 +95,13 @@ def lm_tokens(model: str) -> list[int]:
     return [i for d in heldout for i in bb.encode(d) + [vocab["<|endoftext|>"]]]
 
 
-def lm_quality(model: str, fp32: str, int8: str) -> dict:
+def lm_quality(model: str, graphs: dict[str, str]) -> dict:
+    """Per graph (float32 first, then its variants): held-out perplexity, ms per decode step, and
+    each variant's greedy agreement with float32."""
     stream = np.array(lm_tokens(model), np.int64)
     windows = stream[: len(stream) // (WINDOW + 1) * (WINDOW + 1)].reshape(-1, WINDOW + 1)[:200]
     out, argmax = {}, {}
-    for name, path in (("float32", fp32), ("int8", int8)):
+    for name, path in graphs.items():
         s = session(path)
         nll, n, best = 0.0, 0, []
         for i in range(0, len(windows), 20):
@@ -104,7 +125,8 @@ def lm_quality(model: str, fp32: str, int8: str) -> dict:
         for _ in range(300):
             s.run(["logits"], feeds)
         out[f"{name} ms per decode step"] = round((time.perf_counter() - t0) / 300 * 1000, 4)
-    out["greedy agreement"] = round(float((argmax["float32"] == argmax["int8"]).mean()), 4)
+    for name in list(graphs)[1:]:
+        out[f"{name} greedy agreement"] = round(float((argmax["float32"] == argmax[name]).mean()), 4)
     out["held-out tokens"] = int(windows[:, 1:].size)
     return out
 
@@ -155,23 +177,28 @@ def sd_quality(fp32: str, int8: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--keep", action="store_true", help="leave the int8 graphs beside the models")
-    keep = ap.parse_args().keep
+    ap.add_argument("--keep", action="store_true", help="leave the quantized graphs beside the models")
+    ap.add_argument("--lms-only", action="store_true", help="the LMs only, not tiny-sd")
+    args = ap.parse_args()
+    keep = args.keep
     report = {}
     made = []
     for model in ("tiny-lm", "tiny-lm-draft", "tiny-llama"):
         src = os.path.join(MODELS, model, "onnx", "model.onnx")
-        dst = os.path.join(MODELS, model, "onnx", "model_int8.onnx")
+        graphs = {"float32": src}
+        for name, make in LM_VARIANTS.items():
+            graphs[name] = os.path.join(MODELS, model, "onnx", f"model_{name}.onnx")
+            make(src, graphs[name])
+            made.append(graphs[name])
+        report[model] = {**{f"{n} bytes": os.path.getsize(p) for n, p in graphs.items()}, **lm_quality(model, graphs)}
+        print(model, json.dumps(report[model]), flush=True)
+    if not args.lms_only:
+        src = os.path.join(MODELS, "tiny-sd", "unet", "model.onnx")
+        dst = os.path.join(MODELS, "tiny-sd", "unet", "model_int8.onnx")
         quantise(src, dst)
         made.append(dst)
-        report[model] = {"float32 bytes": os.path.getsize(src), "int8 bytes": os.path.getsize(dst), **lm_quality(model, src, dst)}
-        print(model, json.dumps(report[model]), flush=True)
-    src = os.path.join(MODELS, "tiny-sd", "unet", "model.onnx")
-    dst = os.path.join(MODELS, "tiny-sd", "unet", "model_int8.onnx")
-    quantise(src, dst)
-    made.append(dst)
-    report["tiny-sd"] = {"float32 unet bytes": os.path.getsize(src), "int8 unet bytes": os.path.getsize(dst), **sd_quality(src, dst)}
-    print("tiny-sd", json.dumps(report["tiny-sd"]), flush=True)
+        report["tiny-sd"] = {"float32 unet bytes": os.path.getsize(src), "int8 unet bytes": os.path.getsize(dst), **sd_quality(src, dst)}
+        print("tiny-sd", json.dumps(report["tiny-sd"]), flush=True)
     os.makedirs("tools/model-factory/.work", exist_ok=True)
     with open("tools/model-factory/.work/quantize.json", "w") as f:
         json.dump(report, f, indent=2)
