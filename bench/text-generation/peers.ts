@@ -10,6 +10,10 @@
 // Not a test: it asserts nothing.
 //   npm run bench:llm-peers -- --model <folder made by tools/model-factory/bench_llama.py> [--rounds 3 --tokens 64 --prompt 32]
 //   npm run bench:llm-peers -- --model tiny-llama          (a bundled model: its precisions that exist; no GGUF)
+//   npm run bench:llm-peers -- --model <folder> --shared-prefix 1000 [--precisions f32]
+//   (instead: 16 chats that share a 1,000-token beginning, at once, through Easel's server with
+//   its prefix cache and without (prefixCache.maxBytes 0): TTFT p50/p95 and tokens/s, after one
+//   request that primes the cache; the greedy text of each chat compared between the two)
 // llama.cpp rows need the bench-only peer packages, installed on first use into bench/peers
 // (NODE_LLAMA_CPP_SKIP_DOWNLOAD, no install scripts, no optional GPU packages: nothing is built or
 // downloaded but the npm packages).
@@ -27,7 +31,7 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'tiny-llama' }, precisions: { type: 'string', default: 'f32,q8,q4' }, rounds: { type: 'string', default: '3' },
     tokens: { type: 'string', default: '64' }, prompt: { type: 'string', default: '32' }, streams: { type: 'string', default: '1,16' },
-    child: { type: 'string' },
+    child: { type: 'string' }, 'shared-prefix': { type: 'string' },
   },
 });
 const MODEL_DIR = values.model.includes('/') ? path.resolve(values.model) : path.join(ROOT, 'models', values.model);
@@ -40,8 +44,9 @@ const GGUFS: Record<string, string> = { F32: 'model-f32.gguf', Q8_0: 'model-q8_0
 type Config =
   | { kind: 'raw'; precision: string; threads: number; streams: number }
   | { kind: 'llama.cpp'; quant: string; threads: number; streams: number }
-  | { kind: 'easel'; precision: string; streams: number };
-interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number }
+  | { kind: 'easel'; precision: string; streams: number }
+  | { kind: 'shared'; precision: string; streams: number; prefix: number; cache: boolean };
+interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number; ttftP95Ms?: number; texts?: string[] }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const maxRssMb = (): number => process.resourceUsage().maxRSS / 1024;
@@ -122,7 +127,7 @@ async function llamaChild(c: Extract<Config, { kind: 'llama.cpp' }>): Promise<Re
 }
 
 /** The model folder with its files hard-linked (nothing copied) and an easel.yaml that picks the precision. */
-function servedCopy(precision: string): string {
+function servedCopy(precision: string, extra: string[] = []): string {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'easel-peers-')), 'model');
   const link = (from: string, to: string): void => {
     if (statSync(from).isDirectory()) {
@@ -134,7 +139,7 @@ function servedCopy(precision: string): string {
   };
   mkdirSync(dir);
   for (const f of readdirSync(MODEL_DIR)) if (f !== 'easel.yaml' && f !== 'gguf') link(path.join(MODEL_DIR, f), path.join(dir, f));
-  writeFileSync(path.join(dir, 'easel.yaml'), ['name: peers', 'handler: text-generation', 'batching:', '  batchSize: 16', ...(precision === 'f32' ? [] : ['runtime:', `  variant: ${precision}`])].join('\n') + '\n');
+  writeFileSync(path.join(dir, 'easel.yaml'), ['name: peers', 'handler: text-generation', 'batching:', '  batchSize: 16', ...(precision === 'f32' ? [] : ['runtime:', `  variant: ${precision}`]), ...extra].join('\n') + '\n');
   return dir;
 }
 
@@ -175,6 +180,65 @@ async function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result
   }
 }
 
+/** 16 chats sharing a `prefix`-token beginning (then 8 tokens of their own), at once, after one that primes the cache. */
+async function sharedChild(c: Extract<Config, { kind: 'shared' }>): Promise<Result> {
+  const dir = servedCopy(c.precision, c.cache ? [] : ['prefixCache:', '  maxBytes: 0']);
+  const e = await serveModel('peers', dir);
+  const common = Array.from({ length: c.prefix }, (_, i) => 10 + ((i * 53) % 700));
+  const prompt = (k: number): number[] => [...common, ...Array.from({ length: 8 }, (_, i) => 20 + ((k * 31 + i * 7) % 400))];
+  try {
+    const request = async (tokens: number[], t0: number, max: number): Promise<{ first: number; text: string }> => {
+      const res = await fetch(`${e.inference}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'peers', prompt: tokens, max_tokens: max, temperature: 0, ignore_eos: true, stream: true }),
+      });
+      let first = 0;
+      let text = '';
+      const parser = createParser({
+        onEvent: (ev) => {
+          if (first === 0) first = performance.now() - t0;
+          if (ev.data !== '[DONE]') text += (JSON.parse(ev.data) as { choices: { text: string }[] }).choices[0]?.text ?? '';
+        },
+      });
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body!) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+      return { first, text };
+    };
+    await request(prompt(999), performance.now(), 2); // primes the cache (and warms the worker)
+    const t0 = performance.now();
+    const got = await Promise.all(Array.from({ length: c.streams }, (_, k) => request(prompt(k), t0, TOKENS)));
+    const seconds = (performance.now() - t0) / 1000;
+    const firsts = got.map((g) => g.first).sort((a, b) => a - b);
+    return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), ttftP95Ms: firsts[Math.ceil(0.95 * firsts.length) - 1]!, rssMb: treeRssMb(e.child.pid!), texts: got.map((g) => g.text) };
+  } finally {
+    await e.stop();
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+}
+
+/** The shared-prefix load with and without the prefix cache, interleaved rounds. */
+async function sharedPrefix(prefix: number): Promise<void> {
+  const precision = values.precisions.split(',')[0]!;
+  console.log(`# ${path.basename(MODEL_DIR)} ${precision}: 16 chats at once sharing a ${prefix}-token beginning (+8 tokens each), ${TOKENS} generated each, greedy; after one priming request; ${values.rounds} rounds interleaved, medians`);
+  const runs = new Map<boolean, Result[]>([[true, []], [false, []]]);
+  for (let r = 0; r < Number(values.rounds); r++) {
+    for (const cache of [false, true]) {
+      const got = measure({ kind: 'shared', precision, streams: 16, prefix, cache });
+      runs.get(cache)!.push(got);
+      console.error(`round ${r + 1}: prefix cache ${cache ? 'on' : 'off'}: TTFT p50 ${got.ttftMs.toFixed(0)} ms`);
+    }
+  }
+  const row = (cache: boolean): Result => {
+    const rs = runs.get(cache)!;
+    return { tokensPerSecond: median(rs.map((x) => x.tokensPerSecond)), ttftMs: median(rs.map((x) => x.ttftMs)), ttftP95Ms: median(rs.map((x) => x.ttftP95Ms!)), rssMb: median(rs.map((x) => x.rssMb)) };
+  };
+  const [on, off] = [row(true), row(false)];
+  console.log('\n| Easel server | TTFT p50 ms | TTFT p95 ms | tokens/s | RSS MB |\n|---|---|---|---|---|');
+  for (const [label, x] of [['prefix cache off', off], ['prefix cache on', on]] as const) console.log(`| ${label} | ${x.ttftMs.toFixed(0)} | ${x.ttftP95Ms!.toFixed(0)} | ${x.tokensPerSecond.toFixed(1)} | ${x.rssMb.toFixed(0)} |`);
+  const same = runs.get(true)!.every((a) => runs.get(false)!.every((b) => JSON.stringify(a.texts) === JSON.stringify(b.texts)));
+  console.log(`\nTTFT p50 without ÷ with the cache: ${(off.ttftMs / on.ttftMs).toFixed(1)}×; greedy text of all 16 chats identical with and without: ${same ? 'yes' : 'NO'}`);
+}
+
 function measure(c: Config): Result {
   const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'text-generation', 'peers.ts'), '--model', MODEL_DIR, '--tokens', String(TOKENS), '--prompt', String(PROMPT.length), '--child', JSON.stringify(c)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 }).toString();
   const line = out.split('\n').find((l) => l.startsWith('RESULT '));
@@ -185,10 +249,11 @@ function measure(c: Config): Result {
 async function main(): Promise<void> {
   if (values.child) {
     const c = JSON.parse(values.child) as Config;
-    const r = c.kind === 'raw' ? await rawChild(c) : c.kind === 'llama.cpp' ? await llamaChild(c) : await easelChild(c);
+    const r = c.kind === 'raw' ? await rawChild(c) : c.kind === 'llama.cpp' ? await llamaChild(c) : c.kind === 'easel' ? await easelChild(c) : await sharedChild(c);
     console.log(`RESULT ${JSON.stringify(r)}`);
     process.exit(0);
   }
+  if (values['shared-prefix']) return sharedPrefix(Number(values['shared-prefix']));
   const precisions = values.precisions.split(',').filter((p) => GRAPHS[p] && existsSync(path.join(MODEL_DIR, 'onnx', GRAPHS[p]!)));
   const quants = Object.keys(GGUFS).filter((q) => existsSync(path.join(MODEL_DIR, 'gguf', GGUFS[q]!)));
   const streams = values.streams.split(',').map(Number);

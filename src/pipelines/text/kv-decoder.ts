@@ -60,10 +60,12 @@ const MODEL_FILES = ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx', 'decod
 /**
  * Below this many bytes of weights a decoder runs on one intra-op thread unless its config says
  * otherwise; above, on ONNX Runtime's default (one per core). A decode step reads every weight
- * once: for a small model the step is over before a second thread has its share (tiny-llama, 4 MB,
- * served at 16 streams: one thread gives more tokens/s than two), for a large one memory bandwidth
- * and the matmuls are split usefully (a 76M-parameter model: about 1.6× the tokens/s on two
- * threads). `npm run bench:text-generation -- --threads` measures both on a model.
+ * once: for a small model the step is over before a second thread has its share (tiny-lm through
+ * the server at 16 streams: 3.2k tokens/s on one thread, 2.4k on one per core); for a large one
+ * the matmuls are worth splitting where the cores have the memory bandwidth to feed them. On this
+ * project's 2-core VM a 102M-parameter model is bandwidth-bound either way (raw ONNX Runtime, f32:
+ * 47 vs 45 tokens/s at 1 stream, 252 vs 249 at 16, one thread vs one per core), so the large side
+ * costs nothing here. `npm run bench:llm-peers -- --model <folder>` measures both on a model.
  */
 export const ONE_THREAD_BELOW_BYTES = 32 * 1024 * 1024;
 
