@@ -446,6 +446,7 @@ def main() -> None:
     quality = evaluate(pipe, heldout, args.work, args.out)
     report = {
         "images": len(images_u8), "vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "decoder_steps": args.decoder_steps,
+        "vae_round_trip": round_trip(pipe.vae, heldout),
         "train_seconds": round(train_seconds), "total_seconds": round(time.time() - started),
         "parity": parity, "quality": quality,
         "params": {n: sum(p.numel() for p in getattr(pipe, n).parameters()) for n in ("text_encoder", "text_encoder_2", "unet", "vae")},
