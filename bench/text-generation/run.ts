@@ -13,7 +13,7 @@
 // schema ÷ free (greedy, the same prompts), engine alone and through the server, at 1 and 16
 // streams, interleaved rounds, medians; and the share of the engine's time spent computing masks
 // at 16 sequences. Not a test: it asserts nothing.
-//   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]
+//   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]   (--model: a bundled model or a folder)
 //   npm run bench:text-generation -- --constrained-only [--rounds 3]
 //   npm run bench:text-generation -- --speculative-only [--k 3,2,4,5,2+ --pairs 5 --draft tiny-lm-draft]
 //   (the first k is also run at 16 streams and through the server; "2+": k adapts, from 2)
@@ -44,11 +44,12 @@ const { values } = parseArgs({
     'constrained-only': { type: 'boolean', default: false }, rounds: { type: 'string', default: '3' },
   },
 });
-const MODEL = values.model;
+// A bundled model's name, or a model folder (tools/model-factory/bench_llama.py's): served under its folder's name.
+const MODEL = values.model.includes('/') ? path.basename(path.resolve(values.model)) : values.model;
 const REQUESTS = Number(values.requests);
 const TOKENS = Number(values.tokens);
 const PAIRS = Number(values.pairs);
-const MODEL_DIR = path.join(ROOT, 'models', MODEL);
+const MODEL_DIR = values.model.includes('/') ? path.resolve(values.model) : path.join(ROOT, 'models', MODEL);
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a red ball.', 'One day, Ben went to the park with his mom.', 'The cat', 'Mia liked to play'];
 
 /** ms per decode step of `batch` sequences whose caches hold `past` positions, ONNX Runtime alone. */
