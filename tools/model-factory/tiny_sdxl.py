@@ -384,7 +384,9 @@ def main() -> None:
     def extra(ap) -> None:
         ap.add_argument("--more-steps", type=int, default=0, help="continue training the pipeline in --work/diffusers this many steps (max LR 2e-4)")
         ap.add_argument("--reuse-vae", action="store_true", help="take the autoencoder from --work/diffusers instead of training it (its decoder is tuned again after the UNet)")
-        ap.add_argument("--decoder-steps", type=int, default=2000, help="steps of decoder fine-tuning after the UNet")
+        ap.add_argument("--decoder-steps", type=int, default=0, help="steps of decoder fine-tuning after the UNet (the committed model: none)")
+        # An autoencoder trained 1,200 steps round-tripped 57% of the held-out colours in one run, 92% in another; 4,000 steps: 100%.
+        ap.set_defaults(vae_steps=4000)
         ap.add_argument("--tune-decoder-only", action="store_true", help="take the pipeline in --work/diffusers and only fine-tune its decoder")
 
     args = export_util.diffusion_args("tiny-sdxl", 6000, "reuse the PyTorch pipeline in --work/diffusers", extra)
