@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
 import { fromTypedArray, OnnxSession, type Tensor } from '../../src/runtime/onnx-runtime.js';
-import { ROOT, serveModel } from '../../test/helpers/easel-process.js';
+import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -154,66 +154,59 @@ function treeRssMb(pid: number): number {
   return out.filter(([p]) => pids.has(p!)).reduce((n, [, , rss]) => n + rss!, 0) / 1024;
 }
 
-async function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result> {
-  const dir = servedCopy(c.precision);
+/** A streamed /v1/completions of token ids, greedy, ignoring EOS: when its first event came (ms after t0) and its text. */
+async function complete(e: EaselProcess, prompt: number[], t0: number, max: number): Promise<{ first: number; text: string }> {
+  const res = await fetch(`${e.inference}/v1/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'peers', prompt, max_tokens: max, temperature: 0, ignore_eos: true, stream: true }),
+  });
+  let first = 0;
+  let text = '';
+  const parser = createParser({
+    onEvent: (ev) => {
+      if (first === 0) first = performance.now() - t0;
+      if (ev.data !== '[DONE]') text += (JSON.parse(ev.data) as { choices: { text: string }[] }).choices[0]?.text ?? '';
+    },
+  });
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body!) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+  return { first, text };
+}
+
+/** Easel's server on the model at a precision (`extra`: more easel.yaml lines), for the time of `run`. */
+async function served<T>(precision: string, extra: string[], run: (e: EaselProcess) => Promise<T>): Promise<T> {
+  const dir = servedCopy(precision, extra);
   const e = await serveModel('peers', dir);
   try {
-    const request = async (t0: number, max: number): Promise<number> => {
-      const res = await fetch(`${e.inference}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'peers', prompt: PROMPT, max_tokens: max, temperature: 0, ignore_eos: true, stream: true }),
-      });
-      let first = 0;
-      const parser = createParser({ onEvent: () => { if (first === 0) first = performance.now() - t0; } });
-      const decoder = new TextDecoder();
-      for await (const chunk of res.body!) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
-      return first;
-    };
-    await request(performance.now(), 4); // warm-up
-    const t0 = performance.now();
-    const firsts = await Promise.all(Array.from({ length: c.streams }, () => request(t0, TOKENS)));
-    const seconds = (performance.now() - t0) / 1000;
-    return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), rssMb: treeRssMb(e.child.pid!) };
+    return await run(e);
   } finally {
     await e.stop();
     rmSync(path.dirname(dir), { recursive: true, force: true });
   }
 }
 
+function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result> {
+  return served(c.precision, [], async (e) => {
+    await complete(e, PROMPT, performance.now(), 4); // warm-up
+    const t0 = performance.now();
+    const got = await Promise.all(Array.from({ length: c.streams }, () => complete(e, PROMPT, t0, TOKENS)));
+    const seconds = (performance.now() - t0) / 1000;
+    return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(got.map((g) => g.first)), rssMb: treeRssMb(e.child.pid!) };
+  });
+}
+
 /** 16 chats sharing a `prefix`-token beginning (then 8 tokens of their own), at once, after one that primes the cache. */
-async function sharedChild(c: Extract<Config, { kind: 'shared' }>): Promise<Result> {
-  const dir = servedCopy(c.precision, c.cache ? [] : ['prefixCache:', '  maxBytes: 0']);
-  const e = await serveModel('peers', dir);
+function sharedChild(c: Extract<Config, { kind: 'shared' }>): Promise<Result> {
   const common = Array.from({ length: c.prefix }, (_, i) => 10 + ((i * 53) % 700));
   const prompt = (k: number): number[] => [...common, ...Array.from({ length: 8 }, (_, i) => 20 + ((k * 31 + i * 7) % 400))];
-  try {
-    const request = async (tokens: number[], t0: number, max: number): Promise<{ first: number; text: string }> => {
-      const res = await fetch(`${e.inference}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'peers', prompt: tokens, max_tokens: max, temperature: 0, ignore_eos: true, stream: true }),
-      });
-      let first = 0;
-      let text = '';
-      const parser = createParser({
-        onEvent: (ev) => {
-          if (first === 0) first = performance.now() - t0;
-          if (ev.data !== '[DONE]') text += (JSON.parse(ev.data) as { choices: { text: string }[] }).choices[0]?.text ?? '';
-        },
-      });
-      const decoder = new TextDecoder();
-      for await (const chunk of res.body!) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
-      return { first, text };
-    };
-    await request(prompt(999), performance.now(), 2); // primes the cache (and warms the worker)
+  return served(c.precision, c.cache ? [] : ['prefixCache:', '  maxBytes: 0'], async (e) => {
+    await complete(e, prompt(999), performance.now(), 2); // primes the cache (and warms the worker)
     const t0 = performance.now();
-    const got = await Promise.all(Array.from({ length: c.streams }, (_, k) => request(prompt(k), t0, TOKENS)));
+    const got = await Promise.all(Array.from({ length: c.streams }, (_, k) => complete(e, prompt(k), t0, TOKENS)));
     const seconds = (performance.now() - t0) / 1000;
     const firsts = got.map((g) => g.first).sort((a, b) => a - b);
     return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), ttftP95Ms: firsts[Math.ceil(0.95 * firsts.length) - 1]!, rssMb: treeRssMb(e.child.pid!), texts: got.map((g) => g.text) };
-  } finally {
-    await e.stop();
-    rmSync(path.dirname(dir), { recursive: true, force: true });
-  }
+  });
 }
 
 /** The shared-prefix load with and without the prefix cache, interleaved rounds. */

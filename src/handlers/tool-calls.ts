@@ -136,13 +136,7 @@ export class ToolCallStream {
       const open = this.#held.indexOf(OPEN);
       if (open < 0) {
         // Keep back what may be the start of an opening tag.
-        let keep = 0;
-        for (let k = Math.min(OPEN.length - 1, this.#held.length); k > 0; k--) {
-          if (OPEN.startsWith(this.#held.slice(-k))) {
-            keep = k;
-            break;
-          }
-        }
+        const keep = partialTag(this.#held, OPEN);
         if (this.#held.length > keep) out.push({ text: this.#held.slice(0, this.#held.length - keep) });
         this.#held = this.#held.slice(this.#held.length - keep);
         return out;
@@ -170,16 +164,16 @@ export class ToolCallStream {
     const rest = this.#held;
     this.#held = '';
     if (rest.startsWith(OPEN)) {
-      let body = rest.slice(OPEN.length);
-      for (let k = Math.min(CLOSE.length - 1, body.length); k > 0; k--) {
-        if (CLOSE.startsWith(body.slice(-k))) {
-          body = body.slice(0, -k);
-          break;
-        }
-      }
-      const call = parseCall(body.trim());
+      const body = rest.slice(OPEN.length);
+      const call = parseCall(body.slice(0, body.length - partialTag(body, CLOSE)).trim());
       if (call) return [{ call }];
     }
     return rest ? [{ text: rest }] : [];
   }
+}
+
+/** How many characters at the end of `text` may be the start of `tag` (the longest such end; 0 when none). */
+function partialTag(text: string, tag: string): number {
+  for (let k = Math.min(tag.length - 1, text.length); k > 0; k--) if (tag.startsWith(text.slice(-k))) return k;
+  return 0;
 }

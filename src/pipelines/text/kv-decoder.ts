@@ -181,11 +181,10 @@ export class KvDecoder {
     for (const [b, rest] of rests.entries()) {
       const n = cached[b]!;
       const hit = hits[b];
-      for (let l = 0; hit && l < layers; l++) {
-        for (let h = 0; h < H; h++) {
-          prefix.keys[l]!.set(hit.kv.keys[l]!.subarray(h * n * D, (h + 1) * n * D), ((b * H + h) * L + L - n) * D);
-          prefix.values[l]!.set(hit.kv.values[l]!.subarray(h * n * D, (h + 1) * n * D), ((b * H + h) * L + L - n) * D);
-        }
+      if (hit) {
+        // The hit is the row's own cache for now, placed left-padded as a batch cache places one.
+        Object.assign(rows[b]!, { own: hit.kv, pastLength: n });
+        this.#place(prefix, b, rows[b]!);
       }
       for (let p = L - n; p < L; p++) mask[b * (L + T) + p] = 1n;
       const offset = T - rest.length;
