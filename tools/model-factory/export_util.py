@@ -71,8 +71,6 @@ def print_table(title: str, report: dict) -> None:
 def diffusion_args(name: str, unet_steps: int, skip_help: str, extra=None) -> argparse.Namespace:
     """The command line both diffusion builders take (tiny_sd.py, tiny_sdxl.py); `extra` adds a builder's own."""
     ap = argparse.ArgumentParser()
-    if extra:
-        extra(ap)
     ap.add_argument("--out", default=f"models/{name}")
     ap.add_argument("--work", default=f"tools/model-factory/.work/{name}")
     ap.add_argument("--images", type=int, default=30000)
@@ -81,6 +79,8 @@ def diffusion_args(name: str, unet_steps: int, skip_help: str, extra=None) -> ar
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-train", action="store_true", help=skip_help)
+    if extra:  # after the common arguments, so that a builder's set_defaults overrides their defaults
+        extra(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
