@@ -15,6 +15,7 @@
 // at 16 sequences. Not a test: it asserts nothing.
 //   npm run bench:text-generation [-- --model tiny-llama --requests 6 --tokens 64]   (--model: a bundled model or a folder)
 //   npm run bench:text-generation -- --constrained-only [--rounds 3]
+//   npm run bench:text-generation -- --plain-only   (the ceiling, the engine alone and the server; no speculation, no guides)
 //   npm run bench:text-generation -- --speculative-only [--k 3,2,4,5,2+ --pairs 5 --draft tiny-lm-draft]
 //   (the first k is also run at 16 streams and through the server; "2+": k adapts, from 2)
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,7 +42,7 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'tiny-lm' }, requests: { type: 'string', default: '6' }, tokens: { type: 'string', default: '64' },
     draft: { type: 'string', default: 'tiny-lm-draft' }, k: { type: 'string', default: '3,2,4,5,2+' }, pairs: { type: 'string', default: '5' }, 'speculative-only': { type: 'boolean', default: false },
-    'constrained-only': { type: 'boolean', default: false }, rounds: { type: 'string', default: '3' },
+    'constrained-only': { type: 'boolean', default: false }, 'plain-only': { type: 'boolean', default: false }, rounds: { type: 'string', default: '3' },
   },
 });
 // A bundled model's name, or a model folder (tools/model-factory/bench_llama.py's): served under its folder's name.
@@ -475,6 +476,7 @@ async function speculationMetrics(e: EaselProcess, model: string): Promise<Count
 }
 
 if (values['constrained-only']) await constrainedSection();
+else if (values['plain-only']) await plainSections();
 else {
   if (!values['speculative-only']) await plainSections();
   await speculativeSection();

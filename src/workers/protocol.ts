@@ -22,9 +22,12 @@ export type RequestOutcome =
   | { id: string; ok: true; contentType: string; data: Uint8Array; parts?: readonly Payload[] | undefined }
   | { id: string; ok: false; error: SerializedError };
 
+/** What a step loop's turn tells: each request's progress, and the turn's own report. */
+export type Report = ({ type: 'progress'; id: string } & Progress) | ({ type: 'step' } & TurnReport);
+
 export type ChildCommand =
   | { type: 'ready'; notes?: string[]; signature?: TensorSignature | undefined }
   | { type: 'init-failed'; error: SerializedError }
-  | ({ type: 'progress'; id: string } & Progress)
-  | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> }
-  | ({ type: 'step' } & TurnReport);
+  // A turn's reports travel together: one IPC message per turn, not one per request and token.
+  | { type: 'reports'; items: Report[] }
+  | { type: 'done'; batchId: number; outcomes: RequestOutcome[]; timings: Record<string, number> };

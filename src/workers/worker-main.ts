@@ -6,14 +6,33 @@ import type { Handler, InferenceRequest, RequestContext, RequestHandle, StageTim
 import { loadHandler } from '../handlers/registry.js';
 import { takeRunSeconds } from '../runtime/onnx-runtime.js';
 import { StepLoop } from '../scheduling/step-loop.js';
-import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
+import type { ChildCommand, ParentCommand, Report, RequestOutcome, WorkRequest } from './protocol.js';
 
 let handler: Handler | undefined;
 let logger = pino({ name: 'easel-worker' });
 const controllers = new Map<string, AbortController>();
-const send = (m: ChildCommand): void => {
+const write = (m: ChildCommand): void => {
   // The server gone (killed): nothing to tell; the 'disconnect' handler ends this process.
   if (process.connected) process.send?.(m, undefined, {}, () => undefined);
+};
+// Reports wait for the end of what the event loop is doing: a turn's progress of every request
+// and its own report leave as one message, before the next model call (ONNX Runtime's run starts
+// from a setImmediate queued after this one). Every other message sends what is held first, so a
+// request's progress never arrives after its result.
+let held: Report[] = [];
+const flush = (): void => {
+  if (held.length === 0) return;
+  const items = held;
+  held = [];
+  write({ type: 'reports', items });
+};
+const report = (r: Report): void => {
+  if (held.length === 0) setImmediate(flush);
+  held.push(r);
+};
+const send = (m: ChildCommand): void => {
+  flush();
+  write(m);
 };
 
 process.on('message', (raw: ParentCommand) => {
@@ -45,7 +64,7 @@ async function onCommand(m: ParentCommand): Promise<void> {
           modelDir: m.modelDir, draftDir: m.draftDir, spec, logger,
           // In step mode the loop holds up to the batch size per group; otherwise the batch this
           // worker was sent runs whole.
-          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (report) => send({ type: 'step', ...report, sessionSeconds: takeRunSeconds() }) }),
+          stepLoop: (model) => new StepLoop(model, { maxBatchSize: m.batching.mode === 'step' ? m.batching.stepBatchSize : undefined, maxMemoryBytes: m.batching.maxMemoryBytes, onTurn: (turn) => report({ type: 'step', ...turn, sessionSeconds: takeRunSeconds() }) }),
         });
         // The warm-up's session time is not a request's.
         takeRunSeconds();
@@ -83,7 +102,7 @@ async function runBatch(requests: WorkRequest[]): Promise<{ outcomes: RequestOut
   const handles: RequestHandle[] = requests.map((r) => {
     const c = new AbortController();
     controllers.set(r.id, c);
-    return { id: r.id, signal: c.signal, progress: (u) => send({ type: 'progress', id: r.id, ...u }) };
+    return { id: r.id, signal: c.signal, progress: (u) => report({ type: 'progress', id: r.id, ...u }) };
   });
   try {
     return { outcomes: await runHandler(requests, handles, timers), timings };

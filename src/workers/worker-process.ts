@@ -10,7 +10,7 @@ import type { TensorSignature, TurnReport } from '../handlers/handler.js';
 import { ORT_PROFILE_ENV } from '../runtime/profile-env.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
-import type { ChildCommand, ParentCommand, RequestOutcome, WorkRequest } from './protocol.js';
+import type { ChildCommand, ParentCommand, Report, RequestOutcome, WorkRequest } from './protocol.js';
 
 export class WorkerDiedError extends Error {
   constructor(readonly detail: string) {
@@ -172,13 +172,19 @@ export class WorkerProcess {
       const b = this.#batches.get(m.batchId);
       this.#batches.delete(m.batchId);
       b?.resolve({ outcomes: m.outcomes, timings: m.timings });
-    } else if (m.type === 'progress') {
+    } else if (m.type === 'reports') {
+      for (const r of m.items) this.#onReport(r);
+    }
+  }
+
+  #onReport(r: Report): void {
+    if (r.type === 'progress') {
       // The report as the handler made it: a field added to Progress travels without a change here.
-      const { type: _type, id, ...progress } = m;
+      const { type: _type, id, ...progress } = r;
       this.o.onProgress?.(id, progress);
-    } else if (m.type === 'step') {
-      const { type: _, ...report } = m;
-      this.o.onStep?.(report);
+    } else {
+      const { type: _, ...turn } = r;
+      this.o.onStep?.(turn);
     }
   }
 
