@@ -2,7 +2,8 @@
 // First the machine's ceiling: raw ONNX Runtime on the same graph (a greedy decode loop, the
 // faster of one intra-op thread and one per core). Then llama.cpp through node-llama-cpp (its
 // prebuilt CPU binaries) on the GGUF of the same weights, F32 and Q8_0, at 1 and 2 threads. Then
-// Easel's server (streamed /v1/completions). Each at 1 and 16 concurrent streams: tokens/s (all
+// Easel's engine alone (the text pipeline and the worker's step loop in one process: no HTTP, IPC
+// or queue), then Easel's server (streamed /v1/completions). Each at 1 and 16 concurrent streams: tokens/s (all
 // streams' generated tokens ÷ the wall time from the first request to the last token), time to
 // first token p50, resident memory at the end (the process; Easel: the server and its workers).
 // Every figure is one child process per measurement, rounds interleaved, medians. The prompt is
@@ -24,7 +25,12 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createParser } from 'eventsource-parser';
+import { generationRequest, textSteps } from '../../src/handlers/text-generation-handler.js';
+import { parseTextGeneration, textGenerationRules } from '../../src/handlers/text-generation-request.js';
+import { readModelSpec } from '../../src/models/model-spec.js';
+import { TextPipeline } from '../../src/pipelines/text/text-pipeline.js';
 import { fromTypedArray, OnnxSession, type Tensor } from '../../src/runtime/onnx-runtime.js';
+import { StepLoop } from '../../src/scheduling/step-loop.js';
 import { ROOT, serveModel, type EaselProcess } from '../../test/helpers/easel-process.js';
 
 const { values } = parseArgs({
@@ -44,6 +50,7 @@ const GGUFS: Record<string, string> = { F32: 'model-f32.gguf', Q8_0: 'model-q8_0
 type Config =
   | { kind: 'raw'; precision: string; threads: number; streams: number }
   | { kind: 'llama.cpp'; quant: string; threads: number; streams: number }
+  | { kind: 'engine'; precision: string; streams: number }
   | { kind: 'easel'; precision: string; streams: number }
   | { kind: 'shared'; precision: string; streams: number; prefix: number; cache: boolean };
 interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number; ttftP95Ms?: number; texts?: string[] }
@@ -185,6 +192,34 @@ async function served<T>(precision: string, extra: string[], run: (e: EaselProce
   }
 }
 
+/** The served copy's pipeline and a step loop in this process, the same requests admitted as the server admits them. */
+async function engineChild(c: Extract<Config, { kind: 'engine' }>): Promise<Result> {
+  const dir = servedCopy(c.precision);
+  try {
+    const spec = readModelSpec(dir);
+    const rules = textGenerationRules(spec, dir);
+    const pipeline = await TextPipeline.load(dir, spec.runtime);
+    const loop = new StepLoop(textSteps(pipeline), { maxBatchSize: 16 });
+    const complete = async (t0: number, max: number): Promise<number> => {
+      let first = 0;
+      const note = (): void => {
+        if (first === 0) first = performance.now() - t0;
+      };
+      const params = parseTextGeneration({ prompt_tokens: PROMPT, max_tokens: max, temperature: 0, ignore_eos: true }, rules);
+      await loop.run([generationRequest(params)], { onBegin: note, onStep: note });
+      return first;
+    };
+    await complete(performance.now(), 4); // warm-up
+    const t0 = performance.now();
+    const firsts = await Promise.all(Array.from({ length: c.streams }, () => complete(t0, TOKENS)));
+    const seconds = (performance.now() - t0) / 1000;
+    await pipeline.release();
+    return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), rssMb: maxRssMb() };
+  } finally {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+}
+
 function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result> {
   return served(c.precision, [], async (e) => {
     await complete(e, PROMPT, performance.now(), 4); // warm-up
@@ -242,7 +277,8 @@ function measure(c: Config): Result {
 async function main(): Promise<void> {
   if (values.child) {
     const c = JSON.parse(values.child) as Config;
-    const r = c.kind === 'raw' ? await rawChild(c) : c.kind === 'llama.cpp' ? await llamaChild(c) : c.kind === 'easel' ? await easelChild(c) : await sharedChild(c);
+    const children = { raw: rawChild, 'llama.cpp': llamaChild, engine: engineChild, easel: easelChild, shared: sharedChild } as const;
+    const r = await (children[c.kind] as (c: Config) => Promise<Result>)(c);
     console.log(`RESULT ${JSON.stringify(r)}`);
     process.exit(0);
   }
@@ -254,7 +290,7 @@ async function main(): Promise<void> {
   for (const s of streams) {
     for (const p of precisions) for (const threads of [1, 0]) configs.push({ kind: 'raw', precision: p, threads, streams: s });
     for (const q of quants) for (const threads of [1, 2]) configs.push({ kind: 'llama.cpp', quant: q, threads, streams: s });
-    for (const p of precisions) configs.push({ kind: 'easel', precision: p, streams: s });
+    for (const p of precisions) configs.push({ kind: 'engine', precision: p, streams: s }, { kind: 'easel', precision: p, streams: s });
   }
   const graphMb = (p: string): number => statSync(path.join(MODEL_DIR, 'onnx', GRAPHS[p]!)).size / 1e6;
   console.log(`# ${path.basename(MODEL_DIR)}: ${precisions.map((p) => `${p} ${graphMb(p).toFixed(0)} MB`).join(', ')}; prompt ${PROMPT.length} tokens, ${TOKENS} generated per stream, greedy; ${values.rounds} rounds interleaved, medians`);
@@ -280,12 +316,14 @@ async function main(): Promise<void> {
     for (const threads of [1, 0]) row(`raw ONNX Runtime ${p}, ${threads === 1 ? '1 thread' : 'a thread per core'}`, (s) => med({ kind: 'raw', precision: p, threads, streams: s }));
   }
   for (const q of quants) for (const threads of [1, 2]) row(`llama.cpp ${q}, ${threads} thread${threads > 1 ? 's' : ''}`, (s) => med({ kind: 'llama.cpp', quant: q, threads, streams: s }));
+  for (const p of precisions) row(`Easel engine alone ${p}`, (s) => med({ kind: 'engine', precision: p, streams: s }));
   for (const p of precisions) row(`Easel server ${p}`, (s) => med({ kind: 'easel', precision: p, streams: s }));
   console.log('\nRatios (tokens/s):');
   for (const p of precisions) {
     for (const s of streams) {
       const easel = med({ kind: 'easel', precision: p, streams: s }).tokensPerSecond;
-      const parts = [`Easel ÷ raw ONNX Runtime (best threads) ${(easel / best(p, s).tokensPerSecond).toFixed(2)}`];
+      const engine = med({ kind: 'engine', precision: p, streams: s }).tokensPerSecond;
+      const parts = [`Easel ÷ raw ONNX Runtime (best threads) ${(easel / best(p, s).tokensPerSecond).toFixed(2)} (engine alone ${(engine / best(p, s).tokensPerSecond).toFixed(2)}; server ÷ engine ${(easel / engine).toFixed(2)})`];
       if (quants.includes('Q8_0')) {
         const q8 = Math.max(...[1, 2].map((threads) => med({ kind: 'llama.cpp', quant: 'Q8_0', threads, streams: s }).tokensPerSecond));
         parts.push(`Easel ÷ llama.cpp Q8_0 (best threads) ${(easel / q8).toFixed(2)}`);
