@@ -18,6 +18,10 @@ the query and key projections' rows permuted from rotate-half pairs to interleav
 
     <venv>/bin/pip install torch onnx onnxruntime gguf numpy       # the local package index has them
     <venv>/bin/python tools/model-factory/bench_llama.py --out /tmp/bench-llama [--layers 16 ...]
+
+With --from-onnx models/tiny-llama it makes no weights: it copies that model folder to --out and
+adds the GGUF files of its own weights (read back from its ONNX graph; PyTorch's logits on them
+must equal ONNX Runtime's), so that llama.cpp runs the same model as Easel.
 """
 import os
 
@@ -111,6 +115,49 @@ def write_gguf(model: tiny_llama.TinyLlama, vocab: dict[str, int], positions: in
     w.close()
 
 
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def from_onnx(model_dir: str) -> tiny_llama.TinyLlama:
+    """A Llama model folder of tiny-llama's layout as a TinyLlama with its weights: the named ones
+    by name, the matmuls' (exported unnamed) in the graph's order, as the block computes them."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    model = tiny_llama.TinyLlama(c["vocab_size"], c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"],
+                                 c["num_key_value_heads"], c["intermediate_size"], c["rope_theta"], c["rms_norm_eps"])
+    graph = onnx.load(os.path.join(model_dir, "onnx", "model.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    state = {n: torch.from_numpy(a.copy()) for n, a in inits.items() if not n.startswith("onnx::")}
+    matmuls = [inits[n.input[1]] for n in graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    if len(matmuls) != len(PROJECTIONS) * model.layers + 1:
+        sys.exit(f"{model_dir}: {len(matmuls)} weight matmuls, not {len(PROJECTIONS)} per block and the LM head")
+    for i in range(model.layers):
+        for j, p in enumerate(PROJECTIONS):
+            state[f"blocks.{i}.{p}.weight"] = torch.from_numpy(matmuls[i * len(PROJECTIONS) + j].T.copy())
+    state["lm_head.weight"] = torch.from_numpy(matmuls[-1].T.copy())
+    model.load_state_dict(state)
+    model.eval()
+    # The weights are where PyTorch computes what ONNX Runtime computes.
+    ids = np.array([[1] + list(range(10, 40))], dtype=np.int64)
+    session = ort.InferenceSession(os.path.join(model_dir, "onnx", "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(ids.shape[1])[None]}
+    for i in session.get_inputs():
+        if i.name.startswith("past_key_values."):
+            feeds[i.name] = np.zeros((1, model.kv_heads, 0, model.head_dim), dtype=np.float32)
+    onnx_logits = session.run(["logits"], feeds)[0]
+    with torch.no_grad():
+        torch_logits = model.lm_logits(torch.from_numpy(ids)).numpy()
+    diff = float(np.abs(onnx_logits - torch_logits).max())
+    if diff > 1e-3:
+        sys.exit(f"{model_dir}: the weights read back give logits {diff} from ONNX Runtime's")
+    log(f"{model_dir}: weights read back from the ONNX graph, logits within {diff:.1e} of ONNX Runtime's")
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="a folder outside the repository")
@@ -122,11 +169,21 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-gguf", action="store_true", help="skip the llama.cpp files")
+    ap.add_argument("--from-onnx", help="a model folder (models/tiny-llama): copy it to --out and add the GGUF of its own weights")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     if out == REPO or out.startswith(REPO + os.sep):
         sys.exit(f"--out {args.out} is inside the repository: the bench model is large and never committed")
     started = time.time()
+    if args.from_onnx:
+        model = from_onnx(args.from_onnx)
+        shutil.copytree(args.from_onnx, out, dirs_exist_ok=True)
+        with open(os.path.join(out, "config.json")) as f:
+            positions = json.load(f)["max_position_embeddings"]
+        write_all_gguf(model, vocabulary(args.from_onnx), positions, out)
+        write_greedy(model, vocabulary(args.from_onnx), out, sum(p.numel() for p in model.parameters()))
+        log(f"done in {time.time() - started:.0f}s: {out}")
+        return
     torch.manual_seed(args.seed)
     vocab = vocabulary(TOKENIZER)
     model = tiny_llama.TinyLlama(len(vocab), args.dim, args.layers, args.heads, args.kv_heads, args.hidden, 10000.0, 1e-5)
@@ -155,18 +212,26 @@ def main() -> None:
         matmul_nbits(os.path.join(out, "onnx", "model.onnx"), dst, bits)
         log(f"MatMulNBits {bits}-bit graph: {os.path.getsize(dst) / 1e6:.0f} MB")
     if not args.no_gguf:
-        os.makedirs(os.path.join(out, "gguf"), exist_ok=True)
-        for q8, name in ((False, "model-f32.gguf"), (True, "model-q8_0.gguf")):
-            write_gguf(model, vocab, args.context, os.path.join(out, "gguf", name), q8)
-            log(f"{name}: {os.path.getsize(os.path.join(out, 'gguf', name)) / 1e6:.0f} MB")
-    # The prompt and greedy tokens of the float32 graph, for the benches to check llama.cpp against.
+        write_all_gguf(model, vocab, args.context, out)
+    write_greedy(model, vocab, out, params)
+    log(f"done in {time.time() - started:.0f}s: {out}")
+
+
+def write_all_gguf(model: tiny_llama.TinyLlama, vocab: dict[str, int], positions: int, out: str) -> None:
+    os.makedirs(os.path.join(out, "gguf"), exist_ok=True)
+    for q8, name in ((False, "model-f32.gguf"), (True, "model-q8_0.gguf")):
+        write_gguf(model, vocab, positions, os.path.join(out, "gguf", name), q8)
+        log(f"{name}: {os.path.getsize(os.path.join(out, 'gguf', name)) / 1e6:.0f} MB")
+
+
+def write_greedy(model: tiny_llama.TinyLlama, vocab: dict[str, int], out: str, params: int) -> None:
+    """The prompt and greedy tokens of the float32 model, for the benches to check llama.cpp against."""
     with torch.no_grad():
         ids = [vocab["<s>"]] + list(range(10, 26))
         for _ in range(16):
             ids.append(int(model.lm_logits(torch.tensor([ids]))[0, -1].argmax()))
     with open(os.path.join(out, "greedy.json"), "w") as f:
         json.dump({"prompt": ids[:17], "greedy": ids[17:], "params": params}, f)
-    log(f"done in {time.time() - started:.0f}s: {out}")
 
 
 if __name__ == "__main__":
