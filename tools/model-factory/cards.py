@@ -124,6 +124,29 @@ its samples run alone (for the UNet: timesteps 999 and 1 in one batch):
 # tiny-sd's held-out scores (its card), for tiny-sdxl's card to stand beside.
 TINY_SD = {"fg": 0.98, "bg": 1.00, "shape": 0.71}
 
+# Both served models through Easel's /predictions on the same held-out captions x 10 seeds
+# (`served_eval.py --seeds 10` against the committed weights): images hit of 1000.
+SERVED = {"tiny-sd": {"fg": 987, "bg": 999, "shape": 735}, "tiny-sdxl": {"fg": 997, "bg": 996, "shape": 751}}
+
+
+def served_text() -> str:
+    from served_eval import wilson
+
+    sd, sdxl = SERVED["tiny-sd"], SERVED["tiny-sdxl"]
+    span = lambda hits: "–".join(f"{x:.3f}" for x in wilson(hits, 1000))  # noqa: E731
+    rows = "\n".join(f"| {m} | {h['fg'] / 1000:.3f} | {h['bg'] / 1000:.3f} | {h['shape'] / 1000:.3f} |" for m, h in SERVED.items())
+    return f"""A larger sample, through Easel itself: the same 100 held-out captions with 10 seeds each
+(1,000 images per model), DDIM, 20 steps, guidance 7.5, sent to `POST /predictions/<model>` and
+graded by the same analyser (`tools/model-factory/served_eval.py --seeds 10`):
+
+| model | foreground | background | shape |
+|---|---|---|---|
+{rows}
+
+Background: {1000 - sdxl['bg']} misses in 1,000 against tiny-sd's {1000 - sd['bg']} (95 % intervals {span(sdxl['bg'])} and
+{span(sd['bg'])}); foreground {1000 - sdxl['fg']} against {1000 - sd['fg']} ({span(sdxl['fg'])} and {span(sd['fg'])}); shape {sdxl['shape']} against {sd['shape']} right.
+"""
+
 
 def tiny_sdxl_card(report: dict) -> str:
     d = os.path.join(ROOT, "models", "tiny-sdxl")
@@ -195,6 +218,7 @@ tiny-sd on the same captions and analyser (its card, DDIM): foreground {TINY_SD[
 {TINY_SD['bg']:.2f}, shape {TINY_SD['shape']:.2f}.{versus_tiny_sd(q)}
 Sharpness is the mean difference between horizontally adjacent pixels.
 
+{served_text()}
 ONNX Runtime vs PyTorch on fixed inputs (max abs difference), and each graph's batch of two vs
 its samples run alone:
 

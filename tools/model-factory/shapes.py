@@ -142,6 +142,16 @@ def analyse(img: np.ndarray) -> dict:
     return {"bg": bg, "fg": fg, "shape": shape}
 
 
+def grade(images, heldout) -> dict:
+    """The share of images whose analysed foreground colour, background colour and shape are their caption's."""
+    hits = {"fg": 0, "bg": 0, "shape": 0}
+    for (attrs, _), img in zip(heldout, images):
+        got = analyse(img)
+        for k in hits:
+            hits[k] += got[k] == attrs[k]
+    return {k: v / len(heldout) for k, v in hits.items()}
+
+
 def build_split(n_train: int, n_heldout: int, seed: int):
     """Held-out captions name colour, shape and background, and their full attribute tuples
     (shape, colours, size, position) never occur in training."""

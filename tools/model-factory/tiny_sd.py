@@ -131,11 +131,6 @@ def sample_ddim(te, unet, dec, tok: clip_bpe.ClipBpe, prompts: list[str], steps:
 def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str, model_dir: str) -> dict:
     prompts = [c for _, c in heldout]
     imgs = np.concatenate([sample_ddim(te, unet, dec, tok, prompts[i : i + 50], 20, 7.5, 1234 + i, scale) for i in range(0, len(prompts), 50)])
-    hits = {"fg": 0, "bg": 0, "shape": 0}
-    for (attrs, _), img in zip(heldout, imgs):
-        got = shapes.analyse(img)
-        for k in hits:
-            hits[k] += got[k] == attrs[k]
     # A contact sheet of the first 16 held-out prompts, for people to look at.
     from PIL import Image
 
@@ -144,7 +139,7 @@ def evaluate(te, unet, dec, tok, heldout, scale: float, out_dir: str, model_dir:
         sheet.paste(Image.fromarray(imgs[i]), ((i % 8) * 64, (i // 8) * 64))
     sheet.save(os.path.join(out_dir, "samples.png"))
     sheet.save(os.path.join(model_dir, "samples.png"))
-    return {k: v / len(heldout) for k, v in hits.items()}
+    return shapes.grade(imgs, heldout)
 
 
 def main() -> None:

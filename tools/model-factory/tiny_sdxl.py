@@ -322,15 +322,6 @@ def write_layout(out: str, torch_dir: str, merges) -> None:
         clip_bpe.save(merges, os.path.join(out, tok), MAX_LENGTH, pad=pad)
 
 
-def grade(images: np.ndarray, heldout) -> dict:
-    hits = {"fg": 0, "bg": 0, "shape": 0}
-    for (attrs, _), img in zip(heldout, images):
-        got = shapes.analyse(img)
-        for k in hits:
-            hits[k] += got[k] == attrs[k]
-    return {k: v / len(heldout) for k, v in hits.items()}
-
-
 @torch.no_grad()
 def round_trip(vae: AutoencoderKL, heldout) -> dict:
     """The autoencoder's own cap on the grade: the held-out scenes rendered, encoded, decoded and graded."""
@@ -338,7 +329,7 @@ def round_trip(vae: AutoencoderKL, heldout) -> dict:
     images = np.stack([np.asarray(shapes.render(attrs, rng), dtype=np.uint8) for attrs, _ in heldout])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-    return grade(((rec / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), heldout)
+    return shapes.grade(((rec / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy(), heldout)
 
 
 def sharpness(images: np.ndarray) -> float:
@@ -363,14 +354,14 @@ def evaluate(pipe: StableDiffusionXLPipeline, heldout, work: str, model_dir: str
 
     report = {}
     ddim = run(DDIMScheduler)
-    report.update({f"ddim {k}": v for k, v in grade(ddim, heldout).items()})
-    report.update({f"euler {k}": v for k, v in grade(run(EulerDiscreteScheduler), heldout).items()})
+    report.update({f"ddim {k}": v for k, v in shapes.grade(ddim, heldout).items()})
+    report.update({f"euler {k}": v for k, v in shapes.grade(run(EulerDiscreteScheduler), heldout).items()})
     # Micro-conditioning: a small original_size softens edges; a crop offset moves the scene.
     small = run(DDIMScheduler, original_size=(32, 32))
     cropped = run(DDIMScheduler, crops_coords_top_left=(24, 24), original_size=(96, 96))
     report["sharpness original_size 64"] = round(sharpness(ddim), 2)
     report["sharpness original_size 32"] = round(sharpness(small), 2)
-    report["shape class correct, crop (24, 24) of 96"] = grade(cropped, heldout)["shape"]
+    report["shape class correct, crop (24, 24) of 96"] = shapes.grade(cropped, heldout)["shape"]
     sheet = Image.new("RGB", (SIZE * 8, SIZE * 4))
     for row, imgs in enumerate((ddim[:8], ddim[8:16], small[:8], cropped[:8])):
         for i, img in enumerate(imgs):
@@ -389,7 +380,7 @@ def main() -> None:
         ap.set_defaults(vae_steps=4000)
         ap.add_argument("--tune-decoder-only", action="store_true", help="take the pipeline in --work/diffusers and only fine-tune its decoder")
 
-    args = export_util.diffusion_args("tiny-sdxl", 6000, "reuse the PyTorch pipeline in --work/diffusers", extra)
+    args = export_util.diffusion_args("tiny-sdxl", 9000, "reuse the PyTorch pipeline in --work/diffusers", extra)
     torch_dir = os.path.join(args.work, "diffusers")
     started = time.time()
 
