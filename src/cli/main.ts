@@ -47,7 +47,8 @@ function nodeOptions(command: Command): Command {
     .addOption(new Option('--pool <name>', 'the worker pool of this node (spot, on-demand…): routing rules and cost metrics name it (default "default")'))
     .addOption(new Option('--price-per-hour <price>', 'what one worker of this node costs per hour: easel_cost_total (default 0)').argParser(Number))
     .addOption(new Option('--pool-rules <json>', 'which priority classes each pool takes, as JSON: {"spot": {"after": {"high": 30}}} (high work waits 30 s for another pool)').argParser((v: string) => JSON.parse(v) as unknown))
-    .addOption(new Option('--profile-dir <dir>', 'profile the workers: each writes ONNX Runtime\'s profile of its sessions (Chrome trace JSON) and a V8 CPU profile (.cpuprofile, for flame graphs) here when it stops'));
+    .addOption(new Option('--profile-dir <dir>', 'profile the workers: each writes ONNX Runtime\'s profile of its sessions (Chrome trace JSON) and a V8 CPU profile (.cpuprofile, for flame graphs) here when it stops'))
+    .addOption(new Option('--profile-cpu-only', 'with --profile-dir, only the CPU profiles: ONNX Runtime\'s own profiling records every node of every call and slows a small model many times over'));
 }
 
 /**

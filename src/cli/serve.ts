@@ -12,6 +12,7 @@ import { ModelStore } from '../models/model-store.js';
 import { DEFAULT_RESPONSE_TIMEOUT_MS } from '../models/model-spec.js';
 import { createServers, listen } from '../server/servers.js';
 import { ModelManager } from '../workers/model-manager.js';
+import { workerProfile } from '../workers/worker-process.js';
 import { createJobSystem, startJobSystem, webhookPolicy } from './job-system.js';
 import { nodeMetrics } from './node-metrics.js';
 import { exitOnSignals, nodeCloser } from './shutdown.js';
@@ -28,7 +29,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   // The gauges read the manager only when scraped, after it exists.
   const { metrics, observer } = nodeMetrics(() => jobs, () => manager, config);
   const manager = new ModelManager({
-    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profile: workerProfile(config),
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs, maxAttempts: config.maxAttempts,
     observer,
   });

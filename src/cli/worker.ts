@@ -9,6 +9,7 @@ import { RequestBatcher } from '../scheduling/request-batcher.js';
 import { TASKS } from '../handlers/admission.js';
 import { ModelStore } from '../models/model-store.js';
 import { ModelManager } from '../workers/model-manager.js';
+import { workerProfile } from '../workers/worker-process.js';
 import { createMetricsServer, listen } from '../server/servers.js';
 import { createJobSystem, startJobSystem } from './job-system.js';
 import { nodeMetrics } from './node-metrics.js';
@@ -23,7 +24,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
   // Its own metrics port: step batches, time in ONNX Runtime, its GPUs — what only a worker knows.
   const { metrics, observer } = nodeMetrics(() => jobs, () => manager, config);
   const manager = new ModelManager({
-    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profileDir: config.profileDir,
+    queue, logger, allowCustomHandlers: config.allowCustomHandlers, logLevel: config.logLevel, profile: workerProfile(config),
     defaultMaxQueueLength: config.maxQueueLength, restartBackoffMs: config.workerRestartBackoffMs, shutdownGraceMs: config.shutdownGraceMs, maxAttempts: config.maxAttempts,
     observer,
   });

@@ -118,6 +118,8 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     /** Profiling: each worker writes ONNX Runtime's profile of every session and a CPU profile of its process here when it stops. */
     profileDir: z.string().min(1).optional(),
+    /** With profileDir, the CPU profiles only: ONNX Runtime's own profiling records every node of every call, which slows a small model many times over. */
+    profileCpuOnly: z.boolean(),
   })
   .strict();
 
@@ -162,6 +164,7 @@ export const defaults: z.infer<typeof configSchema> = {
   sseHeartbeatMs: 15_000,
   workerRestartBackoffMs: [100, 500, 1000, 2000, 5000, 10000],
   logLevel: 'info',
+  profileCpuOnly: false,
 };
 
 type Key = keyof z.infer<typeof configSchema>;

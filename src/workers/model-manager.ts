@@ -10,6 +10,7 @@ import type { Logger, TensorSignature, TurnReport } from '../handlers/handler.js
 import { admission, batchKey, checkHandler, type Admission } from '../handlers/admission.js';
 import { Dispatcher, type DispatchObserver } from './dispatcher.js';
 import { Supervisor, type Slot } from './supervisor.js';
+import type { WorkerProfile } from './worker-process.js';
 
 export interface ManagerObserver extends DispatchObserver {
   workerRestart(model: string): void;
@@ -22,8 +23,8 @@ export interface ModelManagerOptions {
   logger: Logger;
   allowCustomHandlers: boolean;
   logLevel: string;
-  /** Workers write their ONNX Runtime and CPU profiles here (serve --profile-dir). */
-  profileDir?: string | undefined;
+  /** Workers write their CPU and ONNX Runtime profiles (serve --profile-dir, --profile-cpu-only). */
+  profile?: WorkerProfile | undefined;
   defaultMaxQueueLength: number;
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
@@ -49,7 +50,7 @@ class ModelVersion {
     const observer = m.observer;
     this.dispatcher = new Dispatcher(model, this.lane, m.queue, () => this.plan, m.maxAttempts, observer);
     this.supervisor = new Supervisor(this.lane, () => this.entry, () => this.plan, {
-      logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, profileDir: m.profileDir, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
+      logger: m.logger, allowCustomHandlers: m.allowCustomHandlers, logLevel: m.logLevel, profile: m.profile, restartBackoffMs: m.restartBackoffMs, shutdownGraceMs: m.shutdownGraceMs,
       onRestart: () => observer?.workerRestart(model),
       onProgress: (id, progress) => m.queue.progress(id, progress),
       onStep: (report) => observer?.step?.(model, report),

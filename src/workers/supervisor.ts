@@ -6,13 +6,13 @@ import type { Progress, WorkerStatus } from '../models/model-control.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
 import type { WorkerLoad } from './dispatcher.js';
-import { WorkerDiedError, WorkerProcess } from './worker-process.js';
+import { WorkerDiedError, WorkerProcess, type WorkerProfile } from './worker-process.js';
 
 export interface SupervisorOptions {
   logger: Logger;
   allowCustomHandlers: boolean;
   logLevel: string;
-  profileDir?: string | undefined;
+  profile?: WorkerProfile | undefined;
   restartBackoffMs: readonly number[];
   shutdownGraceMs: number;
   onRestart?(): void;
@@ -134,7 +134,7 @@ export class Supervisor {
       // work is not a crash loop.
       let worked = false;
       const proc = new WorkerProcess({
-        id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profileDir: this.m.profileDir,
+        id: slot.id, entry: this.entry(), batching: this.plan(), allowCustomHandlers: this.m.allowCustomHandlers, logLevel: this.m.logLevel, profile: this.m.profile,
         onProgress: (id, progress) => {
           worked = true;
           this.m.onProgress?.(id, progress);

@@ -18,14 +18,24 @@ export class WorkerDiedError extends Error {
   }
 }
 
+export interface WorkerProfile {
+  dir: string;
+  onnxRuntime: boolean;
+}
+
+/** The workers' profiling from the config (--profile-dir, --profile-cpu-only), or none. */
+export function workerProfile(config: { profileDir?: string | undefined; profileCpuOnly: boolean }): WorkerProfile | undefined {
+  return config.profileDir === undefined ? undefined : { dir: config.profileDir, onnxRuntime: !config.profileCpuOnly };
+}
+
 export interface WorkerProcessOptions {
   id: string;
   entry: ModelEntry;
   batching: BatchingPlan;
   allowCustomHandlers: boolean;
   logLevel: string;
-  /** Profile this worker: V8's CPU profile and ONNX Runtime's, written here when it stops. */
-  profileDir?: string | undefined;
+  /** Profile this worker: V8's CPU profile and (unless not asked) ONNX Runtime's, written into the folder when it stops. */
+  profile?: WorkerProfile | undefined;
   onProgress?: (id: string, progress: Progress) => void;
   /** A step of the worker's step loop (a UNet turn, a decoder call) ran over this many images or sequences. */
   onStep?: (report: TurnReport) => void;
@@ -61,13 +71,13 @@ export class WorkerProcess {
   constructor(private readonly o: WorkerProcessOptions) {
     this.id = o.id;
     // A folder per model: V8 names each profile CPU.<date>.<time>.<pid>…cpuprofile.
-    const profileDir = o.profileDir && path.resolve(o.profileDir, o.entry.spec.name);
+    const profileDir = o.profile && path.resolve(o.profile.dir, o.entry.spec.name);
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     this.#child = fork(ENTRY, [], {
       serialization: 'advanced',
       execArgv: [...(isTs ? ['--import', 'tsx'] : []), ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
       // ONNX Runtime's profiles go beside it (OnnxSession reads this in the worker).
-      env: profileDir ? { ...process.env, [ORT_PROFILE_ENV]: profileDir } : process.env,
+      env: profileDir && o.profile?.onnxRuntime ? { ...process.env, [ORT_PROFILE_ENV]: profileDir } : process.env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     live.add(this.#child);

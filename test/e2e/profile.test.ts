@@ -1,6 +1,6 @@
 // --profile-dir: each worker writes ONNX Runtime's profile of its sessions (Chrome trace JSON:
 // one model_run event per call, its nodes' times) and a V8 CPU profile of its process (flame-graph
-// ready), per model, when the server stops.
+// ready), per model, when the server stops; with --profile-cpu-only, the CPU profile alone.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,5 +25,17 @@ describe('profiling the workers (--profile-dir)', () => {
     const cpu = JSON.parse(readFileSync(path.join(dir, 'tiny-lm', files.find((f) => f.endsWith('.cpuprofile'))!), 'utf8')) as { nodes: { callFrame: { url: string } }[]; samples: number[] };
     expect(cpu.samples.length).toBeGreaterThan(0);
     expect(cpu.nodes.some((n) => n.callFrame.url.includes('kv-decoder'))).toBe(true);
+  }, 60_000);
+
+  it('with --profile-cpu-only writes the CPU profile and no ONNX Runtime trace', async () => {
+    const only = path.join(dir, 'cpu-only');
+    const easel = await serveModel('tiny-lm', path.join(ROOT, 'models', 'tiny-lm'), ['--profile-dir', only, '--profile-cpu-only']);
+    const res = await fetch(`${easel.inference}/predictions/tiny-lm`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ data: 'Tom had', max_new_tokens: 4, temperature: 0 }) });
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(await easel.stop()).toBe(0);
+    const files = readdirSync(path.join(only, 'tiny-lm'));
+    expect(files.filter((f) => f.endsWith('.cpuprofile'))).toHaveLength(1);
+    expect(files.filter((f) => f.startsWith('ort-'))).toEqual([]);
   }, 60_000);
 });
