@@ -56,6 +56,11 @@ type Config =
 interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number; ttftP95Ms?: number; texts?: string[] }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Each figure's median over rounds. */
+const medianResult = (rs: readonly Result[]): Result => ({
+  tokensPerSecond: median(rs.map((x) => x.tokensPerSecond)), ttftMs: median(rs.map((x) => x.ttftMs)), rssMb: median(rs.map((x) => x.rssMb)),
+  ...(rs[0]?.ttftP95Ms === undefined ? {} : { ttftP95Ms: median(rs.map((x) => x.ttftP95Ms!)) }),
+});
 const maxRssMb = (): number => process.resourceUsage().maxRSS / 1024;
 
 /** Greedy decode with ONNX Runtime alone: one prefill of `streams` prompts, then one call per token, the presents fed back as they come. */
@@ -200,7 +205,7 @@ async function engineChild(c: Extract<Config, { kind: 'engine' }>): Promise<Resu
     const rules = textGenerationRules(spec, dir);
     const pipeline = await TextPipeline.load(dir, spec.runtime);
     const loop = new StepLoop(textSteps(pipeline), { maxBatchSize: 16 });
-    const complete = async (t0: number, max: number): Promise<number> => {
+    const generate = async (t0: number, max: number): Promise<number> => {
       let first = 0;
       const note = (): void => {
         if (first === 0) first = performance.now() - t0;
@@ -209,9 +214,9 @@ async function engineChild(c: Extract<Config, { kind: 'engine' }>): Promise<Resu
       await loop.run([generationRequest(params)], { onBegin: note, onStep: note });
       return first;
     };
-    await complete(performance.now(), 4); // warm-up
+    await generate(performance.now(), 4); // warm-up
     const t0 = performance.now();
-    const firsts = await Promise.all(Array.from({ length: c.streams }, () => complete(t0, TOKENS)));
+    const firsts = await Promise.all(Array.from({ length: c.streams }, () => generate(t0, TOKENS)));
     const seconds = (performance.now() - t0) / 1000;
     await pipeline.release();
     return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(firsts), rssMb: maxRssMb() };
@@ -256,11 +261,7 @@ async function sharedPrefix(prefix: number): Promise<void> {
       console.error(`round ${r + 1}: prefix cache ${cache ? 'on' : 'off'}: TTFT p50 ${got.ttftMs.toFixed(0)} ms`);
     }
   }
-  const row = (cache: boolean): Result => {
-    const rs = runs.get(cache)!;
-    return { tokensPerSecond: median(rs.map((x) => x.tokensPerSecond)), ttftMs: median(rs.map((x) => x.ttftMs)), ttftP95Ms: median(rs.map((x) => x.ttftP95Ms!)), rssMb: median(rs.map((x) => x.rssMb)) };
-  };
-  const [on, off] = [row(true), row(false)];
+  const [on, off] = [medianResult(runs.get(true)!), medianResult(runs.get(false)!)];
   console.log('\n| Easel server | TTFT p50 ms | TTFT p95 ms | tokens/s | RSS MB |\n|---|---|---|---|---|');
   for (const [label, x] of [['prefix cache off', off], ['prefix cache on', on]] as const) console.log(`| ${label} | ${x.ttftMs.toFixed(0)} | ${x.ttftP95Ms!.toFixed(0)} | ${x.tokensPerSecond.toFixed(1)} | ${x.rssMb.toFixed(0)} |`);
   const same = runs.get(true)!.every((a) => runs.get(false)!.every((b) => JSON.stringify(a.texts) === JSON.stringify(b.texts)));
@@ -303,10 +304,7 @@ async function main(): Promise<void> {
       console.error(`round ${r + 1}: ${key(c)} ${got.tokensPerSecond.toFixed(1)} tokens/s`);
     }
   }
-  const med = (c: Config): Result => {
-    const rs = results.get(key(c))!;
-    return { tokensPerSecond: median(rs.map((x) => x.tokensPerSecond)), ttftMs: median(rs.map((x) => x.ttftMs)), rssMb: median(rs.map((x) => x.rssMb)) };
-  };
+  const med = (c: Config): Result => medianResult(results.get(key(c))!);
   const fmt = (r: Result): string => `${r.tokensPerSecond.toFixed(1)} | ${r.ttftMs.toFixed(0)} | ${r.rssMb.toFixed(0)}`;
   console.log(`\n| peer | ${streams.map((s) => `${s} stream${s > 1 ? 's' : ''}: tokens/s | TTFT p50 ms | RSS MB`).join(' | ')} |`);
   console.log(`|---|${streams.map(() => '---|---|---').join('|')}|`);

@@ -180,8 +180,9 @@ def main() -> None:
         shutil.copytree(args.from_onnx, out, dirs_exist_ok=True)
         with open(os.path.join(out, "config.json")) as f:
             positions = json.load(f)["max_position_embeddings"]
-        write_all_gguf(model, vocabulary(args.from_onnx), positions, out)
-        write_greedy(model, vocabulary(args.from_onnx), out, sum(p.numel() for p in model.parameters()))
+        vocab = vocabulary(args.from_onnx)
+        write_all_gguf(model, vocab, positions, out)
+        write_greedy(model, vocab, out, sum(p.numel() for p in model.parameters()))
         log(f"done in {time.time() - started:.0f}s: {out}")
         return
     torch.manual_seed(args.seed)
