@@ -5,6 +5,8 @@
     <out>/onnx/model.onnx        float32 (optimum's decoder layout, as tiny-llama)
     <out>/onnx/model_q8.onnx     MatMulNBits, 8-bit weights, blocks of 32 (`runtime: {variant: q8}`)
     <out>/onnx/model_q4.onnx     MatMulNBits, 4-bit weights, blocks of 32 (`runtime: {variant: q4}`)
+    <out>/onnx/model_int8.onnx   int8 weights per output channel, activations quantized per call
+                                 (MatMulInteger: ONNX Runtime's dynamic quantization; `variant: int8`)
     <out>/gguf/model-f32.gguf    the same weights for llama.cpp, F32
     <out>/gguf/model-q8_0.gguf   and Q8_0
 
@@ -39,7 +41,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_lm  # noqa: E402
 import tiny_llama  # noqa: E402
-from quantize import matmul_nbits  # noqa: E402
+from quantize import matmul_nbits, quantise  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOKENIZER = os.path.join(REPO, "models", "tiny-llama")
@@ -212,6 +214,9 @@ def main() -> None:
         dst = os.path.join(out, "onnx", f"model_q{bits}.onnx")
         matmul_nbits(os.path.join(out, "onnx", "model.onnx"), dst, bits)
         log(f"MatMulNBits {bits}-bit graph: {os.path.getsize(dst) / 1e6:.0f} MB")
+    dst = os.path.join(out, "onnx", "model_int8.onnx")
+    quantise(os.path.join(out, "onnx", "model.onnx"), dst)
+    log(f"int8 (MatMulInteger) graph: {os.path.getsize(dst) / 1e6:.0f} MB")
     if not args.no_gguf:
         write_all_gguf(model, vocab, args.context, out)
     write_greedy(model, vocab, out, params)
