@@ -8,6 +8,7 @@ import { ORT_PROFILE_ENV } from './profile-env.js';
 
 export type Tensor = ort.Tensor;
 export type TensorType = ort.Tensor.Type;
+export type RunOptions = ort.InferenceSession.RunOptions;
 
 export interface SessionOptions {
   executionProvider: 'cpu' | 'cuda';
@@ -95,15 +96,16 @@ export class OnnxSession {
   /**
    * Blocks the calling thread: only worker processes call this. `into` names outputs to write
    * into tensors the caller allocated (of the exact output shape), so that nothing is allocated
-   * for them; ONNX Runtime allocates the others.
+   * for them; ONNX Runtime allocates the others. `options`: ONNX Runtime's run options (a probe
+   * that may fail sets logSeverityLevel 4, so that ONNX Runtime does not log its failure).
    */
-  async run(feeds: Record<string, ort.Tensor>, into?: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  async run(feeds: Record<string, ort.Tensor>, into?: Record<string, ort.Tensor>, options: ort.InferenceSession.RunOptions = {}): Promise<Record<string, ort.Tensor>> {
     const t0 = performance.now();
     try {
-      if (!into) return await this.session.run(feeds);
+      if (!into) return await this.session.run(feeds, options);
       const fetches: Record<string, ort.Tensor | null> = {};
       for (const name of this.session.outputNames) fetches[name] = into[name] ?? null;
-      return { ...(await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType)), ...into };
+      return { ...(await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType, options)), ...into };
     } finally {
       const seconds = (performance.now() - t0) / 1000;
       this.runSeconds += seconds;

@@ -12,11 +12,13 @@
 // longest, rolled-back positions — are masked out by the attention mask ("holes"); position ids
 // count only what the row holds, so a hole changes nothing the model computes. When a sequence
 // leaves, the last row moves into its place; newcomers are appended; the rows are re-padded
-// (holes squeezed out) only when the padding grows wasteful.
+// (holes squeezed out) only when the padding grows wasteful. A graph that cannot take several new
+// tokens after a past for more than one row at once (ONNX Runtime's CPU GroupQueryAttention, in
+// fused exports such as onnxruntime-genai's) runs such calls row by row, found out at load.
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
-import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, variantFile, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
+import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, variantFile, type RunOptions, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { PrefixCache, type KvArrays } from './prefix-cache.js';
 import { readTextLayout } from './text-layout.js';
 
@@ -30,6 +32,8 @@ export interface TextModelInfo {
   readonly positionIds: boolean;
   readonly useCacheBranch: boolean;
   readonly cacheType: string;
+  /** Whether one call may give several rows several new tokens each after a past (else: one call per row). */
+  readonly batchedContinuation: boolean;
 }
 
 /** One sequence's place in a decoder's cache. */
@@ -121,14 +125,30 @@ export class KvDecoder {
     if (!Number.isInteger(heads) || !Number.isInteger(headDim) || !Number.isInteger(vocabSize)) {
       throw new EaselError('EASEL_MODEL_INVALID', 'could not read the number of key/value heads, the head size or the vocabulary size from the graph and config.json');
     }
-    return new KvDecoder(session, {
+    const info = {
       layers, kvHeads: heads, headDim, vocabSize,
       contextLength: layout.contextLength,
       eosTokenIds: layout.eosTokenIds,
       positionIds: inputs.has('position_ids'),
       useCacheBranch: inputs.has('use_cache_branch'),
       cacheType: past.type,
-    }, prefixCacheBytes);
+      batchedContinuation: true,
+    };
+    const decoder = new KvDecoder(session, info, prefixCacheBytes);
+    if (!(await decoder.#continues(2)) && (await decoder.#continues(1))) info.batchedContinuation = false;
+    return decoder;
+  }
+
+  /** Whether a call of `rows` rows, two new tokens each after one cached position, runs. */
+  async #continues(rows: number): Promise<boolean> {
+    const { layers, kvHeads: H, headDim: D } = this.info;
+    const past = { keys: Array.from({ length: layers }, () => new Float32Array(rows * H * D)), values: Array.from({ length: layers }, () => new Float32Array(rows * H * D)) };
+    try {
+      await this.#call(rows, 2, new BigInt64Array(rows * 2), new BigInt64Array(rows * 3).fill(1n), BigInt64Array.from({ length: rows * 2 }, (_, i) => BigInt(1 + (i % 2))), 1, past, undefined, { logSeverityLevel: 4 });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -435,8 +455,28 @@ export class KvDecoder {
 
   /** One decoder call: `T` new tokens per row after `cache` (none: an empty cache); logits and presents as float32. */
   async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined, into?: KvArrays): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
-    const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
     const L = cache?.length ?? 0;
+    if (B === 1 || T === 1 || L === 0 || this.info.batchedContinuation) return this.#call(B, T, ids, mask, positions, L, cache, into);
+    // Row by row, each row's inputs and cache as views of the batch's (its rows are contiguous).
+    const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
+    const row = (arrays: Float32Array[], n: number, b: number): Float32Array[] => arrays.map((a) => a.subarray(b * H * n * D, (b + 1) * H * n * D));
+    const logits = new Float32Array(B * T * V);
+    const out = into ?? { keys: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)), values: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)) };
+    for (let b = 0; b < B; b++) {
+      const rowInto = into && { keys: row(into.keys, L + T, b), values: row(into.values, L + T, b) };
+      const r = await this.#call(1, T, ids.subarray(b * T, (b + 1) * T), mask.subarray(b * (L + T), (b + 1) * (L + T)), positions.subarray(b * T, (b + 1) * T), L, { keys: row(cache!.keys, L, b), values: row(cache!.values, L, b) }, rowInto);
+      logits.set(r.logits, b * T * V);
+      if (!into) {
+        for (const [l, k] of r.keys.entries()) out.keys[l]!.set(k, b * H * (L + T) * D);
+        for (const [l, v] of r.values.entries()) out.values[l]!.set(v, b * H * (L + T) * D);
+      }
+    }
+    return { logits, ...out };
+  }
+
+  /** One session run: `T` new tokens for each of `B` rows after `L` cached positions in `cache` (none: an empty cache). */
+  async #call(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, L: number, cache: KvArrays | undefined, into?: KvArrays, options?: RunOptions): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+    const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
     const feeds: Record<string, Tensor> = {
       input_ids: fromTypedArray('int64', ids, [B, T]),
       attention_mask: fromTypedArray('int64', mask, [B, L + T]),
@@ -453,7 +493,7 @@ export class KvDecoder {
       outputs[`present.${l}.key`] = floatTensor('float32', into.keys[l]!, [B, H, L + T, D]);
       outputs[`present.${l}.value`] = floatTensor('float32', into.values[l]!, [B, H, L + T, D]);
     }
-    const out = await this.session.run(feeds, into ? outputs : undefined);
+    const out = await this.session.run(feeds, into ? outputs : undefined, options);
     if (into) return { logits: tensorToFloat32(out.logits!), ...into };
     const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
     return { logits: tensorToFloat32(out.logits!), keys: presents('key'), values: presents('value') };
