@@ -2,7 +2,10 @@
 (default ~100M parameters: hidden 768, 16 layers, 12 query / 4 KV heads, SwiGLU 2048, context
 2048) in tiny-llama's layout and tokenizer, in every precision the benches compare:
 
-    <out>/onnx/model.onnx        float32 (optimum's decoder layout, as tiny-llama)
+    <out>/onnx/model.onnx        float32, in optimum's decoder layout (tiny-llama's inputs and outputs)
+                                 written with ONNX Runtime's fused operators (fused_llama.py: GroupQuery-
+                                 Attention, RotaryEmbedding, SkipSimplifiedLayerNormalization), checked
+                                 against the plain export of the same weights; --graph plain keeps that
     <out>/onnx/model_q8.onnx     MatMulNBits, 8-bit weights, blocks of 32 (`runtime: {variant: q8}`)
     <out>/onnx/model_q4.onnx     MatMulNBits, 4-bit weights, blocks of 32 (`runtime: {variant: q4}`)
     <out>/onnx/model_int8.onnx   int8 weights per output channel, activations quantized per call
@@ -39,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+import fused_llama  # noqa: E402
 import tiny_lm  # noqa: E402
 import tiny_llama  # noqa: E402
 from quantize import matmul_nbits, quantise  # noqa: E402
@@ -171,6 +175,8 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-gguf", action="store_true", help="skip the llama.cpp files")
+    ap.add_argument("--graph", choices=("fused", "plain"), default="fused",
+                    help="fused: ONNX Runtime's fused operators (fused_llama.py, as onnxruntime-genai writes LLMs); plain: the optimum-style export")
     ap.add_argument("--from-onnx", help="a model folder (models/tiny-llama): copy it to --out and add the GGUF of its own weights")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
@@ -205,6 +211,14 @@ def main() -> None:
         shutil.copy(os.path.join(TOKENIZER, f), os.path.join(tok_dir, f))
     tiny_lm.export(model, out, "bench-llama", len(vocab), tok_dir)
     shutil.rmtree(tok_dir)
+    if args.graph == "fused":
+        plain, fused = os.path.join(out, "onnx", "model.onnx"), os.path.join(out, "onnx", "model_fused.onnx")
+        fused_llama.write(model, fused, args.context)
+        worst, same = fused_llama.parity(plain, fused)
+        log(f"fused graph: logits within {worst:.1e} of the plain export's; 16 greedy tokens {'equal' if same else 'DIFFER'}")
+        if worst > 1e-3 or not same:
+            sys.exit("the fused graph does not compute what the plain export does")
+        os.replace(fused, plain)
     tiny_llama.write_configs(model, out, vocab, args.context)
     with open(os.path.join(out, "easel.yaml"), "w") as f:
         f.write("# Made by tools/model-factory/bench_llama.py: random weights, for benchmarks only.\n"

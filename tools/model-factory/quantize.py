@@ -32,6 +32,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -47,7 +48,10 @@ WINDOW = 128
 
 
 def quantise(src: str, dst: str) -> None:
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
+    # DefaultTensorType: the type of what ONNX's shape inference cannot follow through ONNX
+    # Runtime's own operators (a fused graph's GroupQueryAttention, RotaryEmbedding): float.
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def matmul_nbits(src: str, dst: str, bits: int) -> None:
