@@ -66,10 +66,10 @@ const MODEL_FILES = ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx', 'decod
  * otherwise; above, on ONNX Runtime's default (one per core). A decode step reads every weight
  * once: for a small model the step is over before a second thread has its share (tiny-lm through
  * the server at 16 streams: 3.2k tokens/s on one thread, 2.4k on one per core); for a large one
- * the matmuls are worth splitting where the cores have the memory bandwidth to feed them. On this
- * project's 2-core VM a 102M-parameter model is bandwidth-bound either way (raw ONNX Runtime, f32:
- * 47 vs 45 tokens/s at 1 stream, 252 vs 249 at 16, one thread vs one per core), so the large side
- * costs nothing here. `npm run bench:llm-peers -- --model <folder>` measures both on a model.
+ * the matmuls are worth splitting. On this project's 2-core VM, the 102M-parameter bench model in
+ * fused operators with 4-bit weights (raw ONNX Runtime): 126 vs 174 tokens/s at 1 stream, 174 vs
+ * 297 at 16, one thread vs one per core (its plain f32 export, bandwidth-bound: 47 vs 45, 252 vs
+ * 249). `npm run bench:llm-peers -- --model <folder>` measures both on a model.
  */
 export const ONE_THREAD_BELOW_BYTES = 32 * 1024 * 1024;
 
