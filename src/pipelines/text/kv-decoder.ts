@@ -36,6 +36,22 @@ export interface TextModelInfo {
   readonly batchedContinuation: boolean;
 }
 
+const NO_TOKENS: readonly number[] = [];
+
+/** Zero-filled int64 arrays for a call's inputs, each kind in one buffer that grows as needed. */
+class Scratch {
+  readonly #buffers = new Map<string, BigInt64Array>();
+
+  take(kind: string, length: number): BigInt64Array {
+    let buffer = this.#buffers.get(kind);
+    if (!buffer || buffer.length < length) {
+      buffer = new BigInt64Array(Math.ceil(length * 1.5));
+      this.#buffers.set(kind, buffer);
+    }
+    return buffer.subarray(0, length).fill(0n);
+  }
+}
+
 /** One sequence's place in a decoder's cache. */
 export class CacheRow {
   /** Positions the cache holds for this sequence: the next token's position id. */
@@ -44,6 +60,9 @@ export class CacheRow {
   holes: number[] = [];
   /** The row's own cache while it is not in the batch cache: per layer [heads, pastLength, headDim]. */
   own: KvArrays | undefined;
+  /** What the call in progress feeds it, and the logits after each of those tokens (feed's answer). */
+  fed: readonly number[] = NO_TOKENS;
+  fedLogits: Float32Array[] = [];
 
   /** Positions the row spans in the batch cache: what it holds and its holes. */
   get span(): number {
@@ -94,6 +113,7 @@ export class KvDecoder {
    */
   #spare: KvArrays | undefined;
   readonly #buffers = new WeakSet<ArrayBufferLike>();
+  readonly #scratch = new Scratch();
 
   /** Prompts' cached prefixes (automatic prefix caching), when the model has a budget for them. */
   readonly prefixCache: PrefixCache | undefined;
@@ -233,26 +253,31 @@ export class KvDecoder {
    */
   async feed(rows: readonly CacheRow[], tokens: readonly (readonly number[])[]): Promise<Float32Array[][]> {
     if (rows.length === 0) return [];
-    const wanted = new Map(rows.map((r, i) => [r, tokens[i]!]));
+    let T = 1;
+    for (let i = 0; i < rows.length; i++) {
+      rows[i]!.fed = tokens[i]!;
+      T = Math.max(T, tokens[i]!.length);
+    }
     const batch = this.#batchFor(rows);
     // The rows' order is the batch cache's, not the caller's.
     const members = batch.members;
     const B = members.length;
     const L = batch.length;
-    const T = Math.max(1, ...tokens.map((t) => t.length));
-    const ids = new BigInt64Array(B * T);
-    const mask = new BigInt64Array(B * (L + T));
-    const positions = new BigInt64Array(B * T);
-    for (const [b, row] of members.entries()) {
-      const fed = wanted.get(row)!;
+    // A step's inputs go in the same buffers every call (ONNX Runtime has read them when run returns).
+    const ids = this.#scratch.take('ids', B * T);
+    const mask = this.#scratch.take('mask', B * (L + T));
+    const positions = this.#scratch.take('positions', B * T);
+    for (let b = 0; b < B; b++) {
+      const row = members[b]!;
+      const fed = row.fed;
       const offset = T - fed.length;
       const base = b * (L + T);
       // Left padding: the row's span ends at L; its holes are masked inside it.
       mask.fill(1n, base + L - row.span, base + L);
       for (const h of row.holes) mask[base + h] = 0n;
       // Its tokens at the end of the window; the slots before them (a shorter feed) are holes.
-      for (const [i, token] of fed.entries()) {
-        ids[b * T + offset + i] = BigInt(token);
+      for (let i = 0; i < fed.length; i++) {
+        ids[b * T + offset + i] = BigInt(fed[i]!);
         positions[b * T + offset + i] = BigInt(row.pastLength + i);
         mask[base + L + offset + i] = 1n;
       }
@@ -263,15 +288,18 @@ export class KvDecoder {
     // The presents are the next call's cache as they are: the same members, T positions longer.
     this.#batch = { members, keys: out.keys, values: out.values, length: L + T };
     const V = this.info.vocabSize;
-    const logits = new Map<CacheRow, Float32Array[]>();
-    for (const [b, row] of members.entries()) {
-      const fed = wanted.get(row)!;
+    for (let b = 0; b < B; b++) {
+      const row = members[b]!;
+      const fed = row.fed;
       const offset = T - fed.length;
       for (let j = 0; j < offset; j++) row.holes.push(L + j);
       row.pastLength += fed.length;
-      logits.set(row, fed.map((_, i) => out.logits.subarray((b * T + offset + i) * V, (b * T + offset + i + 1) * V)));
+      const views: Float32Array[] = [];
+      for (let i = 0; i < fed.length; i++) views.push(out.logits.subarray((b * T + offset + i) * V, (b * T + offset + i + 1) * V));
+      row.fedLogits = views;
+      row.fed = NO_TOKENS;
     }
-    return rows.map((r) => logits.get(r)!);
+    return rows.map((r) => r.fedLogits);
   }
 
   /** Forgets a row's last `n` positions (draft tokens its sequence did not keep): masked from now on. Nothing when n <= 0. */

@@ -183,8 +183,12 @@ export class TextPipeline {
     const active = states.filter((s) => !this.isFinished(s));
     if (active.length === 0) return;
     if (this.speculation && active.length <= this.speculation.maxBatch) return this.#speculate(active, this.speculation.draft, this.speculation.adaptive);
-    const logits = await this.target.feed(active.map((s) => s.row), active.map((s) => [s.tokens.at(-1)!]));
-    for (const [i, s] of active.entries()) this.#accept(s, await this.#choose(s, logits[i]![0]!));
+    const logits = await this.target.feed(active.map((s) => s.row), active.map((s) => s.tokens.slice(-1)));
+    for (let i = 0; i < active.length; i++) {
+      const s = active[i]!;
+      const choice = this.#choose(s, logits[i]![0]!);
+      this.#accept(s, choice instanceof Promise ? await choice : choice);
+    }
   }
 
   /**
@@ -325,10 +329,11 @@ export class TextPipeline {
   }
 
   /** The next token from a sequence's logits (its own row of a call's output, changed in place). */
-  async #choose(s: Sequence, logits: Float32Array): Promise<TokenChoice> {
+  #choose(s: Sequence, logits: Float32Array): TokenChoice | Promise<TokenChoice> {
     this.#process(s, logits, s.generated.length);
-    await s.request.guide?.mask(logits);
-    return chooseToken(logits, s.request.sampling, s.random.at(s.generated.length));
+    const choose = (): TokenChoice => chooseToken(logits, s.request.sampling, s.random.at(s.generated.length));
+    // Unguided, the choice is made now: no promise per token.
+    return s.request.guide ? s.request.guide.mask(logits).then(choose) : choose();
   }
 
   /** Sampling's logit processing, and the tokens that may not end the sequence yet (min_tokens) at this position of its output. */

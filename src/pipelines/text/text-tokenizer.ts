@@ -44,6 +44,8 @@ export class TextTokenizer {
   /** The added tokens (special or not) by their text, and a pattern that finds them, longest first. */
   readonly #added: Map<string, AddedToken>;
   readonly #addedPattern: RegExp;
+  /** Single tokens' decoded text, as decode gave it. */
+  readonly #decoded = new Map<number, string>();
 
   private constructor(tokenizer: Tokenizer, config: Record<string, unknown>, maxTokenChars: number) {
     this.#tokenizer = tokenizer;
@@ -145,7 +147,16 @@ export class TextTokenizer {
   }
 
   decode(ids: readonly number[]): string {
-    return ids.length === 0 ? '' : this.#tokenizer.decode([...ids], { skip_special_tokens: true });
+    if (ids.length === 0) return '';
+    if (ids.length > 1) return this.#tokenizer.decode([...ids], { skip_special_tokens: true });
+    // One token alone: what a stream's detokenizer asks for at every token (the context before the
+    // newest), kept (at most one string per vocabulary entry).
+    const id = ids[0]!;
+    const known = this.#decoded.get(id);
+    if (known !== undefined) return known;
+    const text: string = this.#tokenizer.decode([id], { skip_special_tokens: true });
+    this.#decoded.set(id, text);
+    return text;
   }
 
   /** One token's text as it reads inside a sequence (`▁The` is " The", where decode([id]) gives "The"). */
