@@ -36,6 +36,11 @@ const batchingSchema = z
     queueTimeoutMs: z.number().int().positive().optional(),
     /** Step mode: the most memory the active set may need (an LM's KV cache at full length); newcomers wait for room. */
     maxMemoryBytes: z.number().int().positive().optional(),
+    /**
+     * Step mode: the worker's progress reports (an LM's streamed tokens) leave at most this often;
+     * turns that come faster share a message (a request's first report never waits). 0: every turn.
+     */
+    streamIntervalMs: z.number().int().min(0).max(1000).default(4),
   })
   .strict();
 
