@@ -13,6 +13,7 @@ import { idempotencyKey, ownerOf, resolveJobOutputs, submitJob } from './job-rou
 import { countRequests } from './request-metrics.js';
 import { assertServed, clientGone, predict, responseBody, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
+import { streamWrite } from './stream-write.js';
 
 export interface InferenceRouteOptions extends PredictOptions {
   metrics: Metrics;
@@ -57,7 +58,7 @@ export async function inferenceRoutes(app: FastifyInstance, o: InferenceRouteOpt
             reply.hijack();
             reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
           }
-          reply.raw.write(e.data.text);
+          streamWrite(reply.raw, e.data.text);
         }
       : undefined;
     try {

@@ -17,6 +17,7 @@ import { checkOutbound, parseOutboundUrl, type OutboundPolicy } from '../net/out
 import type { ArtifactStore } from '../storage/artifact-store.js';
 import { methodNotAllowed } from './errors.js';
 import { intQuery, jobId, jsonObject, pathName, strictObject } from './schemas.js';
+import { streamWrite } from './stream-write.js';
 
 export interface JobRoutesOptions {
   backend: JobBackend;
@@ -320,7 +321,7 @@ export async function jobRoutes(app: FastifyInstance, o: JobRoutesOptions): Prom
     const stop = followJob(
       o,
       job.id,
-      (e) => reply.raw.write(`id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`),
+      (e) => streamWrite(reply.raw, `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`),
       () => {
         clearInterval(heartbeat);
         release();

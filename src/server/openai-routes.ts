@@ -16,6 +16,7 @@ import { countRequests } from './request-metrics.js';
 import { ToolCallStream, type ParsedToolCall } from '../handlers/tool-calls.js';
 import { admitPrediction, assertServed, clientGone, modelParameters, predict, textToolsOf, type PredictOptions } from './predict.js';
 import { jsonObject, pathName, strictObject } from './schemas.js';
+import { streamWrite } from './stream-write.js';
 
 export interface OpenAiRouteOptions extends PredictOptions {
   isDraining(): boolean;
@@ -296,7 +297,7 @@ export async function openAiRoutes(app: FastifyInstance, o: OpenAiRouteOptions):
         reply.hijack();
         reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       }
-      if (!reply.raw.writableEnded) reply.raw.write(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
+      if (!reply.raw.writableEnded) streamWrite(reply.raw, `data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`);
     };
     // With tools, each choice's text passes through a splitter that holds a call back until it is whole.
     const callsExpected = chat && 'tools' in b && Array.isArray(b.tools) && b.tool_choice !== 'none';
