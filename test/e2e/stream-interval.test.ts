@@ -2,7 +2,7 @@
 // turns in between sharing one IPC message, and a request's first token at once. The same greedy
 // text either way; with a long interval the tokens after the first arrive together, with 0 they
 // arrive as they are made.
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,17 +10,10 @@ import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/e
 
 const TINY_LLAMA = path.join(ROOT, 'models', 'tiny-llama');
 
-/** tiny-llama's files linked into a new folder, with its own easel.yaml. */
+/** tiny-llama copied into a new folder, with its own easel.yaml. */
 function copyWith(dir: string, name: string, interval: number): string {
   const to = path.join(dir, name);
-  const link = (from: string, at: string): void => {
-    if (statSync(from).isDirectory()) {
-      mkdirSync(at);
-      for (const f of readdirSync(from)) link(path.join(from, f), path.join(at, f));
-    } else linkSync(from, at);
-  };
-  mkdirSync(to);
-  for (const f of readdirSync(TINY_LLAMA)) if (f !== 'easel.yaml') link(path.join(TINY_LLAMA, f), path.join(to, f));
+  cpSync(TINY_LLAMA, to, { recursive: true, filter: (f) => !f.endsWith('easel.yaml') });
   writeFileSync(path.join(to, 'easel.yaml'), `name: ${name}\nhandler: text-generation\nbatching:\n  batchSize: 16\n  streamIntervalMs: ${interval}\nruntime:\n  intraOpThreads: 1\n`);
   return to;
 }
