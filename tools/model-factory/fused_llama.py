@@ -145,7 +145,7 @@ def parity(plain: str, fused: str) -> tuple[float, bool]:
     import onnxruntime as ort
 
     sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (plain, fused)]
-    first = sessions[0].get_inputs()[3].shape
+    first = next(i.shape for i in sessions[0].get_inputs() if i.name == "past_key_values.0.key")
     kv, d = first[1], first[3]
     layers = sum(1 for i in sessions[0].get_inputs() if i.name.endswith(".key"))
 
