@@ -12,6 +12,7 @@
 // Not a test: it asserts nothing.
 //   npm run bench:llm-peers -- --model <folder made by tools/model-factory/bench_llama.py> [--rounds 3 --tokens 64 --prompt 32]
 //   npm run bench:llm-peers -- --model tiny-llama          (a bundled model: its precisions that exist; no GGUF)
+//   BENCH_BASE=<another checkout, built> npm run bench:llm-peers -- ...   (its server too, in the same rounds)
 //   npm run bench:llm-peers -- --model <folder> --shared-prefix 1000 [--precisions f32]
 //   (instead: 16 chats that share a 1,000-token beginning, at once, through Easel's server with
 //   its prefix cache and without (prefixCache.maxBytes 0): TTFT p50/p95 and tokens/s, after one
@@ -47,12 +48,14 @@ const PROMPT = Array.from({ length: Number(values.prompt) }, (_, i) => 10 + ((i 
 const PEERS = path.join(ROOT, 'bench', 'peers');
 const GRAPHS: Record<string, string> = { f32: 'model.onnx', q8: 'model_q8.onnx', q4: 'model_q4.onnx', int8: 'model_int8.onnx' };
 const GGUFS: Record<string, string> = { F32: 'model-f32.gguf', Q8_0: 'model-q8_0.gguf' };
+/** BENCH_BASE: another checkout, built (`npm run build`), whose server runs beside this one's in the same rounds (as bench/overhead's). */
+const BASE = process.env.BENCH_BASE ? path.resolve(process.env.BENCH_BASE) : undefined;
 
 type Config =
   | { kind: 'raw'; precision: string; threads: number; streams: number }
   | { kind: 'llama.cpp'; quant: string; threads: number; streams: number }
   | { kind: 'engine'; precision: string; streams: number }
-  | { kind: 'easel'; precision: string; streams: number }
+  | { kind: 'easel'; precision: string; streams: number; base?: boolean }
   | { kind: 'shared'; precision: string; streams: number; prefix: number; cache: boolean };
 interface Result { tokensPerSecond: number; ttftMs: number; rssMb: number; ttftP95Ms?: number; texts?: string[] }
 
@@ -205,9 +208,9 @@ async function complete(e: EaselProcess, prompt: number[], t0: number, max: numb
 }
 
 /** Easel's server on the model at a precision (`extra`: more easel.yaml lines), for the time of `run`. */
-async function served<T>(precision: string, extra: string[], run: (e: EaselProcess) => Promise<T>): Promise<T> {
+async function served<T>(precision: string, extra: string[], run: (e: EaselProcess) => Promise<T>, base?: string): Promise<T> {
   const dir = servedCopy(precision, extra);
-  const e = await serveModel('peers', dir);
+  const e = await serveModel('peers', dir, [], {}, base ? { cli: path.join(base, 'bin', 'easel.js') } : {});
   try {
     return await run(e);
   } finally {
@@ -254,6 +257,7 @@ function easelChild(c: Extract<Config, { kind: 'easel' }>): Promise<Result> {
       const seconds = (performance.now() - t0) / 1000;
       return { tokensPerSecond: (c.streams * TOKENS) / seconds, ttftMs: median(got.map((g) => g.first)), rssMb: treeRssMb(e.child.pid!) };
     }),
+    c.base ? BASE : undefined,
   );
 }
 
@@ -314,6 +318,7 @@ async function main(): Promise<void> {
     for (const p of precisions) for (const threads of [1, 0]) configs.push({ kind: 'raw', precision: p, threads, streams: s });
     for (const q of quants) for (const threads of [1, 2]) configs.push({ kind: 'llama.cpp', quant: q, threads, streams: s });
     for (const p of precisions) configs.push({ kind: 'engine', precision: p, streams: s }, { kind: 'easel', precision: p, streams: s });
+    if (BASE) for (const p of precisions) configs.push({ kind: 'easel', precision: p, streams: s, base: true });
   }
   const graphMb = (p: string): number => statSync(path.join(MODEL_DIR, 'onnx', GRAPHS[p]!)).size / 1e6;
   console.log(`# ${path.basename(MODEL_DIR)}: ${precisions.map((p) => `${p} ${graphMb(p).toFixed(0)} MB`).join(', ')}; prompt ${PROMPT.length} tokens, ${TOKENS} generated per stream, greedy; ${values.rounds} rounds interleaved, medians`);
@@ -338,6 +343,7 @@ async function main(): Promise<void> {
   for (const q of quants) for (const threads of [1, 2]) row(`llama.cpp ${q}, ${threads} thread${threads > 1 ? 's' : ''}`, (s) => med({ kind: 'llama.cpp', quant: q, threads, streams: s }));
   for (const p of precisions) row(`Easel engine alone ${p}`, (s) => med({ kind: 'engine', precision: p, streams: s }));
   for (const p of precisions) row(`Easel server ${p}`, (s) => med({ kind: 'easel', precision: p, streams: s }));
+  if (BASE) for (const p of precisions) row(`Easel server ${p}, base (${path.basename(BASE)})`, (s) => med({ kind: 'easel', precision: p, streams: s, base: true }));
   console.log('\nRatios (tokens/s):');
   for (const p of precisions) {
     for (const s of streams) {

@@ -144,8 +144,8 @@ export function waitModelLive(e: EaselProcess, name: string, timeoutMs = 60_000)
 }
 
 /** Starts `easel serve --models name=dir [args]` and waits until the model has a live worker. */
-export async function serveModel(name: string, dir: string, args: string[] = [], env: Record<string, string> = {}): Promise<EaselProcess> {
-  const e = await startEasel(['--models', `${name}=${dir}`, ...args], env);
+export async function serveModel(name: string, dir: string, args: string[] = [], env: Record<string, string> = {}, options: StartOptions = {}): Promise<EaselProcess> {
+  const e = await startEasel(['--models', `${name}=${dir}`, ...args], env, options);
   try {
     await waitModelLive(e, name);
   } catch (err) {
