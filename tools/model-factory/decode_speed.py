@@ -13,20 +13,30 @@ import numpy as np
 import onnxruntime as ort
 
 
-def tokens_per_second(session: ort.InferenceSession, rows: int, steps: int = 64) -> float:
+def cache_shape(session: ort.InferenceSession) -> tuple[int, int, int]:
+    """A decoder graph's layers, KV heads and head size, from its past_key_values inputs."""
     inputs = {i.name: i for i in session.get_inputs()}
-    layers = sum(1 for n in inputs if n.startswith("past_key_values") and n.endswith(".key"))
     shape = inputs["past_key_values.0.key"].shape
-    heads, dim = shape[1], shape[3]
+    return sum(1 for n in inputs if n.startswith("past_key_values") and n.endswith(".key")), shape[1], shape[3]
+
+
+def decoder_run(session: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+    """One call of a decoder in the optimum layout (past: keys and values by layer, in turn): its logits and presents."""
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if any(i.name == "position_ids" for i in session.get_inputs()):
+        feeds["position_ids"] = positions
+    for i in range(len(past) // 2):
+        feeds[f"past_key_values.{i}.key"], feeds[f"past_key_values.{i}.value"] = past[2 * i], past[2 * i + 1]
+    out = session.run(None, feeds)
+    return out[0], out[1:]
+
+
+def tokens_per_second(session: ort.InferenceSession, rows: int, steps: int = 64) -> float:
+    layers, heads, dim = cache_shape(session)
 
     def run(ids, past, at):
         t = ids.shape[1]
-        feeds = {"input_ids": ids, "attention_mask": np.ones((rows, at + t), np.int64)}
-        if "position_ids" in inputs:
-            feeds["position_ids"] = np.tile(np.arange(at, at + t, dtype=np.int64), (rows, 1))
-        for i in range(layers):
-            feeds[f"past_key_values.{i}.key"], feeds[f"past_key_values.{i}.value"] = past[2 * i], past[2 * i + 1]
-        return session.run(None, feeds)[1:]
+        return decoder_run(session, ids, np.ones((rows, at + t), np.int64), np.tile(np.arange(at, at + t, dtype=np.int64), (rows, 1)), past)[1]
 
     past = run(np.ones((rows, 32), np.int64), [np.zeros((rows, heads, 0, dim), np.float32)] * (2 * layers), 0)
     started = time.perf_counter()

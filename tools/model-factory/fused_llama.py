@@ -143,26 +143,17 @@ def parity(plain: str, fused: str) -> tuple[float, bool]:
     the largest logit difference where a position sees something, and whether 16 greedy tokens
     after a prompt agree."""
     import onnxruntime as ort
+    from decode_speed import cache_shape, decoder_run as run
 
     sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (plain, fused)]
-    first = next(i.shape for i in sessions[0].get_inputs() if i.name == "past_key_values.0.key")
-    kv, d = first[1], first[3]
-    layers = sum(1 for i in sessions[0].get_inputs() if i.name.endswith(".key"))
-
-    def run(s, ids, mask, pos, past):
-        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
-        for i in range(layers):
-            feeds[f"past_key_values.{i}.key"], feeds[f"past_key_values.{i}.value"] = past[2 * i], past[2 * i + 1]
-        out = s.run(None, feeds)
-        return out[0], out[1:]
+    layers, kv, d = cache_shape(sessions[0])
 
     empty = [np.zeros((2, kv, 0, d), np.float32)] * (2 * layers)
     ids = np.array([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]], np.int64)
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
     pos = np.array([[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]], np.int64)
-    worst = 0.0
     outs = [run(s, ids, mask, pos, empty) for s in sessions]
-    worst = max(worst, float(np.abs(outs[0][0][0, 2:] - outs[1][0][0, 2:]).max()), float(np.abs(outs[0][0][1] - outs[1][0][1]).max()))
+    worst = max(float(np.abs(outs[0][0][0, 2:] - outs[1][0][0, 2:]).max()), float(np.abs(outs[0][0][1] - outs[1][0][1]).max()))
     step_mask = np.array([[0, 0, 1, 0, 1, 1], [1, 1, 1, 1, 1, 1]], np.int64)  # a hole at position 3 of row 0
     outs = [run(s, np.array([[13], [14]], np.int64), step_mask, np.array([[2], [5]], np.int64), o[1]) for s, o in zip(sessions, outs)]
     worst = max(worst, float(np.abs(outs[0][0] - outs[1][0]).max()))
