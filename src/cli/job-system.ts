@@ -5,14 +5,12 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { EaselConfig } from '../config/config.js';
 import { poolPolicy, type JobBackend } from '../jobs/job.js';
-import { RedisJobBackend } from '../jobs/redis-job-backend.js';
 import { SqliteJobBackend } from '../jobs/sqlite-job-backend.js';
 import { WebhookNotifier } from '../jobs/webhook-notifier.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { anchoredPatterns, type OutboundPolicy } from '../net/outbound-guard.js';
 import type { ModelControl } from '../models/model-control.js';
 import { LocalArtifactStore, type ArtifactStore } from '../storage/artifact-store.js';
-import { S3ArtifactStore } from '../storage/s3-artifact-store.js';
 import { JobRunner } from '../workers/job-runner.js';
 import { ThroughputEstimate } from '../workers/throughput-estimate.js';
 
@@ -37,13 +35,18 @@ export function webhookPolicy(config: EaselConfig): OutboundPolicy {
   return { allowedHosts: anchoredPatterns(config.webhookAllowedHosts) };
 }
 
-export function createJobSystem(config: EaselConfig, control: ModelControl, logger: Logger, metrics?: Metrics): JobSystem {
+/**
+ * The Redis backend (BullMQ, ioredis) and the S3 store (the AWS SDK) are imported only when the
+ * config names them: the embedded mode's API process does not carry them (~10 MB of heap, ~30 MB
+ * resident).
+ */
+export async function createJobSystem(config: EaselConfig, control: ModelControl, logger: Logger, metrics?: Metrics): Promise<JobSystem> {
   const redis = config.queue.startsWith('redis://') || config.queue.startsWith('rediss://');
   const backend: JobBackend = redis
-    ? new RedisJobBackend({ url: config.queue, jobTtlMs: config.jobTtlMs, lockMs: config.jobLockMs })
+    ? new (await import('../jobs/redis-job-backend.js')).RedisJobBackend({ url: config.queue, jobTtlMs: config.jobTtlMs, lockMs: config.jobLockMs })
     : new SqliteJobBackend({ file: path.join(config.dataDir, 'jobs.db'), jobTtlMs: config.jobTtlMs });
   const artifacts: ArtifactStore = config.artifactUrl
-    ? new S3ArtifactStore({ url: config.artifactUrl, endpoint: config.s3Endpoint })
+    ? new (await import('../storage/s3-artifact-store.js')).S3ArtifactStore({ url: config.artifactUrl, endpoint: config.s3Endpoint })
     : new LocalArtifactStore(config.artifactDir ?? path.join(config.dataDir, 'artifacts'));
   const throughput = new ThroughputEstimate();
   const webhooks = new WebhookNotifier({ backend, logger, secret: config.webhookSecret, policy: webhookPolicy(config) });
@@ -90,14 +93,11 @@ export function createJobSystem(config: EaselConfig, control: ModelControl, logg
       await runner.close();
       webhooks.close();
     })());
+  const models = async (): Promise<string[]> => [...new Set([...localModels(), ...(await backend.announcedModels())])];
   return {
-    backend, artifacts, runner, throughput,
+    backend, artifacts, runner, throughput, models,
     async modelKnown(model) {
-      return (await this.models()).includes(model);
-    },
-    async models() {
-      const remote = await backend.announcedModels();
-      return [...new Set([...localModels(), ...remote])];
+      return (await models()).includes(model);
     },
     stop,
     async close() {

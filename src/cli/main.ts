@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { configSchema, envName, loadConfig, parseModelList, PACKAGE_ROOT } from '../config/config.js';
 import { createArchive, type ArchiveFormat } from '../models/archive.js';
-import { cancelJob, chat, ClientError, generate, getJob, listJobs } from './client.js';
+import type * as Client from './client.js';
 import { serve } from './serve.js';
 import { work } from './worker.js';
 
@@ -76,12 +76,16 @@ function samplingOptions(command: Command, maxTokensHelp: string): Command {
   return command.addOption(urlOption()).option('--max-tokens <n>', maxTokensHelp, int).option('--temperature <t>', 'text models: temperature (0: greedy)', num);
 }
 
-/** Runs a client command, turning its errors into one line on stderr and exit code 1. */
-async function client(run: () => Promise<string>): Promise<void> {
+/**
+ * Runs a client command, turning its errors into one line on stderr and exit code 1. The client
+ * (and its progress bar) is imported here, not by `easel serve`.
+ */
+async function client(run: (c: typeof Client) => Promise<string>): Promise<void> {
+  const c = await import('./client.js');
   try {
-    console.log(await run());
+    console.log(await run(c));
   } catch (err) {
-    if (!(err instanceof ClientError)) throw err;
+    if (!(err instanceof c.ClientError)) throw err;
     console.error(`easel: ${err.message}`);
     process.exitCode = 1;
   }
@@ -169,7 +173,7 @@ export function buildProgram(): Command {
     .option('--scheduler <name>', 'ddim, euler, euler_a, dpmpp_2m, lcm or pndm')
     .option('--negative-prompt <text>', 'what not to draw')
     .action(async (prompt: string, opts: { url: string; model: string; output?: string; steps?: number; seed?: number; guidance?: number; width?: number; height?: number; scheduler?: string; negativePrompt?: string; maxTokens?: number; temperature?: number }) => {
-      await client(async () => `saved ${await generate(prompt, opts)}`);
+      await client(async (c) => `saved ${await c.generate(prompt, opts)}`);
     });
   samplingOptions(program.command('chat'), 'max_tokens')
     .description('Chat with a text model of a running server: the answer streams to the terminal (POST /v1/chat/completions).')
@@ -178,7 +182,7 @@ export function buildProgram(): Command {
     .option('--system <text>', 'a system prompt')
     .option('--seed <n>', 'seed', int)
     .action(async (words: string[], opts: { url: string; model: string; system?: string; maxTokens?: number; temperature?: number; seed?: number }) => {
-      await client(() => chat(words.join(' '), opts));
+      await client((c) => c.chat(words.join(' '), opts));
     });
 
   const jobs = program.command('jobs').description('List, inspect and cancel jobs on a running server.');
@@ -188,17 +192,17 @@ export function buildProgram(): Command {
     .option('--status <status>', 'queued, running, succeeded, failed or cancelled')
     .option('--model <name>', 'only this model\'s jobs')
     .option('--limit <n>', 'how many (newest first)', int, 20)
-    .action(async (opts: { url: string; status?: string; model?: string; limit: number }) => client(() => listJobs(opts.url, opts)));
+    .action(async (opts: { url: string; status?: string; model?: string; limit: number }) => client((c) => c.listJobs(opts.url, opts)));
   jobs
     .command('get')
     .argument('<id>')
     .addOption(urlOption())
-    .action(async (id: string, opts: { url: string }) => client(() => getJob(opts.url, id)));
+    .action(async (id: string, opts: { url: string }) => client((c) => c.getJob(opts.url, id)));
   jobs
     .command('cancel')
     .argument('<id>')
     .addOption(urlOption())
-    .action(async (id: string, opts: { url: string }) => client(() => cancelJob(opts.url, id)));
+    .action(async (id: string, opts: { url: string }) => client((c) => c.cancelJob(opts.url, id)));
   return program;
 }
 

@@ -35,7 +35,7 @@ export async function serve(config: EaselConfig, options: { handleSignals?: bool
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
   let draining = false;
-  const jobs = createJobSystem(config, manager, logger, metrics);
+  const jobs = await createJobSystem(config, manager, logger, metrics);
   // An API-only node knows the models of its config without a worker anywhere (scale from zero:
   // their work waits in the queue KEDA watches), and those workers announce.
   const elsewhere = config.localWorkers ? undefined : await remoteAdmission(config, store, logger);

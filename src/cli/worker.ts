@@ -29,7 +29,7 @@ export async function work(config: EaselConfig): Promise<{ close(): Promise<void
     observer,
   });
   const store = new ModelStore({ storeDir: config.modelStore, dataDir: config.dataDir, allowedUrls: config.allowedUrls, maxArchiveBytes: config.maxArchiveBytes, tasks: TASKS });
-  const jobs = createJobSystem(config, manager, logger, metrics);
+  const jobs = await createJobSystem(config, manager, logger, metrics);
   const metricsServer = await createMetricsServer({ metrics, logger, maxBodyBytes: config.maxBodyBytes, requestTimeoutMs: config.requestTimeoutMs, json: { maxJsonDepth: config.maxJsonDepth, maxJsonKeys: config.maxJsonKeys } });
   // Any free port unless one is given: one worker per GPU on a machine, beside an easel serve.
   const metricsPort = await listen(metricsServer, config.metricsHost, config.metricsPort ?? 0, '--metrics-port');

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EaselError } from '../errors/easel-error.js';
@@ -149,7 +148,8 @@ export interface RateLimitOptions {
 /** Per-key (else per-address) requests per minute: 429 in Easel's error shape, with Retry-After. */
 export async function limitRate(app: FastifyInstance, o: RateLimitOptions): Promise<void> {
   const limit = (req: FastifyRequest): number => req.apiKey?.rateLimitPerMinute ?? o.perMinute;
-  const redis = o.redisUrl ? new Redis(o.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
+  // ioredis only in the distributed mode (imported then, as the job system imports BullMQ).
+  const redis = o.redisUrl ? new (await import('ioredis')).Redis(o.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 }) : undefined;
   if (redis) app.addHook('onClose', async () => void (await redis.quit().catch(() => undefined)));
   await app.register(rateLimit, {
     global: true,
