@@ -7,7 +7,8 @@
 // streams' generated tokens ÷ the wall time from the first request to the last token), time to
 // first token p50, resident memory at the end (the process; Easel: the server and its workers).
 // Every figure is one child process per measurement, timed once it is warm (the median of the
-// passes of the load in its 3 s after 2 s untimed), rounds interleaved, medians. The prompt is
+// passes of the load in its 3 s after 2 s untimed), rounds interleaved (every other one in
+// reverse order), medians. The prompt is
 // the same token ids for every peer (the greedy text of random weights is noise; its cost is not).
 // Not a test: it asserts nothing.
 //   npm run bench:llm-peers -- --model <folder made by tools/model-factory/bench_llama.py> [--rounds 3 --tokens 64 --prompt 32]
@@ -337,7 +338,9 @@ async function main(): Promise<void> {
   const results = new Map<string, Result[]>();
   const key = (c: Config): string => JSON.stringify(c);
   for (let r = 0; r < Number(values.rounds); r++) {
-    for (const c of configs) {
+    // Every other round in reverse order: this VM's speed drifts by tens of percent within a
+    // minute, and a fixed order would hand one peer the same part of each drift every round.
+    for (const c of r % 2 === 0 ? configs : [...configs].reverse()) {
       const got = measure(c);
       results.set(key(c), [...(results.get(key(c)) ?? []), got]);
       console.error(`round ${r + 1}: ${key(c)} ${got.tokensPerSecond.toFixed(1)} tokens/s`);
