@@ -2,7 +2,7 @@
 // dies (every pending batch then rejects with WorkerDiedError).
 import type { Progress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EaselError } from '../errors/easel-error.js';
@@ -24,15 +24,27 @@ export interface WorkerProfile {
 }
 
 /**
- * V8 flags of every worker process. `--single-threaded-gc`: onnxruntime-node copies each output
- * of each run into a fresh ArrayBuffer (even outputs given preallocated), so a decoder allocates
- * its whole KV cache's size outside the heap every step, and V8 answers that external memory with
- * a full mark of the (small, ~13 MB) heap every few tens of milliseconds. Concurrently, that
- * marking runs on helper threads that take a core from ONNX Runtime's threads and the API process
- * (tiny-llama, 16 streams: ~0.4 of a core); on the worker's own thread it costs less in all.
- * Measured on the 2-core VM: 16 streams served 3.7-4.1k -> 4.2-4.6k tokens/s.
+ * Below this many bytes of ONNX graphs in its folder, a model's workers run V8 with
+ * `--single-threaded-gc`. A worker's garbage is mostly onnxruntime-node's: it copies every output
+ * of every run into a fresh ArrayBuffer (even outputs given preallocated), a decoder's whole KV
+ * cache each step, and V8 answers that much outside-the-heap memory with a mark of the heap every
+ * few tens of milliseconds. For a small model the copies are small and the steps short: marking
+ * on V8's helper threads takes a core from ONNX Runtime and the API process, and on the worker's
+ * own thread it costs less (tiny-llama served at 16 streams, 2-core VM: 2.4-3.3k -> 3.2-4.0k
+ * tokens/s, interleaved rounds). For a large one the copies are large (the 102M-parameter bench
+ * model's cache at 16 rows: ~50 MB a step) and marking on one thread falls behind them: it served
+ * 27 % faster (462 vs 364 tokens/s, int8) but held 877 MB against 577, so large models keep V8's
+ * concurrent marking. The copies go when onnxruntime-node returns preallocated outputs as they
+ * are (microsoft/onnxruntime#32346, open).
  */
-const WORKER_V8_FLAGS = ['--single-threaded-gc'];
+export const SINGLE_THREADED_GC_BELOW_BYTES = 32 * 1024 * 1024;
+
+/** The V8 flags of a model's worker processes: by the bytes of the ONNX graphs in its folder (SINGLE_THREADED_GC_BELOW_BYTES). */
+export function workerV8Flags(modelDir: string): string[] {
+  const graphs = readdirSync(modelDir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.onnx(\.data|_data)?$/.test(f));
+  const bytes = graphs.reduce((n, f) => n + statSync(path.join(modelDir, f)).size, 0);
+  return bytes < SINGLE_THREADED_GC_BELOW_BYTES ? ['--single-threaded-gc'] : [];
+}
 
 /** The workers' profiling from the config (--profile-dir, --profile-cpu-only), or none. */
 export function workerProfile(config: { profileDir?: string | undefined; profileCpuOnly: boolean }): WorkerProfile | undefined {
@@ -86,7 +98,7 @@ export class WorkerProcess {
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     this.#child = fork(ENTRY, [], {
       serialization: 'advanced',
-      execArgv: [...(isTs ? ['--import', 'tsx'] : []), ...WORKER_V8_FLAGS, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+      execArgv: [...(isTs ? ['--import', 'tsx'] : []), ...workerV8Flags(o.entry.dir), ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
       // ONNX Runtime's profiles go beside it (OnnxSession reads this in the worker).
       env: profileDir && o.profile?.onnxRuntime ? { ...process.env, [ORT_PROFILE_ENV]: profileDir } : process.env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
