@@ -136,8 +136,6 @@ export interface Handler<Batch = unknown, Out = unknown> {
   dispose(): Promise<void>;
 }
 
-export type HandlerFactory = () => Handler;
-
 export function jsonResult(value: unknown): HandlerResult {
   return { contentType: 'application/json', data: new TextEncoder().encode(JSON.stringify(value)) };
 }

@@ -11,8 +11,8 @@ import type { Handler } from './handler.js';
 /**
  * Each built-in handler's module is imported by the worker that serves one: a text model's worker
  * does not hold the diffusion pipelines (its heap after loading 12.5 -> 10.6 MB, which V8 marks
- * every few hundred milliseconds under onnxruntime-node's output copies; 12 MB less resident).
- * A Map: a user's "constructor" is an unknown name, not Object's constructor.
+ * every few tens to hundreds of milliseconds under onnxruntime-node's output copies; 12 MB less
+ * resident). A Map: a user's "constructor" is an unknown name, not Object's constructor.
  */
 const FACTORIES: ReadonlyMap<string, () => Promise<Handler>> = new Map<string, () => Promise<Handler>>([
   ['tensor', async () => new (await import('./tensor-handler.js')).TensorHandler()],

@@ -42,7 +42,8 @@ export const SINGLE_THREADED_GC_BELOW_BYTES = 32 * 1024 * 1024;
 /** The V8 flags of a model's worker processes: by the bytes of the ONNX graphs in its folder (SINGLE_THREADED_GC_BELOW_BYTES). */
 export function workerV8Flags(modelDir: string): string[] {
   const graphs = readdirSync(modelDir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.onnx(\.data|_data)?$/.test(f));
-  const bytes = graphs.reduce((n, f) => n + statSync(path.join(modelDir, f)).size, 0);
+  // A link that leads nowhere counts nothing (the worker's own load reports it).
+  const bytes = graphs.reduce((n, f) => n + (statSync(path.join(modelDir, f), { throwIfNoEntry: false })?.size ?? 0), 0);
   return bytes < SINGLE_THREADED_GC_BELOW_BYTES ? ['--single-threaded-gc'] : [];
 }
 
