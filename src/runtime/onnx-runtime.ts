@@ -94,18 +94,15 @@ export class OnnxSession {
   runSeconds = 0;
 
   /**
-   * Blocks the calling thread: only worker processes call this. `into` names outputs to write
-   * into tensors the caller allocated (of the exact output shape), so that nothing is allocated
-   * for them; ONNX Runtime allocates the others. `options`: ONNX Runtime's run options (a probe
-   * that may fail sets logSeverityLevel 4, so that ONNX Runtime does not log its failure).
+   * Blocks the calling thread: only worker processes call this. Every output comes back in a
+   * fresh ArrayBuffer (onnxruntime-node copies outputs, also preallocated ones: none are passed).
+   * `options`: ONNX Runtime's run options (a probe that may fail sets logSeverityLevel 4, so that
+   * ONNX Runtime does not log its failure).
    */
-  async run(feeds: Record<string, ort.Tensor>, into?: Record<string, ort.Tensor>, options: ort.InferenceSession.RunOptions = {}): Promise<Record<string, ort.Tensor>> {
+  async run(feeds: Record<string, ort.Tensor>, options: ort.InferenceSession.RunOptions = {}): Promise<Record<string, ort.Tensor>> {
     const t0 = performance.now();
     try {
-      if (!into) return await this.session.run(feeds, options);
-      const fetches: Record<string, ort.Tensor | null> = {};
-      for (const name of this.session.outputNames) fetches[name] = into[name] ?? null;
-      return { ...(await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType, options)), ...into };
+      return await this.session.run(feeds, options);
     } finally {
       const seconds = (performance.now() - t0) / 1000;
       this.runSeconds += seconds;

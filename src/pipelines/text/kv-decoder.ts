@@ -107,9 +107,11 @@ export function findTextModel(dir: string): string | undefined {
 export class KvDecoder {
   #batch: BatchCache | undefined;
   /**
-   * The other of the two buffers (per layer, keys and values) that a float32 batch cache lives in
-   * by turns: each call's presents are written into it, and the call's past becomes the spare.
-   * Nothing is allocated per call, so the garbage collector is not driven by the cache.
+   * Buffers (per layer, keys and values) a batch cache that was re-laid (rows joining, a re-pad)
+   * left behind, for the next one. A call's presents are not written into them: onnxruntime-node
+   * 1.30 copies every output into a fresh ArrayBuffer, also one given preallocated (then ONNX
+   * Runtime writes the cache twice: ~5 % of a tiny-llama step, a 38 MB copy per step of the bench
+   * model at 16 streams), so each call's presents are ONNX Runtime's own, as they come.
    */
   #spare: KvArrays | undefined;
   readonly #buffers = new WeakSet<ArrayBufferLike>();
@@ -164,7 +166,7 @@ export class KvDecoder {
     const { layers, kvHeads: H, headDim: D } = this.info;
     const past = { keys: Array.from({ length: layers }, () => new Float32Array(rows * H * D)), values: Array.from({ length: layers }, () => new Float32Array(rows * H * D)) };
     try {
-      await this.#call(rows, 2, new BigInt64Array(rows * 2), new BigInt64Array(rows * 3).fill(1n), BigInt64Array.from({ length: rows * 2 }, (_, i) => BigInt(1 + (i % 2))), 1, past, undefined, { logSeverityLevel: 4 });
+      await this.#call(rows, 2, new BigInt64Array(rows * 2), new BigInt64Array(rows * 3).fill(1n), BigInt64Array.from({ length: rows * 2 }, (_, i) => BigInt(1 + (i % 2))), 1, past, { logSeverityLevel: 4 });
       return true;
     } catch {
       return false;
@@ -282,9 +284,8 @@ export class KvDecoder {
         mask[base + L + offset + i] = 1n;
       }
     }
-    const into = this.info.cacheType === 'float32' ? this.#takeSpare(B * this.info.kvHeads * (L + T) * this.info.headDim) : undefined;
-    const out = await this.#run(B, T, ids, mask, positions, batch, into);
-    if (into) this.#giveBack(batch);
+    const out = await this.#run(B, T, ids, mask, positions, batch);
+    this.#giveBack(batch);
     // The presents are the next call's cache as they are: the same members, T positions longer.
     this.#batch = { members, keys: out.keys, values: out.values, length: L + T };
     const V = this.info.vocabSize;
@@ -482,28 +483,25 @@ export class KvDecoder {
   }
 
   /** One decoder call: `T` new tokens per row after `cache` (none: an empty cache); logits and presents as float32. */
-  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined, into?: KvArrays): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+  async #run(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, cache: BatchCache | undefined): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
     const L = cache?.length ?? 0;
-    if (B === 1 || T === 1 || L === 0 || this.info.batchedContinuation) return this.#call(B, T, ids, mask, positions, L, cache, into);
+    if (B === 1 || T === 1 || L === 0 || this.info.batchedContinuation) return this.#call(B, T, ids, mask, positions, L, cache);
     // Row by row, each row's inputs and cache as views of the batch's (its rows are contiguous).
     const { layers, kvHeads: H, headDim: D, vocabSize: V } = this.info;
     const row = (arrays: Float32Array[], n: number, b: number): Float32Array[] => arrays.map((a) => a.subarray(b * H * n * D, (b + 1) * H * n * D));
     const logits = new Float32Array(B * T * V);
-    const out = into ?? { keys: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)), values: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)) };
+    const out = { keys: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)), values: Array.from({ length: layers }, () => new Float32Array(B * H * (L + T) * D)) };
     for (let b = 0; b < B; b++) {
-      const rowInto = into && { keys: row(into.keys, L + T, b), values: row(into.values, L + T, b) };
-      const r = await this.#call(1, T, ids.subarray(b * T, (b + 1) * T), mask.subarray(b * (L + T), (b + 1) * (L + T)), positions.subarray(b * T, (b + 1) * T), L, { keys: row(cache!.keys, L, b), values: row(cache!.values, L, b) }, rowInto);
+      const r = await this.#call(1, T, ids.subarray(b * T, (b + 1) * T), mask.subarray(b * (L + T), (b + 1) * (L + T)), positions.subarray(b * T, (b + 1) * T), L, { keys: row(cache!.keys, L, b), values: row(cache!.values, L, b) });
       logits.set(r.logits, b * T * V);
-      if (!into) {
-        for (const [l, k] of r.keys.entries()) out.keys[l]!.set(k, b * H * (L + T) * D);
-        for (const [l, v] of r.values.entries()) out.values[l]!.set(v, b * H * (L + T) * D);
-      }
+      for (const [l, k] of r.keys.entries()) out.keys[l]!.set(k, b * H * (L + T) * D);
+      for (const [l, v] of r.values.entries()) out.values[l]!.set(v, b * H * (L + T) * D);
     }
     return { logits, ...out };
   }
 
   /** One session run: `T` new tokens for each of `B` rows after `L` cached positions in `cache` (none: an empty cache). */
-  async #call(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, L: number, cache: KvArrays | undefined, into?: KvArrays, options?: RunOptions): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
+  async #call(B: number, T: number, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, L: number, cache: KvArrays | undefined, options?: RunOptions): Promise<{ logits: Float32Array; keys: Float32Array[]; values: Float32Array[] }> {
     const { layers, kvHeads: H, headDim: D, cacheType } = this.info;
     const feeds: Record<string, Tensor> = {
       input_ids: fromTypedArray('int64', ids, [B, T]),
@@ -515,14 +513,7 @@ export class KvDecoder {
       feeds[`past_key_values.${l}.key`] = floatTensor(cacheType, cache?.keys[l] ?? new Float32Array(0), [B, H, L, D]);
       feeds[`past_key_values.${l}.value`] = floatTensor(cacheType, cache?.values[l] ?? new Float32Array(0), [B, H, L, D]);
     }
-    // Presents written into the caller's arrays (float32 caches), or allocated by ONNX Runtime.
-    const outputs: Record<string, Tensor> = {};
-    for (let l = 0; l < layers && into; l++) {
-      outputs[`present.${l}.key`] = floatTensor('float32', into.keys[l]!, [B, H, L + T, D]);
-      outputs[`present.${l}.value`] = floatTensor('float32', into.values[l]!, [B, H, L + T, D]);
-    }
-    const out = await this.session.run(feeds, into ? outputs : undefined, options);
-    if (into) return { logits: tensorToFloat32(out.logits!), ...into };
+    const out = await this.session.run(feeds, options);
     const presents = (kind: 'key' | 'value'): Float32Array[] => Array.from({ length: layers }, (_, l) => tensorToFloat32(out[`present.${l}.${kind}`]!));
     return { logits: tensorToFloat32(out.logits!), keys: presents('key'), values: presents('value') };
   }
