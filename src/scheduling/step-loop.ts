@@ -123,6 +123,7 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
 
   /** Takes the waiting runs that fit beside the active set, in arrival order, per group. */
   #admit(): Member<Req, State, Out>[] {
+    if (this.#waiting.length === 0) return [];
     const limit = this.options.maxBatchSize ?? Infinity;
     const budget = this.options.maxMemoryBytes ?? Infinity;
     const need = (m: Member<Req, State, Out>): number => m.requests.reduce((n, r) => n + (this.model.memoryFor?.(r) ?? 0), 0);
@@ -155,9 +156,11 @@ export class StepLoop<Req, State, Out> implements StepRunner<Req, State, Out> {
 
   #dropCancelled(): void {
     for (const list of [this.#waiting, this.#active]) {
-      for (const m of [...list]) {
+      // Backwards: a removal moves only members already looked at.
+      for (let i = list.length - 1; i >= 0; i--) {
+        const m = list[i]!;
         if (!m.options.signal?.aborted) continue;
-        list.splice(list.indexOf(m), 1);
+        list.splice(i, 1);
         const first = m.states[0];
         const at = first === undefined ? { step: 0, total: m.requests[0] === undefined ? 0 : this.model.length(m.requests[0]) } : this.model.progress(first);
         m.reject(errors.cancelled(`after ${at.step} of ${at.total} steps`));
