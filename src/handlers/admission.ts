@@ -5,6 +5,7 @@
 import { EaselError, invalidField } from '../errors/easel-error.js';
 import type { ModelParameters, TextTools } from '../models/model-control.js';
 import type { ModelEntry, ModelSpec } from '../models/model-spec.js';
+import { checkCustomHandler } from './custom-handler.js';
 import { checkDraft, parseTextGeneration, textGenerationParameters, textGenerationRules, textTools } from './text-generation-request.js';
 import { parseTextToImage, textToImageParameters, textToImageRules } from './text-to-image-request.js';
 
@@ -92,10 +93,6 @@ export const TASKS: ReadonlyMap<string, string> = new Map([
   ['text-to-image', 'text-to-image'],
 ]);
 
-export function isCustomHandler(name: string): boolean {
-  return /\.(m?js)$/.test(name);
-}
-
 /** Throws unless the spec names a built-in handler, or a custom module the operator allows. */
 export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): void {
   const mode = spec.batching.mode;
@@ -105,13 +102,7 @@ export function checkHandler(spec: ModelSpec, allowCustomHandlers: boolean): voi
   if (spec.speculative && spec.handler !== 'text-generation') {
     throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: speculative decoding is for the text-generation handler, not ${spec.handler}`, { field: 'speculative' });
   }
-  if (BUILT_INS.has(spec.handler)) return;
-  if (!isCustomHandler(spec.handler)) {
-    throw new EaselError('EASEL_MODEL_INVALID', `model ${spec.name}: unknown handler "${spec.handler}"; built-in handlers: ${BUILT_IN_HANDLER_NAMES.join(', ')}, or a .js/.mjs module in the model directory`, { field: 'handler' });
-  }
-  if (!allowCustomHandlers) {
-    throw new EaselError('EASEL_FORBIDDEN', `model ${spec.name} uses the custom handler ${spec.handler}; custom handlers run arbitrary code and are loaded only with --allow-custom-handlers`, { field: 'handler' });
-  }
+  if (!BUILT_INS.has(spec.handler)) checkCustomHandler(spec, allowCustomHandlers, BUILT_IN_HANDLER_NAMES);
 }
 
 /**
