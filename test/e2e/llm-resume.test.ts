@@ -6,13 +6,13 @@
 // announces each retry; past the crash budget it fails saying so), a speculative model (tiny-lm
 // with its draft) and 8 concurrent streams sharing the killed worker. A worker is stopped
 // (SIGSTOP) as soon as its run is seen making text, so that the kill lands mid-generation, then killed.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createParser } from 'eventsource-parser';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitFor, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, startEasel, textModelVariant, waitFor, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
 const LLAMA = 'tiny-llama';
 const SPECULATIVE = 'tiny-lm-fast';
@@ -30,8 +30,7 @@ let easel: EaselProcess;
 let client: OpenAI;
 beforeAll(async () => {
   for (const m of ['tiny-llama', 'tiny-lm', 'tiny-lm-draft']) cpSync(path.join(ROOT, 'models', m), path.join(store, m), { recursive: true });
-  cpSync(path.join(ROOT, 'models', 'tiny-lm'), path.join(store, SPECULATIVE), { recursive: true });
-  writeFileSync(path.join(store, SPECULATIVE, 'easel.yaml'), `name: ${SPECULATIVE}\nhandler: text-generation\nruntime:\n  intraOpThreads: 1\nbatching:\n  batchSize: 16\nspeculative:\n  draft: tiny-lm-draft\n  k: 4\n`);
+  textModelVariant('tiny-lm', path.join(store, SPECULATIVE), SPECULATIVE, 'speculative:\n  draft: tiny-lm-draft\n  k: 4\n');
   easel = await startEasel(['--model-store', store, '--models', `${LLAMA}=${LLAMA}`, `${SPECULATIVE}=${SPECULATIVE}`]);
   await waitModelLive(easel, LLAMA);
   await waitModelLive(easel, SPECULATIVE);

@@ -7,19 +7,17 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { ROOT, startEasel, textModelVariant, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
 const PROMPTS = ['Once upon a time, there was a little girl named Lily.', 'Tom had a red ball.', 'The cat', 'One day, Ben went to the park with his mom.', 'Mia liked to play', 'Lily and Tom', 'It was a sunny day.', 'The little bird'];
 
 /** A copy of tiny-lm under another name, with easel.yaml (or TorchServe's model-config.yaml) settings added. */
 function variant(store: string, name: string, extra: string, file = 'easel.yaml'): void {
   const dir = path.join(store, name);
-  cpSync(path.join(ROOT, 'models', 'tiny-lm'), dir, { recursive: true });
-  if (file === 'easel.yaml') writeFileSync(path.join(dir, file), `name: ${name}\nhandler: text-generation\nruntime:\n  intraOpThreads: 1\nbatching:\n  batchSize: 16\n${extra}`);
-  else {
-    rmSync(path.join(dir, 'easel.yaml'));
-    writeFileSync(path.join(dir, file), extra);
-  }
+  textModelVariant('tiny-lm', dir, name, file === 'easel.yaml' ? extra : '');
+  if (file === 'easel.yaml') return;
+  rmSync(path.join(dir, 'easel.yaml'));
+  writeFileSync(path.join(dir, file), extra);
 }
 
 describe('speculative decoding through the server (tiny-lm, draft tiny-lm-draft)', () => {

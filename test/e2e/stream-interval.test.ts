@@ -2,21 +2,14 @@
 // turns in between sharing one IPC message, and a request's first token at once. The same greedy
 // text either way; with a long interval the tokens after the first arrive together, with 0 they
 // arrive as they are made.
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, startEasel, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
+import { startEasel, textModelVariant, waitModelLive, type EaselProcess } from '../helpers/easel-process.js';
 
-const TINY_LLAMA = path.join(ROOT, 'models', 'tiny-llama');
-
-/** tiny-llama copied into a new folder, with its own easel.yaml. */
-function copyWith(dir: string, name: string, interval: number): string {
-  const to = path.join(dir, name);
-  cpSync(TINY_LLAMA, to, { recursive: true, filter: (f) => !f.endsWith('easel.yaml') });
-  writeFileSync(path.join(to, 'easel.yaml'), `name: ${name}\nhandler: text-generation\nbatching:\n  batchSize: 16\n  streamIntervalMs: ${interval}\nruntime:\n  intraOpThreads: 1\n`);
-  return to;
-}
+/** tiny-llama copied into a new folder, with its own stream interval. */
+const copyWith = (dir: string, name: string, interval: number): string => textModelVariant('tiny-llama', path.join(dir, name), name, `  streamIntervalMs: ${interval}\n`);
 
 describe('batching.streamIntervalMs', () => {
   let dir: string;

@@ -1,7 +1,7 @@
 // Starts the real `easel serve` (the built CLI) as a child process on ephemeral ports, with its
 // own data directory, and stops it. Each test owns its server.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -153,4 +153,15 @@ export async function serveModel(name: string, dir: string, args: string[] = [],
     throw err;
   }
   return e;
+}
+
+/**
+ * A bundled language model copied to `to` under another name, with an easel.yaml of its own:
+ * text-generation on one intra-op thread, batches of 16, then `extra` (more lines; indented, they
+ * go on under `batching:`). The folder, to serve beside others.
+ */
+export function textModelVariant(model: string, to: string, name: string, extra = ''): string {
+  cpSync(path.join(ROOT, 'models', model), to, { recursive: true, filter: (f) => path.basename(f) !== 'easel.yaml' });
+  writeFileSync(path.join(to, 'easel.yaml'), `name: ${name}\nhandler: text-generation\nruntime:\n  intraOpThreads: 1\nbatching:\n  batchSize: 16\n${extra}`);
+  return to;
 }
