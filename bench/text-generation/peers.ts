@@ -8,7 +8,8 @@
 // first token p50, resident memory at the end (the process; Easel: the server and its workers).
 // Every figure is one child process per measurement, timed once it is warm (the median of the
 // passes of the load in its 3 s after 2 s untimed), rounds interleaved (every other one in
-// reverse order), medians. The prompt is
+// reverse order), medians; each ratio also paired by round (a peer over the ceiling measured in
+// the same round: this VM drifts by tens of percent between rounds). The prompt is
 // the same token ids for every peer (the greedy text of random weights is noise; its cost is not).
 // Not a test: it asserts nothing.
 //   npm run bench:llm-peers -- --model <folder made by tools/model-factory/bench_llama.py> [--rounds 3 --tokens 64 --prompt 32]
@@ -359,15 +360,29 @@ async function main(): Promise<void> {
   for (const p of precisions) row(`Easel engine alone ${p}`, (s) => med({ kind: 'engine', precision: p, streams: s }));
   for (const p of precisions) row(`Easel server ${p}`, (s) => med({ kind: 'easel', precision: p, streams: s }));
   if (BASE) for (const p of precisions) row(`Easel server ${p}, base (${path.basename(BASE)})`, (s) => med({ kind: 'easel', precision: p, streams: s, base: true }));
-  console.log('\nRatios (tokens/s):');
+  /**
+   * A peer's tokens/s over a reference's in each round (the faster of the reference's settings in
+   * that round): the two were measured minutes apart, not rounds apart, so the drift between
+   * rounds cancels. Their median, and each round's.
+   */
+  const paired = (of: Config, reference: Config[]): string => {
+    const ratios = results.get(key(of))!.map((r, i) => r.tokensPerSecond / Math.max(...reference.map((c) => results.get(key(c))![i]!.tokensPerSecond)));
+    return `${median(ratios).toFixed(2)} (rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')})`;
+  };
+  console.log('\nRatios (tokens/s), of the medians and paired by round:');
   for (const p of precisions) {
     for (const s of streams) {
-      const easel = med({ kind: 'easel', precision: p, streams: s }).tokensPerSecond;
-      const engine = med({ kind: 'engine', precision: p, streams: s }).tokensPerSecond;
-      const parts = [`Easel ÷ raw ONNX Runtime (best threads) ${(easel / best(p, s).tokensPerSecond).toFixed(2)} (engine alone ${(engine / best(p, s).tokensPerSecond).toFixed(2)}; server ÷ engine ${(easel / engine).toFixed(2)})`];
+      const server: Config = { kind: 'easel', precision: p, streams: s };
+      const engine: Config = { kind: 'engine', precision: p, streams: s };
+      const raw = [1, 0].map((threads): Config => ({ kind: 'raw', precision: p, threads, streams: s }));
+      const [easelTps, engineTps] = [med(server).tokensPerSecond, med(engine).tokensPerSecond];
+      const parts = [
+        `Easel ÷ raw ONNX Runtime (best threads) ${(easelTps / best(p, s).tokensPerSecond).toFixed(2)} (engine alone ${(engineTps / best(p, s).tokensPerSecond).toFixed(2)}; server ÷ engine ${(easelTps / engineTps).toFixed(2)})`,
+        `paired by round: Easel ÷ raw ${paired(server, raw)}, engine alone ÷ raw ${paired(engine, raw)}`,
+      ];
       if (quants.includes('Q8_0')) {
-        const q8 = Math.max(...[1, 2].map((threads) => med({ kind: 'llama.cpp', quant: 'Q8_0', threads, streams: s }).tokensPerSecond));
-        parts.push(`Easel ÷ llama.cpp Q8_0 (best threads) ${(easel / q8).toFixed(2)}`);
+        const q8 = [1, 2].map((threads): Config => ({ kind: 'llama.cpp', quant: 'Q8_0', threads, streams: s }));
+        parts.push(`Easel ÷ llama.cpp Q8_0 (best threads) ${(easelTps / Math.max(...q8.map((c) => med(c).tokensPerSecond))).toFixed(2)}, paired by round ${paired(server, q8)}`);
       }
       console.log(`- ${p}, ${s} stream${s > 1 ? 's' : ''}: ${parts.join('; ')}`);
     }
