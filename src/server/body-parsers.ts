@@ -55,7 +55,12 @@ function badJson(message: string): EaselError {
 /** Replaces Fastify's JSON parser with the bounded one (every port). */
 export function installJsonParser(app: FastifyInstance, limits: JsonLimits): void {
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    // No route takes it: the router's 404 (or 405), not a complaint about a body nothing would read.
+    if (req.is404) {
+      done(null, undefined);
+      return;
+    }
     if (body === '') {
       done(new EaselError('EASEL_BAD_REQUEST', 'the JSON body is empty', { field: 'body' }), undefined);
       return;

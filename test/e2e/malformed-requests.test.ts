@@ -59,6 +59,8 @@ const cases: Case[] = [
   { name: 'unknown model', path: '/predictions/nope', body: '{"data": [1]}', type: JSON_T, status: 404, code: 'EASEL_MODEL_NOT_FOUND', mentions: /nope/ },
   { name: 'unknown version', path: '/predictions/add-one/9.9', body: '{"data": [1]}', type: JSON_T, status: 404, code: 'EASEL_MODEL_NOT_FOUND', mentions: /9\.9/ },
   { name: 'unknown route', path: '/predict/add-one', body: '{"data": [1]}', type: JSON_T, status: 404, code: 'EASEL_NOT_FOUND' },
+  { name: 'unknown route, a body that is not JSON', path: '/predict/add-one', body: '{"data": [1', type: JSON_T, status: 404, code: 'EASEL_NOT_FOUND' },
+  { name: 'unknown route, an empty JSON body', path: '/', body: '', type: JSON_T, status: 404, code: 'EASEL_NOT_FOUND' },
   { name: 'path traversal in model name', path: '/predictions/..%2F..%2Fetc', body: '{"data": [1]}', type: JSON_T, status: 404, code: 'EASEL_MODEL_NOT_FOUND' },
   // wrong methods
   { name: 'GET a prediction', method: 'GET', path: '/predictions/add-one', status: 405, code: 'EASEL_METHOD_NOT_ALLOWED', mentions: /POST/ },
