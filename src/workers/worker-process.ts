@@ -2,11 +2,12 @@
 // dies (every pending batch then rejects with WorkerDiedError).
 import type { Progress } from '../models/model-control.js';
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EaselError } from '../errors/easel-error.js';
 import type { TensorSignature, TurnReport } from '../handlers/handler.js';
+import { graphBytes } from '../runtime/graph-bytes.js';
 import { ORT_PROFILE_ENV } from '../runtime/profile-env.js';
 import type { ModelEntry } from '../models/model-spec.js';
 import type { BatchingPlan } from '../scheduling/batching.js';
@@ -34,16 +35,18 @@ export interface WorkerProfile {
  * tokens/s, interleaved rounds). For a large one the copies are large (the 102M-parameter bench
  * model's cache at 16 rows: ~50 MB a step) and marking on one thread falls behind them: it served
  * 27 % faster (462 vs 364 tokens/s, int8) but held 877 MB against 577, so large models keep V8's
- * concurrent marking. The copies go when onnxruntime-node returns preallocated outputs as they
- * are (microsoft/onnxruntime#32346, open).
+ * concurrent marking. Both measured before a worker stopped loading admission's modules (its heap
+ * ~11.6 -> ~8 MB; full marks under load much rarer since), not again. The copies could go when
+ * onnxruntime-node returns preallocated outputs as they are (microsoft/onnxruntime#32346, open):
+ * the decoder passes none today, since they would be copied too.
  */
 export const SINGLE_THREADED_GC_BELOW_BYTES = 32 * 1024 * 1024;
 
 /** The V8 flags of a model's worker processes: by the bytes of the ONNX graphs in its folder (SINGLE_THREADED_GC_BELOW_BYTES). */
 export function workerV8Flags(modelDir: string): string[] {
-  const graphs = readdirSync(modelDir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.onnx(\.data|_data)?$/.test(f));
+  const graphs = readdirSync(modelDir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.onnx'));
   // A link that leads nowhere counts nothing (the worker's own load reports it).
-  const bytes = graphs.reduce((n, f) => n + (statSync(path.join(modelDir, f), { throwIfNoEntry: false })?.size ?? 0), 0);
+  const bytes = graphs.reduce((n, f) => n + graphBytes(path.join(modelDir, f)), 0);
   return bytes < SINGLE_THREADED_GC_BELOW_BYTES ? ['--single-threaded-gc'] : [];
 }
 

@@ -15,9 +15,10 @@
 // (holes squeezed out) only when the padding grows wasteful. A graph that cannot take several new
 // tokens after a past for more than one row at once (ONNX Runtime's CPU GroupQueryAttention, in
 // fused exports such as onnxruntime-genai's) runs such calls row by row, found out at load.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { EaselError } from '../../errors/easel-error.js';
+import { graphBytes } from '../../runtime/graph-bytes.js';
 import { floatTensor, fromTypedArray, makeTensor, OnnxSession, tensorToFloat32, variantFile, type RunOptions, type SessionOptions, type Tensor } from '../../runtime/onnx-runtime.js';
 import { PrefixCache, type KvArrays } from './prefix-cache.js';
 import { readTextLayout } from './text-layout.js';
@@ -96,8 +97,7 @@ export const ONE_THREAD_BELOW_BYTES = 32 * 1024 * 1024;
 export function decoderThreads(file: string, options: SessionOptions): number {
   if (options.intraOpThreads > 0) return options.intraOpThreads;
   const chosen = variantFile(file, options.variant);
-  const external = [`${chosen}.data`, `${chosen}_data`].filter((f) => existsSync(f)).reduce((n, f) => n + statSync(f).size, 0);
-  return statSync(chosen).size + external < ONE_THREAD_BELOW_BYTES ? 1 : 0;
+  return graphBytes(chosen) < ONE_THREAD_BELOW_BYTES ? 1 : 0;
 }
 
 export function findTextModel(dir: string): string | undefined {
